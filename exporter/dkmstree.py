@@ -1,0 +1,370 @@
+"""The DKMS tree, read the way ``dkms status`` reads it (dkms 3.0.x, as in Debian 12 and
+Ubuntu 24.04, and the ``broken`` state of >= 3.0.13), plus failed builds.
+
+Rules (dkms.in: module_status, is_module_added, is_module_built, _is_module_installed,
+module_status_built_extra):
+- ``<tree>/<m>/<v>`` is listed when it is a directory and ``source`` is a link (even a
+  dangling one) or a directory;
+- ``<v>/<k>/<a>`` (k must match ``+([0-9]).*``) is *built* when ``module/`` exists and every
+  DEST_MODULE_NAME has ``module/<name>.ko`` or ``.ko<suffix>`` (suffix from the kernel's
+  modules.dep); >= 3.0.13 only needs ``module/``;
+- *installed* when ``<m>/kernel-<k>-<a>`` resolves to ``<m>/<v>/<k>/<a>``;
+- a failed build is a leftover ``<m>/<v>/build/make.log`` with no ``<k>/<a>/module``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .context import Context, Unreadable
+from .depmod import ModulesDep, parse_modules_dep
+from .dkmsconf import MAX_CONF_BYTES, DkmsConf, DkmsConfError, parse_dkms_conf
+from .makelog import MAX_LOG_BYTES, MakeLog, classify_make_log
+from .versioning import compare
+
+_KERNEL_DIR = re.compile(r"^[0-9]+\..*")
+_DKMS_VERSION = re.compile(rb'echo \$?"dkms-([0-9][^"\s]*)"')
+_FRAMEWORK_VAR = re.compile(r'^\s*(dkms_tree|source_tree|install_tree)\s*=\s*["\']?([^"\'#\s]+)')
+
+DEFAULT_TREE = "/var/lib/dkms"
+DEFAULT_SOURCE_TREE = "/usr/src"
+DEFAULT_INSTALL_TREE = "/lib/modules"
+
+# status decorations, as stable codes; check/docs show dkms's own words
+DECORATIONS = {
+    "original_module_exists": ("original_module exists", "Original modules exist"),
+    "missing_built_modules": ("WARNING! Missing some built modules!",
+                              "Built modules are missing in the kernel modules folder"),
+    "built_installed_differ": ("WARNING! Diff between built and installed module!",
+                               "Differences between built and installed modules"),
+}
+
+
+@dataclass(frozen=True)
+class DkmsBuild:
+    kernel: str
+    arch: str
+    state: str                          # built | installed
+    decorations: tuple[str, ...]        # codes from DECORATIONS
+    files: tuple[tuple[str, str], ...]  # (dest module name, host path of the built file)
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    kernel: str
+    arch: str
+    cause: str
+    detail: str
+    log: str            # host path of make.log
+    mtime: float
+
+
+@dataclass(frozen=True)
+class DkmsEntry:
+    module: str
+    version: str
+    state: str                    # added | broken (module level)
+    source: str                   # host path of the source link/dir
+    conf_text: str | None         # None when dkms.conf is missing or unreadable
+    builds: tuple[DkmsBuild, ...]
+    failure: BuildFailure | None
+
+    def build_for(self, kernel: str, arch: str) -> DkmsBuild | None:
+        return next((b for b in self.builds if b.kernel == kernel and b.arch == arch), None)
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    module: str
+    version: str
+    kernel: str
+    arch: str
+    state: str
+    decorations: tuple[str, ...] = ()
+
+    def render(self, new_wording: bool = False) -> str:
+        if not self.kernel:
+            return f"{self.module}/{self.version}: {self.state}"
+        extra = "".join(f" ({DECORATIONS[d][1 if new_wording else 0]})" for d in self.decorations)
+        return f"{self.module}/{self.version}, {self.kernel}, {self.arch}: {self.state}{extra}"
+
+
+@dataclass(frozen=True)
+class DkmsFacts:
+    tree: str
+    install_tree: str
+    dkms_version: str | None
+    entries: tuple[DkmsEntry, ...]
+    distro_dest: str | None       # dkms's override_dest_module_location for this distro
+
+    def status_lines(self) -> list[StatusLine]:
+        lines: list[StatusLine] = []
+        for e in self.entries:
+            if not e.builds:
+                lines.append(StatusLine(e.module, e.version, "", "", e.state))
+            for b in e.builds:
+                lines.append(StatusLine(e.module, e.version, b.kernel, b.arch, b.state, b.decorations))
+        return lines
+
+    @property
+    def modern(self) -> bool:
+        """dkms >= 3.0.13: the 'broken' state and the relaxed 'built' rule."""
+        return self.dkms_version is not None and compare(self.dkms_version, "3.0.13") >= 0
+
+
+@functools.lru_cache(maxsize=2048)
+def evaluate_conf(text: str, kernel: str, arch: str, tree: str, install_tree: str,
+                  module: str, version: str) -> DkmsConf:
+    """dkms.conf as dkms would evaluate it for one kernel (read_conf's environment)."""
+    env = {"kernelver": kernel, "arch": arch, "dkms_tree": tree, "source_tree": DEFAULT_SOURCE_TREE,
+           "install_tree": install_tree, "kernel_source_dir": f"{install_tree}/{kernel}/build",
+           "module": module, "module_version": version}
+    return parse_dkms_conf(text, env)
+
+
+def collect_dkms(ctx: Context) -> DkmsFacts:
+    tree, install_tree = _framework(ctx)
+    version = _dkms_version(ctx)
+    distro_dest = _distro_dest(ctx)
+    facts_entries: list[DkmsEntry] = []
+    modern = version is not None and compare(version, "3.0.13") >= 0
+    for module in ctx.listdir(tree) or []:
+        mdir = f"{tree}/{module}"
+        try:
+            if not ctx.is_dir(mdir):
+                continue
+            for ver in ctx.listdir(mdir) or []:
+                entry = _entry(ctx, tree, install_tree, module, ver, modern)
+                if entry is not None:
+                    facts_entries.append(entry)
+        except Unreadable:
+            continue
+    return DkmsFacts(tree, install_tree, version, tuple(facts_entries), distro_dest)
+
+
+def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
+           modern: bool) -> DkmsEntry | None:
+    vdir = f"{tree}/{module}/{ver}"
+    if not ctx.is_dir(vdir):
+        return None
+    source = f"{vdir}/source"
+    link = ctx.lstat(source)
+    if link is None:
+        return None
+    is_link = (link.st_mode & 0o170000) == 0o120000
+    resolves = ctx.is_dir(source)
+    if not is_link and not resolves:
+        return None
+    state = "added"
+    if modern and ((is_link and not resolves) or (not is_link and ctx.is_dir(f"/usr/src/{module}-{ver}"))):
+        state = "broken"
+    conf_text = None
+    if resolves:
+        try:
+            raw = ctx.load(f"{source}/dkms.conf", bytes, limit=MAX_CONF_BYTES, purpose="raw")
+            conf_text = raw.decode("utf-8", "surrogateescape") if raw is not None else None
+            if raw is None:
+                ctx.error(f"{source}/dkms.conf", "dkms.conf missing: dkms cannot evaluate this module")
+        except Unreadable:
+            conf_text = None
+    builds = tuple(_builds(ctx, tree, install_tree, module, ver, conf_text, modern))
+    if state == "broken":
+        builds = ()
+    failure = _failure(ctx, vdir, builds)
+    return DkmsEntry(module, ver, state, source, conf_text, builds, failure)
+
+
+def _builds(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
+            conf_text: str | None, modern: bool):
+    vdir = f"{tree}/{module}/{ver}"
+    for kernel in ctx.listdir(vdir) or []:
+        if not _KERNEL_DIR.match(kernel):
+            continue
+        for arch in ctx.listdir(f"{vdir}/{kernel}") or []:
+            if arch.startswith("."):
+                continue
+            build = _build(ctx, tree, install_tree, module, ver, kernel, arch, conf_text, modern)
+            if build is not None:
+                yield build
+
+
+def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, kernel: str,
+           arch: str, conf_text: str | None, modern: bool) -> DkmsBuild | None:
+    kdir = f"{tree}/{module}/{ver}/{kernel}/{arch}"
+    if not ctx.is_dir(f"{kdir}/module"):
+        return None
+    suffix = _module_suffix(ctx, install_tree, kernel)
+    names = _dest_names(ctx, conf_text, kernel, arch, tree, install_tree, module, ver, kdir)
+    files: list[tuple[str, str]] = []
+    missing = False
+    for name in names:
+        found = _compressed_or_uncompressed(ctx, f"{kdir}/module", name, suffix)
+        if found is None:
+            missing = True
+        else:
+            files.append((name, found))
+    if missing and not modern:
+        return None  # dkms 3.0.x: not built at all
+    installed = ctx.fs.realpath(f"{tree}/{module}/kernel-{kernel}-{arch}") == ctx.fs.realpath(kdir) \
+        and ctx.lstat(f"{tree}/{module}/kernel-{kernel}-{arch}") is not None \
+        and _is_link(ctx, f"{tree}/{module}/kernel-{kernel}-{arch}")
+    decorations: list[str] = []
+    if ctx.is_dir(f"{tree}/{module}/original_module/{kernel}/{arch}"):
+        decorations.append("original_module_exists")
+    if missing:
+        decorations.append("missing_built_modules")
+    if installed and _differs(ctx, conf_text, files, kernel, arch, tree, install_tree, module, ver, suffix):
+        decorations.append("built_installed_differ")
+    return DkmsBuild(kernel, arch, "installed" if installed else "built", tuple(decorations), tuple(files))
+
+
+def _is_link(ctx: Context, hostpath: str) -> bool:
+    st = ctx.lstat(hostpath)
+    return st is not None and (st.st_mode & 0o170000) == 0o120000
+
+
+def _dest_names(ctx: Context, conf_text: str | None, kernel: str, arch: str, tree: str,
+                install_tree: str, module: str, ver: str, kdir: str) -> list[str]:
+    if conf_text is not None:
+        try:
+            names = evaluate_conf(conf_text, kernel, arch, tree, install_tree, module, ver).dest_module_names()
+            if names:
+                return names
+        except DkmsConfError as exc:
+            ctx.error(f"{tree}/{module}/{ver}/source/dkms.conf", exc)
+    # without a usable dkms.conf, the built files are the best account of the module's names
+    return sorted({n.split(".ko", 1)[0] for n in (ctx.listdir(f"{kdir}/module") or []) if ".ko" in n})
+
+
+def _compressed_or_uncompressed(ctx: Context, directory: str, name: str, suffix: str) -> str | None:
+    for candidate in (f"{directory}/{name}.ko", f"{directory}/{name}.ko{suffix}"):
+        if ctx.exists(candidate):
+            return candidate
+    return None
+
+
+def _module_suffix(ctx: Context, install_tree: str, kernel: str) -> str:
+    try:
+        dep = ctx.load(f"{install_tree}/{kernel}/modules.dep", parse_modules_dep, purpose="modules.dep")
+    except Unreadable:
+        return ""
+    return dep.compressed_suffix if isinstance(dep, ModulesDep) else ""
+
+
+def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], kernel: str, arch: str,
+             tree: str, install_tree: str, module: str, ver: str, suffix: str) -> bool:
+    """dkms's 'Diff between built and installed module': no identical copy where dkms looks."""
+    conf = None
+    if conf_text is not None:
+        try:
+            conf = evaluate_conf(conf_text, kernel, arch, tree, install_tree, module, ver)
+        except DkmsConfError:
+            conf = None
+    for index, (name, built) in enumerate(files):
+        locations = []
+        distro = _distro_dest(ctx)
+        raw = conf.dest_module_location(index) if conf else ""
+        if distro:
+            locations.append(distro)
+        if raw and raw not in locations:
+            locations.append(raw)
+        installed = None
+        for loc in locations:
+            installed = _compressed_or_uncompressed(ctx, f"{install_tree}/{kernel}{loc}", name, suffix)
+            if installed:
+                break
+        if installed is None or _digest(ctx, installed) != _digest(ctx, built):
+            return True
+    return False
+
+
+def _digest(ctx: Context, hostpath: str) -> str | None:
+    try:
+        return ctx.load(hostpath, lambda b: hashlib.sha256(b).hexdigest(), limit=256 * 1024 * 1024,
+                        purpose="sha256")
+    except Unreadable:
+        return None
+
+
+def _failure(ctx: Context, vdir: str, builds: tuple[DkmsBuild, ...]) -> BuildFailure | None:
+    logpath = f"{vdir}/build/make.log"
+    st = ctx.stat(logpath)
+    if st is None:
+        return None
+    try:
+        parsed = ctx.load(logpath, _tail_classify, limit=1 << 62, purpose="makelog")
+    except Unreadable:
+        return None
+    if parsed is None or parsed.kernel is None:
+        return None
+    arch = parsed.arch or ""
+    if any(b.kernel == parsed.kernel and (not arch or b.arch == arch) for b in builds):
+        return None  # a later successful build for that kernel: the log is stale
+    if ctx.is_dir(f"{vdir}/{parsed.kernel}/{arch}/module"):
+        return None
+    return BuildFailure(parsed.kernel, arch, parsed.cause, parsed.detail, logpath, st.st_mtime)
+
+
+def _tail_classify(data: bytes) -> MakeLog:
+    head = data[:4096]
+    if len(data) > MAX_LOG_BYTES:
+        data = head + b"\n" + data[-MAX_LOG_BYTES:]
+    return classify_make_log(data)
+
+
+def _framework(ctx: Context) -> tuple[str, str]:
+    """dkms_tree/install_tree from /etc/dkms/framework.conf(.d), as dkms reads them."""
+    tree, install_tree = DEFAULT_TREE, DEFAULT_INSTALL_TREE
+    files = ["/etc/dkms/framework.conf"] + [
+        f"/etc/dkms/framework.conf.d/{n}" for n in (ctx.listdir("/etc/dkms/framework.conf.d") or [])
+        if n.endswith(".conf")]
+    for path in files:
+        try:
+            text = ctx.load(path, lambda b: b.decode("utf-8", "replace"), limit=MAX_CONF_BYTES, purpose="text")
+        except Unreadable:
+            continue
+        for line in (text or "").splitlines():
+            m = _FRAMEWORK_VAR.match(line)
+            if m and m.group(1) == "dkms_tree":
+                tree = m.group(2)
+            elif m and m.group(1) == "install_tree":
+                install_tree = m.group(2)
+    return tree.rstrip("/") or "/", install_tree.rstrip("/") or "/"
+
+
+def _dkms_version(ctx: Context) -> str | None:
+    """The installed dkms's version, read from the script itself (what `dkms --version` prints)."""
+    for path in ("/usr/sbin/dkms", "/usr/bin/dkms", "/sbin/dkms"):
+        try:
+            found = ctx.load(path, lambda b: (m.group(1).decode() if (m := _DKMS_VERSION.search(b)) else ""),
+                             limit=1024 * 1024, purpose="dkms-version")
+        except Unreadable:
+            continue
+        if found:
+            return found
+    return None
+
+
+def _distro_dest(ctx: Context) -> str | None:
+    """override_dest_module_location: where dkms installs modules on this distribution."""
+    try:
+        text = ctx.load("/etc/os-release", lambda b: b.decode("utf-8", "replace"), limit=65536,
+                        purpose="text") or ctx.load("/usr/lib/os-release", lambda b: b.decode("utf-8", "replace"),
+                                                    limit=65536, purpose="text")
+    except Unreadable:
+        return None
+    ids = ""
+    for line in (text or "").splitlines():
+        if line.startswith("ID=") or line.startswith("ID_LIKE="):
+            ids += " " + line.split("=", 1)[1].strip().strip('"')
+    words = ids.split()
+    if any(w.startswith(("fedora", "rhel", "ovm", "centos", "rocky", "almalinux")) for w in words):
+        return "/extra"
+    if any(w.startswith(("sles", "suse", "opensuse")) for w in words):
+        return "/updates"
+    if any(w.startswith(("debian", "ubuntu", "arch")) for w in words):
+        return "/updates/dkms"
+    return None
