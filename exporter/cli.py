@@ -1,0 +1,117 @@
+"""Command line: serve | metrics | textfile | check, with node_exporter-style flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .config import ConfigError, load_config
+from .facts import COLLECTORS
+from .hostfs import HostFS
+from .scrape import Scraper
+from .server import DEFAULT_LISTEN
+
+log = logging.getLogger("dkms_exporter")
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--path.rootfs", dest="rootfs", default=d("/"), metavar="DIR",
+                   help="host root filesystem: every host path is read under it (default /)")
+    p.add_argument("--path.procfs", dest="procfs", default=d(None), metavar="DIR",
+                   help="procfs mount point (default: ROOTFS/proc)")
+    p.add_argument("--path.sysfs", dest="sysfs", default=d(None), metavar="DIR",
+                   help="sysfs mount point (default: ROOTFS/sys)")
+    p.add_argument("--config.file", dest="config_file", default=d(None), metavar="FILE",
+                   help="YAML: required_modules, ignored_modules, early_boot_modules")
+    p.add_argument("--log.level", dest="log_level", default=d("info"), choices=sorted(LOG_LEVELS))
+    for name in COLLECTORS:
+        p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_true",
+                       default=d(None), help=f"enable the {name} collector (default: enabled)")
+        p.add_argument(f"--no-collector.{name}", dest=f"collector_{name}", action="store_false",
+                       default=d(None), help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dkms-exporter",
+        description="Prometheus exporter: will every out-of-tree kernel module work on the kernel this "
+                    "host boots next?")
+    parser.add_argument("--version", action="version", version=f"dkms-exporter {__version__}")
+    _global_flags(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="{serve,metrics,textfile,check}")
+
+    serve = sub.add_parser("serve", help="serve /metrics over HTTP (the default)")
+    _global_flags(serve, suppress=True)
+    _serve_flags(serve)
+    metrics = sub.add_parser("metrics", help="print one scrape in the Prometheus text format")
+    _global_flags(metrics, suppress=True)
+    textfile = sub.add_parser("textfile", help="write one scrape atomically for node_exporter's textfile "
+                                              "collector")
+    _global_flags(textfile, suppress=True)
+    textfile.add_argument("--output", required=True, metavar="FILE",
+                          help="e.g. /var/lib/prometheus/node-exporter/dkms.prom")
+    check = sub.add_parser("check", help="reboot gate: exit 0 ready, 1 not ready, 2 undecidable")
+    _global_flags(check, suppress=True)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--kernel", metavar="VERSION", help="check this installed kernel instead of the "
+                                                          "boot targets")
+    return parser
+
+
+def _serve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, metavar="[HOST]:PORT",
+                   help=f"address to listen on (default {DEFAULT_LISTEN})")
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
+
+
+def _enabled(args: argparse.Namespace) -> frozenset[str]:
+    return frozenset(n for n in COLLECTORS if getattr(args, f"collector_{n}", None) is not False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(argv + ["serve"])
+    logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
+                        format="ts=%(asctime)s level=%(levelname)s msg=%(message)s")
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(f"dkms-exporter: {exc}", file=sys.stderr)
+        return 2
+    scraper = Scraper(HostFS(args.rootfs, args.procfs, args.sysfs), config, _enabled(args))
+    if args.command == "check":
+        from .check import render_json, render_text
+        scrape = scraper.scrape()
+        return (render_json if args.json else render_text)(scrape, sys.stdout, args.kernel)
+    from .server import build_registry
+    if args.command == "metrics":
+        from prometheus_client import generate_latest
+        registry, _ = build_registry(scraper, process=False)
+        sys.stdout.buffer.write(generate_latest(registry))
+        return 0
+    if args.command == "textfile":
+        from .textfile import write_textfile
+        registry, _ = build_registry(scraper, process=False)
+        try:
+            write_textfile(registry, args.output)
+        except OSError as exc:
+            print(f"dkms-exporter: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        return 0
+    from .server import App, make_http_server, serve
+    registry, _ = build_registry(scraper)
+    try:
+        server = make_http_server(args.listen, App(registry, args.telemetry_path))
+    except (OSError, ValueError) as exc:
+        print(f"dkms-exporter: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return 1
+    log.info("dkms-exporter %s, rootfs %s", __version__, args.rootfs)
+    serve(server)
+    return 0

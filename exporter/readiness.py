@@ -1,0 +1,313 @@
+"""Facts -> verdicts: for each kernel, which modules it needs and whether each one works.
+
+The model is docs/readiness.md.  Each check is a small function that returns a Problem or
+None, so the module-truth (ELF, signatures) and initramfs checks plug in beside them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .config import Config, modname
+from .depmod import modname_of_path
+from .dkmstree import DkmsEntry, DkmsFacts, evaluate_conf
+from .dkmsconf import DkmsConfError
+from .facts import READINESS_DEPENDS_ON, HostFacts
+from .kernels import Kernel, KernelFacts
+from .remedies import fix
+from .versioning import compare, release_key
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    detail: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class ModuleVerdict:
+    kernel: str
+    module: str                    # kernel module name (modname: '_' not '-')
+    dkms: str                      # "name/version" of the DKMS module that provides it, or ""
+    expected_because: tuple[str, ...]
+    state: str                     # DKMS state for this kernel, or "" when not DKMS-managed
+    file: str | None               # host path of the module file for this kernel
+    problems: tuple[Problem, ...]
+
+    @property
+    def working(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class KernelVerdict:
+    kernel: str
+    running: bool
+    newest: bool
+    next_boot: bool
+    target: bool
+    verdict: str                   # ready | not_ready | unknown
+    modules: tuple[ModuleVerdict, ...]
+    kernel_problems: tuple[Problem, ...]
+    unknown_because: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Readiness:
+    kernels: tuple[KernelVerdict, ...]
+    targets: tuple[str, ...]
+    next_boot: str | None
+    next_boot_how: str
+    verdict: str                   # for the boot targets: ready | not_ready | unknown
+    rollback_ready: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def kernel(self, release: str) -> KernelVerdict | None:
+        return next((k for k in self.kernels if k.kernel == release), None)
+
+
+def assess(facts: HostFacts, config: Config) -> Readiness:
+    kernels = facts.kernels
+    failed = facts.failed(READINESS_DEPENDS_ON)
+    if kernels is None:
+        return Readiness((), (), None, "", "unknown", 0, ("kernel facts unavailable",))
+    boot = facts.boot
+    next_boot = boot.next_boot if boot else None
+    notes: list[str] = []
+    if boot is None or next_boot is None:
+        notes.append("next boot kernel unknown" + (f": {boot.detail}" if boot and boot.detail else "")
+                     + "; assuming the newest kernel")
+    elif kernels.get(next_boot) is None:
+        notes.append(f"the bootloader's entry boots {next_boot}, which is not installed")
+    targets = tuple(dict.fromkeys(k for k in (next_boot, kernels.newest) if k and kernels.get(k)))
+    verdicts = tuple(_assess_kernel(k, kernels, facts.dkms, config, targets, next_boot, failed)
+                     for k in kernels.kernels)
+    target_verdicts = [v for v in verdicts if v.target]
+    if next_boot and kernels.get(next_boot) is None:
+        overall = "not_ready"
+    elif not target_verdicts:
+        overall = "unknown"
+    elif any(v.verdict == "unknown" for v in target_verdicts):
+        overall = "unknown"
+    elif all(v.verdict == "ready" for v in target_verdicts):
+        overall = "ready"
+    else:
+        overall = "not_ready"
+    rollback = sum(1 for v in verdicts if not v.target and v.verdict == "ready")
+    return Readiness(verdicts, targets, next_boot, boot.entry if boot else "", overall, rollback, tuple(notes))
+
+
+def _assess_kernel(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None, config: Config,
+                   targets: tuple[str, ...], next_boot: str | None, failed: list[str]) -> KernelVerdict:
+    expected = expected_modules(kernel, kernels, dkms, config)
+    modules = tuple(_assess_module(kernel, name, source, why, dkms)
+                    for name, (source, why) in sorted(expected.items()))
+    kernel_problems = []
+    if not kernel.headers:
+        kernel_problems.append(Problem("headers_missing", f"no usable /lib/modules/{kernel.release}/build",
+                                       fix("headers_missing", kernel.release)))
+    if failed:
+        verdict = "unknown"
+    elif any(not m.working for m in modules):
+        verdict = "not_ready"
+    else:
+        verdict = "ready"
+    return KernelVerdict(kernel.release, kernel.release == kernels.running, kernel.release == kernels.newest,
+                         kernel.release == next_boot, kernel.release in targets, verdict, modules,
+                         tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed))
+
+
+# --- which modules a kernel needs ------------------------------------------------------
+
+def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None,
+                     config: Config) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
+    """modname -> (the DKMS entry that should provide it, or None; why it is expected)."""
+    expected: dict[str, tuple[DkmsEntry | None, list[str]]] = {}
+
+    def want(name: str, entry: DkmsEntry | None, why: str) -> None:
+        current = expected.get(name)
+        if current is None:
+            expected[name] = (entry, [why])
+        else:
+            if why not in current[1]:
+                current[1].append(why)
+            if current[0] is None and entry is not None:
+                expected[name] = (entry, current[1])
+
+    arch = kernels.arch
+    if dkms is not None:
+        for module, entries in _by_module(dkms).items():
+            provider = _provider_for(entries, kernel.release, arch, dkms)
+            if provider is None or _excluded(provider, kernel, arch, dkms):
+                continue
+            running_install = kernels.running and any(
+                (b := e.build_for(kernels.running, arch)) is not None and b.state == "installed" for e in entries)
+            if running_install:
+                for name in dest_modnames(provider, kernel.release, arch, dkms):
+                    want(name, provider, "installed_for_running_kernel")
+            if _autoinstall(provider, kernel.release, arch, dkms):
+                for name in dest_modnames(provider, kernel.release, arch, dkms):
+                    want(name, provider, "autoinstall")
+    for name in sorted(config.required_modules):
+        want(name, None, "required_by_config")
+    for name in config.ignored_modules:
+        expected.pop(name, None)
+    return {k: (v[0], tuple(v[1])) for k, v in expected.items()}
+
+
+def _by_module(dkms: DkmsFacts) -> dict[str, list[DkmsEntry]]:
+    groups: dict[str, list[DkmsEntry]] = {}
+    for e in dkms.entries:
+        groups.setdefault(e.module, []).append(e)
+    return groups
+
+
+def _provider_for(entries: list[DkmsEntry], kernel: str, arch: str, dkms: DkmsFacts) -> DkmsEntry | None:
+    """The version that counts for a kernel: installed for it, else built, else the newest."""
+    usable = [e for e in entries if e.state != "broken"]
+    for state in ("installed", "built"):
+        for e in sorted(usable, key=lambda e: release_key(e.version), reverse=True):
+            b = e.build_for(kernel, arch)
+            if b is not None and b.state == state:
+                return e
+    return max(usable, key=lambda e: release_key(e.version)) if usable else None
+
+
+def _conf(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts):
+    if entry.conf_text is None:
+        return None
+    try:
+        return evaluate_conf(entry.conf_text, kernel, arch, dkms.tree, dkms.install_tree,
+                             entry.module, entry.version)
+    except DkmsConfError:
+        return None
+
+
+def dest_modnames(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts) -> list[str]:
+    conf = _conf(entry, kernel, arch, dkms)
+    names = conf.dest_module_names() if conf else []
+    if not names:  # no usable dkms.conf: what any build of it produced
+        names = sorted({n for b in entry.builds for n, _ in b.files})
+    if not names:
+        names = [entry.module]
+    return [modname(n) for n in names]
+
+
+def _autoinstall(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts) -> bool:
+    conf = _conf(entry, kernel, arch, dkms)
+    if conf is None:
+        return False
+    value = conf.get("AUTOINSTALL")
+    if dkms.dkms_version and compare(dkms.dkms_version, "3.1") >= 0:
+        return value.lower() == "yes"
+    return bool(value)  # dkms 3.0.x: any non-empty AUTOINSTALL means yes
+
+
+def _excluded(entry: DkmsEntry, kernel: Kernel, arch: str, dkms: DkmsFacts) -> bool:
+    """BUILD_EXCLUSIVE_* says this module is not meant for this kernel (dkms exits 77)."""
+    conf = _conf(entry, kernel.release, arch, dkms)
+    if conf is None:
+        return False
+    pattern = conf.get("BUILD_EXCLUSIVE_KERNEL")
+    if pattern and "BUILD_EXCLUSIVE_KERNEL" not in conf.dynamic and not _bash_match(pattern, kernel.release):
+        return True
+    pattern = conf.get("BUILD_EXCLUSIVE_ARCH")
+    if pattern and not _bash_match(pattern, arch):
+        return True
+    low, high = conf.get("BUILD_EXCLUSIVE_KERNEL_MIN"), conf.get("BUILD_EXCLUSIVE_KERNEL_MAX")
+    if low and compare(kernel.release, low) < 0:
+        return True
+    if high and compare(kernel.release, high) > 0:
+        return True
+    options = conf.get("BUILD_EXCLUSIVE_CONFIG")
+    if options and kernel.config:
+        for option in options.split():
+            negate = option.startswith("!")
+            enabled = kernel.config.get(option.lstrip("!")) in ("y", "m")
+            if enabled == negate:
+                return True
+    return False
+
+
+def _bash_match(pattern: str, value: str) -> bool:
+    """``[[ value =~ pattern ]]`` (POSIX ERE, unanchored)."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return True  # a pattern we cannot evaluate never excludes
+
+
+# --- does one module work for one kernel ----------------------------------------------
+
+def _assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple[str, ...],
+                   dkms: DkmsFacts | None) -> ModuleVerdict:
+    arch_builds = [b for b in (entry.builds if entry else ()) if b.kernel == kernel.release]
+    build = next((b for b in arch_builds if b.state == "installed"), None) or \
+        next(iter(arch_builds), None)
+    state = build.state if build else ("" if entry is None else
+                                       "build_failed" if _failure_for(entry, kernel) else "added")
+    file = _module_file(kernel, name)
+    problem = _dkms_problem(kernel, name, entry, build) if entry is not None else None
+    if problem is None:
+        problem = _file_problem(kernel, name, entry, file)
+    problems = (problem,) if problem else ()
+    return ModuleVerdict(kernel.release, name, f"{entry.module}/{entry.version}" if entry else "",
+                         why, state, file, problems)
+
+
+def _failure_for(entry: DkmsEntry, kernel: Kernel):
+    f = entry.failure
+    return f if f is not None and f.kernel == kernel.release else None
+
+
+def _dkms_problem(kernel: Kernel, name: str, entry: DkmsEntry, build) -> Problem | None:
+    ident = f"{entry.module}/{entry.version}"
+    if build is not None and build.state == "installed":
+        return None
+    if build is not None:
+        return Problem("built_not_installed", f"{ident} is built for {kernel.release} but not installed",
+                       fix("built_not_installed", kernel.release, ident))
+    failure = _failure_for(entry, kernel)
+    if failure is not None:
+        return Problem("build_failed", f"{failure.cause}: {failure.detail} (see {failure.log})",
+                       fix("build_failed", kernel.release, ident, name, headers=kernel.headers,
+                           cause=failure.cause))
+    detail = f"no DKMS build of {ident} for {kernel.release}"
+    if not kernel.headers:
+        detail += f": headers for {kernel.release} are not installed"
+    return Problem("not_built", detail, fix("not_built", kernel.release, ident, headers=kernel.headers))
+
+
+def _module_file(kernel: Kernel, name: str) -> str | None:
+    """Where the module lives for this kernel: out-of-tree dirs first (dkms's updates/dkms)."""
+    base = f"/lib/modules/{kernel.release}"
+    candidates = kernel.out_of_tree.get(name, ())
+    preferred = sorted(candidates, key=lambda p: (not p.startswith("updates/dkms/"), p))
+    if preferred:
+        return f"{base}/{preferred[0]}"
+    dep = kernel.modules_dep
+    if dep is not None and name in dep.paths:
+        return f"{base}/{dep.paths[name]}"
+    return None
+
+
+def _file_problem(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str | None) -> Problem | None:
+    ident = f"{entry.module}/{entry.version}" if entry else ""
+    if file is None:
+        return Problem("file_missing", f"no {name}.ko* for {kernel.release} under /lib/modules/{kernel.release}",
+                       fix("file_missing", kernel.release, ident, name))
+    dep = kernel.modules_dep
+    if dep is None:
+        return Problem("not_in_depmod", f"/lib/modules/{kernel.release}/modules.dep is missing",
+                       fix("not_in_depmod", kernel.release))
+    resolved = dep.paths.get(name)
+    rel = file.split(f"/lib/modules/{kernel.release}/", 1)[1]
+    if resolved is None:
+        return Problem("not_in_depmod", f"modules.dep of {kernel.release} does not list {name}",
+                       fix("not_in_depmod", kernel.release))
+    if resolved != rel and modname_of_path(resolved) == name and rel in kernel.out_of_tree.get(name, ()):
+        return Problem("not_in_depmod", f"depmod resolves {name} to {resolved}, not {rel}",
+                       fix("not_in_depmod", kernel.release))
+    return None

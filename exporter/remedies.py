@@ -1,0 +1,40 @@
+"""The command that fixes each problem, as an operator would type it on the host."""
+
+from __future__ import annotations
+
+# Problem reasons: one stable label value each (docs/metrics.md, docs/runbooks.md).
+REASONS = {
+    "not_built": "DKMS has no build of the module for this kernel",
+    "build_failed": "the DKMS build for this kernel failed",
+    "built_not_installed": "DKMS built the module for this kernel but did not install it",
+    "file_missing": "no module file for this kernel where DKMS or depmod says it is",
+    "not_in_depmod": "the module file exists but depmod does not resolve the module to it",
+    "headers_missing": "no kernel headers for this kernel (DKMS cannot rebuild)",
+}
+
+
+def fix(reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
+        cause: str = "", dpkg: bool = True) -> str:
+    install_headers = (f"apt-get install linux-headers-{kernel}" if dpkg
+                       else f"dnf install kernel-devel-{kernel}")
+    rebuild = f"dkms install {dkms} -k {kernel}" if dkms else f"dkms autoinstall -k {kernel}"
+    if reason == "headers_missing":
+        return install_headers
+    if reason == "not_built":
+        return f"{install_headers} && {rebuild}" if not headers else rebuild
+    if reason == "build_failed":
+        if cause == "headers_missing" or not headers:
+            return f"{install_headers} && {rebuild}"
+        if cause == "compiler_missing":
+            return f"apt-get install build-essential && {rebuild}" if dpkg else f"dnf install gcc make && {rebuild}"
+        if cause == "kernel_api_mismatch":
+            return f"upgrade the package that ships {dkms or module} to a version that supports {kernel}, then {rebuild}"
+        return f"read /var/lib/dkms/{dkms.replace('/', '/', 1)}/build/make.log, then {rebuild}" if dkms else rebuild
+    if reason == "built_not_installed":
+        return rebuild
+    if reason == "file_missing":
+        return f"dkms install --force {dkms} -k {kernel}" if dkms else \
+            f"reinstall the package that ships {module} for {kernel}"
+    if reason == "not_in_depmod":
+        return f"depmod -a {kernel}"
+    return ""

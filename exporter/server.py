@@ -1,0 +1,141 @@
+"""`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
+
+wsgiref with a thread per request, capped: a scrape storm gets 503s instead of an
+unbounded pile of threads.  Nothing but a plain message ever reaches a client on error.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import signal
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from typing import Callable, Iterable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from . import __version__
+from .metrics import DkmsCollector
+from .scrape import Scraper
+
+log = logging.getLogger("dkms_exporter")
+
+DEFAULT_PORT = 10140
+DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+MAX_CONCURRENT_REQUESTS = 16
+REQUEST_TIMEOUT_SECONDS = 60
+
+StartResponse = Callable[..., object]
+
+
+def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = DkmsCollector(scraper)
+    registry.register(collector)
+    if process:
+        ProcessCollector(registry=registry)
+    return registry, collector
+
+
+class App:
+    """The WSGI application: routes, a concurrency cap, and no tracebacks to clients."""
+
+    def __init__(self, registry: CollectorRegistry, telemetry_path: str = "/metrics") -> None:
+        self.registry = registry
+        self.telemetry_path = telemetry_path
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", "method not allowed\n",
+                          [("Allow", "GET, HEAD")])
+        if path == self.telemetry_path:
+            return self._metrics(start_response, method)
+        if path == "/":
+            body = _landing(self.telemetry_path).encode()
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                      ("Content-Length", str(len(body)))])
+            return [b"" if method == "HEAD" else body]
+        return _plain(start_response, "404 Not Found", "not found\n")
+
+    def _metrics(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
+        if not self._slots.acquire(blocking=False):
+            return _plain(start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
+        try:
+            body = generate_latest(self.registry)
+        except Exception:  # noqa: BLE001
+            log.exception("scrape failed")
+            return _plain(start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
+        finally:
+            self._slots.release()
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+        return [b"" if method == "HEAD" else body]
+
+
+def _plain(start_response: StartResponse, status: str, text: str,
+           extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body)))] + (extra or []))
+    return [body]
+
+
+def _landing(telemetry_path: str) -> str:
+    p = html.escape(telemetry_path)
+    return (f"<!DOCTYPE html><html><head><title>dkms-exporter</title></head><body>"
+            f"<h1>dkms-exporter {html.escape(__version__)}</h1>"
+            f"<p>Will every out-of-tree kernel module work on the kernel this host boots next?</p>"
+            f"<ul><li><a href=\"{p}\">Metrics</a></li></ul></body></html>\n")
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT_SECONDS
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("http %s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """':10140', '127.0.0.1:10140', '[::1]:10140' -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address {address!r}: expected [host]:port")
+    return host.strip("[]"), int(port)
+
+
+def make_http_server(address: str, app: App) -> WSGIServer:
+    host, port = parse_listen(address)
+    cls = _Server6 if ":" in host else _Server
+    return make_server(host or "", port, app, server_class=cls, handler_class=_Handler)
+
+
+def serve(server: WSGIServer) -> None:
+    """Serve until SIGTERM/SIGINT, then finish in-flight requests and return."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("received signal %d, shutting down", signum)
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    host, port = server.server_address[:2]
+    log.info("listening on %s:%d", host or "*", port)
+    server.serve_forever(poll_interval=0.5)
+    server.server_close()
