@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from typing import TextIO
 
@@ -98,18 +97,16 @@ def render_text(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:
     names = ", ".join(kv.kernel for kv in chosen) or "no kernel"
     summary = {"ready": f"READY: every needed module works on {names}",
                "not_ready": f"NOT READY: do not reboot into {names} before fixing the modules above",
-               "unknown": f"UNKNOWN: cannot decide for {names} (see errors above)"}[verdict]
+               "unknown": f"UNKNOWN: cannot decide for {names}" + (" (see above)" if chosen or notes else "")}[verdict]
     out.write(f"\n{summary}\n")
     return EXIT[verdict]
 
 
 def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:
-    width = shutil.get_terminal_size((160, 20)).columns
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         head = "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
-        line = f"{head}  {row[-1]}"
-        out.write((line if len(line) <= max(width, 80) or row is rows[0] else line) + "\n")
+        out.write(f"{head}  {row[-1]}".rstrip() + "\n")
 
 
 def render_json(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:

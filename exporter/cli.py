@@ -73,6 +73,14 @@ def _enabled(args: argparse.Namespace) -> frozenset[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `check | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -60,6 +60,16 @@ class Context:
             self.error(hostpath, exc)
             raise Unreadable(hostpath) from exc
 
+    def compute(self, hostpath: str, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T | None:
+        """fn(local path, stat) for files that are not read whole; cached by identity."""
+        try:
+            return self.cache.compute(self.fs.path(hostpath), purpose, fn)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except Exception as exc:  # noqa: BLE001
+            self.error(hostpath, exc)
+            raise Unreadable(hostpath) from exc
+
     def load_local(self, local: Path, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
                    purpose: str | None = None) -> T | None:
         """Like load() for a path already under a root (procfs, sysfs)."""

@@ -295,7 +295,7 @@ def _failure(ctx: Context, vdir: str, builds: tuple[DkmsBuild, ...]) -> BuildFai
     if st is None:
         return None
     try:
-        parsed = ctx.load(logpath, _tail_classify, limit=1 << 62, purpose="makelog")
+        parsed = ctx.compute(logpath, "makelog", _read_make_log)
     except Unreadable:
         return None
     if parsed is None or parsed.kernel is None:
@@ -308,11 +308,14 @@ def _failure(ctx: Context, vdir: str, builds: tuple[DkmsBuild, ...]) -> BuildFai
     return BuildFailure(parsed.kernel, arch, parsed.cause, parsed.detail, logpath, st.st_mtime)
 
 
-def _tail_classify(data: bytes) -> MakeLog:
-    head = data[:4096]
-    if len(data) > MAX_LOG_BYTES:
-        data = head + b"\n" + data[-MAX_LOG_BYTES:]
-    return classify_make_log(data)
+def _read_make_log(path, st) -> MakeLog:
+    """The header line names the kernel; a huge log is read as head + tail only."""
+    with open(path, "rb") as f:
+        if st.st_size <= MAX_LOG_BYTES:
+            return classify_make_log(f.read(MAX_LOG_BYTES))
+        head = f.read(4096)
+        f.seek(st.st_size - MAX_LOG_BYTES)
+        return classify_make_log(head + b"\n" + f.read(MAX_LOG_BYTES))
 
 
 def _framework(ctx: Context) -> tuple[str, str]:

@@ -104,14 +104,15 @@ def audit(packages: tuple[Package, ...], infodb: frozenset[str], foreign_arches:
 
     ``infodb`` is the set of file names in /var/lib/dpkg/info.
     """
-    counts: dict[str, int] = {}
+    instances: dict[str, int] = {}
     for p in packages:
-        if p.state != "not-installed" or p.want != "unknown":
-            counts[p.name] = counts.get(p.name, 0) + 1
+        if p.state != "not-installed":
+            instances[p.name] = instances.get(p.name, 0) + 1
 
     def shown(p: Package) -> str:
-        return f"{p.name}:{p.arch}" if counts.get(p.name, 0) > 1 or (
-            p.multi_arch_same and p.arch not in ("", "all")) else p.name
+        """dpkg's pnaw_nonambig: the arch is shown when it is not native/all, or is ambiguous."""
+        foreign = p.arch not in ("", "all") and native_arch is not None and p.arch != native_arch
+        return f"{p.name}:{p.arch}" if foreign or instances.get(p.name, 0) > 1 else p.name
 
     checks = (
         ("reinstreq", lambda p: p.reinstreq),

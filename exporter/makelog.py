@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 MAX_LOG_BYTES = 4 * 1024 * 1024  # we read the tail of larger logs
 
-_HEADER = re.compile(r"^DKMS (?:\(dkms-\S+\) )?make\.log for (\S+?)[/-](\S+) for kernel (\S+) \((\S+)\)")
+_HEADER = re.compile(r"^DKMS (?:\(dkms-\S+\) )?make\.log for (?:(\S+)/(\S+)|(\S+?)-([0-9]\S*)) "
+                     r"for kernel (\S+) \((\S+)\)")
 
 # Ordered: the first cause whose pattern matches any line wins.
 _CAUSES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -63,7 +64,8 @@ def classify_make_log(data: bytes) -> MakeLog:
     if lines:
         m = _HEADER.match(lines[0])
         if m:
-            module, version, kernel, arch = m.groups()
+            module, version = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            kernel, arch = m.group(5), m.group(6)
     cause = "other"
     for name, pattern in _CAUSES:
         if any(pattern.search(line) for line in lines):

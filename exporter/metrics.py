@@ -22,6 +22,21 @@ def _b(value: bool) -> str:
     return "true" if value else "false"
 
 
+def clean(value: str) -> str:
+    """Label values must be UTF-8: file names that are not become U+FFFD, never a failed scrape."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class _Gauge(GaugeMetricFamily):
+    def add_metric(self, labels, value, timestamp=None):  # type: ignore[override]
+        super().add_metric([clean(v) for v in labels], value, timestamp)
+
+
+class _Counter(CounterMetricFamily):
+    def add_metric(self, labels, value, created=None, timestamp=None):  # type: ignore[override]
+        super().add_metric([clean(v) for v in labels], value, created, timestamp)
+
+
 class Families:
     """Builds gauges with a fixed label set, samples kept in insertion order."""
 
@@ -29,12 +44,12 @@ class Families:
         self._families: list[Metric] = []
 
     def gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-        fam = GaugeMetricFamily(name, doc, labels=list(labels))
+        fam = _Gauge(name, doc, labels=list(labels))
         self._families.append(fam)
         return fam
 
     def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
-        fam = CounterMetricFamily(name, doc, labels=list(labels))
+        fam = _Counter(name, doc, labels=list(labels))
         self._families.append(fam)
         return fam
 

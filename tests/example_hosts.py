@@ -1,0 +1,124 @@
+"""The example hosts: the README's reboot trap, a healthy host, and one with every problem.
+
+    python tests/example_hosts.py examples/hosts     # (re)write the committed example trees
+
+Tests build the same hosts into temporary directories (with fixed mtimes) for golden files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hostbuilder import Host  # noqa: E402
+
+OLD, NEW = "6.1.0-27-amd64", "6.1.0-28-amd64"
+API_MISMATCH_LOG = """\
+make -C /lib/modules/6.1.0-28-amd64/build M=/var/lib/dkms/nvfake/535.1/build modules
+  CC [M]  /var/lib/dkms/nvfake/535.1/build/nvfake_main.o
+/var/lib/dkms/nvfake/535.1/build/nvfake_main.c: In function 'nvfake_probe':
+/var/lib/dkms/nvfake/535.1/build/nvfake_main.c:212:9: error: implicit declaration of function 'pci_enable_pcie_error_reporting' [-Werror=implicit-function-declaration]
+  212 |         pci_enable_pcie_error_reporting(pdev);
+      |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+cc1: some warnings being treated as errors
+make[2]: *** [scripts/Makefile.build:250: /var/lib/dkms/nvfake/535.1/build/nvfake_main.o] Error 1
+make[1]: *** [Makefile:2026: /var/lib/dkms/nvfake/535.1/build] Error 2
+make: *** [Makefile:234: __sub-make] Error 2
+"""
+
+
+def reboot_trap(root: Path) -> Host:
+    """unattended-upgrades installed 6.1.0-28 while linux-headers-amd64 is held: no headers,
+    so DKMS built nothing for the kernel GRUB boots next."""
+    h = Host(root)
+    h.kernel(OLD, running=True)
+    h.kernel(NEW, headers=False)
+    for name, version, dest in (("acpi-call", "1.2.2", ["acpi_call"]), ("v4l2loopback", "0.12.7", ["v4l2loopback"])):
+        h.dkms(name, version, dest=dest)
+        h.dkms_build(name, version, OLD, dest=dest)
+    h.package("acpi-call-dkms", "1.2.2-2.1", arch="all")
+    h.package("v4l2loopback-dkms", "0.12.7-2", arch="all")
+    h.package("linux-headers-amd64", "6.1.106-3", want="hold")
+    h.package("linux-image-amd64", "6.1.112-1")
+    h.grub()
+    h.reboot_required(f"linux-image-{NEW}")
+    h.finish()
+    return h
+
+
+def healthy(root: Path) -> Host:
+    h = Host(root)
+    h.kernel(OLD, running=True)
+    h.kernel(NEW)
+    for name, version, dest in (("acpi-call", "1.2.2", ["acpi_call"]), ("v4l2loopback", "0.12.7", ["v4l2loopback"])):
+        h.dkms(name, version, dest=dest)
+        for k in (OLD, NEW):
+            h.dkms_build(name, version, k, dest=dest)
+    h.package("acpi-call-dkms", "1.2.2-2.1", arch="all")
+    h.package("v4l2loopback-dkms", "0.12.7-2", arch="all")
+    h.grub()
+    h.finish()
+    return h
+
+
+def many_problems(root: Path) -> Host:
+    """Every problem the foundation can see, on one host with four kernels."""
+    k1, k2, k3, k4 = "6.1.0-25-amd64", OLD, NEW, "6.1.0-100-amd64"
+    h = Host(root)
+    h.kernel(k1)
+    h.kernel(k2, running=True)
+    h.kernel(k3)
+    h.kernel(k4, headers=False, config={"CONFIG_ACPI": "n"})
+    # acpi-call: excluded from k4 by BUILD_EXCLUSIVE_CONFIG (k4 has no ACPI) - not a problem
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"], extra_conf='BUILD_EXCLUSIVE_CONFIG="CONFIG_ACPI"\n')
+    for k in (k1, k2, k3):
+        h.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
+    # nvfake builds two modules; its build for k3 failed on a kernel API change
+    h.dkms("nvfake", "535.1", dest=["nvfake", "nvfake-drm"])
+    for k in (k1, k2):
+        h.dkms_build("nvfake", "535.1", k, dest=["nvfake", "nvfake-drm"])
+    h.dkms_failed_build("nvfake", "535.1", k3, API_MISMATCH_LOG)
+    # v4l2loopback: built for k3 but never installed; installed for k2 but the file was deleted
+    h.dkms("v4l2loopback", "0.12.7", dest=["v4l2loopback"])
+    h.dkms_build("v4l2loopback", "0.12.7", k2, dest=["v4l2loopback"])
+    h.dkms_build("v4l2loopback", "0.12.7", k3, dest=["v4l2loopback"], installed=False)
+    # zfake: installed for k3, but depmod was not rerun (removed from modules.dep below)
+    h.dkms("zfake", "2.1.11", dest=["zfake", "spl"])
+    for k in (k2, k3):
+        h.dkms_build("zfake", "2.1.11", k, dest=["zfake", "spl"])
+    # an old version whose source is gone, and one whose autoinstall is off
+    h.dkms("oldmod", "0.9", dest=["oldmod"], source="dangling")
+    h.dkms("manualmod", "1.0", dest=["manualmod"], autoinstall=False)
+    h.package("linux-image-6.1.0-100-amd64", "6.1.150-1", want="hold")
+    h.package("broken-postinst", "1.0", state="half-configured")
+    h.package("nvfake-dkms", "535.1-1", state="unpacked")
+    h.grub(default="saved", saved_entry=f"gnulinux-advanced-3f1c2b8e-6a7d-4c1e-9b2a-5d8e7f6a1b2c>"
+                                        f"gnulinux-{k3}-advanced-3f1c2b8e-6a7d-4c1e-9b2a-5d8e7f6a1b2c")
+    h.reboot_required(f"linux-image-{k3}", f"linux-image-{k4}")
+    h.path(f"usr/lib/modules/6.1.0-9-amd64/updates/dkms").mkdir(parents=True, exist_ok=True)
+    h.write("usr/lib/modules/6.1.0-9-amd64/updates/dkms/acpi_call.ko", b"leftover")
+    h.finish()
+    # after depmod: the v4l2loopback file for k2 vanished, zfake for k3 is unknown to depmod
+    h.path(f"usr/lib/modules/{k2}/updates/dkms/v4l2loopback.ko").unlink()
+    dep = h.path(f"usr/lib/modules/{k3}/modules.dep")
+    dep.write_text("".join(l + "\n" for l in dep.read_text().splitlines() if "zfake" not in l))
+    h.finish(depmod=False)
+    return h
+
+
+EXAMPLES = {"reboot-trap": reboot_trap, "healthy": healthy, "many-problems": many_problems}
+
+
+def write_all(target: Path) -> None:
+    for name, build in EXAMPLES.items():
+        dest = target / name
+        shutil.rmtree(dest, ignore_errors=True)
+        build(dest)
+
+
+if __name__ == "__main__":
+    write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "examples/hosts"))

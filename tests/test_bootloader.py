@@ -1,0 +1,112 @@
+"""Next-boot kernel from GRUB (Debian's grub.cfg shape), BLS and systemd-boot."""
+
+import struct
+
+from conftest import scrape
+from hostbuilder import ROOT_UUID
+from exporter.bootloader import grub_next_boot, parse_grubenv
+
+K = ["6.1.0-25-amd64", "6.1.0-27-amd64", "6.1.0-100-amd64"]  # newest is -100 (dpkg order)
+
+
+def grub_host(host, **kw):
+    for k in K:
+        host.kernel(k, running=k == K[1])
+    host.grub(**kw)
+    host.finish()
+    return scrape(host.root)
+
+
+def test_default_zero_is_newest_by_dpkg_order(host):
+    s = grub_host(host)
+    assert s.facts.boot.next_boot == "6.1.0-100-amd64"
+    assert s.readiness.next_boot == s.facts.kernels.newest == "6.1.0-100-amd64"
+
+
+def test_numeric_submenu_path(host):
+    # 1>2: "Advanced options", third entry = second kernel's normal entry (entries: 100, 100 rec, 27, ...)
+    assert grub_host(host, default="1>2").facts.boot.next_boot == "6.1.0-27-amd64"
+
+
+def test_saved_entry_with_id_path(host):
+    s = grub_host(host, default="saved",
+                  saved_entry=f"gnulinux-advanced-{ROOT_UUID}>gnulinux-6.1.0-25-amd64-advanced-{ROOT_UUID}")
+    assert s.facts.boot.next_boot == "6.1.0-25-amd64"
+    assert "saved_entry" in s.facts.boot.entry
+
+
+def test_saved_entry_title_path(host):
+    s = grub_host(host, default="saved", saved_entry="Advanced options for Debian GNU/Linux>"
+                                                     "Debian GNU/Linux, with Linux 6.1.0-27-amd64")
+    assert s.facts.boot.next_boot == "6.1.0-27-amd64"
+
+
+def test_next_entry_wins_once(host):
+    s = grub_host(host, default="0", next_entry="1>4")
+    assert s.facts.boot.next_boot == "6.1.0-25-amd64"
+    assert s.facts.boot.entry.startswith("next_entry=")
+
+
+def test_saved_but_empty_grubenv_is_entry_zero(host):
+    assert grub_host(host, default="saved").facts.boot.next_boot == "6.1.0-100-amd64"
+
+
+def test_stale_saved_entry_falls_back_to_first_entry(host):
+    s = grub_host(host, default="saved", saved_entry="gnulinux-5.10.0-9-amd64-advanced-x")
+    assert s.facts.boot.next_boot == "6.1.0-100-amd64"
+    assert "not found" in s.facts.boot.entry
+
+
+def test_pinned_older_kernel_is_a_target_beside_the_newest(host):
+    s = grub_host(host, default="1>2")
+    assert set(s.readiness.targets) == {"6.1.0-27-amd64", "6.1.0-100-amd64"}
+
+
+def test_no_bootloader_is_unknown_and_newest_assumed(host):
+    for k in K:
+        host.kernel(k)
+    host.finish()
+    s = scrape(host.root)
+    assert s.facts.boot.next_boot is None
+    assert s.readiness.targets == ("6.1.0-100-amd64",)
+    assert any("unknown" in n for n in s.readiness.notes)
+
+
+def test_grubenv_escapes_and_padding():
+    env = parse_grubenv(b"# GRUB Environment Block\nsaved_entry=a\\\\b\nnext_entry=\n" + b"#" * 900)
+    assert env == {"saved_entry": "a\\b", "next_entry": ""}
+
+
+def test_separate_boot_partition_paths():
+    cfg = ("set default=\"0\"\nmenuentry 'Ubuntu' $menuentry_id_option 'gnulinux-simple-x' {\n"
+           "\tlinux\t/vmlinuz-6.8.0-100-generic root=/dev/sda2 ro\n}\n")
+    assert grub_next_boot(cfg, {}).next_boot == "6.8.0-100-generic"
+
+
+def test_bls_saved_entry(host):
+    for k in ("5.14.0-70.el9.x86_64", "5.14.0-427.13.1.el9_4.x86_64"):
+        host.kernel(k)
+        host.write(f"boot/loader/entries/abc-{k}.conf", f"title Red Hat ({k})\nversion {k}\n"
+                                                        f"linux /vmlinuz-{k}\ninitrd /initramfs-{k}.img\n")
+    host.write("boot/grub2/grub.cfg", "set default=\"${saved_entry}\"\nblscfg\n")
+    host.write("boot/grub2/grubenv", "# GRUB Environment Block\nsaved_entry=abc-5.14.0-70.el9.x86_64\n")
+    host.finish()
+    s = scrape(host.root)
+    assert (s.facts.boot.loader, s.facts.boot.next_boot) == ("grub-bls", "5.14.0-70.el9.x86_64")
+    host.write("boot/grub2/grubenv", "# GRUB Environment Block\n")
+    assert scrape(host.root).facts.boot.next_boot == "5.14.0-427.13.1.el9_4.x86_64"  # newest first
+
+
+def test_systemd_boot_oneshot_efivar(host):
+    for k in ("6.8.0-45-generic", "6.8.0-50-generic"):
+        host.kernel(k)
+        host.write(f"boot/efi/loader/entries/mid-{k}.conf", f"title Linux {k}\nversion {k}\n"
+                                                            f"linux /mid/{k}/linux\n")
+    host.write("boot/efi/loader/loader.conf", "default mid-*\ntimeout 3\n")
+    host.finish()
+    assert scrape(host.root).facts.boot.next_boot == "6.8.0-50-generic"
+    name = "LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+    data = struct.pack("<I", 7) + "mid-6.8.0-45-generic.conf\0".encode("utf-16-le")
+    host.write(f"sys/firmware/efi/efivars/{name}", data)
+    s = scrape(host.root)
+    assert (s.facts.boot.loader, s.facts.boot.next_boot) == ("systemd-boot", "6.8.0-45-generic")
