@@ -15,7 +15,7 @@ from socketserver import ThreadingMixIn
 from typing import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from . import __version__
@@ -24,6 +24,9 @@ from .scrape import Scraper
 
 log = logging.getLogger("dkms_exporter")
 
+# The classic text format every Prometheus (Debian 12 ships 2.42) parses; our names are ASCII,
+# so the body is the same in 0.0.4 and 1.0.0.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PORT = 10140
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 MAX_CONCURRENT_REQUESTS = 16
@@ -74,7 +77,7 @@ class App:
             return _plain(start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
         finally:
             self._slots.release()
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
         return [b"" if method == "HEAD" else body]
 
 

@@ -1,0 +1,168 @@
+"""Bad input gets a clear answer: errors in metrics and logs, a served scrape, never a crash,
+and never "ready" built on something that could not be read."""
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import shutil
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import scrape
+from exporter.cli import main
+from exporter.dkmsconf import DkmsConfError, parse_dkms_conf
+from exporter.hostfs import HostFS
+
+K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
+REPO = Path(__file__).parent.parent
+
+
+def two_kernels(host):
+    host.kernel(K1, running=True)
+    host.kernel(K2)
+    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    for k in (K1, K2):
+        host.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
+    host.grub()
+    host.finish()
+    return host
+
+
+def metrics_text(root, capsys) -> dict[str, list]:
+    assert main(["metrics", "--path.rootfs", str(root)]) == 0
+    out = {}
+    for fam in text_string_to_metric_families(capsys.readouterr().out):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_unterminated_quote_in_dkms_conf(host, capsys):
+    two_kernels(host)
+    host.write("usr/src/acpi-call-1.2.2/dkms.conf", 'PACKAGE_NAME="acpi-call\nBUILT_MODULE_NAME[0]=acpi_call\n')
+    m = metrics_text(host.root, capsys)
+    assert ({"collector": "dkms"}, 0.0) in m["dkms_scrape_collector_success"]
+    assert "dkms_next_boot_ready" not in m
+    assert m["dkms_next_boot_readiness_unknown"] == [({}, 1.0)]
+
+
+def test_dkms_conf_parser_rejects_unbalanced_quotes():
+    try:
+        parse_dkms_conf('A="x\n', {})
+    except DkmsConfError as exc:
+        assert "unterminated" in str(exc)
+    else:
+        raise AssertionError("no error")
+
+
+def test_missing_dkms_conf_is_an_error_not_silence(host, capsys):
+    two_kernels(host)
+    os.unlink(host.path("usr/src/acpi-call-1.2.2/dkms.conf"))
+    s = scrape(host.root)
+    assert not s.facts.runs["dkms"].success
+    assert s.readiness.verdict == "unknown"
+
+
+def test_dangling_source_is_listed_as_added(host):
+    two_kernels(host)
+    host.dkms("gone", "0.1", source="dangling")
+    s = scrape(host.root)
+    assert "gone/0.1: added" in [l.render() for l in s.facts.dkms.status_lines()]
+
+
+def test_unreadable_files_as_a_real_unprivileged_user(host, tmp_path):
+    """chmod 000 only bites non-root: run the exporter as nobody with setpriv."""
+    two_kernels(host)
+    os.chmod(host.path(f"usr/lib/modules/{K2}/modules.dep"), 0)
+    os.chmod(host.path("var/lib/dpkg/status"), 0)
+    os.chmod(host.path("var/lib/dkms/acpi-call"), 0)
+    shutil.copytree(REPO / "exporter", tmp_path / "pkg" / "exporter")
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        if not p.is_symlink() and p.stat().st_mode & 0o777 != 0:
+            os.chmod(p, p.stat().st_mode | 0o055 | (0o011 if p.is_dir() else 0))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "pkg") + os.pathsep + _site_packages())
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                          "exporter", "metrics", "--path.rootfs", str(host.root)],
+                         capture_output=True, text=True, env=env, cwd="/", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert 'dkms_scrape_collector_success{collector="dpkg"} 0.0' in out.stdout
+    assert 'dkms_scrape_collector_success{collector="dkms"} 0.0' in out.stdout
+    assert 'dkms_scrape_collector_success{collector="kernel"} 0.0' in out.stdout
+    assert "dkms_next_boot_readiness_unknown 1.0" in out.stdout
+    assert "\ndkms_next_boot_ready " not in out.stdout
+    assert "Permission denied" in out.stderr and "/var/lib/dpkg/status" in out.stderr
+
+
+def _site_packages() -> str:
+    import prometheus_client
+    return str(Path(prometheus_client.__file__).parent.parent)
+
+
+def test_names_that_are_not_utf8_or_have_spaces(host, capsys):
+    two_kernels(host)
+    host.dkms("sp ace", "1.0", dest=["sp_ace"])
+    host.dkms_build("sp ace", "1.0", K1, dest=["sp_ace"])
+    raw = os.fsencode(host.path("var/lib/dkms")) + b"/bad\xffname/1.0"
+    os.makedirs(raw)
+    os.symlink(b"/usr/src/bad\xffname-1.0", raw + b"/source")
+    m = metrics_text(host.root, capsys)
+    modules = {labels["module"] for labels, _ in m["dkms_module_state"]}
+    assert "sp ace" in modules and "bad\ufffdname" in modules
+
+
+def test_symlink_loop_and_dangling_build_link(host):
+    two_kernels(host)
+    host.symlink(f"usr/lib/modules/{K2}/build", "loop1")
+    host.symlink(f"usr/lib/modules/{K2}/loop1", "build")
+    s = scrape(host.root)
+    assert s.facts.kernels.get(K2).headers is False
+    errors = s.facts.runs["kernel"].errors
+    assert errors and "symbolic links" in errors[0].message and K2 in errors[0].path
+    assert s.readiness.kernel(K2).verdict == "unknown"  # an unreadable fact never yields "ready"
+
+
+def test_empty_root_is_unknown_not_ready(tmp_path, capsys):
+    m = metrics_text(tmp_path, capsys)
+    assert "dkms_next_boot_ready" not in m
+    assert main(["check", "--path.rootfs", str(tmp_path)]) == 2
+
+
+def test_tree_changing_during_scrapes(host):
+    """A writer adds and removes kernels and DKMS builds while scrapes run: every scrape is served."""
+    two_kernels(host)
+    stop = threading.Event()
+    rng = random.Random(7)
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            k = f"6.1.0-{30 + i % 5}-amd64"
+            try:
+                host.kernel(k)
+                host.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"], installed=rng.random() < .5)
+                if rng.random() < .5:
+                    shutil.rmtree(host.path(f"var/lib/dkms/acpi-call/1.2.2/{k}"), ignore_errors=True)
+                    shutil.rmtree(host.path(f"usr/lib/modules/{k}"), ignore_errors=True)
+                    for f in host.path("boot").glob(f"*{k}"):
+                        f.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        from exporter.config import Config
+        from exporter.metrics import families
+        from exporter.scrape import Scraper
+        scraper = Scraper(HostFS(host.root), Config())
+        for _ in range(40):
+            s = scraper.scrape()
+            assert not any(r.crashed for r in s.facts.runs.values()), [r.crashed for r in s.facts.runs.values()]
+            assert list(families(s))
+    finally:
+        stop.set()
+        t.join()

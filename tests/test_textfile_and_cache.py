@@ -1,0 +1,53 @@
+"""textfile output, and the file-identity cache that makes an unchanged host cost stat calls."""
+
+import builtins
+import os
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from example_hosts import reboot_trap
+from exporter.cli import main
+from exporter.config import Config
+from exporter.hostfs import HostFS
+from exporter.scrape import Scraper
+
+
+def test_textfile_is_complete_and_has_timestamp(tmp_path):
+    reboot_trap(tmp_path / "h")
+    out = tmp_path / "dkms.prom"
+    assert main(["textfile", "--output", str(out), "--path.rootfs", str(tmp_path / "h")]) == 0
+    names = {s.name for f in text_string_to_metric_families(out.read_text()) for s in f.samples}
+    assert {"dkms_textfile_last_run_timestamp_seconds", "dkms_next_boot_ready"} <= names
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dkms.prom")] == []
+
+
+def test_textfile_unwritable_dir_is_exit_1(tmp_path, capsys):
+    assert main(["textfile", "--output", str(tmp_path / "nope" / "x.prom"), "--path.rootfs", str(tmp_path)]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_unchanged_host_is_not_reread(tmp_path, monkeypatch):
+    root = tmp_path / "h"
+    reboot_trap(root)
+    scraper = Scraper(HostFS(root), Config())
+    first = scraper.scrape()
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *a, **kw):
+        if str(file).startswith(str(root)):
+            opened.append(str(file))
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    misses = scraper.cache.misses
+    second = scraper.scrape()
+    assert opened == [] and scraper.cache.misses == misses
+    assert second.readiness == first.readiness
+
+    status = root / "var/lib/dpkg/status"
+    st = status.stat()
+    os.utime(status, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    scraper.scrape()
+    assert opened == [str(status)]
