@@ -51,7 +51,7 @@ class Context:
              purpose: str | None = None) -> T | None:
         """Parsed contents of a host file, cached by identity; None when it does not exist."""
         try:
-            return self.cache.parse(self.fs.path(hostpath), parse, limit=limit, purpose=purpose)
+            return self.cache.parse(self.fs.local(hostpath), parse, limit=limit, purpose=purpose)
         except FileNotFoundError:
             return None
         except NotADirectoryError:
@@ -63,7 +63,7 @@ class Context:
     def compute(self, hostpath: str, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T | None:
         """fn(local path, stat) for files that are not read whole; cached by identity."""
         try:
-            return self.cache.compute(self.fs.path(hostpath), purpose, fn)
+            return self.cache.compute(self.fs.local(hostpath), purpose, fn)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except Exception as exc:  # noqa: BLE001
@@ -84,7 +84,7 @@ class Context:
     def listdir(self, hostpath: str) -> list[str] | None:
         """Sorted entry names of a host directory; None when it does not exist."""
         try:
-            return sorted(os.listdir(self.fs.path(hostpath)))
+            return sorted(os.listdir(self.fs.local(hostpath)))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -93,9 +93,9 @@ class Context:
 
     def lstat(self, hostpath: str) -> os.stat_result | None:
         """lstat of the last component (the link itself), None when absent."""
-        local = self.fs.path(os.path.dirname(hostpath)) / os.path.basename(hostpath)
+        parent, _, name = hostpath.rstrip("/").rpartition("/")
         try:
-            return os.lstat(local)
+            return os.lstat(self.fs.local(parent or "/") + "/" + name)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -105,7 +105,7 @@ class Context:
     def stat(self, hostpath: str) -> os.stat_result | None:
         """stat following links inside the root; None when absent or dangling."""
         try:
-            return os.stat(self.fs.path(hostpath))
+            return os.stat(self.fs.local(hostpath))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:

@@ -27,7 +27,7 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def read_bounded(path: Path, limit: int) -> bytes:
+def read_bounded(path: str | Path, limit: int) -> bytes:
     """Read a whole file, refusing (not truncating) one larger than ``limit`` bytes."""
     with open(path, "rb") as f:
         data = f.read(limit + 1)
@@ -68,7 +68,7 @@ class FileCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def compute(self, path: Path, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T:
+    def compute(self, path: str | Path, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T:
         """fn(path, stat) cached by the file's identity. OSError from stat/fn propagates."""
         st = os.stat(path)
         ident = identity(st)
@@ -94,7 +94,7 @@ class FileCache:
             self._entries[key] = _Entry(ident, value, None, self.generation)
         return value
 
-    def parse(self, path: Path, parse: Callable[[bytes], T], *, purpose: str | None = None,
+    def parse(self, path: str | Path, parse: Callable[[bytes], T], *, purpose: str | None = None,
               limit: int = DEFAULT_READ_LIMIT) -> T:
         """parse(bytes of the file), cached by identity; the read is bounded by ``limit``."""
         name = purpose or getattr(parse, "__qualname__", repr(parse))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import deque
 from pathlib import Path
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
@@ -26,20 +25,22 @@ class HostFS:
         self.procfs = Path(os.path.abspath(procfs)) if procfs else self.root / "proc"
         self.sysfs = Path(os.path.abspath(sysfs)) if sysfs else self.root / "sys"
         self._chrooted = self.root != Path("/")
-        self._memo: dict[str, Path] = {}
+        self._root_s = str(self.root)
+        self._memo: dict[str, str] = {}
 
     def begin_scrape(self) -> None:
         """Forget resolved paths: the tree may have changed since the last scrape."""
         self._memo.clear()
 
+    def local(self, hostpath: str) -> str:
+        """The local path (a string, for the hot path) of an absolute host path."""
+        if not self._chrooted:
+            return hostpath
+        return self._resolve(hostpath, [0])
+
     def path(self, hostpath: str) -> Path:
         """The local path of an absolute host path, symlinks resolved inside the root."""
-        if not self._chrooted:
-            return Path(hostpath)
-        hit = self._memo.get(hostpath)
-        if hit is None:
-            hit = self._memo[hostpath] = self._resolve(hostpath)
-        return hit
+        return Path(self.local(hostpath))
 
     def proc(self, rel: str) -> Path:
         return self.procfs / rel.lstrip("/")
@@ -47,56 +48,63 @@ class HostFS:
     def sys(self, rel: str) -> Path:
         return self.sysfs / rel.lstrip("/")
 
-    def to_host(self, local: Path) -> str:
+    def to_host(self, local: str | Path) -> str:
         """The host path of a local path under the root (for messages and labels)."""
-        try:
-            rel = Path(local).relative_to(self.root)
-        except ValueError:
-            return str(local)
-        return "/" + str(rel) if str(rel) != "." else "/"
+        local = str(local)
+        if not self._chrooted:
+            return local
+        if local == self._root_s:
+            return "/"
+        if local.startswith(self._root_s + "/"):
+            return local[len(self._root_s):]
+        return local
 
     def readlink_host(self, hostpath: str) -> str | None:
         """Where a host symlink points to, as a host path (None when it is not a link)."""
-        local = self.path(os.path.dirname(hostpath)) / os.path.basename(hostpath)
+        parent, _, name = hostpath.rstrip("/").rpartition("/")
         try:
-            target = os.readlink(local)
+            target = os.readlink(self.local(parent or "/") + "/" + name)
         except OSError:
             return None
         if not target.startswith("/"):
-            target = os.path.join(os.path.dirname(hostpath), target)
+            target = os.path.join(parent or "/", target)
         return os.path.normpath(target)
 
     def realpath(self, hostpath: str) -> str:
         """``readlink -f`` inside the root, returned as a host path."""
-        return self.to_host(self._resolve(hostpath)) if self._chrooted else os.path.realpath(hostpath)
+        return self.to_host(self._resolve(hostpath, [0])) if self._chrooted else os.path.realpath(hostpath)
 
-    def _resolve(self, hostpath: str) -> Path:
-        parts = deque(p for p in hostpath.split("/") if p)
-        current: list[str] = []
-        hops = 0
-        while parts:
-            name = parts.popleft()
-            if name == ".":
-                continue
-            if name == "..":
-                if current:
-                    current.pop()
-                continue
-            candidate = self.root.joinpath(*current, name)
+    def _resolve(self, hostpath: str, hops: list[int]) -> str:
+        """Resolve one component at a time (parents memoised per scrape), as a chroot would."""
+        key = "/" + hostpath.strip("/")
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        if key == "/":
+            return self._root_s
+        parent, _, name = key.rpartition("/")
+        local_parent = self._resolve(parent or "/", hops)
+        if name == ".":
+            result = local_parent
+        elif name == "..":
+            result = local_parent.rpartition("/")[0] if local_parent != self._root_s else local_parent
+            if len(result) < len(self._root_s):
+                result = self._root_s
+        else:
+            candidate = (local_parent if local_parent != "/" else "") + "/" + name
             try:
-                is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+                st = os.lstat(candidate)
             except OSError:
-                current.append(name)
-                current.extend(p for p in parts if p not in (".",))
-                break
-            if not is_link:
-                current.append(name)
-                continue
-            hops += 1
-            if hops > MAX_SYMLINK_HOPS:
-                raise OSError(errno.ELOOP, "too many levels of symbolic links", hostpath)
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = []
-            parts.extendleft(reversed([p for p in target.split("/") if p]))
-        return self.root.joinpath(*current)
+                st = None
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                hops[0] += 1
+                if hops[0] > MAX_SYMLINK_HOPS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", hostpath)
+                target = os.readlink(candidate)
+                if not target.startswith("/"):
+                    target = self.to_host(local_parent).rstrip("/") + "/" + target
+                result = self._resolve(target, hops)
+            else:
+                result = candidate
+        self._memo[key] = result
+        return result
