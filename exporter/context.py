@@ -13,10 +13,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .config import Config
-from .filecache import DEFAULT_READ_LIMIT, FileCache
+from .filecache import DEFAULT_READ_LIMIT, FileCache, read_bounded
 from .hostfs import HostFS
 
 T = TypeVar("T")
@@ -41,6 +41,9 @@ class Context:
     config: Config
     collector: str = ""
     errors: list[ReadError] = field(default_factory=list)
+    # facts of the collectors that ran before this one (the module and initramfs collectors
+    # read the files the kernel collector found); a missing entry means that one failed/is off
+    previous: dict[str, Any] = field(default_factory=dict)
 
     def error(self, path: str, problem: BaseException | str) -> None:
         message = _describe(problem)
@@ -72,9 +75,10 @@ class Context:
 
     def load_local(self, local: Path, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
                    purpose: str | None = None) -> T | None:
-        """Like load() for a path already under a root (procfs, sysfs)."""
+        """Read and parse a file of procfs/sysfs/efivarfs: never cached, because these report
+        size 0 and fixed mtimes while their contents change."""
         try:
-            return self.cache.parse(local, parse, limit=limit, purpose=purpose)
+            return parse(read_bounded(local, limit))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except Exception as exc:  # noqa: BLE001

@@ -90,7 +90,8 @@ def gather(fs: HostFS, cache: FileCache, config: Config, enabled: frozenset[str]
     for name, fn in COLLECTORS.items():
         if name not in enabled:
             continue
-        ctx = Context(fs, cache, config, collector=name)
+        ctx = Context(fs, cache, config, collector=name,
+                      previous={n: r.facts for n, r in runs.items() if r.facts is not None})
         run = CollectorRun(name)
         start = time.perf_counter()
         try:
