@@ -66,6 +66,8 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, metavar="[HOST]:PORT",
                    help=f"address to listen on (default {DEFAULT_LISTEN})")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
+    p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="FILE",
+                   help="exporter-toolkit web config: TLS and basic auth (re-read when it changes)")
 
 
 def _enabled(args: argparse.Namespace) -> frozenset[str]:
@@ -114,9 +116,15 @@ def _main(argv: list[str] | None) -> int:
             return 1
         return 0
     from .server import App, make_http_server, serve
+    from .webconfig import WebConfigError, WebConfigProvider
+    try:
+        web_config = WebConfigProvider(args.web_config_file) if args.web_config_file else None
+    except WebConfigError as exc:
+        print(f"dkms-exporter: --web.config.file: {exc}", file=sys.stderr)
+        return 2
     registry, _ = build_registry(scraper)
     try:
-        server = make_http_server(args.listen, App(registry, args.telemetry_path))
+        server = make_http_server(args.listen, App(registry, args.telemetry_path), web_config)
     except (OSError, ValueError) as exc:
         print(f"dkms-exporter: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1

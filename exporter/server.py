@@ -21,6 +21,7 @@ from prometheus_client.process_collector import ProcessCollector
 from . import __version__
 from .metrics import DkmsCollector
 from .scrape import Scraper
+from .webconfig import BasicAuthMiddleware, WebConfigProvider, tls_server_class
 
 log = logging.getLogger("dkms_exporter")
 
@@ -121,10 +122,16 @@ def parse_listen(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def make_http_server(address: str, app: App) -> WSGIServer:
+def make_http_server(address: str, app: App, web_config: WebConfigProvider | None = None) -> WSGIServer:
+    """The HTTP server; with a web config, behind its basic auth and, if it says so, TLS."""
     host, port = parse_listen(address)
-    cls = _Server6 if ":" in host else _Server
-    return make_server(host or "", port, app, server_class=cls, handler_class=_Handler)
+    cls: type[WSGIServer] = _Server6 if ":" in host else _Server
+    wsgi_app: Callable[..., Iterable[bytes]] = app
+    if web_config is not None:
+        wsgi_app = BasicAuthMiddleware(app, web_config)
+        if web_config().tls is not None:
+            cls = tls_server_class(cls, web_config)
+    return make_server(host or "", port, wsgi_app, server_class=cls, handler_class=_Handler)
 
 
 def serve(server: WSGIServer) -> None:
