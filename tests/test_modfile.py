@@ -514,6 +514,22 @@ def test_fuzz_random_bytes(data):
         assert e.code == "bad_signature"
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzz_mutated_pkcs7(fuzz_seeds, data):
+    """Mutations inside a real sign-file PKCS#7 blob: a signature or bad_signature, nothing else."""
+    signed = fuzz_seeds[0]
+    sig_len = struct.unpack(">I", signed[-32:-28])[0]
+    blob = bytearray(signed[-40 - sig_len : -40])
+    for _ in range(data.draw(st.integers(1, 4))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        sig = parse_pkcs7_signature(bytes(blob))
+        assert sig.id_type == "PKCS#7" and isinstance(sig.signer, str)
+    except ModuleFileError as e:
+        assert e.code == "bad_signature"
+
+
 @pytest.fixture(scope="session")
 def fuzz_seeds(workdir, keys, base_module) -> list[bytes]:
     small = mb.build_module(mb.ModSpec(arch="ppc32"), workdir / "fuzz-ppc32.ko").read_bytes()
