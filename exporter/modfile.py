@@ -97,7 +97,7 @@ class ModuleFileError(Exception):
     """A module file that cannot be read or is not a loadable module.
 
     ``code`` is short and stable (for metrics/readiness): empty, unreadable, truncated, not_elf,
-    not_module, bad_elf, bad_modinfo, bad_versions, too_large, bad_compression, bad_signature,
+    not_module, bad_elf, bad_versions, too_large, bad_compression, bad_signature,
     unsupported_signature.  The message says what and where (offsets into the decompressed data).
     """
 
