@@ -136,6 +136,7 @@ class TLSServerConfig:
     max_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
     cipher_suites: tuple[str, ...] = ()          # OpenSSL names, TLS 1.2 and older
     prefer_server_cipher_suites: bool = True
+    where: str = field(default="tls_server_config", compare=False)   # "<file>: tls_server_config"
 
     def files(self) -> tuple[Path, ...]:
         """The files the TLS context is built from: a change to any of them rebuilds it."""
@@ -148,12 +149,12 @@ class TLSServerConfig:
             ctx.minimum_version = self.min_version
             ctx.maximum_version = self.max_version
         except ValueError as exc:
-            raise WebConfigError(f"tls_server_config: min_version/max_version: {exc}") from None
+            raise WebConfigError(f"{self.where}: min_version/max_version: {exc}") from None
         if self.cipher_suites:
             try:
                 ctx.set_ciphers(":".join(self.cipher_suites))
             except ssl.SSLError as exc:
-                raise WebConfigError(f"tls_server_config.cipher_suites: OpenSSL refused them: "
+                raise WebConfigError(f"{self.where}.cipher_suites: OpenSSL refused them: "
                                      f"{exc.reason or exc}") from None
         if self.prefer_server_cipher_suites:
             ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
@@ -165,16 +166,16 @@ class TLSServerConfig:
         return ctx
 
     def _load_key_pair(self, ctx: ssl.SSLContext) -> None:
-        with _pem_path(self.cert_file, self.cert, "cert") as cert, \
-                _pem_path(self.key_file, self.key, "key") as key:
+        with _pem_path(self.cert_file, self.cert, f"{self.where}.cert") as cert, \
+                _pem_path(self.key_file, self.key, f"{self.where}.key") as key:
             try:
                 ctx.load_cert_chain(cert, key)
             except ssl.SSLError as exc:
-                raise WebConfigError(f"tls_server_config: cannot load the certificate/key pair "
+                raise WebConfigError(f"{self.where}: cannot load the certificate/key pair "
                                      f"({_describe(self.cert_file, 'cert')}, "
                                      f"{_describe(self.key_file, 'key')}): {exc.reason or exc}") from None
             except OSError as exc:
-                raise WebConfigError(f"tls_server_config: cannot read the certificate/key pair: "
+                raise WebConfigError(f"{self.where}: cannot read the certificate/key pair: "
                                      f"{exc.strerror or exc}") from None
 
     def _load_client_ca(self, ctx: ssl.SSLContext) -> None:
@@ -182,13 +183,13 @@ class TLSServerConfig:
             return
         try:
             if self.client_ca_file is not None:
-                pem = _read_pem(self.client_ca_file, "client_ca_file").decode("ascii", "replace")
+                pem = _read_pem(self.client_ca_file, f"{self.where}.client_ca_file").decode("ascii", "replace")
             else:
                 pem = self.client_ca or ""
             ctx.load_verify_locations(cadata=pem)
         except (ssl.SSLError, ValueError) as exc:
             what = _describe(self.client_ca_file, "client_ca")
-            raise WebConfigError(f"tls_server_config: {what}: no usable CA certificate: "
+            raise WebConfigError(f"{self.where}: {what}: no usable CA certificate: "
                                  f"{getattr(exc, 'reason', None) or exc}") from None
 
 
@@ -351,6 +352,7 @@ def _tls(value: Any, base: Path, where: str) -> TLSServerConfig | None:
         max_version=_tls_version(raw.get("max_version"), "TLS13", f"{where}.max_version"),
         cipher_suites=_ciphers(raw.get("cipher_suites"), f"{where}.cipher_suites"),
         prefer_server_cipher_suites=prefer,
+        where=where,
     )
 
 
@@ -483,26 +485,26 @@ def _describe(path: Path | None, inline: str) -> str:
     return str(path) if path is not None else f"inline {inline}"
 
 
-def _read_pem(path: Path, what: str) -> bytes:
+def _read_pem(path: Path, where: str) -> bytes:
     try:
         return read_bounded(path, MAX_FILE_BYTES)
     except FileTooLarge:
-        raise WebConfigError(f"tls_server_config.{what}: {path}: larger than {MAX_FILE_BYTES} bytes") from None
+        raise WebConfigError(f"{where}: {path}: larger than {MAX_FILE_BYTES} bytes") from None
     except OSError as exc:
-        raise WebConfigError(f"tls_server_config.{what}: {path}: {exc.strerror or exc}") from None
+        raise WebConfigError(f"{where}: {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
-def _pem_path(path: Path | None, inline: str | None, what: str) -> Iterator[str]:
+def _pem_path(path: Path | None, inline: str | None, where: str) -> Iterator[str]:
     """A file name OpenSSL can open: the configured file, or inline PEM in an anonymous memfd.
 
     load_cert_chain() only takes file names; a memfd keeps an inline private key off the disk.
     """
     if path is not None:
-        _read_pem(path, f"{what}_file")       # size bound and a readable error before OpenSSL's
+        _read_pem(path, f"{where}_file")      # size bound and a readable error before OpenSSL's
         yield str(path)
         return
-    fd = os.memfd_create(f"dkms-exporter-{what}", os.MFD_CLOEXEC)
+    fd = os.memfd_create("dkms-exporter-pem", os.MFD_CLOEXEC)
     try:
         os.write(fd, (inline or "").encode())
         yield f"/proc/self/fd/{fd}"
@@ -528,8 +530,8 @@ class WebConfigProvider:
         config = parse_web_config(data, self.path)       # a bad file at start raises: no start
         self._state: tuple[tuple[int, ...] | None, WebConfig | WebConfigError] = (ident, config)
         self._ctx: tuple[tuple, ssl.SSLContext | WebConfigError] | None = None
-        if config.tls is not None:
-            self.ssl_context()    # certificate, key and CA load now, or a clear error at start
+        if config.tls is not None:   # certificate, key and CA load now, or a clear error at start
+            self._ctx = (self._ctx_key(config), config.tls.ssl_context())
         config.dummy_hash()       # pay for the dummy hash now, not on the first request
         log.info("web config %s: %s", self.path, config.describe())
 
@@ -566,19 +568,24 @@ class WebConfigProvider:
         if not isinstance(previous, WebConfigError) or str(previous) != str(exc):
             log.error("web config: %s (requests are refused until it is fixed)", exc)
 
+    @staticmethod
+    def _ctx_key(config: WebConfig) -> tuple:
+        """What the TLS context depends on: this config and its files' identities."""
+        files = []
+        for p in config.tls.files() if config.tls is not None else ():
+            try:
+                files.append(identity(os.stat(p)))
+            except OSError:
+                files.append(None)
+        return (id(config), tuple(files))
+
     def ssl_context(self) -> ssl.SSLContext:
         """The server context for a new connection: current config and certificate files."""
         config = self()
         if config.tls is None:
             raise WebConfigError(f"{self.path}: tls_server_config was removed; restart the exporter "
                                  f"to serve plain HTTP")
-        files = []
-        for p in config.tls.files():
-            try:
-                files.append(identity(os.stat(p)))
-            except OSError:
-                files.append(None)
-        key = (id(config), tuple(files))
+        key = self._ctx_key(config)
         with self._lock:
             if self._ctx is None or self._ctx[0] != key:
                 try:
