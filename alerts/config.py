@@ -1,0 +1,69 @@
+"""The one place to adapt the bundled rules and dashboard to a Prometheus setup.
+
+Everything the generated files depend on is here: which series are dkms-exporter's (the
+selector), which labels identify a host, thresholds, the runbook address.  Change a value,
+run `python alerts/generate.py`, commit the regenerated files (a test fails on drift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# Metric names the rules and the dashboard already use that docs/metrics.md does not list
+# yet: they are being added by the module-truth (issue 3) and initramfs-truth (issue 4) work.
+# tests/test_alerts.py accepts a name here only while docs/metrics.md lacks it; once it is
+# documented it is checked like every other name, and this entry can go.
+PENDING_METRICS = {
+    "dkms_module_signed": "issue 3",
+    "dkms_kernel_signature_enforced": "issue 3",
+    "dkms_secure_boot_enabled": "issue 3",
+    "dkms_secure_boot_supported": "issue 3",
+    "dkms_module_in_initramfs": "issue 4",
+    "dkms_module_early_boot": "issue 4",
+    "dkms_kernel_initramfs_present": "issue 4",
+    "dkms_kernel_initramfs_modified_timestamp_seconds": "issue 4",
+}
+
+# Problem reasons (the `reason` label of dkms_module_problem / dkms_kernel_problem) that
+# have an alert of their own; every other module reason goes to DkmsNextBootKernelNotReady.
+SECURE_BOOT_REASONS = ("unsigned", "untrusted_key")
+INITRAMFS_REASONS = ("missing_from_initramfs", "initramfs_stale")
+# Kernel-level reasons that make a kernel not ready (headers_missing does not: it only stops
+# DKMS from rebuilding).
+KERNEL_BREAKING_REASONS = ("initramfs_missing",)
+
+
+@dataclass(frozen=True)
+class Config:
+    # Label matchers that select dkms-exporter's series.  `serve` scraped as its own job:
+    # job="dkms-exporter".  Textfile mode (metrics arrive through node_exporter):
+    # job="node", or job=~"dkms-exporter|node" for a fleet that has both.
+    selector: str = 'job="dkms-exporter"'
+    # Labels that identify one host across dkms-exporter's series (joins use them).
+    host_labels: tuple[str, ...] = ("job", "instance")
+    # docs/runbooks.md as published; each alert links to its section (#alertname, lowercase).
+    # The project has no public home yet: set this to where your copy of the docs lives.
+    runbook_url_base: str = "https://dkms-exporter.example/docs/runbooks.md"
+    # How long DKMS and initramfs-tools may take after a kernel install before a boot
+    # target without working modules pages: a large DKMS build (nvidia, zfs) takes minutes.
+    readiness_for: str = "30m"
+    textfile_stale_seconds: int = 2 * 3600       # textfile timer + margin
+    reboot_pending_days: int = 7
+    kernel_hold_for: str = "7d"
+    boot_free_bytes_min: int = 150 * 1024 * 1024  # a Debian kernel + initrd needs ~100 MiB
+    # Test mode only: every `for:` becomes this (the live end-to-end test uses seconds).
+    for_override: str | None = None
+
+    @property
+    def on_host(self) -> str:
+        return ", ".join(self.host_labels)
+
+    def sel(self, metric: str, *matchers: str) -> str:
+        """`metric{<selector>, matchers...}`."""
+        return f"{metric}{{{', '.join((self.selector, *matchers))}}}"
+
+    def testing(self, for_override: str) -> "Config":
+        return replace(self, for_override=for_override)
+
+
+DEFAULT = Config()

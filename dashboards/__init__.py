@@ -1,0 +1,1 @@
+"""The Grafana dashboard for dkms-exporter, generated from Python (see alerts/generate.py)."""
