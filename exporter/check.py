@@ -72,7 +72,8 @@ def render_text(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:
             if m.working:
                 rows.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", "ok", "-", "-"))
             for p in m.problems:
-                rows.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", "BROKEN", p.reason, p.fix))
+                mark = "BROKEN" if p.severity == "error" else "warning"
+                rows.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", mark, p.reason, p.fix))
         for p in kv.kernel_problems:
             rows.append((kv.kernel, "-", "-", "-", "warning", p.reason, p.fix))
         if not kv.modules and not kv.kernel_problems:

@@ -20,6 +20,9 @@ from .dpkg import DpkgFacts, collect_dpkg
 from .filecache import FileCache
 from .hostfs import HostFS
 from .kernels import KernelFacts, collect_kernels
+from .loaded import LoadedFacts, collect_loaded
+from .modules import ModuleFacts, collect_modules
+from .secureboot import TrustFacts, collect_secureboot
 from .system import SystemFacts, collect_system
 
 log = logging.getLogger("dkms_exporter")
@@ -30,10 +33,13 @@ COLLECTORS: dict[str, Callable[[Context], Any]] = {
     "dkms": collect_dkms,
     "dpkg": collect_dpkg,
     "system": collect_system,
+    "loaded": collect_loaded,
+    "secureboot": collect_secureboot,
+    "module": collect_modules,      # after kernel and loaded: reads the files they found
 }
 
 # readiness is only as good as these; if one failed or is disabled, verdicts are "unknown"
-READINESS_DEPENDS_ON = ("kernel", "dkms")
+READINESS_DEPENDS_ON = ("kernel", "dkms", "loaded", "secureboot", "module")
 
 
 @dataclass
@@ -77,6 +83,18 @@ class HostFacts:
     @property
     def system(self) -> SystemFacts | None:
         return self._get("system")
+
+    @property
+    def loaded(self) -> LoadedFacts | None:
+        return self._get("loaded")
+
+    @property
+    def trust(self) -> TrustFacts | None:
+        return self._get("secureboot")
+
+    @property
+    def modules(self) -> ModuleFacts | None:
+        return self._get("module")
 
     def failed(self, names: tuple[str, ...]) -> list[str]:
         """Which of these collectors did not give trustworthy facts (failed or disabled)."""

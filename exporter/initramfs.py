@@ -303,8 +303,11 @@ def _zstd_frame_end(img: _Image, start: int) -> int:
         if len(head) < 18 and start + len(head) == img.size:
             raise InitramfsError("truncated", img.size, "zstd frame header cut off") from exc
         raise InitramfsError("corrupt", start, f"bad zstd frame header: {exc}") from exc
+    buf, buf_at = b"", pos  # block headers are read from 1 MiB windows, not one syscall each
     while True:
-        raw = img.peek_at(pos, 3)
+        if pos + 3 > buf_at + len(buf):
+            buf, buf_at = img.peek_at(pos, _IN_CHUNK), pos
+        raw = buf[pos - buf_at : pos - buf_at + 3]
         if len(raw) < 3:
             raise InitramfsError("truncated", img.size, "zstd frame ends before its last block")
         value = int.from_bytes(raw, "little")

@@ -63,6 +63,8 @@ def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0) -> list
     _kernels(out, scrape)
     _readiness(out, scrape)
     _dkms(out, scrape)
+    _module_truth(out, scrape)
+    _secure_boot(out, scrape)
     _packages(out, scrape)
     _system(out, scrape)
     return list(out)
@@ -160,6 +162,87 @@ def _readiness(out: Families, scrape: Scrape) -> None:
             kproblem.add_metric([kv.kernel, p.reason], 1)
     out.gauge("dkms_rollback_kernels", "Installed kernels other than the boot targets that are ready: "
               "what you can fall back to.").add_metric([], r.rollback_ready)
+
+
+def _module_truth(out: Families, scrape: Scrape) -> None:
+    r = scrape.readiness
+    signed = out.gauge("dkms_module_signed", "1 when the module file a kernel would load carries a "
+                       "signature, 0 when it does not (absent when the file could not be read).",
+                       ["kernel", "module", "dkms"])
+    info = out.gauge("dkms_module_signature_info", "1 for a signed module, labeled with what `modinfo` "
+                     "prints: signer, sig_key (key_id) and sig_hashalgo.",
+                     ["kernel", "module", "signer", "key_id", "hash_algo"])
+    for kv in r.kernels:
+        for m in kv.modules:
+            if m.signed is not None:
+                signed.add_metric([kv.kernel, m.module, m.dkms], 1 if m.signed else 0)
+            if m.signature is not None:
+                s = m.signature
+                info.add_metric([kv.kernel, m.module, s.signer, s.key_id, s.hash_algo], 1)
+    facts = scrape.facts
+    enforced = out.gauge("dkms_kernel_signature_enforced", "1 when the kernel will refuse unsigned modules "
+                         "and modules signed by untrusted keys after the next boot (module.sig_enforce, "
+                         "CONFIG_MODULE_SIG_FORCE, or lockdown raised by Secure Boot); absent when unknown.",
+                         ["kernel"])
+    source = out.gauge("dkms_kernel_symbol_versions_source", "1, labeled by where the kernel's exported "
+                       "symbol CRCs were read from (module_symvers, symvers_file) or none: without them "
+                       "symbol_version_mismatch and unknown_symbol cannot be checked.", ["kernel", "source"])
+    kernels = facts.kernels
+    trust = facts.trust
+    mods = facts.modules
+    for k in (kernels.kernels if kernels else ()):
+        if trust is not None:
+            value = trust.enforced_for(k.config or None, k.release == kernels.running)
+            if value is not None:
+                enforced.add_metric([k.release], 1 if value else 0)
+        if mods is not None and k.release in mods.kernels:
+            src = mods.kernels[k.release].exports_source
+            kind = "none" if src == "none" else "module_symvers" if src.endswith("Module.symvers") else "symvers_file"
+            source.add_metric([k.release, kind], 1)
+    loaded = facts.loaded
+    oot = out.gauge("dkms_loaded_out_of_tree_module", "1 for each out-of-tree module loaded now (taint O): "
+                    "each must keep working after the reboot.", ["module", "taint"])
+    for m in (loaded.modules if loaded else ()):
+        if m.out_of_tree:
+            oot.add_metric([m.name, m.taint], 1)
+
+
+def _secure_boot(out: Families, scrape: Scrape) -> None:
+    t = scrape.facts.trust
+    if t is None:
+        return
+    sb = t.secure_boot
+    out.gauge("dkms_secure_boot_supported", "1 on an EFI boot (Secure Boot possible), 0 on BIOS/non-EFI.") \
+        .add_metric([], 1 if sb.supported else 0)
+    enabled = out.gauge("dkms_secure_boot_enabled", "1 when Secure Boot is on (SecureBoot=1 and SetupMode=0, "
+                        "as mokutil --sb-state); absent on non-EFI hosts or when undecidable.")
+    if sb.supported and sb.enabled is not None:
+        enabled.add_metric([], 1 if sb.enabled else 0)
+    setup = out.gauge("dkms_secure_boot_setup_mode", "1 when the firmware is in Setup Mode.")
+    if sb.setup_mode is not None:
+        setup.add_metric([], 1 if sb.setup_mode else 0)
+    shim = out.gauge("dkms_shim_validation_disabled", "1 when shim's validation is disabled (MokSBStateRT, "
+                     "`mokutil --disable-validation`): the kernel then does not lock down.")
+    if sb.supported and sb.shim_validation_disabled is not None:
+        shim.add_metric([], 1 if sb.shim_validation_disabled else 0)
+    lock = out.gauge("dkms_kernel_lockdown", "1, labeled by the running kernel's active lockdown mode "
+                     "(none, integrity, confidentiality).", ["mode"])
+    if t.lockdown:
+        lock.add_metric([t.lockdown], 1)
+    enforce = out.gauge("dkms_module_sig_enforce", "The running kernel's module.sig_enforce (1 = Y).")
+    if t.sig_enforce is not None:
+        enforce.add_metric([], 1 if t.sig_enforce else 0)
+    mok = out.gauge("dkms_mok_certificates", "X.509 certificates enrolled in MokListRT (shim's machine owner "
+                    "keys); absent when the list could not be read.")
+    if sb.supported and t.keys_known:
+        mok.add_metric([], len(t.mok.certificates) if t.mok else 0)
+    enrolled = out.gauge("dkms_signing_certificate_enrolled", "For each module-signing certificate on disk "
+                         "(/var/lib/dkms/mok.pub, /var/lib/shim-signed/mok/MOK.der): 1 when it is enrolled "
+                         "(MokListRT or db), 0 when not. Absent when the key lists could not be read.",
+                         ["path", "signer", "key_id"])
+    if sb.supported and t.keys_known:
+        for path, cert in t.signing_certs:
+            enrolled.add_metric([path, cert.issuer_cn, cert.serial], 1 if t.enrolled(cert) else 0)
 
 
 def _dkms(out: Families, scrape: Scrape) -> None:

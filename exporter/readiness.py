@@ -15,7 +15,12 @@ from .dkmstree import DkmsEntry, DkmsFacts, evaluate_conf
 from .dkmsconf import DkmsConfError
 from .facts import READINESS_DEPENDS_ON, HostFacts
 from .kernels import Kernel, KernelFacts
+from .loaded import LoadedFacts
+from .modfile import ModuleFile, ModuleFileError, ModuleSignature
+from .modules import KernelModuleFacts
 from .remedies import fix
+from .symvers import check_versions, vermagic_matches
+from .trust import Certificate, key_trusted
 from .versioning import compare, release_key
 
 
@@ -24,6 +29,7 @@ class Problem:
     reason: str
     detail: str
     fix: str
+    severity: str = "error"        # "warning" problems (blacklisted) do not stop a module working
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,12 @@ class ModuleVerdict:
     file: str | None               # host path of the module file for this kernel
     problems: tuple[Problem, ...]
 
+    signature: ModuleSignature | None = None   # of the module file for this kernel, when read
+    signed: bool | None = None                 # None: the file could not be read
+
     @property
     def working(self) -> bool:
-        return not self.problems
+        return not any(p.severity == "error" for p in self.problems)
 
 
 @dataclass(frozen=True)
@@ -82,8 +91,7 @@ def assess(facts: HostFacts, config: Config) -> Readiness:
     elif kernels.get(next_boot) is None:
         notes.append(f"the bootloader's entry boots {next_boot}, which is not installed")
     targets = tuple(dict.fromkeys(k for k in (next_boot, kernels.newest) if k and kernels.get(k)))
-    verdicts = tuple(_assess_kernel(k, kernels, facts.dkms, config, targets, next_boot, failed)
-                     for k in kernels.kernels)
+    verdicts = tuple(_assess_kernel(k, facts, config, targets, next_boot, failed) for k in kernels.kernels)
     target_verdicts = [v for v in verdicts if v.target]
     if next_boot and kernels.get(next_boot) is None:
         overall = "not_ready"
@@ -99,10 +107,12 @@ def assess(facts: HostFacts, config: Config) -> Readiness:
     return Readiness(verdicts, targets, next_boot, boot.entry if boot else "", overall, rollback, tuple(notes))
 
 
-def _assess_kernel(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None, config: Config,
-                   targets: tuple[str, ...], next_boot: str | None, failed: list[str]) -> KernelVerdict:
-    expected = expected_modules(kernel, kernels, dkms, config)
-    modules = tuple(_assess_module(kernel, name, source, why, dkms)
+def _assess_kernel(kernel: Kernel, facts: HostFacts, config: Config, targets: tuple[str, ...],
+                   next_boot: str | None, failed: list[str]) -> KernelVerdict:
+    kernels = facts.kernels
+    expected = expected_modules(kernel, kernels, facts.dkms, config, facts.loaded)
+    evidence = _Evidence.of(kernel, facts)
+    modules = tuple(_assess_module(kernel, name, source, why, evidence)
                     for name, (source, why) in sorted(expected.items()))
     kernel_problems = []
     if not kernel.headers:
@@ -119,10 +129,32 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None,
                          tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed))
 
 
+@dataclass(frozen=True)
+class _Evidence:
+    """What the module-truth checks need to know about one kernel."""
+    modules: KernelModuleFacts | None
+    enforced: bool | None               # will this kernel refuse unsigned / untrusted modules
+    trusted: tuple[Certificate, ...]
+    trust_known: bool
+    builtin: ModuleSignature | None
+    blacklisted: frozenset[str]
+
+    @staticmethod
+    def of(kernel: Kernel, facts: HostFacts) -> "_Evidence":
+        mf = facts.modules.kernels.get(kernel.release) if facts.modules else None
+        trust = facts.trust
+        enforced = None
+        if trust is not None:
+            enforced = trust.enforced_for(kernel.config or None, kernel.release == facts.kernels.running)
+        return _Evidence(mf, enforced, trust.trusted_certificates if trust else (),
+                         bool(trust and trust.keys_known), mf.builtin_signer if mf else None,
+                         facts.loaded.blacklisted if facts.loaded else frozenset())
+
+
 # --- which modules a kernel needs ------------------------------------------------------
 
-def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None,
-                     config: Config) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
+def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None, config: Config,
+                     loaded: LoadedFacts | None = None) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
     """modname -> (the DKMS entry that should provide it, or None; why it is expected)."""
     expected: dict[str, tuple[DkmsEntry | None, list[str]]] = {}
 
@@ -150,6 +182,8 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
             if _autoinstall(provider, kernel.release, arch, dkms):
                 for name in dest_modnames(provider, kernel.release, arch, dkms):
                     want(name, provider, "autoinstall")
+    for name in (loaded.out_of_tree if loaded else ()):
+        want(name, None, "loaded_out_of_tree")
     for name in sorted(config.required_modules):
         want(name, None, "required_by_config")
     for name in config.ignored_modules:
@@ -242,7 +276,7 @@ def _bash_match(pattern: str, value: str) -> bool:
 # --- does one module work for one kernel ----------------------------------------------
 
 def _assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple[str, ...],
-                   dkms: DkmsFacts | None) -> ModuleVerdict:
+                   evidence: _Evidence) -> ModuleVerdict:
     arch_builds = [b for b in (entry.builds if entry else ()) if b.kernel == kernel.release]
     build = next((b for b in arch_builds if b.state == "installed"), None) or \
         next(iter(arch_builds), None)
@@ -252,9 +286,65 @@ def _assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tupl
     problem = _dkms_problem(kernel, name, entry, build) if entry is not None else None
     if problem is None:
         problem = _file_problem(kernel, name, entry, file)
-    problems = (problem,) if problem else ()
+    problems: list[Problem] = [problem] if problem else []
+    signature, signed = None, None
+    if problem is None and file is not None:
+        parsed = evidence.modules.files.get(file.split(f"/lib/modules/{kernel.release}/", 1)[1]) \
+            if evidence.modules else None
+        if isinstance(parsed, ModuleFile):
+            signature, signed = parsed.signature, parsed.signature is not None
+        problems += module_truth_problems(kernel, name, entry, file, parsed, evidence)
+    if name in evidence.blacklisted:
+        problems.append(Problem("blacklisted", f"modprobe.d blacklists {name}: it will not load automatically",
+                                f"remove 'blacklist {name}' from /etc/modprobe.d", severity="warning"))
     return ModuleVerdict(kernel.release, name, f"{entry.module}/{entry.version}" if entry else "",
-                         why, state, file, problems)
+                         why, state, file, tuple(problems), signature, signed)
+
+
+def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str,
+                          parsed: ModuleFile | ModuleFileError | None, ev: _Evidence) -> list[Problem]:
+    """Will the kernel's loader accept this file? vermagic, symbol CRCs, signature and key."""
+    ident = f"{entry.module}/{entry.version}" if entry else ""
+    k = kernel.release
+    if parsed is None:
+        return []  # unreadable: recorded as a collector error, so the verdict is already unknown
+    if isinstance(parsed, ModuleFileError):
+        return [Problem("module_unreadable", f"{file}: {parsed}", fix("module_unreadable", k, ident, name))]
+    out: list[Problem] = []
+    kmf = ev.modules
+    if kmf is not None and kmf.vermagic and not vermagic_matches(parsed.vermagic, kmf.vermagic,
+                                                                 parsed.has_versions):
+        out.append(Problem("vermagic_mismatch", f"version magic '{parsed.vermagic}' should be '{kmf.vermagic}'",
+                           fix("vermagic_mismatch", k, ident, name)))
+    if kmf is not None and kmf.exports:
+        vc = check_versions(parsed, kmf.exports)
+        if vc.mismatches:
+            syms = ", ".join(s for s, _, _ in vc.mismatches[:3])
+            more = f" and {len(vc.mismatches) - 3} more" if len(vc.mismatches) > 3 else ""
+            out.append(Problem("symbol_version_mismatch", f"disagrees about version of symbol {syms}{more}",
+                               fix("symbol_version_mismatch", k, ident, name)))
+        unknown = list(vc.unknown) + list(vc.gpl_only) + [f"{s} (namespace {ns} not imported)"
+                                                          for s, ns in vc.missing_namespaces]
+        if unknown:
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            out.append(Problem("unknown_symbol", f"Unknown symbol {', '.join(unknown[:3])}{more}",
+                               fix("unknown_symbol", k, ident, name)))
+    if ev.enforced:
+        sig = parsed.signature
+        if sig is None:
+            out.append(Problem("unsigned", f"{k} enforces module signatures and {file} is unsigned",
+                               fix("unsigned", k, ident, name)))
+        elif ev.trust_known and not _key_trusted(sig, ev):
+            out.append(Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
+                               "enrolled (MokListRT, db) nor the kernel's own key",
+                               fix("untrusted_key", k, ident, name)))
+    return out
+
+
+def _key_trusted(sig: ModuleSignature, ev: _Evidence) -> bool:
+    if ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
+        return True
+    return key_trusted(sig, ev.trusted)
 
 
 def _failure_for(entry: DkmsEntry, kernel: Kernel):

@@ -10,6 +10,13 @@ REASONS = {
     "file_missing": "no module file for this kernel where DKMS or depmod says it is",
     "not_in_depmod": "the module file exists but depmod does not resolve the module to it",
     "headers_missing": "no kernel headers for this kernel (DKMS cannot rebuild)",
+    "module_unreadable": "the module file is not a loadable kernel module (truncated, corrupt, too large)",
+    "vermagic_mismatch": "the module's version magic does not match the kernel's",
+    "symbol_version_mismatch": "the module was built against other symbol CRCs than the kernel exports",
+    "unknown_symbol": "the module needs a symbol the kernel does not export to it",
+    "unsigned": "the kernel enforces module signatures and the module is unsigned",
+    "untrusted_key": "the module is signed by a key the machine does not trust",
+    "blacklisted": "modprobe.d blacklists the module (warning: it loads only when asked for)",
 }
 
 
@@ -37,4 +44,20 @@ def fix(reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: 
             f"reinstall the package that ships {module} for {kernel}"
     if reason == "not_in_depmod":
         return f"depmod -a {kernel}"
+    rebuild_force = f"dkms install --force {dkms} -k {kernel}" if dkms else \
+        f"reinstall the package that ships {module} for {kernel}"
+    if reason in ("module_unreadable", "vermagic_mismatch", "symbol_version_mismatch"):
+        return rebuild_force if headers else f"{install_headers} && {rebuild_force}"
+    if reason == "unknown_symbol":
+        return f"upgrade the package that ships {dkms or module} to a version built for {kernel}, then {rebuild}"
+    if reason == "unsigned":
+        return (f"sign it: kmodsign sha512 /var/lib/shim-signed/mok/MOK.priv /var/lib/shim-signed/mok/MOK.der "
+                f"<file> (or /usr/lib/linux-kbuild-*/scripts/sign-file sha256 /var/lib/dkms/mok.key "
+                f"/var/lib/dkms/mok.pub <file>), or let DKMS sign it: {rebuild_force}")
+    if reason == "untrusted_key":
+        if dkms:
+            return ("enrol DKMS's signing key: mokutil --import /var/lib/dkms/mok.pub (Ubuntu: "
+                    "/var/lib/shim-signed/mok/MOK.der), then confirm in MokManager at the next boot")
+        return (f"enrol the certificate of the key that signed {module} (mokutil --import CERT.der, then "
+                "MokManager at the next boot), or re-sign it with an enrolled key")
     return ""

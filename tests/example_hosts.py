@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostbuilder import Host  # noqa: E402
+from hostbuilder import Host, module_elf  # noqa: E402
 
 OLD, NEW = "6.1.0-27-amd64", "6.1.0-28-amd64"
 API_MISMATCH_LOG = """\
@@ -60,6 +60,8 @@ def healthy(root: Path) -> Host:
             h.dkms_build(name, version, k, dest=dest)
     h.package("acpi-call-dkms", "1.2.2-2.1", arch="all")
     h.package("v4l2loopback-dkms", "0.12.7-2", arch="all")
+    h.secure_boot(True)            # the DKMS key is enrolled, every module is signed with it
+    h.loaded(("acpi_call", "OE"), ("v4l2loopback", "OE"), ("e1000e", ""))
     h.grub()
     h.finish()
     return h
@@ -93,6 +95,20 @@ def many_problems(root: Path) -> Host:
     # an old version whose source is gone, and one whose autoinstall is off
     h.dkms("oldmod", "0.9", dest=["oldmod"], source="dangling")
     h.dkms("manualmod", "1.0", dest=["manualmod"], autoinstall=False)
+    # Secure Boot is on; only the DKMS key is enrolled
+    h.secure_boot(True)
+    # built for k3 before k3's image was installed, against k2's headers: wrong CRCs
+    h.dkms("stalebuild", "1.0", dest=["stalebuild"])
+    h.dkms_build("stalebuild", "1.0", k2, dest=["stalebuild"])
+    h.dkms_build("stalebuild", "1.0", k3, dest=["stalebuild"], built_against=k2)
+    # DKMS could not sign it (no sign-file): Secure Boot will refuse it
+    h.dkms("unsignedmod", "1.0", dest=["unsignedmod"])
+    h.dkms_build("unsignedmod", "1.0", k3, dest=["unsignedmod"], key=None)
+    # a vendor driver outside DKMS, loaded now, signed with a key nobody enrolled
+    for k in (k2, k3):
+        h.write(f"usr/lib/modules/{k}/extra/vendorfake.ko", module_elf("vendorfake", k, key="foreign"))
+    h.loaded(("vendorfake", "OE"), ("acpi_call", "OE"), ("zfake", "POE"), ("spl", "OE"), ("e1000e", ""))
+    h.write("etc/modprobe.d/local.conf", "# keep the webcam loopback off\nblacklist v4l2loopback\n")
     h.package("linux-image-6.1.0-100-amd64", "6.1.150-1", want="hold")
     h.package("broken-postinst", "1.0", state="half-configured")
     h.package("nvfake-dkms", "535.1-1", state="unpacked")

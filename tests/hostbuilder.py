@@ -16,13 +16,81 @@ same trees can be checked with the real dkms, depmod and dpkg.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import struct
 import textwrap
+import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 FIXED_MTIME = 1_700_000_000  # 2023-11-14: golden outputs must not depend on when tests run
 ROOT_UUID = "3f1c2b8e-6a7d-4c1e-9b2a-5d8e7f6a1b2c"
+KEYS = Path(__file__).parent / "data" / "keys"
+# the kernel symbols every test module imports (they are in each kernel's Module.symvers)
+SYMBOLS = ("module_layout", "_printk", "__fentry__", "pci_register_driver")
+EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+SHIM_LOCK = "605dab50-e046-4300-abb6-3dd810dd8b23"
+EFI_CERT_X509 = "a5c059a1-94e4-4aa7-87b5-ab155c2bf072"
+
+
+def vermagic(release: str) -> str:
+    """Debian's vermagic shape (include/linux/vermagic.h), with its trailing space."""
+    return f"{release} SMP preempt mod_unload modversions "
+
+
+def kernel_crc(release: str, symbol: str) -> int:
+    """Each test kernel exports its symbols with its own CRCs, as an ABI bump does."""
+    return zlib.crc32(f"{release}:{symbol}".encode())
+
+
+@functools.lru_cache(maxsize=None)
+def signing_key(stem: str):
+    """A committed test key (tests/data/keys) as modbuild.SigningKey."""
+    import modbuild
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key((KEYS / f"{stem}.key").read_bytes(), password=None)
+    cert = x509.load_pem_x509_certificate((KEYS / f"{stem}.pem").read_bytes())
+    return modbuild.SigningKey(key, cert, KEYS / f"{stem}.key", KEYS / f"{stem}.pem", KEYS / f"{stem}.der")
+
+
+def module_elf(name: str, kernel: str, *, intree: bool = False, key: str | None = "dkms-mok",
+               built_against: str | None = None, version: str = "1.0", compression: str = "none") -> bytes:
+    """A real relocatable ELF kernel module (gcc), signed like sign-file, compressed by the real tool.
+
+    built_against: the kernel whose vermagic and CRCs the module carries (default: ``kernel``).
+    Compiled objects are cached by their description, so building hosts stays fast.
+    """
+    import modbuild
+    against = built_against or kernel
+    spec = modbuild.ModSpec(name=name.replace("-", "_"), vermagic=vermagic(against), intree=intree,
+                            version=version, versions=tuple((s, kernel_crc(against, s)) for s in SYMBOLS),
+                            undefined=tuple(s for s in SYMBOLS if s != "module_layout"))
+    digest = hashlib.sha256(repr((spec, key, compression)).encode()).hexdigest()[:32]
+    cached = modbuild.cache_dir() / "hostbuilder-elf" / f"{digest}.ko"
+    if not cached.exists():
+        obj = modbuild.build_module(spec, cached.with_suffix(".o"))
+        data = obj.read_bytes()
+        if key is not None:
+            data = modbuild.sign_module_cryptography(data, signing_key(key))
+        if compression != "none":
+            data = modbuild.compress(data, compression)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+    return cached.read_bytes()
+
+
+def signature_lists(ders: list[bytes]) -> bytes:
+    """EFI_SIGNATURE_LISTs of X.509 certificates (MokListRT, db), one list per certificate."""
+    out = b""
+    for der in ders:
+        out += uuid.UUID(EFI_CERT_X509).bytes_le + struct.pack("<III", 28 + 16 + len(der), 0, 16 + len(der))
+        out += uuid.UUID(SHIM_LOCK).bytes_le + der
+    return out
 
 
 @dataclass
@@ -83,8 +151,10 @@ class Host:
     def kernel(self, release: str, *, running: bool = False, headers: bool = True, image: bool = True,
                modules_dep: bool = True, config: dict[str, str] | None = None,
                in_tree: list[str] | None = None) -> "Host":
-        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_ACPI": "y",
-               "CONFIG_VIDEO_DEV": "m", "CONFIG_MODULE_SIG_HASH": "sha256"}
+        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_ACPI": "y", "CONFIG_MODVERSIONS": "y",
+               "CONFIG_VIDEO_DEV": "m", "CONFIG_MODULE_SIG_HASH": "sha256", "CONFIG_MODULE_SIG_FORCE": "n",
+               "CONFIG_SECURITY_LOCKDOWN_LSM": "y", "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT": "y",
+               "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
         cfg.update(config or {})
         k = _Kernel(release, headers, image, modules_dep, cfg, in_tree if in_tree is not None else ["e1000e"])
         self.kernels[release] = k
@@ -96,7 +166,8 @@ class Host:
                        f"ffffffffffffffff B The real System.map is in the linux-image-{release}-dbg package\n")
         self.write(f"boot/config-{release}", "".join(f"{key}={v}\n" for key, v in sorted(cfg.items())))
         for name in k.in_tree:
-            self.write(f"usr/lib/modules/{release}/kernel/drivers/misc/{name}.ko", f"in-tree {name} {release}")
+            self.write(f"usr/lib/modules/{release}/kernel/drivers/misc/{name}.ko",
+                       module_elf(name, release, intree=True, key="kernel-build"))
         if headers:
             self.headers(release)
         if running:
@@ -110,7 +181,8 @@ class Host:
         self.write(f"{src}/include/generated/autoconf.h", "#define CONFIG_MODULES 1\n")
         self.write(f"{src}/.config", self.path(f"boot/config-{release}").read_text()
                    if self.path(f"boot/config-{release}").exists() else "")
-        self.write(f"{src}/Module.symvers", "")
+        self.write(f"{src}/Module.symvers", "".join(
+            f"0x{kernel_crc(release, sym):08x}\t{sym}\tvmlinux\tEXPORT_SYMBOL\t\n" for sym in SYMBOLS))
         self.symlink(f"usr/lib/modules/{release}/build", f"/{src}")
         self.package(f"linux-headers-{release}", "6.1.0-1")
         if release in self.kernels:
@@ -128,6 +200,34 @@ class Host:
     def set_running(self, release: str) -> None:
         self.running = release
         self.write("proc/sys/kernel/osrelease", release + "\n")
+        self.write("proc/cmdline", f"BOOT_IMAGE=/boot/vmlinuz-{release} root=UUID={ROOT_UUID} ro quiet\n")
+        self.write("sys/module/module/parameters/sig_enforce", "N\n")
+        if not self.path("sys/kernel/security/lockdown").exists():
+            self.write("sys/kernel/security/lockdown", "[none] integrity confidentiality\n")
+
+    def loaded(self, *modules: tuple[str, str]) -> "Host":
+        """/proc/modules with (name, taint) pairs, e.g. ("nvidia", "POE")."""
+        lines = [f"{name} 16384 0 - Live 0x0000000000000000" + (f" ({taint})" if taint else "")
+                 for name, taint in modules]
+        self.write("proc/modules", "".join(l + "\n" for l in lines))
+        return self
+
+    def secure_boot(self, enabled: bool = True, *, setup_mode: bool = False, mok: tuple[str, ...] = ("dkms-mok",),
+                    shim_validation_disabled: bool = False) -> "Host":
+        """efivars as the firmware and shim expose them, and the DKMS key pair on disk."""
+        efivars = "sys/firmware/efi/efivars"
+        self.write(f"{efivars}/SecureBoot-{EFI_GLOBAL}", b"\x06\x00\x00\x00" + bytes([int(enabled)]))
+        self.write(f"{efivars}/SetupMode-{EFI_GLOBAL}", b"\x06\x00\x00\x00" + bytes([int(setup_mode)]))
+        if mok:
+            ders = [(KEYS / f"{stem}.der").read_bytes() for stem in mok]
+            self.write(f"{efivars}/MokListRT-{SHIM_LOCK}", b"\x06\x00\x00\x00" + signature_lists(ders))
+        if shim_validation_disabled:
+            self.write(f"{efivars}/MokSBStateRT-{SHIM_LOCK}", b"\x06\x00\x00\x00\x01")
+        self.write("var/lib/dkms/mok.pub", (KEYS / "dkms-mok.der").read_bytes())
+        self.write("var/lib/dkms/mok.key", (KEYS / "dkms-mok.key").read_bytes(), mode=0o600)
+        if enabled and not setup_mode and not shim_validation_disabled:
+            self.write("sys/kernel/security/lockdown", "none [integrity] confidentiality\n")
+        return self
 
     # --- DKMS ----------------------------------------------------------------------------
     def dkms(self, name: str, version: str, *, dest: list[str] | None = None, autoinstall: bool = True,
@@ -164,15 +264,20 @@ class Host:
 
     def dkms_build(self, name: str, version: str, kernel: str, *, dest: list[str] | None = None,
                    installed: bool = True, copy_to_kernel: bool = True, depmod: bool = True,
-                   content: dict[str, bytes] | None = None, arch: str | None = None) -> "Host":
-        """A successful DKMS build (``dkms build``), and with installed=True ``dkms install``."""
+                   content: dict[str, bytes] | None = None, arch: str | None = None,
+                   key: str | None = "dkms-mok", built_against: str | None = None) -> "Host":
+        """A successful DKMS build (``dkms build``), and with installed=True ``dkms install``.
+
+        Module files are real ELF modules built for ``kernel`` (or ``built_against``) and signed
+        with ``key`` (None: unsigned), unless ``content`` gives the bytes."""
         arch = arch or self.arch
         dest = dest if dest is not None else [name.replace("-", "_")]
         kdir = f"var/lib/dkms/{name}/{version}/{kernel}/{arch}"
         self.write(f"{kdir}/log/make.log", f"DKMS make.log for {name}-{version} for kernel {kernel} ({arch})\n"
                                            "Tue Nov 14 22:13:20 UTC 2023\nmake: Leaving directory\n")
         for d in dest:
-            data = (content or {}).get(d, f"built {d} {version} for {kernel}".encode())
+            data = (content or {}).get(d) or module_elf(d, kernel, key=key, built_against=built_against,
+                                                        version=version)
             self.write(f"{kdir}/module/{d}.ko", data)
             if installed and copy_to_kernel:
                 self.write(f"usr/lib/modules/{kernel}/updates/dkms/{d}.ko", data)
