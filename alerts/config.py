@@ -28,6 +28,9 @@ PENDING_METRICS = {
 # have an alert of their own; every other module reason goes to DkmsNextBootKernelNotReady.
 SECURE_BOOT_REASONS = ("unsigned", "untrusted_key")
 INITRAMFS_REASONS = ("missing_from_initramfs", "initramfs_stale")
+# Module reasons that are warnings: the module still works (a blacklisted module loads when
+# asked for), so they never make a host "not ready" and never hold a reboot.
+NON_BLOCKING_REASONS = ("blacklisted",)
 # Kernel-level reasons that make a kernel not ready (headers_missing does not: it only stops
 # DKMS from rebuilding).
 KERNEL_BREAKING_REASONS = ("initramfs_missing",)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import (INITRAMFS_REASONS, KERNEL_BREAKING_REASONS, SECURE_BOOT_REASONS, Config)
+from .config import (INITRAMFS_REASONS, KERNEL_BREAKING_REASONS, NON_BLOCKING_REASONS, SECURE_BOOT_REASONS,
+                     Config)
 
 REBOOT_GATE_PREFIX = "DkmsNextBoot"
 # Label matchers, kept out of f-string expressions (no backslashes there before Python 3.12).
@@ -21,7 +22,8 @@ BOOT_TARGET = 'boot_target="true"'
 NEWEST = 'newest="true"'
 HEADERS_MISSING = 'reason="headers_missing"'
 KERNEL_KIND = 'kind=~"kernel.*"'
-ANY_REASON = 'reason!=""'
+BLOCKING = 'reason!~"' + "|".join(NON_BLOCKING_REASONS) + '"'
+NON_BLOCKING = 'reason=~"' + "|".join(NON_BLOCKING_REASONS) + '"'
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ _CHECK = "Run `dkms-exporter check` on the host: it prints the command that fixe
 
 
 def reboot_gate(cfg: Config) -> list[Alert]:
-    own = _alternatives(SECURE_BOOT_REASONS + INITRAMFS_REASONS)
+    own = _alternatives(SECURE_BOOT_REASONS + INITRAMFS_REASONS + NON_BLOCKING_REASONS)
     alerts = _module_gate(
         cfg, "DkmsNextBootKernelNotReady", f'reason!~"{own}"',
         "A kernel this host will boot lacks a working out-of-tree module.",
@@ -127,7 +129,7 @@ def reboot_gate(cfg: Config) -> list[Alert]:
         "{{ $labels.instance }}: kernel {{ $labels.kernel }} is a boot target but has no initramfs image "
         "({{ $labels.reason }}), while the running kernel has one: the host may not find its root "
         "filesystem. Run `update-initramfs -c -k {{ $labels.kernel }}`."))
-    explained = _paren(f"{_paren(boot_target_problems(cfg, ANY_REASON))}\nor\n"
+    explained = _paren(f"{_paren(boot_target_problems(cfg, BLOCKING))}\nor\n"
                        f"{_paren(boot_target_kernel_problems(cfg))}")
     alerts.append(Alert(
         "DkmsNextBootVerdictNotReady",
@@ -168,6 +170,11 @@ def host_alerts(cfg: Config) -> list[Alert]:
               "{{ $labels.instance }}: DKMS could not build {{ $labels.module }}/{{ $labels.version }} for "
               "kernel {{ $labels.kernel }} ({{ $labels.cause }}); make.log is in "
               "/var/lib/dkms/{{ $labels.module }}/{{ $labels.version }}/build/."),
+        Alert("DkmsModuleBlacklisted", boot_target_problems(cfg, NON_BLOCKING), "1h", "info",
+              "A module a boot target needs is blacklisted in modprobe.d.",
+              "{{ $labels.instance }}: module {{ $labels.module }}" + _FROM_DKMS + " is needed on kernel "
+              "{{ $labels.kernel }} but modprobe.d blacklists it: it loads only when asked for by name, "
+              "not automatically for its device."),
         Alert("DkmsKernelHeadersMissing",
               f"{cfg.sel('dkms_kernel_problem', HEADERS_MISSING)} == 1\n"
               f"  and on ({on}, kernel) {cfg.sel('dkms_kernel_info', NEWEST)} == 1\n"

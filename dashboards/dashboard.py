@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import count
 
-from alerts.config import KERNEL_BREAKING_REASONS, Config
+from alerts.config import KERNEL_BREAKING_REASONS, NON_BLOCKING_REASONS, Config
 
 UID = "dkms-exporter"
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -149,7 +149,9 @@ def _or_zero(expr: str) -> str:
 def boot_target_problems(selector: str) -> str:
     reasons = "|".join(KERNEL_BREAKING_REASONS)
     targets = f'dkms_kernel_info{{{selector}, boot_target="true"}} == 1'
-    return (f"(dkms_module_problem{{{selector}}} == 1 and on (job, instance, kernel) {targets})\n"
+    blocking = "|".join(NON_BLOCKING_REASONS)
+    return (f'(dkms_module_problem{{{selector}, reason!~"{blocking}"}} == 1 '
+            f"and on (job, instance, kernel) {targets})\n"
             f'or (dkms_kernel_problem{{{selector}, reason=~"{reasons}"}} == 1 '
             f"and on (job, instance, kernel) {targets})")
 

@@ -1,0 +1,382 @@
+"""The bundled alert and recording rules: generated files current, valid for the real promtool
+and amtool, every alert unit-tested firing and silent, conventions, runbook anchors, metric
+names documented; and the kured sentinel against the example hosts."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from conftest import require_tool  # noqa: E402
+from example_hosts import EXAMPLES  # noqa: E402
+
+from alerts import generate  # noqa: E402
+from alerts.config import (DEFAULT, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
+                           NON_BLOCKING_REASONS, PENDING_METRICS, SECURE_BOOT_REASONS)
+from alerts.rules import REBOOT_GATE_PREFIX, all_alerts, fleet_records, reboot_gate  # noqa: E402
+from exporter.remedies import REASONS  # noqa: E402
+
+UNIT_TESTS = sorted((REPO / "tests" / "alerts").glob("*.yaml"))
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+METRICS_DOC = REPO / "docs" / "metrics.md"
+SENTINEL = REPO / "deploy" / "kured" / "sentinel.sh"
+SEVERITIES = {"critical", "warning", "info"}
+PROMETHEUS_BUILTINS = {"up", "ALERTS"}
+# Reasons of dkms_module_problem the module-truth and initramfs work adds (issues 3 and 4).
+PLANNED_MODULE_REASONS = {"vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
+                          *SECURE_BOOT_REASONS, *INITRAMFS_REASONS}
+KERNEL_LEVEL_REASONS = {"headers_missing", *KERNEL_BREAKING_REASONS}
+
+
+# --- PromQL metric names --------------------------------------------------------------------
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_BRACKETS = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_WORD = re.compile(r"(?<![\w.$:])[A-Za-z_:][A-Za-z0-9_:]*")
+_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+             "bool", "offset", "atan2", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: identifiers that are not keywords, not
+    function or aggregation names (followed by '('), not label names (inside {} or grouping
+    clauses) and not in strings or range brackets."""
+    e = _STRINGS.sub('""', expr)
+    e = _MATCHERS.sub(" ", e)
+    e = _BRACKETS.sub(" ", e)
+    e = _GROUPING.sub(" ", e)
+    names = set()
+    for m in _WORD.finditer(e):
+        word = m.group()
+        if word.lower() in _KEYWORDS or e[m.end():].lstrip().startswith("("):
+            continue
+        names.add(word)
+    return names
+
+
+def documented_metrics() -> set[str]:
+    """Every metric name docs/metrics.md lists in a table's first column."""
+    return set(re.findall(r"^\|\s*`(dkms_[a-z0-9_]+)`", METRICS_DOC.read_text(), re.MULTILINE))
+
+
+def allowed_metric_names(recorded: set[str] = frozenset()) -> set[str]:
+    documented = documented_metrics()
+    pending = {name for name in PENDING_METRICS if name not in documented}
+    return documented | pending | PROMETHEUS_BUILTINS | set(recorded)
+
+
+def test_metric_name_extraction() -> None:
+    expr = ('count by (job, kernel) (dkms_a{job=~"$job", reason!~"x|y"} == 1\n'
+            '  and on (job, instance) group_left() dkms_b offset 7d) or vector(0)\n'
+            '  - time() + rate(dkms_c_total[$__rate_interval]) * 1e3 > bool job:dkms_d:count')
+    assert metric_names(expr) == {"dkms_a", "dkms_b", "dkms_c_total", "job:dkms_d:count"}
+    assert metric_names('ALERTS{alertname=~"Dkms.*"}') == {"ALERTS"}
+    assert metric_names("sum without (instance) (up)") == {"up"}
+
+
+# --- generated files ------------------------------------------------------------------------
+
+def test_generated_files_are_current() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "alerts" / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert generate.drift() == []
+
+
+def test_drift_check_names_an_edited_file(tmp_path: Path) -> None:
+    generate.write(tmp_path)
+    assert generate.drift(tmp_path) == []
+    edited = tmp_path / generate.ALERTS_FILE
+    edited.write_text(edited.read_text().replace("for: 30m", "for: 1m", 1))
+    (tmp_path / generate.DASHBOARD).unlink()
+    assert sorted(generate.drift(tmp_path)) == sorted([generate.ALERTS_FILE, generate.DASHBOARD])
+
+
+def test_test_mode_only_shortens_for(tmp_path: Path) -> None:
+    normal = yaml.safe_load(generate.render()[generate.ALERTS_FILE])
+    fast = yaml.safe_load(generate.render(DEFAULT.testing("2s"))[generate.ALERTS_FILE])
+    for group, fast_group in zip(normal["groups"], fast["groups"]):
+        for rule, fast_rule in zip(group["rules"], fast_group["rules"]):
+            assert fast_rule["for"] == "2s"
+            assert {k: v for k, v in rule.items() if k != "for"} == \
+                   {k: v for k, v in fast_rule.items() if k != "for"}
+    with pytest.raises(SystemExit):
+        generate.main(["--for", "2s"])  # never into the repository
+
+
+# --- the real promtool and amtool ---------------------------------------------------------
+
+def test_promtool_check_rules(tmp_path: Path) -> None:
+    promtool = require_tool("promtool")
+    operator_rule = yaml.safe_load((REPO / generate.PROMETHEUS_RULE).read_text())
+    spec = tmp_path / "prometheusrule-spec.yaml"
+    spec.write_text(yaml.safe_dump(operator_rule["spec"]))
+    files = [REPO / generate.ALERTS_FILE, REPO / generate.RULES_FILE, spec]
+    result = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == 3
+    alerts = sum(len(g["rules"]) for g in yaml.safe_load((REPO / generate.ALERTS_FILE).read_text())["groups"])
+    assert f"SUCCESS: {alerts} rules found" in result.stdout
+
+
+def test_promtool_unit_tests() -> None:
+    promtool = require_tool("promtool")
+    assert UNIT_TESTS, "tests/alerts/*.yaml are missing"
+    result = subprocess.run([promtool, "test", "rules", *map(str, UNIT_TESTS)], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(UNIT_TESTS)
+
+
+def _unit_test_cases() -> tuple[set[tuple[str, str]], set[str], set[str]]:
+    """(alertname, severity) that some case expects to fire; alertnames some case expects
+    silent; expressions some promql_expr_test checks."""
+    fired, silent, exprs = set(), set(), set()
+    for path in UNIT_TESTS:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            for case in group.get("alert_rule_test", []):
+                if not case.get("exp_alerts"):
+                    silent.add(case["alertname"])
+                for alert in case.get("exp_alerts") or []:
+                    assert {"summary", "description", "runbook_url"} <= set(alert["exp_annotations"]), path
+                    fired.add((case["alertname"], alert["exp_labels"]["severity"]))
+            exprs.update(case["expr"] for case in group.get("promql_expr_test", []))
+    return fired, silent, exprs
+
+
+def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+    fired, silent, _ = _unit_test_cases()
+    rules = {(a.name, a.severity) for a in all_alerts(DEFAULT)}
+    assert rules - fired == set(), "alerts (name, severity) without a unit test that fires them"
+    assert {name for name, _ in rules} - silent == set(), "alerts without a must-not-fire case"
+    assert fired - rules == set(), "unit tests expect alerts the rules do not have"
+
+
+def test_every_recording_rule_is_unit_tested() -> None:
+    _, _, exprs = _unit_test_cases()
+    assert {r.record for r in fleet_records(DEFAULT)} - exprs == set()
+
+
+# --- conventions --------------------------------------------------------------------------
+
+def test_alert_conventions() -> None:
+    by_name: dict[str, set[tuple[str, str]]] = {}
+    for alert in all_alerts(DEFAULT):
+        rule = alert.to_rule(DEFAULT)
+        assert re.fullmatch(r"Dkms[A-Z][A-Za-z0-9]+", alert.name), alert.name
+        assert rule["labels"]["severity"] in SEVERITIES
+        annotations = rule["annotations"]
+        assert "{{" not in annotations["summary"], f"{alert.name}: summary must be static"
+        assert annotations["summary"].endswith("."), alert.name
+        if not alert.expr.startswith("absent("):
+            assert "{{ $labels.instance }}" in annotations["description"], alert.name
+        assert annotations["runbook_url"] == f"{DEFAULT.runbook_url_base}#{alert.name.lower()}"
+        assert rule.get("for"), f"{alert.name}: every alert waits before firing"
+        by_name.setdefault(alert.name, set()).add((annotations["summary"], annotations["runbook_url"]))
+    assert all(len(v) == 1 for v in by_name.values()), "severity variants must share summary and runbook"
+
+
+def test_severity_variants_are_exclusive() -> None:
+    """Two rules with one name differ in severity; their conditions split (A and X) / (A unless X),
+    so one problem never pages twice."""
+    variants: dict[str, list] = {}
+    for alert in all_alerts(DEFAULT):
+        variants.setdefault(alert.name, []).append(alert)
+    for name, alerts in variants.items():
+        assert len({a.severity for a in alerts}) == len(alerts), name
+        if len(alerts) == 2:
+            assert sum("\nunless on (" in a.expr for a in alerts) >= 1, name
+
+
+def test_reboot_gate_is_the_prefix() -> None:
+    gate = {a.name for a in reboot_gate(DEFAULT)}
+    assert gate and all(name.startswith(REBOOT_GATE_PREFIX) for name in gate)
+    others = {a.name for a in all_alerts(DEFAULT)} - gate
+    assert not any(name.startswith(REBOOT_GATE_PREFIX) for name in others)
+    assert {a.severity for a in reboot_gate(DEFAULT)} <= {"critical", "warning"}
+    kured = (REPO / "docs" / "kured.md").read_text()
+    assert f"--alert-filter-regexp=^{REBOOT_GATE_PREFIX}" in kured
+
+
+def test_each_module_problem_reason_belongs_to_exactly_one_gate_alert() -> None:
+    """Every reason a module can fail for (today's and the planned ones) is matched by the
+    reason matcher of exactly one module-level reboot-gate alert; a warning reason by none."""
+    reasons = (set(REASONS) | PLANNED_MODULE_REASONS) - KERNEL_LEVEL_REASONS
+    matchers: dict[str, tuple[str, str]] = {}
+    for alert in reboot_gate(DEFAULT):
+        m = re.match(r'\(?\s*dkms_module_problem\{[^}]*reason(=~|!~)"([^"]*)"', alert.expr)
+        if m:
+            matchers[alert.name] = (m.group(1), m.group(2))
+    assert len(matchers) == 3, matchers
+    for reason in sorted(reasons):
+        owners = [name for name, (op, regex) in matchers.items()
+                  if (re.fullmatch(regex, reason) is not None) == (op == "=~")]
+        assert len(owners) == (0 if reason in NON_BLOCKING_REASONS else 1), f"{reason}: {owners}"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_runbook_anchors_exist() -> None:
+    text = RUNBOOKS.read_text()
+    headings = re.findall(r"^#{2,4} (.+)$", text, re.MULTILINE)
+    anchors = {_slug(h) for h in headings}
+    names = {a.name for a in all_alerts(DEFAULT)}
+    for name in names:
+        assert name.lower() in anchors, f"docs/runbooks.md has no section for {name}"
+    sections = set(re.findall(r"^## (\S+)$", text, re.MULTILINE))
+    assert sections == names, "docs/runbooks.md has sections for alerts that do not exist"
+    for link in re.findall(r"\]\(#([^)]+)\)", text):
+        assert link in anchors, f"docs/runbooks.md links to missing #{link}"
+    for reason in (set(REASONS) | PLANNED_MODULE_REASONS):
+        assert reason in text, f"docs/runbooks.md does not explain reason {reason}"
+
+
+def test_rules_use_documented_metrics_only() -> None:
+    recorded = {r.record for r in fleet_records(DEFAULT)}
+    allowed = allowed_metric_names()
+    exprs = [a.expr for a in all_alerts(DEFAULT)] + [r.expr for r in fleet_records(DEFAULT)]
+    used = set().union(*(metric_names(e) for e in exprs))
+    assert used - allowed == set(), "metric names neither in docs/metrics.md nor pending"
+    assert not (used & recorded), "alerts must not depend on recording rules"
+    assert "dkms_module_problem" in used and "dkms_kernel_info" in used
+
+
+# --- deploy files mirror alerts/ -----------------------------------------------------------
+
+def test_prometheus_rule_carries_the_same_groups() -> None:
+    operator_rule = yaml.safe_load((REPO / generate.PROMETHEUS_RULE).read_text())
+    assert operator_rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert operator_rule["kind"] == "PrometheusRule"
+    alerts = yaml.safe_load((REPO / generate.ALERTS_FILE).read_text())["groups"]
+    records = yaml.safe_load((REPO / generate.RULES_FILE).read_text())["groups"]
+    assert operator_rule["spec"]["groups"] == alerts + records
+
+
+def test_alertmanager_example(tmp_path: Path) -> None:
+    amtool = require_tool("amtool")
+    path = REPO / generate.ALERTMANAGER_EXAMPLE
+    result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(path.read_text())
+    names = {a.name for a in all_alerts(DEFAULT)}
+    gate = {a.name for a in reboot_gate(DEFAULT)}
+    (rule,) = config["inhibit_rules"]
+    source = re.fullmatch(r'alertname=~"(.*)"', rule["source_matchers"][0]).group(1)
+    target = re.fullmatch(r'alertname=~"(.*)"', rule["target_matchers"][0]).group(1)
+    assert {n for n in names if re.fullmatch(source, n)} == gate
+    targets = {n for n in names if re.fullmatch(target, n)}
+    assert targets == {"DkmsModuleBuildFailed", "DkmsKernelHeadersMissing"}
+    assert "kernel" in rule["equal"]
+
+
+def test_prometheus_example_config() -> None:
+    promtool = require_tool("promtool")
+    path = REPO / generate.PROMETHEUS_EXAMPLE
+    result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = [job["job_name"] for job in yaml.safe_load(path.read_text())["scrape_configs"]]
+    assert f'job="{jobs[0]}"' in DEFAULT.selector, "the example's job must be what the rules select"
+
+
+def test_grafana_provisioning_points_at_the_dashboard() -> None:
+    provider = yaml.safe_load((REPO / generate.GRAFANA_DASHBOARDS).read_text())["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+    datasource = yaml.safe_load((REPO / generate.GRAFANA_DATASOURCE).read_text())["datasources"][0]
+    assert datasource["type"] == "prometheus"
+
+
+# --- the kured sentinel -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("sentinel-hosts")
+    built = {}
+    for name, build in EXAMPLES.items():
+        build(base / name)
+        built[name] = base / name
+    return built
+
+
+def _exporter_binary() -> str:
+    path = Path(sys.executable).with_name("dkms-exporter")
+    if not path.exists():
+        pytest.fail(f"{path} is missing: install the project into this venv (pip install -e .)")
+    return str(path)
+
+
+def _sentinel(root: Path, *args: str, exporter: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DKMS_EXPORTER": exporter or _exporter_binary(), "DKMS_EXPORTER_ROOTFS": str(root)}
+    return subprocess.run(["/bin/sh", str(SENTINEL), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def _check(root: Path) -> int:
+    return subprocess.run([_exporter_binary(), "--path.rootfs", str(root), "check"], capture_output=True,
+                          timeout=60).returncode
+
+
+def _with_reboot_flag(root: Path, dest: Path, flagged: bool) -> Path:
+    shutil.copytree(root, dest, symlinks=True)
+    flag = dest / "run" / "reboot-required"
+    if flagged:
+        flag.write_text("*** System restart required ***\n")
+    else:
+        flag.unlink(missing_ok=True)
+    return dest
+
+
+def test_sentinel_passes_shellcheck() -> None:
+    shellcheck = require_tool("shellcheck")
+    result = subprocess.run([shellcheck, "-s", "sh", str(SENTINEL)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_sentinel_reboots_only_when_required_and_ready(hosts: dict[str, Path], tmp_path: Path) -> None:
+    """For every example host, with and without a pending reboot: exit 0 exactly when a
+    reboot is required and `dkms-exporter check` exits 0."""
+    assert _check(hosts["healthy"]) == 0 and _check(hosts["reboot-trap"]) == 1
+    for name, root in hosts.items():
+        verdict = _check(root)
+        for flagged in (False, True):
+            tree = _with_reboot_flag(root, tmp_path / f"{name}-{flagged}", flagged)
+            result = _sentinel(tree)
+            expected = 1 if not flagged else {0: 0, 1: 2, 2: 3}[verdict]
+            assert result.returncode == expected, (name, flagged, result.stdout, result.stderr)
+
+
+def test_sentinel_explains_a_held_reboot(hosts: dict[str, Path]) -> None:
+    result = _sentinel(hosts["reboot-trap"])
+    assert result.returncode == 2
+    assert "NOT READY" in result.stdout
+    assert "acpi_call" in result.stdout and "not_built" in result.stdout
+    assert "apt-get install linux-headers-6.1.0-28-amd64" in result.stdout
+
+
+def test_sentinel_fails_closed(hosts: dict[str, Path], tmp_path: Path) -> None:
+    trapped_ready = _with_reboot_flag(hosts["healthy"], tmp_path / "ready", True)
+    assert _sentinel(trapped_ready).returncode == 0
+    # arguments reach `check`: without the dkms collector readiness is unknown
+    unknown = _sentinel(trapped_ready, "--no-collector.dkms")
+    assert unknown.returncode == 3 and "unknown" in unknown.stdout
+    missing = _sentinel(trapped_ready, exporter=str(tmp_path / "no-such-dkms-exporter"))
+    assert missing.returncode == 3 and "not installed" in missing.stderr
+    broken = tmp_path / "broken-exporter"
+    broken.write_text("#!/bin/sh\necho 'Traceback: boom' >&2\nexit 70\n")
+    broken.chmod(0o755)
+    crashed = _sentinel(trapped_ready, exporter=str(broken))
+    assert crashed.returncode == 3 and "exit 70" in crashed.stdout and "boom" in crashed.stdout
