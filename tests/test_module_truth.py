@@ -1,0 +1,157 @@
+"""Module truth plugged into readiness: real ELF modules, real signatures, efivars fixtures."""
+
+import subprocess
+
+import pytest
+
+import modbuild
+from conftest import require_tool, scrape
+from hostbuilder import module_elf, signing_key, vermagic
+
+K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
+
+
+def host_with(host, *, sb: bool | None, key="dkms-mok", mok=("dkms-mok",), content=None, built_against=None):
+    host.kernel(K1, running=True)
+    host.kernel(K2)
+    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    host.dkms_build("acpi-call", "1.2.2", K1, dest=["acpi_call"])
+    host.dkms_build("acpi-call", "1.2.2", K2, dest=["acpi_call"], key=key, built_against=built_against,
+                    content={"acpi_call": content} if content is not None else None)
+    if sb is not None:
+        host.secure_boot(sb, mok=mok)
+    host.grub()
+    host.finish()
+    return scrape(host.root)
+
+
+def reasons(s, kernel=K2):
+    return [p.reason for m in s.readiness.kernel(kernel).modules for p in m.problems]
+
+
+def test_signed_with_enrolled_key_under_secure_boot_is_ready(host):
+    s = host_with(host, sb=True)
+    assert reasons(s) == [] and s.readiness.verdict == "ready"
+    m = s.readiness.kernel(K2).modules[0]
+    assert (m.signature.signer, m.signature.key_id) == ("DKMS module signing key", "3A:1F:00:C0:FF:EE:12:34")
+
+
+def test_unsigned_under_secure_boot(host):
+    s = host_with(host, sb=True, key=None)
+    assert reasons(s) == ["unsigned"] and s.readiness.verdict == "not_ready"
+
+
+def test_unsigned_without_secure_boot_is_fine(host):
+    s = host_with(host, sb=False, key=None)
+    assert reasons(s) == [] and s.readiness.verdict == "ready"
+
+
+def test_non_efi_host_without_sig_force_is_fine(host):
+    s = host_with(host, sb=None, key=None)
+    assert s.facts.trust.secure_boot.supported is False
+    assert reasons(s) == []
+
+
+def test_foreign_key_is_untrusted(host):
+    s = host_with(host, sb=True, key="foreign")
+    assert reasons(s) == ["untrusted_key"]
+
+
+def test_dkms_key_not_enrolled_is_untrusted_and_shown_unenrolled(host, capsys):
+    s = host_with(host, sb=True, mok=())
+    assert reasons(s) == ["untrusted_key"]
+    from exporter.cli import main
+    main(["metrics", "--path.rootfs", str(host.root)])
+    out = capsys.readouterr().out
+    assert ('dkms_signing_certificate_enrolled{key_id="3A:1F:00:C0:FF:EE:12:34",path="/var/lib/dkms/mok.pub",'
+            'signer="DKMS module signing key"} 0.0') in out
+
+
+def test_setup_mode_does_not_enforce(host):
+    host.kernel(K1, running=True)
+    host.secure_boot(True, setup_mode=True)
+    host.finish()
+    s = scrape(host.root)
+    assert s.facts.trust.secure_boot.enabled is False
+    assert s.facts.trust.enforced_for(host_config(host), running=False) is False
+
+
+def host_config(host):
+    from exporter.kernels import parse_kernel_config
+    return parse_kernel_config(host.path(f"boot/config-{K1}").read_bytes())
+
+
+def test_sig_force_kernel_enforces_without_secure_boot(host):
+    host.kernel(K1, running=True)
+    host.kernel(K2, config={"CONFIG_MODULE_SIG_FORCE": "y"})
+    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    host.dkms_build("acpi-call", "1.2.2", K1, dest=["acpi_call"], key=None)
+    host.dkms_build("acpi-call", "1.2.2", K2, dest=["acpi_call"], key=None)
+    host.finish()
+    s = scrape(host.root)
+    assert reasons(s, K2) == ["unsigned"]
+    assert reasons(s, K1) == []
+
+
+def test_built_against_the_previous_kernel_is_a_crc_mismatch(host):
+    s = host_with(host, sb=False, built_against=K1)
+    assert reasons(s) == ["symbol_version_mismatch"]
+    detail = s.readiness.kernel(K2).modules[0].problems[0].detail
+    assert "module_layout" in detail
+
+
+def test_vermagic_mismatch_named(host, tmp_path):
+    spec = modbuild.ModSpec(name="acpi_call", vermagic=f"{K2} SMP mod_unload modversions ",
+                            versions=None, undefined=())
+    data = modbuild.build_module(spec, tmp_path / "m.ko").read_bytes()
+    s = host_with(host, sb=False, content=data)
+    assert "vermagic_mismatch" in reasons(s)
+    assert "should be '6.1.0-28-amd64 SMP preempt mod_unload modversions '" in \
+        [p for p in s.readiness.kernel(K2).modules[0].problems if p.reason == "vermagic_mismatch"][0].detail
+
+
+def test_compressed_signed_module_agrees_with_modinfo(host, tmp_path):
+    data = module_elf("acpi_call", K2, compression="zstd")
+    s = host_with(host, sb=True, content=b"placeholder")
+    # replace the installed file with a .ko.zst as Ubuntu 24.04's dkms installs it
+    (host.path(f"usr/lib/modules/{K2}/updates/dkms/acpi_call.ko")).unlink()
+    zst = host.path(f"usr/lib/modules/{K2}/updates/dkms/acpi_call.ko.zst")
+    zst.write_bytes(data)
+    dep = host.path(f"usr/lib/modules/{K2}/modules.dep")
+    dep.write_text(dep.read_text().replace("updates/dkms/acpi_call.ko:", "updates/dkms/acpi_call.ko.zst:"))
+    s = scrape(host.root)
+    m = s.readiness.kernel(K2).modules[0]
+    assert m.working and m.file.endswith(".ko.zst")
+    modinfo = require_tool("modinfo")
+    for field, ours in (("signer", m.signature.signer), ("sig_key", m.signature.key_id),
+                        ("sig_hashalgo", m.signature.hash_algo)):
+        real = subprocess.run([modinfo, "-F", field, str(zst)], capture_output=True, text=True).stdout.strip()
+        assert ours == real, field
+
+
+@pytest.mark.parametrize("bad", ["truncated", "garbage", "bomb", "trailer_past_end"])
+def test_bad_module_files_are_module_unreadable(host, bad):
+    good = module_elf("acpi_call", K2)
+    data = {
+        "truncated": good[: len(good) // 3],
+        "garbage": b"\x7fELF" + b"\x00" * 10 + b"nonsense" * 10,
+        "bomb": modbuild.compress(b"\x00" * (300 * 1024 * 1024), "zstd"),
+        "trailer_past_end": good[:100] + (10**6).to_bytes(4, "big").rjust(12, b"\0")[:8]
+        + (10**6).to_bytes(4, "big") + b"~Module signature appended~\n",
+    }[bad]
+    s = host_with(host, sb=True, content=data)
+    assert reasons(s) == ["module_unreadable"], reasons(s)
+    assert s.readiness.verdict == "not_ready"
+    assert s.facts.runs["module"].success  # a corrupt module is a fact about the module, not a read error
+
+
+def test_loaded_vendor_module_without_a_file_for_the_new_kernel(host):
+    host.kernel(K1, running=True)
+    host.kernel(K2)
+    host.write(f"usr/lib/modules/{K1}/extra/vendor.ko", module_elf("vendor", K1))
+    host.loaded(("vendor", "OE"), ("e1000e", ""))
+    host.finish()
+    s = scrape(host.root)
+    assert reasons(s, K2) == ["file_missing"]
+    assert reasons(s, K1) == []
+    assert s.readiness.kernel(K2).modules[0].expected_because == ("loaded_out_of_tree",)
