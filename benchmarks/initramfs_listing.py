@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from exporter.initramfs import list_image  # noqa: E402
+from exporter.initramfs import list_image
 
 DECOMPRESS = {
     "zstd": "zstd -dcq",
@@ -122,7 +122,7 @@ def main() -> int:
             f"ratio ours / {what:<12} min {min(ours) / min(ref):.2f}x   median "
             f"{statistics.median(ours) / statistics.median(ref):.2f}x" + ("   (target <= 1.3x)" if what == "floor" else "")
         )
-    print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} CPUs")
+    print(f"load average during the run: {Path('/proc/loadavg').read_text().split()[0]} on {os.cpu_count()} CPUs")
     print(f"memory: Python heap peak {heap_peak / 2**20:.1f} MiB, peak RSS growth {rss_kib / 1024:.1f} MiB "
           f"(cpio data {listing.uncompressed_bytes / 2**20:.0f} MiB)")
     return 0

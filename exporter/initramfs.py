@@ -8,6 +8,17 @@ without ever holding more than a few MiB of decompressed data: file contents are
 reused scratch buffer and dropped by byte count.  Every way an image can be broken is an
 ``InitramfsError`` carrying a code and the byte offset, never a shorter listing.
 
+Where lsinitramfs and the kernel disagree, this follows the kernel, because the question is what
+the booted system gets.  lsinitramfs pipes everything after the early archives through one
+decompressor into one ``cpio -i --list``, which stops at the first TRAILER!!!; so it omits an
+overlay appended after the main archive (mkinitramfs' ``catenate_cpiogz``) and the second of two
+uncompressed archives written back to back without NUL padding.  Both are listed here.  Names are
+normalised the way that cpio prints them (leading ``/`` and ``../`` prefixes dropped).
+
+Not read: lzop segments (no maintained LZO decoder is a dependency; ``unknown_format``), and the
+crc format's checksums (the kernel ignores them too).  The xz check type is not enforced either,
+although the kernel only accepts CRC32/none.
+
 Layout and sources: shared/design/formats.md section 5 (linux init/initramfs.c,
 lib/decompress.c, initramfs-tools' unmkinitramfs, dracut's skipcpio).
 """

@@ -136,8 +136,10 @@ def kernel_deb() -> Path:
     if cached:
         return cached[-1]
     require("apt-get", "apt-cache")
-    deps = run(["apt-cache", "depends", "linux-image-amd64"]).decode()
-    match = re.search(r"Depends: (linux-image-6\.1\.0-\d+-amd64)\b", deps)
+    match = _current_kernel_package()
+    if not match and os.geteuid() == 0:  # a fresh machine may have no package lists yet
+        run(["apt-get", "update", "-qq"])
+        match = _current_kernel_package()
     if not match:
         raise ToolMissing("apt-cache knows no linux-image-amd64 (run apt-get update)")
     with tempfile.TemporaryDirectory(dir=debs) as tmp:
@@ -147,6 +149,15 @@ def kernel_deb() -> Path:
         if not target.exists():
             deb.rename(target)
     return target
+
+
+def _current_kernel_package() -> re.Match | None:
+    """linux-image-6.1.0-N-amd64, the package Debian's linux-image-amd64 currently depends on."""
+    try:
+        deps = run(["apt-cache", "depends", "linux-image-amd64"]).decode()
+    except RuntimeError:
+        return None
+    return re.search(r"Depends: (linux-image-6\.1\.0-\d+-amd64)\b", deps)
 
 
 def _deb_order(path: Path) -> tuple[int, str]:

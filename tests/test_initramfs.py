@@ -23,10 +23,17 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import initramfs_build as build  # noqa: E402
-from initramfs_build import Entry, compress, cpio_archive, cpio_t, decompress, tree_entries  # noqa: E402
+import initramfs_build as build
+from initramfs_build import (
+    Entry,
+    compress,
+    cpio_archive,
+    cpio_t,
+    decompress,
+    tree_entries,
+)
 
-from exporter.initramfs import (  # noqa: E402
+from exporter.initramfs import (
     ERROR_CODES,
     ImageListing,
     InitramfsError,
@@ -224,6 +231,19 @@ def test_early_newc_and_crc_then_compressed_main_then_overlay(fmt, tmp_path):
 
 def _through_trailer(archive: bytes) -> int:
     return (archive.index(b"TRAILER!!!") + 11 + 3) // 4 * 4
+
+
+def test_back_to_back_early_archives_are_all_listed_unlike_lsinitramfs(tmp_path):
+    """Two uncompressed archives with no NUL padding between them: the kernel unpacks both, but
+    unmkinitramfs walks them as one chunk and its cpio -i stops at the first TRAILER!!!."""
+    first = cpio_archive([Entry("kernel/x86/microcode/GenuineIntel.bin", b"abc")], pad_to=0)
+    second = cpio_archive([Entry("kernel/firmware/acpi/b.aml", b"acpi")], fmt="crc", pad_to=0)
+    main = cpio_archive(tree_entries(1, 2))
+    path = _write(tmp_path, first + second + compress(main, "zstd"))
+    listing = list_image(path)
+    assert [(s.offset, s.compression) for s in listing.segments] == [(0, "none"), (len(first), "none"), (len(first) + len(second), "zstd")]
+    assert list(listing.names) == cpio_t(first) + cpio_t(second) + cpio_t(main)
+    assert build.lsinitramfs_names(path) == cpio_t(first) + cpio_t(main)
 
 
 @pytest.mark.parametrize("fmt", ["gzip", "zstd", "bzip2", "xz", "lz4"])
