@@ -175,6 +175,15 @@ def host_alerts(cfg: Config) -> list[Alert]:
               "{{ $labels.instance }}: module {{ $labels.module }}" + _FROM_DKMS + " is needed on kernel "
               "{{ $labels.kernel }} but modprobe.d blacklists it: it loads only when asked for by name, "
               "not automatically for its device."),
+        Alert("DkmsSigningKeyNotEnrolled",
+              f"{cfg.sel('dkms_signing_certificate_enrolled')} == 0\n"
+              f"and on ({on}) {cfg.sel('dkms_secure_boot_enabled')} == 1",
+              "1h", "warning",
+              "Secure Boot is on but the key DKMS signs modules with is not enrolled.",
+              "{{ $labels.instance }}: Secure Boot is enabled and {{ $labels.path }} ({{ $labels.signer }}, "
+              "{{ $labels.key_id }}) is not enrolled in MOK or db: every module DKMS builds next, for the "
+              "next kernel too, will be refused. Run `mokutil --import {{ $labels.path }}` and confirm in "
+              "MokManager on the next boot."),
         Alert("DkmsKernelHeadersMissing",
               f"{cfg.sel('dkms_kernel_problem', HEADERS_MISSING)} == 1\n"
               f"  and on ({on}, kernel) {cfg.sel('dkms_kernel_info', NEWEST)} == 1\n"

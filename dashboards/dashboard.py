@@ -262,6 +262,11 @@ def host(lay: Layout) -> None:
                   rename={"Value #B": "failed at"}, no_value="no failed builds",
                   overrides=[{"matcher": {"id": "byName", "options": "failed at"},
                               "properties": [{"id": "unit", "value": "dateTimeAsIso"}]}]), 12, 7)
+    lay.add(table("Module signing keys", "Certificates DKMS signs modules with, and whether the firmware "
+                  "or MOK trusts them (Secure Boot refuses modules signed by keys that are not enrolled).",
+                  [target(f"dkms_signing_certificate_enrolled{{{HOST}}}", table=True)],
+                  ["path", "signer", "key_id", "Value"], rename={"Value": "enrolled"}, mappings=YES_NO,
+                  no_value="no signing certificate on disk"), 12, 6)
     lay.add(table("Held packages", "apt-mark hold: a held kernel gets no updates; a held headers package "
                   "starves DKMS.", [target(f"dkms_package_held{{{HOST}}}", table=True)],
                   ["package", "kind"], no_value="no held packages"), 8, 6)
