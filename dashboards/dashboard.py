@@ -288,7 +288,7 @@ def trends(lay: Layout) -> None:
         target(f"sum(job:dkms_hosts_not_ready:count{{{FLEET}}})", "B", legend="not ready"),
         target(f"sum(job:dkms_hosts_readiness_unknown:count{{{FLEET}}})", "C", legend="unknown")],
         stack=True), 12, 8)
-    lay.add(timeseries("Hosts not ready, by reason", "From the fleet recording rules.", [
+    lay.add(timeseries("Hosts not ready over time, by reason", "From the fleet recording rules.", [
         target(f"sum by (reason) (job_reason:dkms_hosts_not_ready:count{{{FLEET}}})", legend="{{reason}}")]),
         12, 8)
     lay.add(timeseries("Next-boot kernel across the fleet", "How many hosts boot each kernel next.", [

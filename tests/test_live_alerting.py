@@ -1,0 +1,455 @@
+"""LIVE, on loopback: the exporter serving the example hosts, Debian's real Prometheus scraping
+them with the bundled rules (`for:` shortened), Debian's real Alertmanager routing with the
+bundled example config to a webhook receiver in this test.
+
+Asserted: the reboot-gate alert reaches the receiver for the trapped hosts only, one per
+problem the exporter's own `check --json` reports, with the right labels and annotations; the
+healthy host never alerts; inhibition holds back duplicates; every dashboard query returns the
+series its panel shows; every metric name a rule or panel uses is served.
+
+Everything listens on 127.0.0.1 on ports chosen here; every wait is bounded; all processes
+are stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from example_hosts import EXAMPLES  # noqa: E402
+from test_alerts import documented_metrics, metric_names  # noqa: E402
+from test_dashboard import panels  # noqa: E402
+
+from alerts import generate  # noqa: E402
+from alerts.config import (DEFAULT, INITRAMFS_REASONS, NON_BLOCKING_REASONS,  # noqa: E402
+                           PENDING_METRICS, SECURE_BOOT_REASONS)
+from alerts.rules import REBOOT_GATE_PREFIX, all_alerts, fleet_records  # noqa: E402
+
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+FOR = "2s"                      # every `for:` in test mode
+DEADLINE = 45.0                 # seconds: the longest any wait may take
+JOB = "dkms-exporter"
+TEXTFILE_ONLY = {"dkms_textfile_last_run_timestamp_seconds"}
+BOARD = json.loads((REPO / generate.DASHBOARD).read_text())
+GATE_REASON_ALERT = {**{r: "DkmsNextBootModuleRejectedBySecureBoot" for r in SECURE_BOOT_REASONS},
+                     **{r: "DkmsNextBootInitramfsIncomplete" for r in INITRAMFS_REASONS}}
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE, every: float = 0.25) -> Any:
+    """Call probe until it returns something truthy; fail naming `what` after `timeout`."""
+    end = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = probe()
+        except (OSError, ValueError) as exc:  # not up yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def get_json(url: str, params: dict | None = None) -> Any:
+    if params:
+        url += "?" + urllib.parse.urlencode(params, doseq=True)
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)
+
+
+class Receiver(ThreadingHTTPServer):
+    """Alertmanager's webhook target: records (path, payload) of every notification."""
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.notifications: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Hook)
+
+    def alerts(self, path: str | None = None) -> list[dict]:
+        with self.lock:
+            return [a for p, n in self.notifications if path in (None, p) for a in n["alerts"]]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.notifications.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    prometheus: str = ""
+    alertmanager: str = ""
+    receiver: Receiver | None = None
+    exporters: dict[str, str] = field(default_factory=dict)      # fixture name -> instance
+    checks: dict[str, dict] = field(default_factory=dict)        # fixture name -> check --json
+    dead: str = ""                                               # a target nobody listens on
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    started: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        proc.log = log  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            proc.log.close()  # type: ignore[attr-defined]
+        if self.receiver is not None:
+            self.receiver.shutdown()
+            self.receiver.server_close()
+
+    def query(self, expr: str) -> list[dict]:
+        doc = get_json(f"{self.prometheus}/api/v1/query", {"query": expr})
+        assert doc["status"] == "success", doc
+        return doc["data"]["result"]
+
+    def prometheus_alerts(self) -> list[dict]:
+        return get_json(f"{self.prometheus}/api/v1/alerts")["data"]["alerts"]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))
+
+
+def _exporter_argv(root: Path, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "exporter", "serve", "--web.listen-address", f"127.0.0.1:{port}",
+            "--path.rootfs", str(root), *extra]
+
+
+def _prometheus_config(stack: Stack, rules: list[Path], am_port: int) -> dict:
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in rules],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+        "scrape_configs": [{
+            "job_name": JOB,
+            "static_configs": [{"targets": [instance], "labels": {"fixture": name}}
+                               for name, instance in [*stack.exporters.items(), ("dead", stack.dead)]],
+        }],
+    }
+
+
+def _alertmanager_config(receiver: str) -> dict:
+    """The bundled example, with its receivers pointed at this test and its timers shortened."""
+    config = copy.deepcopy(yaml.safe_load((REPO / generate.ALERTMANAGER_EXAMPLE).read_text()))
+    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    for r in config["receivers"]:
+        r["webhook_configs"] = [{"url": f"{receiver}/{r['name']}", "send_resolved": False}]
+    return config
+
+
+# --- the stack ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    for binary in (PROMETHEUS, ALERTMANAGER):
+        if not os.access(binary, os.X_OK):
+            pytest.fail(f"{binary} is missing: scripts/test installs prometheus and "
+                        f"prometheus-alertmanager from .ci/apt-packages")
+    tmp = tmp_path_factory.mktemp("live")
+    s = Stack(tmp, started=time.monotonic())
+    try:
+        _start(s)
+        yield s
+    finally:
+        s.stop()
+
+
+def _start(s: Stack) -> None:
+    hosts = tmp_path = s.tmp / "hosts"
+    tmp_path.mkdir()
+    roots = {}
+    for name, build in EXAMPLES.items():
+        build(hosts / name)
+        roots[name] = hosts / name
+    fixtures = {name: (roots[name], ()) for name in roots}
+    fixtures["undecidable"] = (roots["healthy"], ("--no-collector.dkms",))
+    for name, (root, extra) in fixtures.items():
+        port = free_port()
+        s.start(f"exporter-{name}", _exporter_argv(root, port, *extra))
+        s.exporters[name] = f"127.0.0.1:{port}"
+        s.checks[name] = json.loads(subprocess.run(
+            [sys.executable, "-m", "exporter", "--path.rootfs", str(root), *extra, "check", "--json"],
+            capture_output=True, text=True, timeout=60, cwd=REPO).stdout)
+    s.dead = f"127.0.0.1:{free_port()}"
+
+    s.receiver = Receiver()
+    threading.Thread(target=s.receiver.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    receiver = f"http://127.0.0.1:{s.receiver.server_address[1]}"
+
+    rendered = generate.render(DEFAULT.testing(FOR))
+    rules = []
+    for rel in (generate.ALERTS_FILE, generate.RULES_FILE):
+        path = s.tmp / Path(rel).name
+        path.write_text(rendered[rel])
+        rules.append(path)
+
+    am_port, prom_port = free_port(), free_port()
+    (s.tmp / "alertmanager.yml").write_text(yaml.safe_dump(_alertmanager_config(receiver)))
+    (s.tmp / "am-data").mkdir()
+    s.start("alertmanager", [ALERTMANAGER, f"--config.file={s.tmp / 'alertmanager.yml'}",
+                             f"--storage.path={s.tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                             "--cluster.listen-address=", "--log.level=warn"])
+    (s.tmp / "prometheus.yml").write_text(yaml.safe_dump(_prometheus_config(s, rules, am_port)))
+    (s.tmp / "prom-data").mkdir()
+    s.start("prometheus", [PROMETHEUS, f"--config.file={s.tmp / 'prometheus.yml'}",
+                           f"--storage.tsdb.path={s.tmp / 'prom-data'}",
+                           f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"])
+    s.prometheus = f"http://127.0.0.1:{prom_port}"
+    s.alertmanager = f"http://127.0.0.1:{am_port}"
+
+    def ready(url: str) -> bool:
+        for p in s.procs:
+            if p.poll() is not None:
+                pytest.fail(f"{p.args[0]} exited with {p.returncode}\n{s.logs()}")
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+            return r.status == 200
+
+    wait_for("Alertmanager to be ready", lambda: ready(s.alertmanager))
+    wait_for("Prometheus to be ready", lambda: ready(s.prometheus))
+    s.timings["ready"] = time.monotonic() - s.started
+    up = wait_for("every exporter scraped", lambda: len(s.query(f'up{{job="{JOB}"}} == 1')) == len(s.exporters))
+    assert up
+    wait_for("the fleet recording rules", lambda: s.query("job:dkms_hosts:count"))
+    s.timings["scraped"] = time.monotonic() - s.started
+
+
+def expected_gate_alerts(s: Stack) -> set[tuple[str, str, str, str, str]]:
+    """(alertname, fixture, kernel, module, reason) for every problem `check --json` reports on a
+    boot target: what the reboot-gate alerts must say, no more, no less."""
+    out = set()
+    for fixture, doc in s.checks.items():
+        for k in doc["kernels"]:
+            assert "target" in k["roles"]
+            for m in k["modules"]:
+                for p in m["problems"]:
+                    if p["reason"] in NON_BLOCKING_REASONS:
+                        continue
+                    name = GATE_REASON_ALERT.get(p["reason"], "DkmsNextBootKernelNotReady")
+                    out.add((name, fixture, k["kernel"], m["module"], p["reason"]))
+    return out
+
+
+def _fixture(s: Stack, instance: str) -> str:
+    return next(name for name, inst in s.exporters.items() if inst == instance)
+
+
+def _delivered_gate(s: Stack) -> set[tuple[str, str, str, str, str]]:
+    return {(a["labels"]["alertname"], _fixture(s, a["labels"]["instance"]), a["labels"]["kernel"],
+             a["labels"]["module"], a["labels"]["reason"])
+            for a in s.receiver.alerts("/dkms-oncall")
+            if a["labels"]["alertname"].startswith(REBOOT_GATE_PREFIX) and "module" in a["labels"]}
+
+
+@pytest.fixture(scope="module")
+def delivered(stack: Stack) -> set[tuple[str, str, str, str, str]]:
+    expected = expected_gate_alerts(stack)
+    assert any(f == "reboot-trap" for _, f, *_ in expected), "the reboot-trap host is not trapped?"
+    wait_for("the reboot-gate alerts at the webhook", lambda: expected <= _delivered_gate(stack))
+    stack.timings["delivered"] = time.monotonic() - stack.started
+    time.sleep(2.5)  # two more evaluation + notification rounds: nothing unexpected may follow
+    return _delivered_gate(stack)
+
+
+# --- the alerts -----------------------------------------------------------------------------
+
+def test_gate_alert_reaches_the_receiver_for_trapped_hosts_only(stack: Stack, delivered: set) -> None:
+    expected = expected_gate_alerts(stack)
+    print("delivered reboot-gate alerts:", *sorted(delivered), sep="\n  ")
+    assert delivered == expected
+    trapped = {f for _, f, *_ in expected}
+    assert "healthy" not in trapped and {"reboot-trap", "many-problems"} <= trapped
+    # the README's trap, spelled out
+    assert ("DkmsNextBootKernelNotReady", "reboot-trap", "6.1.0-28-amd64", "acpi_call", "not_built") in delivered
+    assert ("DkmsNextBootKernelNotReady", "reboot-trap", "6.1.0-28-amd64", "v4l2loopback", "not_built") in delivered
+    for alert in stack.receiver.alerts("/dkms-oncall"):
+        labels, annotations = alert["labels"], alert["annotations"]
+        if labels["alertname"] != "DkmsNextBootKernelNotReady" or labels["fixture"] != "reboot-trap":
+            continue
+        assert alert["status"] == "firing"
+        assert labels["job"] == JOB and labels["severity"] == "critical"  # a reboot is pending there
+        assert labels["dkms"] in ("acpi-call/1.2.2", "v4l2loopback/0.12.7")
+        assert annotations["runbook_url"].endswith("#dkmsnextbootkernelnotready")
+        assert f"will not work on kernel 6.1.0-28-amd64" in annotations["description"]
+        assert labels["instance"] in annotations["description"]
+
+
+def test_healthy_host_never_alerts(stack: Stack, delivered: set) -> None:
+    healthy = stack.exporters["healthy"]
+    assert [a["labels"] for a in stack.receiver.alerts() if a["labels"].get("instance") == healthy] == []
+    assert [a["labels"] for a in stack.prometheus_alerts() if a["labels"].get("instance") == healthy] == []
+
+
+def test_undecidable_and_unreachable_hosts_alert(stack: Stack, delivered: set) -> None:
+    def names_for(instance: str) -> set[str]:
+        return {a["labels"]["alertname"] for a in stack.receiver.alerts("/dkms-oncall")
+                if a["labels"].get("instance") == instance}
+
+    wait_for("DkmsNextBootReadinessUnknown and DkmsExporterDown at the webhook",
+             lambda: "DkmsNextBootReadinessUnknown" in names_for(stack.exporters["undecidable"])
+             and "DkmsExporterDown" in names_for(stack.dead))
+    assert names_for(stack.exporters["undecidable"]) == {"DkmsNextBootReadinessUnknown"}
+
+
+def test_inhibition_pages_each_incident_once(stack: Stack, delivered: set) -> None:
+    """Build failures and missing headers on a kernel whose reboot-gate alert fires are held back
+    by the bundled inhibit rule: Alertmanager marks them suppressed, the receiver never sees them."""
+    firing = [a["labels"] for a in stack.prometheus_alerts() if a["state"] == "firing"]
+    gated = {(l["instance"], l["kernel"]) for l in firing if l["alertname"].startswith(REBOOT_GATE_PREFIX)
+             and "kernel" in l}
+    targets = [l for l in firing if l["alertname"] in ("DkmsModuleBuildFailed", "DkmsKernelHeadersMissing")
+               and (l["instance"], l["kernel"]) in gated]
+    assert any(l["alertname"] == "DkmsKernelHeadersMissing" and _fixture(stack, l["instance"]) == "reboot-trap"
+               for l in targets), "the reboot trap's missing headers should be inhibited"
+
+    def suppressed() -> set:
+        alerts = get_json(f"{stack.alertmanager}/api/v2/alerts", {"inhibited": "true"})
+        return {(a["labels"]["alertname"], a["labels"]["instance"], a["labels"]["kernel"])
+                for a in alerts if a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]}
+
+    want = {(l["alertname"], l["instance"], l["kernel"]) for l in targets}
+    wait_for("Alertmanager to inhibit build failures and missing headers", lambda: want <= suppressed())
+    received = {(a["labels"]["alertname"], a["labels"]["instance"], a["labels"]["kernel"])
+                for a in stack.receiver.alerts() if "kernel" in a["labels"]}
+    assert not (want & received), "an inhibited alert reached the receiver"
+
+
+def test_routes_and_severities(stack: Stack, delivered: set) -> None:
+    """The example route: critical and warning DKMS alerts page (dkms-oncall), info goes to the
+    default receiver; every delivered alert carries the rule's severity and runbook."""
+    severities = {(a.name, a.severity) for a in all_alerts(DEFAULT)}
+    for path, notification in list(stack.receiver.notifications):
+        for alert in notification["alerts"]:
+            labels = alert["labels"]
+            assert (labels["alertname"], labels["severity"]) in severities
+            assert alert["annotations"]["runbook_url"].startswith(DEFAULT.runbook_url_base + "#")
+            assert path == ("/default" if labels["severity"] == "info" else "/dkms-oncall"), labels
+    info = {a["labels"]["alertname"] for a in stack.receiver.alerts("/default")}
+    assert "DkmsKernelPackageHeld" in info  # reboot-trap holds linux-headers-amd64
+
+
+# --- the dashboard --------------------------------------------------------------------------
+
+def _substitute(expr: str, instance: str) -> str:
+    """What Grafana sends: the variables' values, regex-escaped inside a PromQL string."""
+    return expr.replace("$job", JOB).replace("$instance", re.escape(instance).replace("\\", "\\\\"))
+
+
+def _dashboard_targets() -> list[Any]:
+    params = []
+    for panel in panels(BOARD):
+        for t in panel["targets"]:
+            params.append(pytest.param(panel, t, id=f"{panel['title']}/{t['refId']}"))
+    return params
+
+
+def _undocumented_pending(expr: str) -> set[str]:
+    return (metric_names(expr) & set(PENDING_METRICS)) - documented_metrics()
+
+
+def _shown_labels(panel: dict, target: dict) -> set[str]:
+    """The labels the panel displays from this target: organize columns, matrix row/column, legend."""
+    labels = set(re.findall(r"\{\{(\w+)\}\}", target.get("legendFormat", "")))
+    for t in panel.get("transformations", []):
+        options = t["options"]
+        if t["id"] == "organize":
+            labels |= {c for c in options["indexByName"] if not c.startswith("Value") and c != "Value"}
+        if t["id"] == "groupingToMatrix":
+            labels |= {options["rowField"], options["columnField"]}
+    return labels
+
+
+@pytest.mark.parametrize(("panel", "target"), _dashboard_targets())
+def test_dashboard_query_returns_series(stack: Stack, delivered: set, panel: dict, target: dict) -> None:
+    """Every panel query, run as the panel runs it (the job and the many-problems host selected),
+    returns series, with the labels the panel shows."""
+    pending = _undocumented_pending(target["expr"])
+    expr = _substitute(target["expr"], stack.exporters["many-problems"])
+    result = stack.query(expr)
+    if not result and pending:
+        pytest.xfail(f"{sorted(pending)} not served yet ({', '.join(sorted({PENDING_METRICS[n] for n in pending}))})")
+    assert result, f"{panel['title']}: no data for {expr}"
+    core = re.sub(r"\s+or vector\(0\)$", "", expr)
+    if core != expr:  # `X or vector(0)`: X itself must have data on this fleet
+        assert stack.query(core), f"{panel['title']}: only the vector(0) fallback answers"
+    shown = _shown_labels(panel, target)
+    if panel["type"] == "table" and len(panel["targets"]) > 1:
+        shown &= set().union(*(set(r["metric"]) for r in result))  # merged tables: each query adds some
+    for label in shown:
+        assert any(label in r["metric"] for r in result), f"{panel['title']}: no series has label {label}"
+
+
+def test_template_variables_resolve(stack: Stack, delivered: set) -> None:
+    for variable in BOARD["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        m = re.fullmatch(r"label_values\((.*), *(\w+)\)", variable["query"]["query"])
+        values = {r["metric"][m.group(2)] for r in stack.query(_substitute(m.group(1), ""))}
+        expected = {JOB} if variable["name"] == "job" else set(stack.exporters.values())
+        assert values == expected, variable["name"]
+
+
+def test_every_metric_a_rule_or_panel_uses_is_served(stack: Stack, delivered: set) -> None:
+    served = set(get_json(f"{stack.prometheus}/api/v1/label/__name__/values")["data"])
+    recorded = {r.record for r in fleet_records(DEFAULT)}
+    exprs = [a.expr for a in all_alerts(DEFAULT)] + [t["expr"] for p in panels(BOARD) for t in p["targets"]]
+    used = set().union(*(metric_names(e) for e in exprs)) - {"ALERTS"}
+    pending = {n for n in PENDING_METRICS if n not in documented_metrics()}
+    missing = used - served - TEXTFILE_ONLY - pending
+    assert missing == set(), "rules or panels use names the exporter does not serve (or rules never record)"
+    assert recorded - served == set(), "recording rules that record nothing on this fleet"
+
+
+def test_timings(stack: Stack, delivered: set) -> None:
+    """The whole stack stays quick: record the numbers (shown with -rA) and bound them."""
+    print(f"live stack timings (s since start): {json.dumps({k: round(v, 1) for k, v in stack.timings.items()})}")
+    assert stack.timings["delivered"] < DEADLINE
