@@ -56,6 +56,8 @@ def _kernel_json(kv: KernelVerdict) -> dict:
         "problems": [asdict(p) for p in kv.kernel_problems],
         "modules": [{"module": m.module, "dkms": m.dkms, "state": m.state, "working": m.working,
                      "expected_because": list(m.expected_because), "file": m.file,
+                     "early_boot": m.early_boot, "in_initramfs": m.in_initramfs,
+                     "signature": asdict(m.signature) if m.signature else None,
                      "problems": [asdict(p) for p in m.problems]} for m in kv.modules],
     }
 
@@ -75,15 +77,17 @@ def render_text(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:
                 mark = "BROKEN" if p.severity == "error" else "warning"
                 rows.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", mark, p.reason, p.fix))
         for p in kv.kernel_problems:
-            rows.append((kv.kernel, "-", "-", "-", "warning", p.reason, p.fix))
+            rows.append((kv.kernel, "-", "-", "-", "BROKEN" if p.severity == "error" else "warning",
+                         p.reason, p.fix))
         if not kv.modules and not kv.kernel_problems:
             rows.append((kv.kernel, "-", "-", "-", "ok", "no out-of-tree modules needed", "-"))
     _table(rows, out)
-    for kv in chosen:
-        for m in kv.modules:
-            for p in m.problems:
-                out.write(f"\n{kv.kernel} {m.module}: {p.reason}: {p.detail}")
-    if any(m.problems for kv in chosen for m in kv.modules):
+    details = [f"{kv.kernel} {m.module}: {p.reason}: {p.detail}" for kv in chosen for m in kv.modules
+               for p in m.problems]
+    details += [f"{kv.kernel}: {p.reason}: {p.detail}" for kv in chosen for p in kv.kernel_problems]
+    for line in details:
+        out.write(f"\n{line}")
+    if details:
         out.write("\n")
     for kv in chosen:
         for why in kv.unknown_because:

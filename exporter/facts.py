@@ -19,6 +19,7 @@ from .dkmstree import DkmsFacts, collect_dkms
 from .dpkg import DpkgFacts, collect_dpkg
 from .filecache import FileCache
 from .hostfs import HostFS
+from .initramfs_images import InitramfsFacts, collect_initramfs
 from .kernels import KernelFacts, collect_kernels
 from .loaded import LoadedFacts, collect_loaded
 from .modules import ModuleFacts, collect_modules
@@ -36,10 +37,11 @@ COLLECTORS: dict[str, Callable[[Context], Any]] = {
     "loaded": collect_loaded,
     "secureboot": collect_secureboot,
     "module": collect_modules,      # after kernel and loaded: reads the files they found
+    "initramfs": collect_initramfs,
 }
 
 # readiness is only as good as these; if one failed or is disabled, verdicts are "unknown"
-READINESS_DEPENDS_ON = ("kernel", "dkms", "loaded", "secureboot", "module")
+READINESS_DEPENDS_ON = ("kernel", "dkms", "loaded", "secureboot", "module", "initramfs")
 
 
 @dataclass
@@ -95,6 +97,10 @@ class HostFacts:
     @property
     def modules(self) -> ModuleFacts | None:
         return self._get("module")
+
+    @property
+    def initramfs(self) -> InitramfsFacts | None:
+        return self._get("initramfs")
 
     def failed(self, names: tuple[str, ...]) -> list[str]:
         """Which of these collectors did not give trustworthy facts (failed or disabled)."""

@@ -28,6 +28,7 @@ class Kernel:
     headers_dir: str | None              # host path /lib/modules/K/build resolves to, when usable
     config: dict[str, str] = field(default_factory=dict)   # /boot/config-K
     out_of_tree: dict[str, tuple[str, ...]] = field(default_factory=dict)  # modname -> relpaths
+    mtimes: dict[str, float] = field(default_factory=dict)                 # relpath -> mtime of those files
 
     @property
     def headers(self) -> bool:
@@ -80,7 +81,7 @@ def _kernel(ctx: Context, release: str, image: str, has_modules_dir: bool) -> Ke
     return Kernel(release=release, image=image, has_modules_dir=has_modules_dir,
                   modules_dep=load_modules_dep(ctx, release) if has_modules_dir else None,
                   headers_dir=_headers(ctx, base), config=_config(ctx, release),
-                  out_of_tree=_out_of_tree(ctx, base) if has_modules_dir else {})
+                  **_out_of_tree(ctx, base) if has_modules_dir else {})
 
 
 def load_modules_dep(ctx: Context, release: str) -> ModulesDep | None:
@@ -115,9 +116,10 @@ def parse_kernel_config(data: bytes) -> dict[str, str]:
             for m in _CONFIG_LINE.finditer(data)}
 
 
-def _out_of_tree(ctx: Context, base: str) -> dict[str, tuple[str, ...]]:
-    """modname -> module files under updates/, extra/, weak-updates/ (bounded walk)."""
+def _out_of_tree(ctx: Context, base: str) -> dict:
+    """modname -> module files under updates/, extra/, weak-updates/ (bounded walk), and their mtimes."""
     found: dict[str, list[str]] = {}
+    mtimes: dict[str, float] = {}
     seen = 0
     for top in OUT_OF_TREE_DIRS:
         stack = [top]
@@ -131,13 +133,17 @@ def _out_of_tree(ctx: Context, base: str) -> dict[str, tuple[str, ...]]:
                 seen += 1
                 if seen > MAX_WALK_ENTRIES:
                     ctx.error(base, f"more than {MAX_WALK_ENTRIES} entries under out-of-tree dirs; stopped")
-                    return {k: tuple(v) for k, v in found.items()}
+                    return {"out_of_tree": {k: tuple(v) for k, v in found.items()}, "mtimes": mtimes}
                 child = f"{rel}/{name}"
                 if ".ko" in name and not name.endswith((".sig", ".origin")):
+                    st = ctx.stat(f"{base}/{child}")
+                    if st is None:
+                        continue
                     found.setdefault(modname_of_path(name), []).append(child)
+                    mtimes[child] = st.st_mtime
                 elif ctx.is_dir(f"{base}/{child}") and not ctx.fs.readlink_host(f"{base}/{child}"):
                     stack.append(child)
-    return {k: tuple(sorted(v)) for k, v in found.items()}
+    return {"out_of_tree": {k: tuple(sorted(v)) for k, v in found.items()}, "mtimes": mtimes}
 
 
 def _running(ctx: Context) -> str | None:

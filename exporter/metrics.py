@@ -65,6 +65,7 @@ def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0) -> list
     _dkms(out, scrape)
     _module_truth(out, scrape)
     _secure_boot(out, scrape)
+    _initramfs(out, scrape)
     _packages(out, scrape)
     _system(out, scrape)
     return list(out)
@@ -148,8 +149,8 @@ def _readiness(out: Families, scrape: Scrape) -> None:
     problem = out.gauge("dkms_module_problem", "1 for each reason a needed module will not work for the "
                         "kernel (reasons: " + ", ".join(sorted(REASONS)) + ").",
                         ["kernel", "module", "dkms", "reason"])
-    kproblem = out.gauge("dkms_kernel_problem", "1 for each kernel-level problem (headers_missing).",
-                         ["kernel", "reason"])
+    kproblem = out.gauge("dkms_kernel_problem", "1 for each kernel-level problem: headers_missing (a "
+                         "warning), initramfs_missing, initramfs_unreadable.", ["kernel", "reason"])
     for kv in r.kernels:
         if kv.verdict != "unknown":
             kready.add_metric([kv.kernel], 1 if kv.verdict == "ready" else 0)
@@ -205,6 +206,40 @@ def _module_truth(out: Families, scrape: Scrape) -> None:
     for m in (loaded.modules if loaded else ()):
         if m.out_of_tree:
             oot.add_metric([m.name, m.taint], 1)
+
+
+def _initramfs(out: Families, scrape: Scrape) -> None:
+    facts = scrape.facts.initramfs
+    if facts is None:
+        return
+    present = out.gauge("dkms_kernel_initramfs_present", "1 when the kernel has an initramfs image "
+                        "(initrd.img-K, initramfs-K.img, ...).", ["kernel"])
+    mtime = out.gauge("dkms_kernel_initramfs_modified_timestamp_seconds", "When the kernel's initramfs image "
+                      "was last written.", ["kernel"])
+    size = out.gauge("dkms_kernel_initramfs_size_bytes", "Size of the kernel's initramfs image.", ["kernel"])
+    info = out.gauge("dkms_kernel_initramfs_info", "1 per readable image, labeled by the compression of its "
+                     "main archive (zstd, gzip, xz, lz4, lzma, bzip2, none).", ["kernel", "compression"])
+    took = out.gauge("dkms_kernel_initramfs_listing_duration_seconds", "How long listing the image took when "
+                     "it was last read (an unchanged image is not read again).", ["kernel"])
+    for kernel, image in facts.images.items():
+        present.add_metric([kernel], 1 if image.present else 0)
+        if image.mtime is not None:
+            mtime.add_metric([kernel], image.mtime)
+        if image.size is not None:
+            size.add_metric([kernel], image.size)
+        if image.listing is not None:
+            info.add_metric([kernel, image.listing.compression], 1)
+            took.add_metric([kernel], image.listing.seconds)
+    inside = out.gauge("dkms_module_in_initramfs", "For each module a kernel needs, when that kernel's "
+                       "initramfs could be read: 1 when the image holds it.", ["kernel", "module"])
+    early = out.gauge("dkms_module_early_boot", "1 for each needed module that must be in the initramfs "
+                      "(it is in the running kernel's image, or the config names it).", ["kernel", "module"])
+    for kv in scrape.readiness.kernels:
+        for m in kv.modules:
+            if m.in_initramfs is not None:
+                inside.add_metric([kv.kernel, m.module], 1 if m.in_initramfs else 0)
+            if m.early_boot:
+                early.add_metric([kv.kernel, m.module], 1)
 
 
 def _secure_boot(out: Families, scrape: Scrape) -> None:

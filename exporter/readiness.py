@@ -14,6 +14,7 @@ from .depmod import modname_of_path
 from .dkmstree import DkmsEntry, DkmsFacts, evaluate_conf
 from .dkmsconf import DkmsConfError
 from .facts import READINESS_DEPENDS_ON, HostFacts
+from .initramfs_images import KernelImage
 from .kernels import Kernel, KernelFacts
 from .loaded import LoadedFacts
 from .modfile import ModuleFile, ModuleFileError, ModuleSignature
@@ -44,6 +45,8 @@ class ModuleVerdict:
 
     signature: ModuleSignature | None = None   # of the module file for this kernel, when read
     signed: bool | None = None                 # None: the file could not be read
+    early_boot: bool = False                   # needed in the initramfs
+    in_initramfs: bool | None = None           # None: no readable image for this kernel
 
     @property
     def working(self) -> bool:
@@ -110,23 +113,48 @@ def assess(facts: HostFacts, config: Config) -> Readiness:
 def _assess_kernel(kernel: Kernel, facts: HostFacts, config: Config, targets: tuple[str, ...],
                    next_boot: str | None, failed: list[str]) -> KernelVerdict:
     kernels = facts.kernels
-    expected = expected_modules(kernel, kernels, facts.dkms, config, facts.loaded)
-    evidence = _Evidence.of(kernel, facts)
+    early = early_boot_modules(facts, config)
+    expected = expected_modules(kernel, kernels, facts.dkms, config, facts.loaded, early)
+    evidence = _Evidence.of(kernel, facts, early)
     modules = tuple(_assess_module(kernel, name, source, why, evidence)
                     for name, (source, why) in sorted(expected.items()))
-    kernel_problems = []
-    if not kernel.headers:
-        kernel_problems.append(Problem("headers_missing", f"no usable /lib/modules/{kernel.release}/build",
-                                       fix("headers_missing", kernel.release)))
+    kernel_problems = _kernel_problems(kernel, facts)
     if failed:
         verdict = "unknown"
-    elif any(not m.working for m in modules):
+    elif any(not m.working for m in modules) or any(p.severity == "error" for p in kernel_problems):
         verdict = "not_ready"
     else:
         verdict = "ready"
     return KernelVerdict(kernel.release, kernel.release == kernels.running, kernel.release == kernels.newest,
                          kernel.release == next_boot, kernel.release in targets, verdict, modules,
                          tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed))
+
+
+def _kernel_problems(kernel: Kernel, facts: HostFacts) -> list[Problem]:
+    k = kernel.release
+    out = []
+    if not kernel.headers:
+        out.append(Problem("headers_missing", f"no usable /lib/modules/{k}/build", fix("headers_missing", k),
+                           severity="warning"))
+    images = facts.initramfs.images if facts.initramfs else {}
+    image, running = images.get(k), images.get(facts.kernels.running or "")
+    if image is not None and not image.present and running is not None and running.present:
+        out.append(Problem("initramfs_missing", f"{k} has no initramfs image while the running kernel has one",
+                           fix("initramfs_missing", k)))
+    if image is not None and image.error is not None:
+        out.append(Problem("initramfs_unreadable", f"{image.path}: {image.error}", fix("initramfs_unreadable", k)))
+    return out
+
+
+def early_boot_modules(facts: HostFacts, config: Config) -> frozenset[str]:
+    """Out-of-tree modules in the running kernel's initramfs, plus the ones the operator names."""
+    names = set(config.early_boot_modules)
+    kernels, images = facts.kernels, facts.initramfs.images if facts.initramfs else {}
+    running = kernels.get(kernels.running) if kernels and kernels.running else None
+    image = images.get(kernels.running) if kernels and kernels.running else None
+    if running is not None and image is not None and image.listing is not None:
+        names |= image.listing.modules & set(running.out_of_tree)
+    return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -138,9 +166,11 @@ class _Evidence:
     trust_known: bool
     builtin: ModuleSignature | None
     blacklisted: frozenset[str]
+    early_boot: frozenset[str] = frozenset()
+    image: KernelImage | None = None
 
     @staticmethod
-    def of(kernel: Kernel, facts: HostFacts) -> "_Evidence":
+    def of(kernel: Kernel, facts: HostFacts, early_boot: frozenset[str] = frozenset()) -> "_Evidence":
         mf = facts.modules.kernels.get(kernel.release) if facts.modules else None
         trust = facts.trust
         enforced = None
@@ -148,13 +178,15 @@ class _Evidence:
             enforced = trust.enforced_for(kernel.config or None, kernel.release == facts.kernels.running)
         return _Evidence(mf, enforced, trust.trusted_certificates if trust else (),
                          bool(trust and trust.keys_known), mf.builtin_signer if mf else None,
-                         facts.loaded.blacklisted if facts.loaded else frozenset())
+                         facts.loaded.blacklisted if facts.loaded else frozenset(), early_boot,
+                         facts.initramfs.images.get(kernel.release) if facts.initramfs else None)
 
 
 # --- which modules a kernel needs ------------------------------------------------------
 
 def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None, config: Config,
-                     loaded: LoadedFacts | None = None) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
+                     loaded: LoadedFacts | None = None, early_boot: frozenset[str] = frozenset(),
+                     ) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
     """modname -> (the DKMS entry that should provide it, or None; why it is expected)."""
     expected: dict[str, tuple[DkmsEntry | None, list[str]]] = {}
 
@@ -184,6 +216,8 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
                     want(name, provider, "autoinstall")
     for name in (loaded.out_of_tree if loaded else ()):
         want(name, None, "loaded_out_of_tree")
+    for name in sorted(early_boot):
+        want(name, None, "early_boot")
     for name in sorted(config.required_modules):
         want(name, None, "required_by_config")
     for name in config.ignored_modules:
@@ -294,11 +328,35 @@ def _assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tupl
         if isinstance(parsed, ModuleFile):
             signature, signed = parsed.signature, parsed.signature is not None
         problems += module_truth_problems(kernel, name, entry, file, parsed, evidence)
+    early = name in evidence.early_boot
+    in_image = None
+    image = evidence.image
+    if image is not None and image.listing is not None:
+        in_image = name in image.listing.modules
+    if early and not any(p.severity == "error" for p in problems):
+        problems += initramfs_problems(kernel, name, file, evidence)
     if name in evidence.blacklisted:
         problems.append(Problem("blacklisted", f"modprobe.d blacklists {name}: it will not load automatically",
                                 f"remove 'blacklist {name}' from /etc/modprobe.d", severity="warning"))
     return ModuleVerdict(kernel.release, name, f"{entry.module}/{entry.version}" if entry else "",
-                         why, state, file, tuple(problems), signature, signed)
+                         why, state, file, tuple(problems), signature, signed, early, in_image)
+
+
+def initramfs_problems(kernel: Kernel, name: str, file: str | None, ev: _Evidence) -> list[Problem]:
+    """An early-boot module must be in the kernel's initramfs, and that image must be newer."""
+    image = ev.image
+    if image is None or image.listing is None:
+        return []  # no image (a kernel problem) or unreadable (the verdict is unknown)
+    k = kernel.release
+    if name not in image.listing.modules:
+        return [Problem("missing_from_initramfs", f"{name} is needed in early boot but {image.path} lacks it",
+                        fix("missing_from_initramfs", k))]
+    rel = file.split(f"/lib/modules/{k}/", 1)[1] if file else ""
+    module_mtime = kernel.mtimes.get(rel)
+    if module_mtime is not None and image.mtime is not None and image.mtime < module_mtime:
+        return [Problem("initramfs_stale", f"{image.path} is older than {file}: it holds an earlier build",
+                        fix("initramfs_stale", k))]
+    return []
 
 
 def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str,

@@ -17,11 +17,19 @@ REASONS = {
     "unsigned": "the kernel enforces module signatures and the module is unsigned",
     "untrusted_key": "the module is signed by a key the machine does not trust",
     "blacklisted": "modprobe.d blacklists the module (warning: it loads only when asked for)",
+    "missing_from_initramfs": "the module is needed in early boot but the kernel's initramfs lacks it",
+    "initramfs_stale": "the kernel's initramfs is older than the installed module file",
+    "initramfs_missing": "the kernel has no initramfs image while the running kernel has one",
+    "initramfs_unreadable": "the kernel's initramfs image is truncated or corrupt (the boot would fail)",
 }
 
 
 def fix(reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
         cause: str = "", dpkg: bool = True) -> str:
+    if reason in ("missing_from_initramfs", "initramfs_stale", "initramfs_unreadable"):
+        return f"update-initramfs -u -k {kernel} (dracut: dracut -f --kver {kernel})"
+    if reason == "initramfs_missing":
+        return f"update-initramfs -c -k {kernel} (dracut: dracut -f --kver {kernel})"
     install_headers = (f"apt-get install linux-headers-{kernel}" if dpkg
                        else f"dnf install kernel-devel-{kernel}")
     rebuild = f"dkms install {dkms} -k {kernel}" if dkms else f"dkms autoinstall -k {kernel}"

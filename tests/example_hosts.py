@@ -7,6 +7,7 @@ Tests build the same hosts into temporary directories (with fixed mtimes) for go
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostbuilder import Host, module_elf  # noqa: E402
+from hostbuilder import FIXED_MTIME, Host, module_elf  # noqa: E402
 
 OLD, NEW = "6.1.0-27-amd64", "6.1.0-28-amd64"
 API_MISMATCH_LOG = """\
@@ -44,6 +45,8 @@ def reboot_trap(root: Path) -> Host:
     h.package("v4l2loopback-dkms", "0.12.7-2", arch="all")
     h.package("linux-headers-amd64", "6.1.106-3", want="hold")
     h.package("linux-image-amd64", "6.1.112-1")
+    for k in (OLD, NEW):
+        h.initramfs(k, ["e1000e"])
     h.grub()
     h.reboot_required(f"linux-image-{NEW}")
     h.finish()
@@ -62,6 +65,8 @@ def healthy(root: Path) -> Host:
     h.package("v4l2loopback-dkms", "0.12.7-2", arch="all")
     h.secure_boot(True)            # the DKMS key is enrolled, every module is signed with it
     h.loaded(("acpi_call", "OE"), ("v4l2loopback", "OE"), ("e1000e", ""))
+    for k in (OLD, NEW):
+        h.initramfs(k, ["e1000e"], early_cpio=True)
     h.grub()
     h.finish()
     return h
@@ -109,6 +114,11 @@ def many_problems(root: Path) -> Host:
         h.write(f"usr/lib/modules/{k}/extra/vendorfake.ko", module_elf("vendorfake", k, key="foreign"))
     h.loaded(("vendorfake", "OE"), ("acpi_call", "OE"), ("zfake", "POE"), ("spl", "OE"), ("e1000e", ""))
     h.write("etc/modprobe.d/local.conf", "# keep the webcam loopback off\nblacklist v4l2loopback\n")
+    # root on zfake: the running kernel's initramfs carries zfake, spl and acpi_call; k3's image was
+    # generated without spl, and before acpi_call's last rebuild (stale); k4 has no image at all
+    h.initramfs(k1, ["e1000e"])
+    h.initramfs(k2, ["e1000e", "zfake", "spl", "acpi_call"])
+    h.initramfs(k3, ["e1000e", "zfake", "acpi_call"], compression="gzip")
     h.package("linux-image-6.1.0-100-amd64", "6.1.150-1", want="hold")
     h.package("broken-postinst", "1.0", state="half-configured")
     h.package("nvfake-dkms", "535.1-1", state="unpacked")
@@ -123,6 +133,7 @@ def many_problems(root: Path) -> Host:
     dep = h.path(f"usr/lib/modules/{k3}/modules.dep")
     dep.write_text("".join(l + "\n" for l in dep.read_text().splitlines() if "zfake" not in l))
     h.finish(depmod=False)
+    os.utime(h.path(f"usr/lib/modules/{k3}/updates/dkms/acpi_call.ko"), (FIXED_MTIME + 600, FIXED_MTIME + 600))
     return h
 
 

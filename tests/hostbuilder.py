@@ -84,6 +84,25 @@ def module_elf(name: str, kernel: str, *, intree: bool = False, key: str | None 
     return cached.read_bytes()
 
 
+def _cpio(stage: Path) -> bytes:
+    """`find . | sort | cpio -o -H newc --reproducible`, with fixed mtimes for stable bytes."""
+    import subprocess
+    for p in [stage, *stage.rglob("*")]:
+        os.utime(p, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+    names = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*"))
+    out = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"],
+                         input=("\n".join([".", *names]) + "\n").encode(), cwd=stage, capture_output=True,
+                         check=True)
+    return out.stdout
+
+
+def _compress(data: bytes, fmt: str) -> bytes:
+    import subprocess
+    cmd = {"zstd": ["zstd", "-q", "-c", "-3"], "gzip": ["gzip", "-n", "-c"], "xz": ["xz", "--check=crc32", "-c"],
+           "none": ["cat"]}[fmt]
+    return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout
+
+
 def signature_lists(ders: list[bytes]) -> bytes:
     """EFI_SIGNATURE_LISTs of X.509 certificates (MokListRT, db), one list per certificate."""
     out = b""
@@ -356,6 +375,40 @@ class Host:
     def reboot_required(self, *packages: str) -> "Host":
         self.write("run/reboot-required", "*** System restart required ***\n")
         self.write("run/reboot-required.pkgs", "".join(p + "\n" for p in packages))
+        return self
+
+    def initramfs(self, release: str, modules: list[str] = (), *, compression: str = "zstd",
+                  early_cpio: bool = False) -> "Host":
+        """/boot/initrd.img-K as mkinitramfs lays it out: real `cpio -H newc` of usr/lib/modules/K
+        (the named modules, copied from the kernel's tree, decompressed), compressed by the real tool,
+        optionally after an uncompressed early (microcode) archive."""
+        import shutil
+        import subprocess
+        import tempfile
+        base = self.path(f"usr/lib/modules/{release}")
+        with tempfile.TemporaryDirectory() as tmp:
+            stage = Path(tmp) / "main"
+            for d in ("usr/bin", "scripts", "conf", f"usr/lib/modules/{release}"):
+                (stage / d).mkdir(parents=True, exist_ok=True)
+            for link in ("lib", "bin"):
+                (stage / link).symlink_to(f"usr/{link}")
+            (stage / "init").write_text("#!/bin/sh\n# fixture init\n")
+            (stage / "conf/initramfs.conf").write_text(f"MODULES=most\nCOMPRESS={compression}\n")
+            for name in modules:
+                found = sorted(p for p in base.rglob(f"{name}.ko*") if "build" not in p.parts)
+                if not found:
+                    raise ValueError(f"{name}: no module file for {release}")
+                rel = found[0].relative_to(base).as_posix().split(".ko", 1)[0] + ".ko"
+                (stage / f"usr/lib/modules/{release}" / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(found[0], stage / f"usr/lib/modules/{release}" / rel)
+            archive = _cpio(stage)
+            data = _compress(archive, compression)
+            if early_cpio:
+                early = Path(tmp) / "early"
+                (early / "kernel/x86/microcode").mkdir(parents=True)
+                (early / "kernel/x86/microcode/GenuineIntel.bin").write_bytes(b"\x01" * 64)
+                data = _cpio(early) + data
+        self.write(f"boot/initrd.img-{release}", data)
         return self
 
     # --- finishing -----------------------------------------------------------------------

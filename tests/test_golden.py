@@ -18,7 +18,7 @@ from exporter.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
-_VOLATILE = re.compile(r"^(dkms_scrape_collector_duration_seconds\{[^}]*\}|dkms_boot_(free|size)_bytes) .*$", re.M)
+_VOLATILE = re.compile(r"^((?:dkms_scrape_collector_duration_seconds|dkms_kernel_initramfs_listing_duration_seconds)\{[^}]*\}|dkms_boot_(free|size)_bytes) .*$", re.M)
 
 
 def normalise(text: str) -> str:

@@ -1,0 +1,113 @@
+"""Initramfs truth plugged into readiness: early-boot modules, stale and missing images."""
+
+import os
+
+import pytest
+
+import exporter.initramfs_images as images
+from conftest import scrape
+from exporter.config import Config
+from exporter.hostfs import HostFS
+from exporter.scrape import Scraper
+from hostbuilder import FIXED_MTIME
+
+K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
+
+
+def zfs_host(host, new_image_modules=("zfake", "spl"), *, running_image=("zfake", "spl")):
+    host.kernel(K1, running=True)
+    host.kernel(K2)
+    host.dkms("zfake", "2.1.11", dest=["zfake", "spl"])
+    for k in (K1, K2):
+        host.dkms_build("zfake", "2.1.11", k, dest=["zfake", "spl"])
+    if running_image is not None:
+        host.initramfs(K1, ["e1000e", *running_image])
+    if new_image_modules is not None:
+        host.initramfs(K2, ["e1000e", *new_image_modules])
+    host.grub()
+    host.finish()
+    return host
+
+
+def problems(s, kernel=K2):
+    return sorted((m.module, p.reason) for m in s.readiness.kernel(kernel).modules for p in m.problems) + \
+        sorted(("-", p.reason) for p in s.readiness.kernel(kernel).kernel_problems)
+
+
+def test_root_on_zfs_ready(host):
+    s = scrape(zfs_host(host).root)
+    assert problems(s) == [] and s.readiness.verdict == "ready"
+    assert all(m.early_boot and m.in_initramfs for m in s.readiness.kernel(K2).modules)
+
+
+def test_new_image_without_a_module(host):
+    s = scrape(zfs_host(host, ("zfake",)).root)
+    assert problems(s) == [("spl", "missing_from_initramfs")]
+    assert s.readiness.verdict == "not_ready"
+
+
+def test_image_older_than_the_module(host):
+    zfs_host(host)
+    os.utime(host.path(f"usr/lib/modules/{K2}/updates/dkms/spl.ko"), (FIXED_MTIME + 60, FIXED_MTIME + 60))
+    assert problems(scrape(host.root)) == [("spl", "initramfs_stale")]
+
+
+def test_no_image_for_the_new_kernel(host):
+    s = scrape(zfs_host(host, None).root)
+    assert problems(s) == [("-", "initramfs_missing")]
+    assert s.readiness.verdict == "not_ready"
+
+
+def test_no_image_anywhere_is_not_a_problem(host):
+    s = scrape(zfs_host(host, None, running_image=None).root)
+    assert problems(s) == [] and s.readiness.verdict == "ready"
+
+
+def test_modules_not_in_the_running_image_are_not_early_boot(host):
+    s = scrape(zfs_host(host, ("zfake",), running_image=("zfake",)).root)
+    assert problems(s) == []
+    assert {m.module: m.early_boot for m in s.readiness.kernel(K2).modules} == {"zfake": True, "spl": False}
+
+
+def test_config_names_an_in_tree_hba_driver(host):
+    zfs_host(host, ("zfake", "spl"))
+    cfg = Config(early_boot_modules=frozenset({"e1000e", "mpt3sas"}))
+    s = scrape(host.root, cfg)
+    assert ("mpt3sas", "file_missing") in problems(s)       # not even in the kernel's tree
+    assert ("e1000e", "missing_from_initramfs") not in problems(s)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "directory", "empty"])
+def test_damaged_image_is_unreadable_and_not_ready(host, damage):
+    zfs_host(host)
+    image = host.path(f"boot/initrd.img-{K2}")
+    data = image.read_bytes()
+    if damage == "truncate":
+        image.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        image.write_bytes(data[:200] + b"\xff" * 64 + data[264:])
+    elif damage == "empty":
+        image.write_bytes(b"")
+    else:
+        image.unlink()
+        image.mkdir()
+    s = scrape(host.root)
+    assert ("-", "initramfs_unreadable") in problems(s)
+    assert s.readiness.verdict == "not_ready"
+    detail = next(p.detail for p in s.readiness.kernel(K2).kernel_problems if p.reason == "initramfs_unreadable")
+    assert "offset" in detail or "not_a_file" in detail or "empty" in detail
+
+
+def test_unchanged_image_is_not_listed_again_and_a_new_one_is(host, monkeypatch):
+    zfs_host(host)
+    calls = []
+    real = images.list_image
+    monkeypatch.setattr(images, "list_image", lambda path, **kw: calls.append(str(path)) or real(path, **kw))
+    scraper = Scraper(HostFS(host.root), Config())
+    scraper.scrape()
+    assert len(calls) == 2
+    scraper.scrape()
+    assert len(calls) == 2
+    host.initramfs(K2, ["e1000e", "zfake"])   # update-initramfs writes a new file
+    s = scraper.scrape()
+    assert len(calls) == 3 and problems(s) == [("spl", "missing_from_initramfs")]
