@@ -169,7 +169,11 @@ class TLSServerConfig:
         with _pem_path(self.cert_file, self.cert, f"{self.where}.cert") as cert, \
                 _pem_path(self.key_file, self.key, f"{self.where}.key") as key:
             try:
-                ctx.load_cert_chain(cert, key)
+                # never OpenSSL's interactive passphrase prompt: an encrypted key is an error
+                ctx.load_cert_chain(cert, key, password=_no_passphrase)
+            except _EncryptedKey:
+                raise WebConfigError(f"{self.where}: {_describe(self.key_file, 'key')}: the private key is "
+                                     f"encrypted; exporter-toolkit's format has no passphrase") from None
             except ssl.SSLError as exc:
                 raise WebConfigError(f"{self.where}: cannot load the certificate/key pair "
                                      f"({_describe(self.cert_file, 'cert')}, "
@@ -181,16 +185,24 @@ class TLSServerConfig:
     def _load_client_ca(self, ctx: ssl.SSLContext) -> None:
         if self.client_ca_file is None and self.client_ca is None:
             return
+        if self.client_ca_file is not None:
+            pem = _read_pem(self.client_ca_file, f"{self.where}.client_ca_file").decode("ascii", "replace")
+        else:
+            pem = self.client_ca or ""
         try:
-            if self.client_ca_file is not None:
-                pem = _read_pem(self.client_ca_file, f"{self.where}.client_ca_file").decode("ascii", "replace")
-            else:
-                pem = self.client_ca or ""
             ctx.load_verify_locations(cadata=pem)
         except (ssl.SSLError, ValueError) as exc:
             what = _describe(self.client_ca_file, "client_ca")
             raise WebConfigError(f"{self.where}: {what}: no usable CA certificate: "
                                  f"{getattr(exc, 'reason', None) or exc}") from None
+
+
+class _EncryptedKey(Exception):
+    """Raised from the passphrase callback, which OpenSSL calls only for an encrypted key."""
+
+
+def _no_passphrase() -> str:
+    raise _EncryptedKey()
 
 
 @dataclass(frozen=True)
@@ -336,6 +348,10 @@ def _tls(value: Any, base: Path, where: str) -> TLSServerConfig | None:
     if not (s["key"] or s["key_file"]):
         raise WebConfigError(f"{where}: missing one of key or key_file")
     auth = _client_auth(s["client_auth_type"], bool(s["client_ca"] or s["client_ca_file"]), where)
+    low = _tls_version(raw.get("min_version"), "TLS12", f"{where}.min_version")
+    high = _tls_version(raw.get("max_version"), "TLS13", f"{where}.max_version")
+    if low > high:
+        raise WebConfigError(f"{where}: min_version is above max_version")
     if raw.get("curve_preferences"):
         raise WebConfigError(f"{where}.curve_preferences: not supported (Python's ssl module cannot "
                              f"set a curve preference list); remove it to use OpenSSL's defaults")
@@ -348,8 +364,8 @@ def _tls(value: Any, base: Path, where: str) -> TLSServerConfig | None:
         cert=s["cert"], key=s["key"], client_ca=s["client_ca"],
         client_auth_type=auth,
         client_allowed_sans=_strings(raw.get("client_allowed_sans"), f"{where}.client_allowed_sans"),
-        min_version=_tls_version(raw.get("min_version"), "TLS12", f"{where}.min_version"),
-        max_version=_tls_version(raw.get("max_version"), "TLS13", f"{where}.max_version"),
+        min_version=low,
+        max_version=high,
         cipher_suites=_ciphers(raw.get("cipher_suites"), f"{where}.cipher_suites"),
         prefer_server_cipher_suites=prefer,
         where=where,
@@ -529,7 +545,7 @@ class WebConfigProvider:
         data, ident = _read_with_identity(self.path)
         config = parse_web_config(data, self.path)       # a bad file at start raises: no start
         self._state: tuple[tuple[int, ...] | None, WebConfig | WebConfigError] = (ident, config)
-        self._ctx: tuple[tuple, ssl.SSLContext | WebConfigError] | None = None
+        self._ctx: tuple[tuple[WebConfig, tuple], ssl.SSLContext | WebConfigError] | None = None
         if config.tls is not None:   # certificate, key and CA load now, or a clear error at start
             self._ctx = (self._ctx_key(config), config.tls.ssl_context())
         config.dummy_hash()       # pay for the dummy hash now, not on the first request
@@ -569,15 +585,16 @@ class WebConfigProvider:
             log.error("web config: %s (requests are refused until it is fixed)", exc)
 
     @staticmethod
-    def _ctx_key(config: WebConfig) -> tuple:
-        """What the TLS context depends on: this config and its files' identities."""
+    def _ctx_key(config: WebConfig) -> tuple[WebConfig, tuple]:
+        """What the TLS context depends on: this config object (held, so compared by identity
+        without an id() that a later object could reuse) and its files' identities."""
         files = []
         for p in config.tls.files() if config.tls is not None else ():
             try:
                 files.append(identity(os.stat(p)))
             except OSError:
                 files.append(None)
-        return (id(config), tuple(files))
+        return (config, tuple(files))
 
     def ssl_context(self) -> ssl.SSLContext:
         """The server context for a new connection: current config and certificate files."""
@@ -587,7 +604,7 @@ class WebConfigProvider:
                                  f"to serve plain HTTP")
         key = self._ctx_key(config)
         with self._lock:
-            if self._ctx is None or self._ctx[0] != key:
+            if self._ctx is None or self._ctx[0][0] is not config or self._ctx[0][1] != key[1]:
                 try:
                     built: ssl.SSLContext | WebConfigError = config.tls.ssl_context()
                 except WebConfigError as exc:

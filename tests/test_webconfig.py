@@ -267,6 +267,19 @@ def test_client_allowed_sans_and_changes_without_restart(pki, serve):
     assert s.request(tls=good)[0] == 200
 
 
+def test_turning_on_mutual_tls_applies_to_the_next_connection(pki, serve, tmp_path):
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"tls_server_config:\n  cert_file: {pki.server_crt}\n  key_file: {pki.server_key}\n")
+    s = serve(cfg)
+    anonymous = client_context(pki)
+    assert s.request(tls=anonymous)[0] == 200
+    write_atomically(cfg, cfg.read_text() + f"  client_auth_type: RequireAndVerifyClientCert\n"
+                                            f"  client_ca_file: {pki.ca}\n")
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+        s.request(tls=anonymous)
+    assert s.request(tls=client_context(pki, (pki.client_crt, pki.client_key)))[0] == 200
+
+
 def test_rotated_certificate_is_served_without_restart(pki, serve, tmp_path):
     d = tmp_path / "rotate"
     d.mkdir()
@@ -403,6 +416,10 @@ def test_bad_web_config_refuses_to_start_with_a_clear_message(pki, rootfs, text,
      "set cert or cert_file, not both"),
     ("tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.key\n"
      "  cert_file: server.crt\n  key_file: server.key\n", "no usable CA certificate"),
+    ("tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: nope.crt\n"
+     "  cert_file: server.crt\n  key_file: server.key\n", "nope.crt: No such file or directory"),
+    ("tls_server_config:\n  min_version: TLS13\n  max_version: TLS12\n  cert_file: server.crt\n"
+     "  key_file: server.key\n", "min_version is above max_version"),
     ("http_server_config:\n  headers:\n    Server: nginx\n", "HTTP header 'Server' can not be configured"),
     ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "invalid value for X-Frame-Options"),
     ("http_server_config:\n  headers:\n    Content-Security-Policy: \"a\\r\\nSet-Cookie: x\"\n",
@@ -423,6 +440,18 @@ def test_load_web_config_errors(pki, text, message):
     with pytest.raises(WebConfigError) as e:
         load_web_config(cfg)
     assert message in str(e.value) and str(cfg) in str(e.value)
+
+
+def test_encrypted_key_is_an_error_not_a_passphrase_prompt(pki, tmp_path):
+    """OpenSSL would otherwise prompt on the terminal, and a service would hang at start."""
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    (tmp_path / "enc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.BestAvailableEncryption(b"pw")))
+    cfg = _copy(tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {pki.server_crt}\n  key_file: enc.key\n")
+    r = subprocess.run([sys.executable, "-c", "import sys; from exporter.webconfig import load_web_config; "
+                        "load_web_config(sys.argv[1])", str(cfg)], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=20, cwd=REPO)
+    assert r.returncode != 0 and "the private key is encrypted" in r.stderr
 
 
 def test_oversized_file_is_refused(tmp_path):
