@@ -124,10 +124,11 @@ def reboot_gate(cfg: Config) -> list[Alert]:
         "{{ if eq $labels.reason \"initramfs_stale\" }}is older than the module file{{ else }}does not "
         "contain it{{ end }} ({{ $labels.reason }}). Run `update-initramfs -u -k {{ $labels.kernel }}`.")
     alerts.append(Alert(
-        "DkmsNextBootInitramfsMissing", boot_target_kernel_problems(cfg), cfg.readiness_for, "critical",
-        "A kernel this host will boot has no initramfs.",
-        "{{ $labels.instance }}: kernel {{ $labels.kernel }} is a boot target but has no initramfs image "
-        "({{ $labels.reason }}), while the running kernel has one: the host may not find its root "
+        "DkmsNextBootInitramfsUnusable", boot_target_kernel_problems(cfg), cfg.readiness_for, "critical",
+        "A kernel this host will boot has no usable initramfs.",
+        "{{ $labels.instance }}: kernel {{ $labels.kernel }} is a boot target but its initramfs "
+        "{{ if eq $labels.reason \"initramfs_unreadable\" }}is truncated or corrupt{{ else }}does not exist, "
+        "while the running kernel has one{{ end }} ({{ $labels.reason }}): the host may not find its root "
         "filesystem. Run `update-initramfs -c -k {{ $labels.kernel }}`."))
     explained = _paren(f"{_paren(boot_target_problems(cfg, BLOCKING))}\nor\n"
                        f"{_paren(boot_target_kernel_problems(cfg))}")
@@ -165,7 +166,9 @@ def host_alerts(cfg: Config) -> list[Alert]:
               "1h", "warning", older_summary, older_description),
         Alert("DkmsOlderKernelBootsNext", f"{next_boot_older}\nunless on ({on}) {reboot} == 1",
               "1h", "info", older_summary, older_description),
-        Alert("DkmsModuleBuildFailed", f"{cfg.sel('dkms_build_failed')} == 1", "15m", "warning",
+        # as long as the reboot gate waits: while a boot target's build failure is the same incident
+        # as its gate alert, Alertmanager inhibits it, which only works if it does not fire first
+        Alert("DkmsModuleBuildFailed", f"{cfg.sel('dkms_build_failed')} == 1", cfg.readiness_for, "warning",
               "A DKMS module failed to build for an installed kernel.",
               "{{ $labels.instance }}: DKMS could not build {{ $labels.module }}/{{ $labels.version }} for "
               "kernel {{ $labels.kernel }} ({{ $labels.cause }}); make.log is in "
