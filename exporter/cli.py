@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from . import __version__
 from .config import ConfigError, load_config
-from .facts import COLLECTORS
+from .facts import COLLECTORS, DEFAULT_TIMEOUT
 from .hostfs import HostFS
 from .scrape import Scraper
 from .server import DEFAULT_LISTEN
@@ -28,6 +29,9 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--config.file", dest="config_file", default=d(None), metavar="FILE",
                    help="YAML: required_modules, ignored_modules, early_boot_modules")
     p.add_argument("--log.level", dest="log_level", default=d("info"), choices=sorted(LOG_LEVELS))
+    p.add_argument("--scrape.timeout", dest="scrape_timeout", type=duration, default=d(DEFAULT_TIMEOUT),
+                   metavar="DURATION", help=f"a collector still running this long after the scrape began is "
+                   f"reported as failed and the scrape is served without it (default {DEFAULT_TIMEOUT:g}s)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_true",
                        default=d(None), help=f"enable the {name} collector (default: enabled)")
@@ -70,6 +74,14 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
                    help="exporter-toolkit web config: TLS and basic auth (re-read when it changes)")
 
 
+def duration(text: str) -> float:
+    """'30s', '1m', '500ms' or plain seconds -> seconds (> 0), like Prometheus durations."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration such as 30s, 1m, 500ms")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
 def _enabled(args: argparse.Namespace) -> frozenset[str]:
     return frozenset(n for n in COLLECTORS if getattr(args, f"collector_{n}", None) is not False)
 
@@ -95,7 +107,8 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"dkms-exporter: {exc}", file=sys.stderr)
         return 2
-    scraper = Scraper(HostFS(args.rootfs, args.procfs, args.sysfs), config, _enabled(args))
+    scraper = Scraper(HostFS(args.rootfs, args.procfs, args.sysfs), config, _enabled(args),
+                      timeout=args.scrape_timeout)
     if args.command == "check":
         from .check import render_json, render_text
         scrape = scraper.scrape()

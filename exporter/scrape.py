@@ -1,7 +1,10 @@
 """One scrape: gather facts, assess readiness.  Shared by serve, metrics, textfile and check.
 
-Scrapes are serialised: a second concurrent scrape waits and then runs against a warm
-cache, so two scrapes never decompress the same image at the same time.
+Scrapes are single-flight: while one runs, callers that arrive wait for the next one, which
+starts when it ends and is shared by all of them.  So N concurrent scrapers cost at most two
+scrapes' time and two scrapes' work, every caller gets facts gathered after it asked, and two
+scrapes never decompress the same image at the same time.  Each scrape is bounded by the
+timeout (see exporter/facts.py for what happens to a collector that overruns it).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from .config import Config
-from .facts import COLLECTORS, HostFacts, gather
+from .facts import COLLECTORS, DEFAULT_TIMEOUT, HostFacts, InFlight, gather
 from .filecache import FileCache
 from .hostfs import HostFS
 from .readiness import Readiness, assess
@@ -23,14 +26,42 @@ class Scrape:
 
 
 class Scraper:
-    def __init__(self, fs: HostFS, config: Config, enabled: frozenset[str] | None = None) -> None:
+    def __init__(self, fs: HostFS, config: Config, enabled: frozenset[str] | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.fs = fs
         self.config = config
         self.enabled = frozenset(COLLECTORS) if enabled is None else enabled
+        self.timeout = timeout
         self.cache = FileCache()
-        self._lock = threading.Lock()
+        self.inflight = InFlight()
+        self._cond = threading.Condition()
+        self._running = False
+        self._started = 0            # scrapes started so far
+        self._finished = 0           # number of the newest finished scrape
+        self._last: Scrape | None = None
 
     def scrape(self) -> Scrape:
-        with self._lock:
-            facts = gather(self.fs, self.cache, self.config, self.enabled)
-            return Scrape(facts, assess(facts, self.config))
+        """A scrape that started after this call: run one, or share the one the next caller runs."""
+        with self._cond:
+            wanted = self._started + 1
+            while True:
+                if self._finished >= wanted and self._last is not None:
+                    return self._last
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    number = self._started
+                    break
+                self._cond.wait()
+        result = None
+        try:
+            facts = gather(self.fs, self.cache, self.config, self.enabled, timeout=self.timeout,
+                           inflight=self.inflight)
+            result = Scrape(facts, assess(facts, self.config))
+            return result
+        finally:
+            with self._cond:
+                self._running = False
+                if result is not None:
+                    self._finished, self._last = number, result
+                self._cond.notify_all()
