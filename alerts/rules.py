@@ -85,15 +85,21 @@ def _urgent(cfg: Config, problems: str) -> str:
             f"and on ({cfg.on_host}, kernel, module) {cfg.sel('dkms_module_early_boot')} == 1")
 
 
-def _not_urgent(cfg: Config, problems: str) -> str:
-    return (f"{_paren(problems)}\nunless on ({cfg.on_host}) {cfg.sel('dkms_reboot_required')} == 1\n"
-            f"unless on ({cfg.on_host}, kernel, module) {cfg.sel('dkms_module_early_boot')} == 1")
+def unless_firing(name: str, severity: str, on: str) -> str:
+    """The lower-severity variant of an alert yields to the higher one only once that one fires.
+
+    Were it `unless <the higher one's condition>`, a problem that escalates (a reboot becomes
+    pending on a host whose next kernel was already broken) would resolve the warning at once
+    and page nothing for the critical one's whole `for:`.  Rules of a group run in order, so
+    the higher variant, listed first, has written its ALERTS series when this one runs."""
+    return f'unless on ({on}) ALERTS{{alertname="{name}", alertstate="firing", severity="{severity}"}}'
 
 
 def _module_gate(cfg: Config, name: str, reason_matcher: str, summary: str, description: str) -> list[Alert]:
     problems = boot_target_problems(cfg, reason_matcher)
+    warning = f"{_paren(problems)}\n{unless_firing(name, 'critical', f'{cfg.on_host}, kernel, module, reason')}"
     return [Alert(name, _urgent(cfg, problems), cfg.readiness_for, "critical", summary, description),
-            Alert(name, _not_urgent(cfg, problems), cfg.readiness_for, "warning", summary, description)]
+            Alert(name, warning, cfg.readiness_for, "warning", summary, description)]
 
 
 _FROM_DKMS = "{{ if $labels.dkms }} (DKMS {{ $labels.dkms }}){{ end }}"
@@ -164,7 +170,8 @@ def host_alerts(cfg: Config) -> list[Alert]:
     return [
         Alert("DkmsOlderKernelBootsNext", f"{next_boot_older}\nand on ({on}) {reboot} == 1",
               "1h", "warning", older_summary, older_description),
-        Alert("DkmsOlderKernelBootsNext", f"{next_boot_older}\nunless on ({on}) {reboot} == 1",
+        Alert("DkmsOlderKernelBootsNext",
+              f"{next_boot_older}\n{unless_firing('DkmsOlderKernelBootsNext', 'warning', on)}",
               "1h", "info", older_summary, older_description),
         # as long as the reboot gate waits: while a boot target's build failure is the same incident
         # as its gate alert, Alertmanager inhibits it, which only works if it does not fire first
