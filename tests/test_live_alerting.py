@@ -379,6 +379,14 @@ def test_routes_and_severities(stack: Stack, delivered: set) -> None:
             assert (labels["alertname"], labels["severity"]) in severities
             assert alert["annotations"]["runbook_url"].startswith(DEFAULT.runbook_url_base + "#")
             assert path == ("/default" if labels["severity"] == "info" else "/dkms-oncall"), labels
+    summary: dict[str, int] = {}
+    for path, notification in list(stack.receiver.notifications):
+        for alert in notification["alerts"]:
+            labels = alert["labels"]
+            key = f"{path} {labels['alertname']} {labels['severity']} {labels.get('fixture', '-')}"
+            summary[key] = summary.get(key, 0) + 1
+    print("webhook received (path alertname severity fixture: alerts):",
+          *(f"{k}: {v}" for k, v in sorted(summary.items())), sep="\n  ")
     info = {a["labels"]["alertname"] for a in stack.receiver.alerts("/default")}
     assert "DkmsKernelPackageHeld" in info  # reboot-trap holds linux-headers-amd64
 
