@@ -36,10 +36,11 @@ def test_unchanged_host_is_not_reread(tmp_path, monkeypatch):
     real_open = builtins.open
 
     def counting_open(file, *a, **kw):
+        f = real_open(file, *a, **kw)  # a failed open (probing for an absent file) costs what a stat does
         # procfs/sysfs files are read on every scrape by design: they have no usable identity
         if str(file).startswith(str(root)) and not str(file).startswith((str(root / "proc"), str(root / "sys"))):
             opened.append(str(file))
-        return real_open(file, *a, **kw)
+        return f
 
     monkeypatch.setattr(builtins, "open", counting_open)
     misses = scraper.cache.misses
