@@ -102,10 +102,16 @@ def _kernels(out: Families, scrape: Scrape) -> None:
                         "(/lib/modules/K/build resolves to a tree with include/ and a Makefile).", ["kernel"])
     depmod = out.gauge("dkms_kernel_modules_dep_present", "1 when depmod data (modules.dep or "
                        "modules.dep.bin) exists and parses for the kernel.", ["kernel"])
+    dpkg = scrape.facts.dpkg
+    hpkg = out.gauge("dkms_kernel_headers_package_installed", "On dpkg hosts: 1 when the package "
+                     "linux-headers-K is installed (state installed), 0 when it is not.", ["kernel", "package"])
     for k in kernels.kernels:
         info.add_metric([k.release, _b(k.release == kernels.running), _b(k.release == kernels.newest),
                          _b(k.release == r.next_boot), _b(k.release in r.targets)], 1)
         headers.add_metric([k.release], 1 if k.headers else 0)
+        if dpkg is not None and dpkg.present:
+            name = f"linux-headers-{k.release}"
+            hpkg.add_metric([k.release, name], 1 if dpkg.installed(name) else 0)
         depmod.add_metric([k.release], 1 if k.modules_dep is not None else 0)
     orphans = out.gauge("dkms_kernel_orphaned_modules_dir", "1 for a /lib/modules/K directory whose kernel "
                         "image is gone (never a boot target; often DKMS leftovers).", ["kernel"])
