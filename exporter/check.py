@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import TextIO
 
-from .readiness import KernelVerdict, Readiness
+from .readiness import KernelVerdict
 from .scrape import Scrape
 
 EXIT = {"ready": 0, "not_ready": 1, "unknown": 2}
