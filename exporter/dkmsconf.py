@@ -155,34 +155,41 @@ def _count_blocks(words: list[str]) -> int:
     return delta
 
 
-def _raw_words(line: str) -> list[str]:
-    """Split on unquoted blanks but keep the quotes, so assignments keep their raw values."""
-    words, current, quote, escaped, parens = [], [], None, False, 0
+def _unquoted(line: str):
+    """(char, active) for each char: active when it is outside quotes and not backslash-escaped."""
+    quote, escaped = None, False
     for ch in line:
         if escaped:
-            current.append(ch)
             escaped = False
+            yield ch, False
         elif ch == "\\" and quote != "'":
-            current.append(ch)
             escaped = True
+            yield ch, False
         elif quote:
-            current.append(ch)
             if ch == quote:
                 quote = None
+            yield ch, False
         elif ch in "\"'":
             quote = ch
-            current.append(ch)
-        elif ch in "()":
+            yield ch, False
+        else:
+            yield ch, True
+
+
+def _raw_words(line: str) -> list[str]:
+    """Split on unquoted blanks but keep the quotes, so assignments keep their raw values."""
+    words, current, parens = [], [], 0
+    for ch, active in _unquoted(line):
+        if active and ch in "()":
             parens += 1 if ch == "(" else -1
-            current.append(ch)
-        elif ch in " \t\n" and parens <= 0:
+        if active and ch in " \t\n" and parens <= 0:
             if current:
                 words.append("".join(current))
                 current = []
-        elif ch == "#" and not current:
+            continue
+        if active and ch == "#" and not current:
             break
-        else:
-            current.append(ch)
+        current.append(ch)
     if current:
         words.append("".join(current))
     return words
@@ -192,11 +199,13 @@ def _logical_lines(text: str):
     """(line number, line) with backslash continuations and multi-line quotes joined."""
     pending = ""
     start = 0
+    continued = False
     for number, line in enumerate(text.splitlines(), 1):
         if not pending:
             start = number
-        pending = f"{pending}\n{line}" if pending else line
-        if pending.endswith("\\"):
+        pending = line if not pending else (pending + line if continued else f"{pending}\n{line}")
+        continued = pending.endswith("\\")
+        if continued:  # bash drops backslash-newline entirely
             pending = pending[:-1]
             continue
         try:
@@ -214,18 +223,11 @@ def _logical_lines(text: str):
 
 def _split_semicolons(line: str) -> list[str]:
     """Split ``a=1; b=2`` and ``if x; then`` on unquoted semicolons."""
-    parts, current, quote = [], [], None
-    for ch in line:
-        if quote:
-            current.append(ch)
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-            current.append(ch)
-        elif ch == "#" and (not current or current[-1] in " \t"):
+    parts, current = [], []
+    for ch, active in _unquoted(line):
+        if active and ch == "#" and (not current or current[-1] in " \t"):
             break
-        elif ch == ";":
+        if active and ch == ";":
             parts.append("".join(current))
             current = []
         else:

@@ -1,0 +1,92 @@
+"""dkms.conf evaluation agrees with bash (what dkms really runs) for every plain assignment."""
+
+import subprocess
+
+import pytest
+
+import modbuild
+from conftest import require_tool
+from exporter.dkmsconf import parse_dkms_conf
+
+VARS = ("PACKAGE_NAME", "PACKAGE_VERSION", "BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME",
+        "DEST_MODULE_LOCATION", "AUTOINSTALL", "MAKE", "CLEAN", "BUILD_EXCLUSIVE_KERNEL", "BUILD_EXCLUSIVE_ARCH",
+        "BUILD_EXCLUSIVE_CONFIG", "STRIP", "REMAKE_INITRD")
+ENV = {"kernelver": "6.1.0-28-amd64", "arch": "x86_64", "dkms_tree": "/var/lib/dkms",
+       "kernel_source_dir": "/nonexistent/build", "module": "m", "module_version": "1"}
+
+CORPUS = {
+    "arrays and defaults": '''PACKAGE_NAME="nvidia"
+PACKAGE_VERSION=535.183.01
+BUILT_MODULE_NAME[0]="nvidia"; DEST_MODULE_LOCATION[0]="/kernel/drivers/video"
+BUILT_MODULE_NAME[1]="nvidia-modeset"
+DEST_MODULE_LOCATION[1]="/kernel/drivers/video"
+MAKE[0]="'make' -j$(nproc) NV_EXCLUDE_BUILD_MODULES='' KERNEL_UNAME=${kernelver} modules"
+AUTOINSTALL="yes"   # rebuild on kernel updates
+STRIP=(no no)
+''',
+    "continuations and multi-line": '''PACKAGE_NAME=zfs
+PACKAGE_VERSION="2.1.11"
+BUILT_MODULE_NAME=(zfs spl)
+DEST_MODULE_LOCATION=(/extra /extra)
+MAKE[0]="make -C ${kernel_source_dir} \\
+  M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build"
+BUILD_EXCLUSIVE_CONFIG="CONFIG_ZLIB_DEFLATE !CONFIG_PREEMPT_RT"
+BUILD_EXCLUSIVE_KERNEL="^(5|6)\\.[0-9]+\\."
+CLEAN='make clean; rm -f *.o'
+''',
+    "expansions": '''PACKAGE_NAME='r8168'
+PACKAGE_VERSION="8.052.01"
+BUILT_MODULE_NAME[0]=$PACKAGE_NAME
+DEST_MODULE_NAME[0]="${PACKAGE_NAME}-dkms"
+DEST_MODULE_LOCATION[0]="/updates/dkms"
+BUILD_EXCLUSIVE_ARCH="${ARCH_RE:-x86_64|aarch64}"
+AUTOINSTALL=yes
+''',
+}
+
+
+def bash_eval(text: str, env: dict[str, str]) -> dict[str, dict[int, str]]:
+    script = "".join(f"{k}={v!r}\n" for k, v in env.items()) + "source /dev/stdin <<'__CONF__'\n" + text + \
+        "\n__CONF__\n" + "".join(
+            f'for i in "${{!{v}[@]}}"; do printf "%s\\t%s\\t%s\\0" {v} "$i" "${{{v}[$i]}}"; done\n' for v in VARS)
+    out = subprocess.run([require_tool("bash"), "--norc", "-c", script], capture_output=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    values: dict[str, dict[int, str]] = {}
+    for record in out.stdout.decode().split("\0"):
+        if record:
+            name, index, value = record.split("\t", 2)
+            values.setdefault(name, {})[int(index)] = value
+    return values
+
+
+def ours(text: str, env: dict[str, str]) -> dict[str, dict[int, str]]:
+    conf = parse_dkms_conf(text, env)
+    return {k: v for k, v in conf.values.items() if k in VARS and k not in conf.dynamic}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_plain_assignments_equal_bash(name):
+    text = CORPUS[name]
+    theirs, mine = bash_eval(text, ENV), ours(text, ENV)
+    assert mine == {k: v for k, v in theirs.items() if k in mine}
+    # what we do not claim is exactly what needs a shell to know ($(nproc) in MAKE)
+    assert set(theirs) - set(mine) == parse_dkms_conf(text, ENV).dynamic & set(theirs)
+
+
+@pytest.mark.parametrize("package", ["v4l2loopback-dkms", "acpi-call-dkms"])
+def test_real_debian_dkms_conf(package, tmp_path):
+    """The dkms.conf files Debian ships, evaluated by bash with a kernel config that has the option."""
+    deb = modbuild.apt_download(package)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path / "x")], check=True)
+    (conf,) = (tmp_path / "x/usr/src").glob("*/dkms.conf")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build/.config").write_text("CONFIG_VIDEO_DEV=m\nCONFIG_VIDEO_V4L2=m\nCONFIG_ACPI=y\n")
+    env = dict(ENV, kernel_source_dir=str(tmp_path / "build"))
+    text = conf.read_text()
+    theirs, mine = bash_eval(text, env), ours(text, env)
+    assert mine == {k: v for k, v in theirs.items() if k in mine}
+    assert mine["PACKAGE_NAME"] and mine["BUILT_MODULE_NAME"]
+    conf_obj = parse_dkms_conf(text, env)
+    # whatever bash leaves out (v4l2loopback's conditional BUILD_EXCLUSIVE_KERNEL), we flag as dynamic
+    assert set(conf_obj.values) - set(theirs) <= conf_obj.dynamic
