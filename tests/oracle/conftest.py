@@ -1,0 +1,82 @@
+"""Fixtures of the oracle tests: every scenario x kernel booted once (equal boots shared), two
+QEMUs at a time, while holding the real-host builder's lock shared.  Failures to build or boot
+fail the tests with the reason; nothing is skipped."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import artifacts
+from .harness import BootResult, boot
+from .judge import Row, judge_kernel
+from .scenarios import Case, SharedLock, cases, ensure_realhost, os_cpu_count
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "oracle: boots real Debian kernels under QEMU (TCG) and judges the exporter by "
+                   "what they do; needs qemu-system-x86, ovmf, mtools and the real-host trees")
+
+
+@dataclass
+class OracleRun:
+    """All cases, their boots (by BootSpec key) and the wall time of the whole stage."""
+
+    cases: list[Case]
+    boots: dict[str, BootResult]
+    seconds: float
+    workdir: Path
+    rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
+
+    def result(self, case: Case) -> BootResult:
+        return self.boots[case.spec.key()]
+
+    def report(self) -> str:
+        lines = [f"oracle stage: {len(self.cases)} scenario x kernel cases, {len(self.boots)} boots, "
+                 f"{self.seconds:.0f}s wall"]
+        for case in self.cases:
+            r = self.result(case)
+            mode = "secure-boot" if case.spec.secure_boot else "direct"
+            lines.append(f"== {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s "
+                         f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}]")
+            lines += ["   " + row.line() for row in self.rows[(case.scenario, case.kernel)]]
+        return "\n".join(lines)
+
+
+def _run_all(work: Path) -> OracleRun:
+    realhost = ensure_realhost()
+    with SharedLock(realhost):
+        start = time.monotonic()
+        all_cases = cases(realhost)
+        specs = {c.spec.key(): c.spec for c in all_cases}
+        workers = max(1, min(2, os_cpu_count()))
+        with ThreadPoolExecutor(workers) as pool:
+            futures = {key: pool.submit(boot, spec, work / key) for key, spec in specs.items()}
+            boots = {key: f.result() for key, f in futures.items()}
+        run = OracleRun(all_cases, boots, time.monotonic() - start, work)
+    for case in all_cases:
+        run.rows[(case.scenario, case.kernel)] = judge_kernel(case.kernel, case.doc, run.result(case))
+    report = run.report()
+    (work / "report.txt").write_text(report + "\n")
+    (artifacts.oracle_cache() / "last-report.txt").write_text(report + "\n")
+    (work / "timings.json").write_text(json.dumps(
+        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at,
+             "secure_boot": b.spec.secure_boot is not None} for k, b in boots.items()}, indent=1))
+    return run
+
+
+@pytest.fixture(scope="session")
+def oracle_run(tmp_path_factory: pytest.TempPathFactory) -> OracleRun:
+    work = tmp_path_factory.mktemp("oracle")
+    try:
+        return _run_all(work)
+    except artifacts.MissingTool as e:
+        pytest.fail(str(e), pytrace=False)
+    except RuntimeError as e:
+        pytest.fail(f"the oracle could not run: {e}", pytrace=False)

@@ -1,0 +1,206 @@
+"""The host trees the oracle judges: the real-host builder's scenarios, and two trees derived from
+them here for what the builder does not make (a truncated initramfs, a MOK never enrolled).
+
+A tree says how its kernel boots: efivars with SecureBoot=1 and SetupMode=0 mean a Secure Boot
+boot through OVMF + shim + grub with the certificates of the tree's MokListRT enrolled (read with
+virt-firmware's own EFI_SIGNATURE_LIST parser, not the exporter's); any other tree boots straight
+from QEMU (SeaBIOS, no EFI), where Debian's kernel neither locks down nor enforces signatures —
+the same decision as an EFI boot with Secure Boot off.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import artifacts
+from .harness import BootSpec, SecureBootSetup
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+REALHOST = REPO / "tests/realhost"
+EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+SHIM_LOCK = "605dab50-e046-4300-abb6-3dd810dd8b23"
+BUILD_TIMEOUT = 45 * 60
+
+
+def realhost_scenarios() -> tuple[str, ...]:
+    """The names in tests/realhost/scenarios.sh's SCENARIOS array."""
+    text = (REALHOST / "scenarios.sh").read_text()
+    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.M)
+    if m is None:
+        raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
+    return tuple(m[1].split())
+
+
+# name -> (source scenario, what is changed, how)
+DERIVED = {
+    "initramfs_truncated": ("healthy", "the newest kernel's initramfs cut to half its size"),
+    "sb_mok_not_enrolled": ("signed_sb_on", "MokListRT removed: mokutil --import was run, MokManager never"),
+}
+
+
+def scenario_names() -> tuple[str, ...]:
+    return realhost_scenarios() + tuple(DERIVED)
+
+
+def ensure_realhost() -> Path:
+    """Runs tests/realhost/build.sh (warm: seconds; cold: about 7 minutes, needs root) and
+    returns its cache root; a failure raises with the end of its output."""
+    build = REALHOST / "build.sh"
+    proc = subprocess.run(["bash", str(build)], capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise RuntimeError(f"tests/realhost/build.sh failed (exit {proc.returncode}):\n{tail}")
+    root = subprocess.run(["bash", str(build), "--print"], capture_output=True, text=True, check=True)
+    return Path(root.stdout.strip())
+
+
+class SharedLock:
+    """A shared flock on the real-host builder's lock file: a rebuild (exclusive) waits while the
+    oracle reads the trees.  Held only around the work, never for the whole pytest session (the
+    realhost tests run build.sh later in the same session)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+
+    def __enter__(self) -> "SharedLock":
+        self.handle = open(self.path, "a+")
+        fcntl.flock(self.handle, fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived trees
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """A hardlinked copy (same filesystem, seconds); files to change are replaced, never written."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-al", str(src), str(dst)], check=True)
+
+
+def derived_tree(realhost: Path, name: str) -> Path:
+    """Build (or reuse, keyed by the source tree's build stamp and this file) a derived tree."""
+    source, _ = DERIVED[name]
+    stamp_text = (realhost / "stamp").read_text().strip() + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    base = artifacts.oracle_cache() / "derived" / name
+    tree, stamp = base / "tree", base / "stamp"
+    if stamp.exists() and stamp.read_text() == stamp_text and tree.is_dir():
+        return tree
+    stamp.unlink(missing_ok=True)
+    _link_copy(realhost / "scenarios" / source / "tree", tree)
+    env = dict(line.split("=", 1) for line in (realhost / "host.env").read_text().splitlines() if "=" in line)
+    if name == "initramfs_truncated":
+        image = tree / "boot" / f"initrd.img-{env['NEW_KERNEL']}"
+        data = image.read_bytes()
+        image.unlink()  # a hardlink: replace, never write through it
+        image.write_bytes(data[: len(data) // 2])
+    elif name == "sb_mok_not_enrolled":
+        (tree / "sys/firmware/efi/efivars" / f"MokListRT-{SHIM_LOCK}").unlink()
+    stamp.write_text(stamp_text)
+    return tree
+
+
+def tree_of(realhost: Path, scenario: str) -> Path:
+    if scenario in DERIVED:
+        return derived_tree(realhost, scenario)
+    return realhost / "scenarios" / scenario / "tree"
+
+
+# ---------------------------------------------------------------------------------------------
+# Boot specs and exporter runs
+
+
+def installed_kernels(tree: Path) -> list[str]:
+    return sorted(p.name.removeprefix("vmlinuz-") for p in (tree / "boot").glob("vmlinuz-*"))
+
+
+def _efivar(tree: Path, name: str, guid: str) -> bytes | None:
+    path = tree / "sys/firmware/efi/efivars" / f"{name}-{guid}"
+    return path.read_bytes()[4:] if path.exists() else None
+
+
+def secure_boot_setup(tree: Path) -> SecureBootSetup | None:
+    """Secure Boot on (per the tree's efivars) -> the MOKs to enroll; otherwise None."""
+    sb, setup = _efivar(tree, "SecureBoot", EFI_GLOBAL), _efivar(tree, "SetupMode", EFI_GLOBAL)
+    if sb != b"\x01" or setup not in (None, b"\x00"):
+        return None
+    return SecureBootSetup(tuple(mok_certificates(tree)))
+
+
+def mok_certificates(tree: Path) -> list[bytes]:
+    """DER certificates of the tree's MokListRT, parsed by virt-firmware."""
+    data = _efivar(tree, "MokListRT", SHIM_LOCK)
+    if data is None:
+        return []
+    artifacts.virt_fw_vars()  # fails with the install hint when virt-firmware is missing
+    from virt.firmware.efi import guids, siglist
+
+    return [sig["data"] for esl in siglist.EfiSigDB(data) if str(esl.guid) == guids.EfiCertX509
+            for sig in esl]
+
+
+def exporter_check(tree: Path, kernel: str) -> dict:
+    """`python -m exporter check --json --kernel K --path.rootfs TREE` (exit 0/1/2 are answers)."""
+    argv = [sys.executable, "-m", "exporter", "check", "--json", "--kernel", kernel, "--path.rootfs", str(tree)]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    if proc.returncode not in (0, 1, 2) or not proc.stdout.strip():
+        raise RuntimeError(f"$ {' '.join(argv)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def modules_to_try(tree: Path, kernel: str, doc: dict) -> tuple[str, ...]:
+    """The exporter's needed modules for K, plus every DKMS module file on disk for K."""
+    names = [m["module"] for k in doc.get("kernels", []) if k["kernel"] == kernel for m in k["modules"]]
+    for sub in ("updates/dkms", "updates", "extra"):
+        d = tree / "lib/modules" / kernel / sub
+        if d.is_dir():
+            names += [re.sub(r"\.ko(\..*)?$", "", p.name) for p in d.iterdir() if ".ko" in p.name]
+    return tuple(dict.fromkeys(n.replace("-", "_") for n in names))
+
+
+def boot_spec(tree: Path, kernel: str, doc: dict, *, capture: bool | None = None) -> BootSpec:
+    sb = secure_boot_setup(tree)
+    return BootSpec(tree=tree, release=kernel, vmlinuz=tree / "boot" / f"vmlinuz-{kernel}",
+                    initrd=tree / "boot" / f"initrd.img-{kernel}", modules=modules_to_try(tree, kernel, doc),
+                    secure_boot=sb, capture=sb is not None if capture is None else capture)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scenario x kernel: the exporter's document and the boot that judges it."""
+
+    scenario: str
+    kernel: str
+    tree: Path
+    doc: dict
+    spec: BootSpec
+
+
+def cases(realhost: Path) -> list[Case]:
+    out = []
+    for scenario in scenario_names():
+        tree = tree_of(realhost, scenario)
+        for kernel in installed_kernels(tree):
+            doc = exporter_check(tree, kernel)
+            out.append(Case(scenario, kernel, tree, doc, boot_spec(tree, kernel, doc)))
+    return out
+
+
+def os_cpu_count() -> int:
+    return len(os.sched_getaffinity(0))

@@ -1,0 +1,107 @@
+"""The kernel as the oracle: for every scenario tree and every installed kernel, the exporter's
+verdict per module must be what the booted kernel did with that module."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from .harness import DIRECT_TIMEOUT, SECURE_TIMEOUT
+from .scenarios import scenario_names
+
+pytestmark = [pytest.mark.oracle, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("scenario", scenario_names())
+def test_exporter_verdicts_match_the_booted_kernel(oracle_run, scenario: str) -> None:
+    mine = [c for c in oracle_run.cases if c.scenario == scenario]
+    assert mine, f"no kernels in scenario {scenario}"
+    rows = [row for c in mine for row in oracle_run.rows[(c.scenario, c.kernel)]]
+    table = "\n".join(row.line() for row in rows)
+    boots = "\n\n".join(oracle_run.result(c).describe() for c in mine
+                        if any(not r.agree for r in oracle_run.rows[(c.scenario, c.kernel)]))
+    assert all(row.agree for row in rows), f"exporter and kernel disagree in {scenario}:\n{table}\n\n{boots}"
+
+
+def _case(oracle_run, scenario: str, which: str = "NEW_KERNEL"):
+    kernels = sorted({c.kernel for c in oracle_run.cases if c.scenario == scenario})
+    newest = kernels[-1] if which == "NEW_KERNEL" else kernels[0]
+    return next(c for c in oracle_run.cases if c.scenario == scenario and c.kernel == newest)
+
+
+def test_every_boot_reached_the_oracle_init_or_failed_for_its_initramfs(oracle_run) -> None:
+    """No boot hung; only the truncated image failed to boot."""
+    for case in oracle_run.cases:
+        r = oracle_run.result(case)
+        assert r.status != "timeout", r.describe()
+        broken = {p["reason"] for k in case.doc["kernels"] for p in k["problems"]}
+        if r.status != "ok":
+            assert "initramfs_unreadable" in broken, r.describe()
+        limit = SECURE_TIMEOUT if case.spec.secure_boot else DIRECT_TIMEOUT
+        assert r.seconds < limit
+
+
+def test_truncated_initramfs_fails_the_boot_as_the_exporter_says(oracle_run) -> None:
+    case = _case(oracle_run, "initramfs_truncated")
+    r = oracle_run.result(case)
+    reasons = {p["reason"] for p in case.doc["kernels"][0]["problems"]}
+    assert "initramfs_unreadable" in reasons, case.doc["kernels"][0]
+    assert case.doc["verdict"] != "ready"
+    assert r.status == "no_init", r.describe()
+    assert r.unpack_error(), r.describe()  # "Initramfs unpacking failed: ..."
+    assert r.panic(), r.describe()
+
+
+def test_secure_boot_locks_down_and_enforces_signatures(oracle_run) -> None:
+    """Through OVMF + shim + grub the signed Debian kernel runs with lockdown=integrity and
+    sig_enforce; the module signed with the enrolled MOK loads, the unsigned one is refused."""
+    case = _case(oracle_run, "signed_sb_on")
+    assert case.spec.secure_boot is not None and case.spec.secure_boot.mok_certificates
+    r = oracle_run.result(case)
+    assert r.status == "ok", r.describe()
+    assert r.view.facts["efi"] == "yes"
+    assert r.view.facts["lockdown"].split(",")[1] == "[integrity]", r.view.facts
+    assert r.view.facts["sig_enforce"] == "Y"
+    assert r.view.module("v4l2loopback").loaded, r.view.module("v4l2loopback")
+    acpi = r.view.module("acpi_call")
+    assert not acpi.loaded and acpi.errno == errno.EKEYREJECTED, acpi
+    assert any("Loading of unsigned module is rejected" in line for line in r.view.dmesg)
+
+
+def test_secure_boot_refuses_a_key_that_was_never_enrolled(oracle_run) -> None:
+    case = _case(oracle_run, "sb_mok_not_enrolled")
+    assert case.spec.secure_boot is not None and not case.spec.secure_boot.mok_certificates
+    r = oracle_run.result(case)
+    assert r.status == "ok", r.describe()
+    v4l2 = r.view.module("v4l2loopback")
+    assert not v4l2.loaded and v4l2.errno == errno.EKEYREJECTED, v4l2
+    assert any("Loading of module with unavailable key is rejected" in line for line in r.view.dmesg)
+
+
+def test_direct_boot_neither_locks_down_nor_enforces(oracle_run) -> None:
+    case = _case(oracle_run, "signed_sb_off")
+    r = oracle_run.result(case)
+    assert (r.view.facts["efi"], r.view.facts["sig_enforce"]) == ("no", "N"), r.view.facts
+    assert r.view.facts["lockdown"].startswith("[none]")
+    assert r.view.module("acpi_call").loaded  # unsigned, and loads: nothing enforces
+    assert any("module verification failed" in line for line in r.view.dmesg)
+
+
+def test_shims_mok_list_holds_the_trees_certificates(oracle_run) -> None:
+    """The tree's MokListRT fixture (mokutil --import's MokNew) against the MokListRT the real
+    shim made at boot from MokList: every certificate of the tree is in the kernel's list."""
+    from virt.firmware.efi import guids, siglist
+
+    case = _case(oracle_run, "signed_sb_on")
+    r = oracle_run.result(case)
+    name = "/sys/firmware/efi/mok-variables/MokListRT"
+    assert name in r.view.files, sorted(r.view.files)
+    booted = {sig["data"] for esl in siglist.EfiSigDB(r.view.files[name])
+              if str(esl.guid) == guids.EfiCertX509 for sig in esl}
+    assert set(case.spec.secure_boot.mok_certificates) <= booted
+
+
+def test_the_oracle_stage_fits_the_ci_budget(oracle_run) -> None:
+    """A few minutes on 2 cores without KVM (the figures go to docs/testing.md)."""
+    assert oracle_run.seconds < 8 * 60, oracle_run.report()
