@@ -56,6 +56,12 @@ class BootSpec:
     capture: bool = False
 
     @property
+    def payload_modules(self) -> tuple[str, ...]:
+        """Modules whose files go into the payload: the plan's, and efivarfs for a capture (Debian
+        builds it as a module and initramfs-tools leaves it out)."""
+        return self.modules + (("efivarfs",) if self.capture else ())
+
+    @property
     def timeout(self) -> float:
         return SECURE_TIMEOUT if self.secure_boot else DIRECT_TIMEOUT
 
@@ -69,7 +75,7 @@ class BootSpec:
         for name in INDEX_FILES:
             p = self.tree / "lib/modules" / self.release / name
             h.update(name.encode() + (_file_digest(p) if p.exists() else b"-"))
-        for rel in sorted(resolve_files(self.tree, self.release, self.modules)):
+        for rel in sorted(resolve_files(self.tree, self.release, self.payload_modules)):
             h.update(rel.encode() + _file_digest(self.tree / "lib/modules" / self.release / rel))
         if self.secure_boot is not None:
             h.update(b"secure-boot")
@@ -140,7 +146,7 @@ def build_payload(spec: BootSpec, work: Path) -> Path:
     for name in INDEX_FILES:
         if (src / name).exists():
             shutil.copy(src / name, dst / name)
-    for rel in resolve_files(spec.tree, spec.release, spec.modules):
+    for rel in resolve_files(spec.tree, spec.release, spec.payload_modules):
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src / rel, dst / rel)
     names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))

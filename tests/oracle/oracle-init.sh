@@ -24,7 +24,6 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
-[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
 
 . /oracle/plan
 K=$(uname -r)
@@ -87,6 +86,9 @@ say fact lockdown=$(sed 's/ /,/g' /sys/kernel/security/lockdown 2>/dev/null || e
 say fact tainted=$(cat /proc/sys/kernel/tainted)
 capture() { [ -f "$1" ] && say file "$1" "$(base64 -w 0 <"$1")"; }
 if [ "$CAPTURE" = 1 ]; then
+    # efivarfs is a module on Debian (CONFIG_EFIVAR_FS=m), not in the initramfs: from the tree.
+    [ -n "$MODPROBE" ] && $MODPROBE -d /oracle/root efivarfs 2>&1 | sed 's/^/ORACLE efivarfs_out /'
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>&1 | sed 's/^/ORACLE efivarfs_out /'
     for f in /sys/firmware/efi/efivars/*; do
         case $f in
         */SecureBoot-* | */SetupMode-* | */AuditMode-* | */DeployedMode-* | */PK-* | */KEK-* | \
