@@ -1,0 +1,116 @@
+"""The harness and the judge without booting: the console parser, the hang killer, the initramfs
+concatenation, and that the judge reports a disagreement (an oracle that always agrees proves
+nothing)."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import time
+from pathlib import Path
+
+from .harness import BootResult, BootSpec, combined_initrd, parse_console, run_vm
+from .judge import judge_kernel, judge_module
+
+CONSOLE = """\
+\x1bc\x1b[?7l\x1b[2JSeaBIOS (version 1.16.2-debian-1.16.2-1)
+ORACLE begin release=6.1.0-56-amd64 uptime=7.34\r
+ORACLE fact sig_enforce=Y
+ORACLE fact lockdown=none,[integrity],confidentiality
+ORACLE conf_modules rc=0 v4l2loopback
+ORACLE initramfs v4l2loopback found
+ORACLE early v4l2loopback loaded
+ORACLE initramfs acpi_call notfound
+ORACLE early acpi_call notloaded
+ORACLE resolve v4l2loopback found
+ORACLE dep v4l2loopback /oracle/root/lib/modules/K/kernel/drivers/media/mc/mc.ko
+ORACLE load /oracle/root/lib/modules/K/kernel/drivers/media/mc/mc.ko errno=17 File exists
+ORACLE dep v4l2loopback /oracle/root/lib/modules/K/updates/dkms/v4l2loopback.ko
+ORACLE load /oracle/root/lib/modules/K/updates/dkms/v4l2loopback.ko errno=17 File exists
+ORACLE state v4l2loopback loaded
+ORACLE resolve acpi_call found
+ORACLE dep acpi_call /oracle/root/lib/modules/K/updates/dkms/acpi_call.ko
+[   13.3] some kernel line in between
+ORACLE load /oracle/root/lib/modules/K/updates/dkms/acpi_call.ko errno=129 Key was rejected by service
+ORACLE state acpi_call notloaded
+ORACLE resolve zfs notfound
+ORACLE file /proc/keys aGVsbG8=
+ORACLE dmesg [   13.355092] Loading of unsigned module is rejected
+ORACLE end uptime=13.66
+"""
+
+
+def _result(console: str = CONSOLE, status: str = "ok") -> BootResult:
+    spec = BootSpec(Path("/tree"), "6.1.0-56-amd64", Path("/v"), Path("/i"), ("v4l2loopback", "acpi_call", "zfs"))
+    return BootResult(spec, status, 20.0, parse_console(console), console)
+
+
+def test_console_lines_become_the_kernels_view() -> None:
+    view = _result().view
+    assert (view.release, view.began_at, view.ended) == ("6.1.0-56-amd64", 7.34, True)
+    assert view.facts["sig_enforce"] == "Y" and view.conf_modules == [("v4l2loopback", 0)]
+    v4l2, acpi, zfs = view.modules["v4l2loopback"], view.modules["acpi_call"], view.modules["zfs"]
+    assert (v4l2.in_initramfs, v4l2.early_loaded, v4l2.loaded, v4l2.errno) == (True, True, True, errno.EEXIST)
+    assert len(v4l2.loads) == 2  # its dependency's load is counted as its own attempt
+    assert (acpi.in_initramfs, acpi.resolved, acpi.loaded, acpi.errno) == (False, True, False, errno.EKEYREJECTED)
+    assert zfs.resolved is False and zfs.loads == []
+    assert view.files == {"/proc/keys": b"hello"}
+
+
+def _module(name: str, working: bool, *reasons: str, early: bool = False) -> dict:
+    return {"module": name, "working": working, "early_boot": early,
+            "problems": [{"reason": r, "severity": "error"} for r in reasons]}
+
+
+def test_judge_agrees_only_when_the_kernel_did_what_the_reason_means() -> None:
+    r = _result()
+    assert judge_module("K", _module("acpi_call", False, "unsigned"), r).agree
+    assert judge_module("K", _module("v4l2loopback", True, early=True), r).agree
+    assert judge_module("K", _module("zfs", False, "not_built"), r).agree
+    # each of these is a lie the oracle must catch
+    assert not judge_module("K", _module("acpi_call", True), r).agree
+    assert not judge_module("K", _module("acpi_call", False, "symbol_version_mismatch"), r).agree
+    assert not judge_module("K", _module("v4l2loopback", False, "unsigned"), r).agree
+    assert not judge_module("K", _module("v4l2loopback", False, "missing_from_initramfs"), r).agree
+    assert not judge_module("K", _module("zfs", True), r).agree
+    assert not judge_module("K", _module("acpi_call", True, early=True), r).agree
+
+
+def test_refusal_needs_the_kernels_log_line_too() -> None:
+    quiet = CONSOLE.replace("ORACLE dmesg [   13.355092] Loading of unsigned module is rejected\n", "")
+    assert not judge_module("K", _module("acpi_call", False, "unsigned"), _result(quiet)).agree
+
+
+def test_a_failed_boot_agrees_only_with_a_broken_image() -> None:
+    failed = _result("[    7.4] Initramfs unpacking failed: ZSTD-compressed data is corrupt\n"
+                     "[    9.4] Kernel panic - not syncing: VFS: Unable to mount root fs\n", status="no_init")
+    broken = {"kernels": [{"kernel": "K", "problems": [{"reason": "initramfs_unreadable"}], "modules": []}]}
+    fine = {"kernels": [{"kernel": "K", "problems": [], "modules": [_module("acpi_call", True)]}]}
+    assert [row.agree for row in judge_kernel("K", broken, failed)] == [True]
+    assert [row.agree for row in judge_kernel("K", fine, failed)] == [False]
+    assert failed.unpack_error() == "ZSTD-compressed data is corrupt"
+    assert judge_kernel("K", broken, _result())[0].agree is False  # broken image, yet it booted
+
+
+def test_a_hung_vm_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    console.write_text("ORACLE begin release=K uptime=1.0\n")
+    start = time.monotonic()
+    run = run_vm(["sh", "-c", "sleep 60 & sleep 60"], console, timeout=1.0)
+    assert run.status == "timeout" and time.monotonic() - start < 10
+    assert run.console.startswith("ORACLE begin")
+
+
+def test_payload_starts_aligned_after_the_real_initramfs(tmp_path: Path) -> None:
+    """The kernel accepts an uncompressed cpio after a compressed one only at a 4-byte boundary."""
+    initrd, payload = tmp_path / "initrd", tmp_path / "payload.cpio"
+    initrd.write_bytes(b"\x28\xb5\x2f\xfd" + b"x" * 5)  # 9 bytes
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage/oracle-init").write_text("#!/bin/sh\n")
+    with open(payload, "wb") as f:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=b"oracle-init", cwd=tmp_path / "stage",
+                       stdout=f, check=True)
+    out = combined_initrd(initrd, payload, tmp_path / "combined").read_bytes()
+    assert out[:9] == initrd.read_bytes() and out[9:12] == b"\0\0\0" and out[12:18] == b"070701"
+    listing = subprocess.run(["cpio", "-t", "--quiet"], input=out[12:], capture_output=True, check=True).stdout
+    assert listing.split() == [b"oracle-init"]
