@@ -4,18 +4,26 @@ A collector is a function Context -> facts.  One that raises reports success 0 a
 others still run; one that records read errors also reports success 0 (its facts are
 served, but readiness built on them is "unknown").
 
-Each collector runs in its own thread, as soon as the collectors it reads facts from
-(DEPENDS) have finished, and the scrape waits for them until its deadline.  One that is
-still running then is reported as failed ("timed out"), and the scrape is served without
-it.  Python threads cannot be killed, so the late thread is left to finish on its own:
-whatever it parsed lands in the file cache (the next run of it is warm), its facts are
-dropped, and that collector is not started again while it is still running; scrapes in
-the meantime report it as failed ("still running") at once.  So a collector stuck on a
-hung read (a dead NFS /boot) costs one thread, never a pile of them, and never "ready".
+Collectors run one at a time, in order, each in a worker thread the scrape watches.  One at
+a time because Python threads share one interpreter lock: side by side, the image listing
+(many short GIL-releasing zstd calls) waits behind the ELF parsing, and a cold scrape was
+measured 1.7x slower (docs/performance.md).  A collector that has not returned after
+``stall`` seconds (default a tenth of the timeout) stops holding the others up: the next one
+starts beside it.  At the scrape's deadline (``--scrape.timeout``) any collector still
+running is reported as failed ("timed out") and the scrape is served without it; one that
+depends on it (DEPENDS) is reported as not started.
+
+Python threads cannot be killed, so a late thread is left to finish on its own: whatever it
+parsed lands in the file cache (its next run is warm), its facts are dropped, and that
+collector is not started again while it is still running: scrapes in the meantime report it
+as failed ("still running") at once.  So a collector stuck on a hung read (a dead NFS /boot)
+costs one thread, never a pile of them, and never a "ready" (readiness needs its facts).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import time
@@ -60,6 +68,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
 }
 
 DEFAULT_TIMEOUT = 30.0  # seconds; --scrape.timeout
+STALL_FRACTION = 0.1    # a collector running longer than this share of the timeout no longer blocks the next
 
 
 @dataclass
@@ -126,122 +135,203 @@ class HostFacts:
 
 
 class InFlight:
-    """Collector threads that outlived their scrape's deadline, by collector name.
+    """The latest run of each collector, across scrapes (one per Scraper).
 
-    Owned by the Scraper (one per process), so a collector whose previous run is still
-    going is not started again: at most one thread per collector, ever."""
+    A collector whose run from an earlier scrape has not returned is not started again: at
+    most one thread per collector, ever."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._late: dict[str, tuple[threading.Thread, float]] = {}
+        self._runs: dict[str, _Job] = {}
+
+    def started(self, job: "_Job") -> None:
+        with self._lock:
+            self._runs[job.name] = job
 
     def still_running(self, name: str) -> float | None:
-        """Seconds since the late run of ``name`` started, or None when there is none."""
+        """Seconds since the unfinished run of ``name`` started, or None when there is none."""
         with self._lock:
-            late = self._late.get(name)
-            if late is None:
-                return None
-            thread, started = late
-            if not thread.is_alive():
-                del self._late[name]
-                return None
-            return time.monotonic() - started
-
-    def abandon(self, name: str, thread: threading.Thread, started: float) -> None:
-        with self._lock:
-            self._late[name] = (thread, started)
+            job = self._runs.get(name)
+        return None if job is None or job.done else time.monotonic() - job.started
 
     def names(self) -> list[str]:
+        """Collectors with a run that has not returned."""
         with self._lock:
-            return [n for n, (t, _) in self._late.items() if t.is_alive()]
+            return sorted(n for n, job in self._runs.items() if not job.done)
 
 
 class _Job:
-    """One collector's run in its own daemon thread; it notifies ``finished`` when it returns."""
+    """One collector's run: its result, when it started, and whether it returned."""
 
-    def __init__(self, name: str, fn: Callable[[Context], Any], ctx: Context,
-                 finished: threading.Condition) -> None:
+    def __init__(self, name: str, ctx: Context) -> None:
         self.name = name
+        self.ctx = ctx
         self.run = CollectorRun(name)
-        self.done = False
-        self.abandoned = False      # its scrape timed out waiting for it (set under ``finished``)
         self.started = time.monotonic()
-        self._fn = fn
-        self._ctx = ctx
-        self._finished = finished
-        self.thread = threading.Thread(target=self._main, name=f"collector-{name}", daemon=True)
+        self.done = False
+        self.abandoned = False      # its scrape stopped waiting for it
 
-    def _main(self) -> None:
-        start = time.perf_counter()
-        try:
-            self.run.facts = self._fn(self._ctx)
-        except Exception as exc:  # noqa: BLE001 - a collector bug must not take the scrape down
-            self.run.crashed = f"{type(exc).__name__}: {exc}"
-            log.exception("collector %s failed", self.name)
-        self.run.duration = time.perf_counter() - start
-        self.run.errors = self._ctx.errors
-        with self._finished:
-            self.done = True
-            self._finished.notify_all()
-            late = self.abandoned
-        if late:
-            log.warning("collector %s finished %.1f s after it started, too late for its scrape; "
-                        "it runs again in the next one", self.name, self.run.duration)
+
+class _Lanes:
+    """The collectors of one scrape, run in order, one at a time, by worker threads.
+
+    ``current`` is the collector that holds the lane; when it returns, its worker starts the
+    next one.  When it has run for ``stall`` seconds the scrape takes the lane from it and
+    starts another worker for the rest; the stalled worker ends when its collector returns
+    (or carries on, if the lane is free by then).  All state is guarded by ``cond``, which
+    is notified on every change."""
+
+    def __init__(self, fs: HostFS, cache: FileCache, config: Config, wanted: list[str],
+                 inflight: InFlight) -> None:
+        self.fs, self.cache, self.config, self.inflight = fs, cache, config, inflight
+        self.cond = threading.Condition()
+        self.pending = list(wanted)
+        self.jobs: dict[str, _Job] = {}
+        self.skipped: dict[str, CollectorRun] = {}
+        self.current: _Job | None = None
+        self.closed = False               # the scrape is over: start nothing more
+
+    def finished(self) -> bool:
+        return not self.pending and all(job.done for job in self.jobs.values())
+
+    def worker(self) -> None:
+        """Start a worker thread that takes the lane if it is free (caller holds ``cond``)."""
+        threading.Thread(target=self._work, name="collectors", daemon=True).start()
+
+    def _take(self) -> _Job | None:
+        """The first pending collector whose dependencies returned (caller holds ``cond``)."""
+        for name in list(self.pending):
+            deps = DEPENDS.get(name, ())
+            if any(d in self.pending or (d in self.jobs and not self.jobs[d].done) for d in deps):
+                continue
+            self.pending.remove(name)
+            age = self.inflight.still_running(name)
+            if age is not None:
+                self.skipped[name] = CollectorRun(name, crashed=f"still running since a scrape {age:.0f} s "
+                                                                "ago timed out; not started again until it "
+                                                                "returns")
+                log.warning("collector %s: its run from %.0f s ago is still going; not started", name, age)
+                continue
+            previous = {d: self.jobs[d].run.facts for d in deps
+                        if d in self.jobs and self.jobs[d].run.facts is not None}
+            job = self.jobs[name] = _Job(name, Context(self.fs, self.cache, self.config, collector=name,
+                                                       previous=previous))
+            self.inflight.started(job)
+            return job
+        return None
+
+    def _work(self) -> None:
+        job: _Job | None = None
+        while True:
+            with self.cond:
+                if job is not None:
+                    job.done = True
+                    if self.current is job:
+                        self.current = None
+                    if job.abandoned:
+                        log.warning("collector %s returned %.1f s after it started, too late for its scrape; "
+                                    "it runs again in the next one", job.name, job.run.duration)
+                    self.cond.notify_all()
+                if self.closed or self.current is not None:
+                    return
+                job = self.current = self._take()
+                if job is None:
+                    return  # what is left waits for a stalled collector; its worker carries on
+            _run(job)
+
+
+def _run(job: _Job) -> None:
+    start = time.perf_counter()
+    misses = job.ctx.cache.misses
+    try:
+        job.run.facts = COLLECTORS[job.name](job.ctx)
+    except Exception as exc:  # noqa: BLE001 - a collector bug must not take the scrape down
+        job.run.crashed = f"{type(exc).__name__}: {exc}"
+        log.exception("collector %s failed", job.name)
+    job.run.duration = time.perf_counter() - start
+    job.run.errors = job.ctx.errors
+    if job.ctx.cache.misses != misses:
+        release_heap()  # it read and parsed files: give their buffers back before the next one
+
+
+# glibc malloc, tuned for a long-lived process that parses big files now and then: buffers of
+# 128 KiB and more (module files, decompressed ELF) are mmap'ed and unmapped when freed (glibc's
+# default threshold grows to 32 MiB after the first big free, and then they stay in the heap), at
+# most two arenas (not one per thread: request threads would each keep one), and free heap
+# pages returned after a collector parsed files.  Measured in docs/performance.md: serve's
+# steady RSS 60-64 -> 43 MiB on the benchmark host.  No-ops where there is no glibc (musl).
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3
+_libc = None
+
+
+def tune_malloc() -> None:
+    """Set glibc's malloc options once per process (see above)."""
+    global _libc
+    if _libc is not None:
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_ARENA_MAX, 2)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        _libc = libc
+    except (OSError, AttributeError):
+        _libc = False
+
+
+def release_heap() -> None:
+    """Return free heap pages to the kernel (glibc's malloc_trim), when tune_malloc() found glibc."""
+    if _libc:
+        _libc.malloc_trim(0)
 
 
 def gather(fs: HostFS, cache: FileCache, config: Config, enabled: frozenset[str], *,
-           timeout: float | None = DEFAULT_TIMEOUT, inflight: InFlight | None = None) -> HostFacts:
-    """Run the enabled collectors, each once its DEPENDS have finished, until the deadline.
+           timeout: float | None = DEFAULT_TIMEOUT, inflight: InFlight | None = None,
+           stall: float | None = None) -> HostFacts:
+    """Run the enabled collectors in order, one at a time, until the deadline.
 
-    ``timeout`` (seconds, None: no deadline) bounds the whole scrape; ``inflight`` remembers
-    collectors that outlived an earlier scrape, so that they are not started twice."""
+    ``timeout`` (seconds, None: no deadline) bounds the whole scrape; a collector running
+    longer than ``stall`` (default STALL_FRACTION of the timeout) lets the next one start
+    beside it; ``inflight`` remembers collectors that outlived an earlier scrape, so that
+    they are not started twice."""
     inflight = inflight if inflight is not None else InFlight()
     fs.begin_scrape()
     cache.begin_scrape()
     deadline = None if timeout is None else time.monotonic() + timeout
-    wanted = [n for n in COLLECTORS if n in enabled]
-    pending = list(wanted)
-    runs: dict[str, CollectorRun] = {}
-    jobs: dict[str, _Job] = {}
-    finished = threading.Condition()
-
-    def startable(name: str) -> bool:
-        return all(d not in pending and (d not in jobs or jobs[d].done) for d in DEPENDS.get(name, ()))
-
-    with finished:
-        while True:
-            for name in [n for n in pending if startable(n)]:
-                pending.remove(name)
-                age = inflight.still_running(name)
-                if age is not None:
-                    runs[name] = CollectorRun(name, crashed=f"still running since a scrape {age:.0f} s ago "
-                                                            "timed out; not started again until it returns")
-                    log.warning("collector %s: its run from %.0f s ago is still going; not started", name, age)
-                    continue
-                previous = {d: jobs[d].run.facts for d in DEPENDS.get(name, ())
-                            if d in jobs and jobs[d].run.facts is not None}
-                ctx = Context(fs, cache, config, collector=name, previous=previous)
-                jobs[name] = _Job(name, COLLECTORS[name], ctx, finished)
-                jobs[name].thread.start()
-            running = [j for j in jobs.values() if not j.done]
-            if not running:
-                break  # everything ran (pending is empty: DEPENDS has no cycles)
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+    if stall is None and timeout is not None:
+        stall = timeout * STALL_FRACTION
+    lanes = _Lanes(fs, cache, config, [n for n in COLLECTORS if n in enabled], inflight)
+    with lanes.cond:
+        lanes.worker()
+        while not lanes.finished():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 break
-            finished.wait(remaining)
-        for job in jobs.values():
+            current = lanes.current
+            if stall is not None and current is not None and now - current.started >= stall:
+                log.warning("collector %s has run %.1f s; starting the next collectors beside it",
+                            current.name, now - current.started)
+                lanes.current = None
+                lanes.worker()
+                continue
+            waits = [] if deadline is None else [deadline - now]
+            if stall is not None and current is not None:
+                waits.append(current.started + stall - now)
+            lanes.cond.wait(max(0.0, min(waits)) if waits else None)
+        lanes.closed = True
+        runs: dict[str, CollectorRun] = dict(lanes.skipped)
+        for job in lanes.jobs.values():
             if job.done:
                 runs[job.name] = job.run
             else:
+                job.abandoned = True
                 runs[job.name] = CollectorRun(job.name, duration=time.monotonic() - job.started,
                                               crashed=f"timed out after {timeout:g} s (left running; not "
                                                       "started again until it returns)")
-                job.abandoned = True
-                inflight.abandon(job.name, job.thread, job.started)
                 log.error("collector %s timed out after %g s; its thread is left to finish", job.name, timeout)
-    for name in pending:
-        waiting = ", ".join(d for d in DEPENDS.get(name, ()) if d in jobs and not jobs[d].done)
-        runs[name] = CollectorRun(name, crashed=f"not started: the scrape timed out waiting for {waiting}")
+        for name in lanes.pending:
+            waiting = ", ".join(d for d in DEPENDS.get(name, ()) if d in lanes.jobs and not lanes.jobs[d].done)
+            runs[name] = CollectorRun(name, crashed="not started: the scrape timed out"
+                                      + (f" waiting for {waiting}" if waiting else ""))
     cache.sweep()
-    return HostFacts({n: runs[n] for n in wanted}, enabled)
+    return HostFacts({n: runs[n] for n in COLLECTORS if n in runs}, enabled)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from .config import Config
-from .facts import COLLECTORS, DEFAULT_TIMEOUT, HostFacts, InFlight, gather
+from .facts import COLLECTORS, DEFAULT_TIMEOUT, HostFacts, InFlight, gather, tune_malloc
 from .filecache import FileCache
 from .hostfs import HostFS
 from .readiness import Readiness, assess
@@ -39,6 +39,7 @@ class Scraper:
         self._started = 0            # scrapes started so far
         self._finished = 0           # number of the newest finished scrape
         self._last: Scrape | None = None
+        tune_malloc()
 
     def scrape(self) -> Scrape:
         """A scrape that started after this call: run one, or share the one the next caller runs."""

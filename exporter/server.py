@@ -1,7 +1,11 @@
 """`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
 
-wsgiref with a thread per request, capped: a scrape storm gets 503s instead of an
-unbounded pile of threads.  Nothing but a plain message ever reaches a client on error.
+wsgiref with a thread per request.  Concurrent scrapes queue: they share the single-flight
+host scrape (exporter/scrape.py) and render their responses RENDER_SLOTS at a time, so fifty
+scrapers at once all get an answer at the cost of about one scrape.  Only beyond
+MAX_QUEUED_REQUESTS waiting at once (a storm, not a fleet of Prometheus servers) does a
+scrape get a 503, which bounds the threads and memory a storm can take.  Nothing but a plain
+message ever reaches a client on error.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ log = logging.getLogger("dkms_exporter")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PORT = 10140
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
-MAX_CONCURRENT_REQUESTS = 16
+MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
+RENDER_SLOTS = 2               # of those, rendering at once (CPU-bound: more would only contend)
 REQUEST_TIMEOUT_SECONDS = 60
 
 StartResponse = Callable[..., object]
@@ -51,7 +56,8 @@ class App:
     def __init__(self, registry: CollectorRegistry, telemetry_path: str = "/metrics") -> None:
         self.registry = registry
         self.telemetry_path = telemetry_path
-        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        self._admitted = threading.BoundedSemaphore(MAX_QUEUED_REQUESTS)
+        self._render = threading.BoundedSemaphore(RENDER_SLOTS)
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -69,15 +75,20 @@ class App:
         return _plain(start_response, "404 Not Found", "not found\n")
 
     def _metrics(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
-        if not self._slots.acquire(blocking=False):
+        if not self._admitted.acquire(blocking=False):
             return _plain(start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
         try:
-            body = generate_latest(self.registry)
+            if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
+                return _plain(start_response, "503 Service Unavailable", "scrape queue timed out\n")
+            try:
+                body = generate_latest(self.registry)
+            finally:
+                self._render.release()
         except Exception:  # noqa: BLE001
             log.exception("scrape failed")
             return _plain(start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
         finally:
-            self._slots.release()
+            self._admitted.release()
         start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
         return [b"" if method == "HEAD" else body]
 
@@ -108,6 +119,7 @@ class _Handler(WSGIRequestHandler):
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128   # listen() backlog; socketserver's 5 drops SYNs from a burst of scrapers
 
 
 class _Server6(_Server):
