@@ -6,7 +6,9 @@ modname rule (kmod): basename up to the first '.', with '-' replaced by '_'.
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
+from functools import cached_property
 
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION_MAJOR = 0x0002
@@ -30,6 +32,12 @@ class ModulesDep:
     def __contains__(self, modname: str) -> bool:
         return modname in self.paths
 
+    @cached_property
+    def in_tree(self) -> tuple[str, ...]:
+        """Paths under kernel/, sorted; computed once per parse (a distro kernel lists ~4,000),
+        not on every scrape."""
+        return tuple(sorted(rel for rel in self.paths.values() if rel.startswith("kernel/")))
+
 
 def parse_modules_dep(data: bytes) -> ModulesDep:
     """modules.dep text: ``relpath: dep dep ...`` per line."""
@@ -41,8 +49,8 @@ def parse_modules_dep(data: bytes) -> ModulesDep:
         head, sep, _ = raw.partition(b":")
         if not sep:
             raise DepmodError(f"modules.dep line {lineno}: no ':'")
-        rel = head.decode("utf-8", "surrogateescape").strip()
-        paths.setdefault(modname_of_path(rel), rel)
+        rel = sys.intern(head.decode("utf-8", "surrogateescape").strip())  # kernels share most paths
+        paths.setdefault(sys.intern(modname_of_path(rel)), rel)
     text_suffixes = data  # dkms greps for '\.gz:' then '\.xz:' then '\.zst:'; the last found wins
     for candidate in (b".gz:", b".xz:", b".zst:"):
         if candidate in text_suffixes:
