@@ -164,7 +164,7 @@ def select_entry(menu: list[MenuEntry], spec: str) -> MenuEntry | None:
     chosen = None
     for part in spec.split(">"):
         chosen = None
-        if part.isdigit():
+        if _is_index(part):
             i = int(part)
             chosen = level[i] if i < len(level) else None
         else:
@@ -174,6 +174,12 @@ def select_entry(menu: list[MenuEntry], spec: str) -> MenuEntry | None:
             return None
         level = chosen.children
     return chosen
+
+
+def _is_index(spec: str) -> bool:
+    """An entry number as GRUB's grub_strtoul reads one: ASCII digits ('²' and '٣' are titles),
+    and short enough to be an index (longer overflows, which GRUB treats as no entry)."""
+    return spec.isascii() and spec.isdigit() and len(spec) <= 18
 
 
 def parse_bls_entry(data: bytes) -> dict[str, str]:
@@ -216,7 +222,7 @@ def _bls(ctx: Context, env: dict[str, str], mtime: float | None) -> BootFacts:
     how = f"saved_entry={spec}" if spec else "newest BLS entry"
     chosen = None
     if spec:
-        if spec.isdigit() and int(spec) < len(entries):
+        if _is_index(spec) and int(spec) < len(entries):
             chosen = entries[int(spec)]
         chosen = chosen or next((e for e in entries if e[0] == spec or e[1].get("title") == spec), None)
         if chosen is None:

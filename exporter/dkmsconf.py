@@ -40,8 +40,9 @@ class DkmsConf:
         return [arr[i] for i in sorted(arr)]
 
     def size(self, name: str) -> int:
-        arr = self.values.get(name, {})
-        return (max(arr) + 1) if arr else 0
+        """``${#NAME[@]}``: how many elements are set (bash arrays are sparse), what dkms's
+        read_conf loops to; not the highest index + 1 (``NAME[10**12]=x`` is one element)."""
+        return len(self.values.get(name, {}))
 
     @property
     def package_name(self) -> str:
