@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# Builds a real Debian 12 host tree from Debian's own packages, scenario trees derived from it by
+# real operations (scenarios.sh), and the outputs of the real tools (dkms, modinfo, lsinitramfs,
+# dpkg, apt-mark, mokutil) run inside each tree.  tests/realhost/test_differential.py judges the
+# exporter against those outputs.
+#
+#   tests/realhost/build.sh          build, or reuse the cached build (cold: ~7 min, warm: ~0.1 s)
+#   tests/realhost/build.sh --print  print the cache directory and exit
+#
+# Layout under ${DKMS_EXPORTER_TEST_CACHE:-$HOME/.cache/dkms-exporter-tests}/realhost/:
+#   base/                 the pristine tree: debootstrap minbase + two kernels + headers for the
+#                         newer one + dkms + v4l2loopback-dkms + acpi-call-dkms (built by DKMS)
+#   scenarios/NAME/tree/  a copy of base (usr/ hardlinked, the rest copied) changed by real operations
+#   scenarios/NAME/ref/   what the real tools print inside that tree (scenarios.sh collect_reference)
+#   scenarios/NAME/README what the scenario is
+#   host.env              kernels, mirrors and package versions of the build
+#   base.stamp, stamp     keys of the finished base and scenarios (script hashes + package versions)
+#   build.log, timings.txt  full output and step times of the last cold build
+#
+# The .debs go to the shared cache ../debs/ (debootstrap --cache-dir; hardlinked in and out of the
+# tree's apt archive, never bind-mounted).  A cold build needs root (debootstrap, chroot, mount
+# /proc); a warm run does not.  Environment: DKMS_EXPORTER_TEST_CACHE, DKMS_EXPORTER_DEBIAN_MIRROR
+# and DKMS_EXPORTER_DEBIAN_SECURITY_MIRROR (default: the host's apt sources),
+# DKMS_EXPORTER_REALHOST_ABIS="NEW OLD" (e.g. "56 55"; default: chosen from what apt offers).
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+umask 022
+export LC_ALL=C.UTF-8
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${DKMS_EXPORTER_TEST_CACHE:-$HOME/.cache/dkms-exporter-tests}
+ROOT=$CACHE/realhost
+DEBS=$CACHE/debs
+SUITE=bookworm
+KSERIES=6.1.0
+KBUILD=linux-kbuild-6.1
+# Installed besides the kernels (pinned to the versions apt offers when the key is computed).
+TOOL_PACKAGES=(dkms v4l2loopback-dkms acpi-call-dkms initramfs-tools kmod zstd mokutil)
+source "$HERE/scenarios.sh"
+
+START=$(date +%s)
+LOG=$ROOT/build.log
+MOUNTED=()
+
+# ---------------------------------------------------------------- output helpers
+
+elapsed() { local s=$(( $(date +%s) - START )); printf '%02d:%02d' $((s / 60)) $((s % 60)); }
+step() { printf '[realhost %s] %s\n' "$(elapsed)" "$*"; printf '\n==== [%s] %s\n' "$(elapsed)" "$*" >>"$LOG"; }
+die() { printf '[realhost] ERROR: %s\n' "$*" >&2; exit 1; }
+# Runs a command with its output in the build log only (progress stays readable).
+logged() { "$@" >>"$LOG" 2>&1; }
+
+# ---------------------------------------------------------------- mounts (always undone)
+
+# Lists mount points at or below $1, deepest first (from /proc/self/mountinfo, octal escapes kept).
+mounts_under() {
+  local dir; dir=$(readlink -f "$1")
+  awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r
+}
+
+unmount_under() {
+  local m
+  for m in $(mounts_under "$1"); do
+    umount "$m" 2>/dev/null || umount -l "$m" || true
+  done
+  [[ -z "$(mounts_under "$1")" ]] || die "could not unmount everything under $1: $(mounts_under "$1" | tr '\n' ' ')"
+}
+
+cleanup() {
+  local rc=$?
+  local m
+  for m in "${MOUNTED[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  MOUNTED=()
+  if [[ -d $ROOT ]]; then unmount_under "$ROOT" || true; fi
+  if ((rc != 0)) && [[ -f $LOG ]]; then
+    printf '[realhost] build failed (exit %s); last lines of %s:\n' "$rc" "$LOG" >&2
+    tail -n 40 "$LOG" >&2
+  fi
+  exit "$rc"
+}
+
+# Deletes a directory of ours, refusing when anything is still mounted below it.
+remove_tree() {
+  [[ -e $1 ]] || return 0
+  case $(readlink -f "$1") in "$(readlink -f "$ROOT")"/*) ;; *) die "refusing to delete $1 (outside $ROOT)";; esac
+  unmount_under "$1"
+  rm -rf --one-file-system "$1"
+}
+
+# ---------------------------------------------------------------- chroot sessions
+
+# Prepares a tree for running tools: /proc mounted, services blocked, dpkg fast, .debs seeded.
+enter() {
+  local t=$1
+  mountpoint -q "$t/proc" || { mount -t proc proc "$t/proc"; MOUNTED+=("$t/proc"); }
+  [[ -c $t/dev/null ]] || die "$t/dev/null is not a device node (debootstrap could not mknod?)"
+  printf '#!/bin/sh\n# build.sh: no services start inside the test tree\nexit 101\n' >"$t/usr/sbin/policy-rc.d"
+  chmod 755 "$t/usr/sbin/policy-rc.d"
+  echo force-unsafe-io >"$t/etc/dpkg/dpkg.cfg.d/zz-realhost-build"
+  # Shared .deb cache: hardlinked in and out (same filesystem), never bind-mounted.
+  mkdir -p "$t/var/cache/apt/archives/partial"
+  find "$DEBS" -maxdepth 1 -name '*.deb' -exec cp -l -n -t "$t/var/cache/apt/archives/" {} + 2>>"$LOG" || true
+}
+
+# Undoes enter: keeps new downloads in the shared cache, leaves no build-only files behind.
+leave() {
+  local t=$1
+  find "$t/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -l -n -t "$DEBS/" {} + 2>>"$LOG" || true
+  find "$t/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -delete
+  rm -f "$t/usr/sbin/policy-rc.d" "$t/etc/dpkg/dpkg.cfg.d/zz-realhost-build"
+  leave_proc "$t"
+}
+
+leave_proc() {
+  local t=$1 keep=() m
+  if mountpoint -q "$t/proc"; then umount "$t/proc"; fi
+  for m in "${MOUNTED[@]}"; do [[ $m == "$t/proc" ]] || keep+=("$m"); done
+  MOUNTED=("${keep[@]}")
+}
+
+# Runs a command inside a tree as root with a clean, non-interactive environment.
+in_tree() {
+  local t=$1; shift
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+    DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true chroot "$t" "$@"
+}
+
+apt_in() { local t=$1; shift; in_tree "$t" apt-get -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "$@"; }
+
+# ---------------------------------------------------------------- host side: mirror, versions, key
+
+# Prints the URI of the first apt source (deb822 or one-line format) that serves suite $1.
+mirror_for_suite() {
+  local suite=$1 f
+  {
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [[ -f $f ]] || continue
+      awk -v s="$suite" '
+        /^[[:space:]]*$/ { if (uri != "" && hit && deb) print uri; uri=""; hit=0; deb=0; next }
+        /^Types:/  { for (i = 2; i <= NF; i++) if ($i == "deb") deb=1 }
+        /^URIs:/   { uri=$2 }
+        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == s) hit=1 }
+        END { if (uri != "" && hit && deb) print uri }' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      [[ -f $f ]] || continue
+      awk -v s="$suite" '$1 == "deb" { u=$2; su=$3; if ($2 ~ /^\[/) { u=$3; su=$4 } if (su == s) print u }' "$f"
+    done
+  } | awk 'NR == 1'
+}
+
+pick_mirrors() {
+  MIRROR=${DKMS_EXPORTER_DEBIAN_MIRROR:-$(mirror_for_suite "$SUITE")}
+  SECURITY_MIRROR=${DKMS_EXPORTER_DEBIAN_SECURITY_MIRROR:-$(mirror_for_suite "$SUITE-security")}
+  MIRROR=${MIRROR:-http://deb.debian.org/debian}
+  SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+}
+
+
+# Chooses NEW_ABI: the highest 6.1 ABI whose image, headers and headers-common apt offers, with a
+# linux-kbuild-6.1 at least as new as those headers (their dependency), and OLD_ABI: the next lower
+# ABI that still has an image.  The mirror keeps only a few ABIs (headers for fewer), so this is
+# read from apt (one madison call), not fixed in the script.
+pick_kernels() {
+  NEW_ABI='' OLD_ABI=''
+  if [[ -n ${DKMS_EXPORTER_REALHOST_ABIS:-} ]]; then
+    read -r NEW_ABI OLD_ABI <<<"$DKMS_EXPORTER_REALHOST_ABIS"
+  else
+    local abis nn args=("$KBUILD") madison kbuild hv
+    mapfile -t abis < <(apt-cache pkgnames "linux-image-$KSERIES-" |
+      sed -nE "s/^linux-image-${KSERIES//./\\.}-([0-9]+)-amd64\$/\\1/p" | sort -rn)
+    for nn in "${abis[@]}"; do
+      args+=("linux-image-$KSERIES-$nn-amd64" "linux-headers-$KSERIES-$nn-amd64" "linux-headers-$KSERIES-$nn-common")
+    done
+    madison=$(apt-cache madison "${args[@]}" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $2); print $1, $2}' | sort -u)
+    kbuild=$(awk -v p="$KBUILD" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
+    for nn in "${abis[@]}"; do
+      grep -q "^linux-image-$KSERIES-$nn-amd64 " <<<"$madison" || continue
+      if [[ -z $NEW_ABI ]]; then
+        hv=$(awk -v p="linux-headers-$KSERIES-$nn-amd64" '$1 == p {print $2}' <<<"$madison" | head -n1)
+        if [[ -n $hv && -n $kbuild ]] && grep -qx "linux-headers-$KSERIES-$nn-common $hv" <<<"$madison" &&
+           dpkg --compare-versions "$kbuild" ge "$hv"; then
+          NEW_ABI=$nn
+        fi
+      else
+        OLD_ABI=$nn
+        break
+      fi
+    done
+  fi
+  [[ -n $NEW_ABI && -n $OLD_ABI ]] ||
+    die "apt offers no two linux-image-$KSERIES-NN-amd64 (the newer with headers); run apt-get update, or set DKMS_EXPORTER_REALHOST_ABIS"
+  NEW_PKG=linux-image-$KSERIES-$NEW_ABI-amd64
+  OLD_PKG=linux-image-$KSERIES-$OLD_ABI-amd64
+  HDR_PKG=linux-headers-$KSERIES-$NEW_ABI-amd64
+  NEW_K=$KSERIES-$NEW_ABI-amd64
+  OLD_K=$KSERIES-$OLD_ABI-amd64
+}
+
+# The cache keys.  BASE_KEY: this script, the kernels and every pinned package version (one
+# apt-cache policy call).  KEY: BASE_KEY and scenarios.sh, so editing a scenario keeps the base.
+compute_key() {
+  pick_kernels
+  local p v policy
+  policy=$(apt-cache policy "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "${TOOL_PACKAGES[@]}" debootstrap 2>/dev/null |
+    awk '/^[^ ].*:$/ {p = substr($0, 1, length($0) - 1)} /^  Candidate:/ {print p "=" $2}')
+  PINNED=()
+  for p in "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "${TOOL_PACKAGES[@]}"; do
+    v=$(sed -n "s/^$p=//p" <<<"$policy")
+    [[ -n $v && $v != "(none)" ]] || die "apt offers no version of $p (run apt-get update?)"
+    PINNED+=("$p=$v")
+  done
+  VERSIONS="${PINNED[*]} $(grep '^debootstrap=' <<<"$policy" || true)"
+  BASE_KEY=$( { sha256sum <"$HERE/build.sh"; echo "$SUITE $VERSIONS"; } | sha256sum | cut -c1-16)
+  KEY=$( { echo "$BASE_KEY"; sha256sum <"$HERE/scenarios.sh"; } | sha256sum | cut -c1-16)
+}
+
+# What the keys are computed from, cheaply: the scripts, apt's lists and sources, the overrides.
+key_inputs() {
+  {
+    sha256sum "$HERE/build.sh" "$HERE/scenarios.sh"
+    stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* /etc/apt/sources.list /etc/apt/sources.list.d/* \
+      /etc/apt/preferences /etc/apt/preferences.d/* 2>/dev/null || true
+    echo "${DKMS_EXPORTER_REALHOST_ABIS:-} $MIRROR $SECURITY_MIRROR"
+  } | sha256sum | cut -c1-16
+}
+
+# compute_key, remembered in key.memo until its inputs change (apt-cache takes seconds per call).
+compute_key_memo() {
+  local inputs memo=$ROOT/key.memo
+  inputs=$(key_inputs)
+  if [[ -f $memo ]] && [[ $(head -n1 "$memo") == "# inputs $inputs" ]]; then
+    # shellcheck disable=SC1090  # our own declare -p output
+    source "$memo"
+    return
+  fi
+  compute_key
+  if { echo "# inputs $inputs"
+       declare -p NEW_ABI OLD_ABI NEW_PKG OLD_PKG HDR_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
+         sed 's/^declare -/declare -g -/'
+     } >"$memo.new" 2>/dev/null; then
+    mv -f "$memo.new" "$memo"
+  fi
+}
+
+stamp_is() { [[ -f $ROOT/$1 && $(cat "$ROOT/$1") == "$2" ]]; }
+
+warm() {
+  stamp_is stamp "$KEY" || return 1
+  local s
+  for s in "${SCENARIOS[@]}"; do
+    [[ -f $ROOT/scenarios/$s/ref/scenario.env && -d $ROOT/scenarios/$s/tree/var/lib/dpkg ]] || return 1
+  done
+}
+
+# ---------------------------------------------------------------- base tree
+
+build_base() {
+  local t=$ROOT/base pkgs
+  step "debootstrap --variant=minbase $SUITE from $MIRROR (cached .debs: $DEBS)"
+  logged debootstrap --variant=minbase --cache-dir="$DEBS" "$SUITE" "$t" "$MIRROR"
+
+  step "apt sources, no recommends"
+  cat >"$t/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $SUITE $SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $SECURITY_MIRROR
+Suites: $SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  rm -f "$t/etc/apt/sources.list"
+  printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$t/etc/apt/apt.conf.d/90realhost-no-recommends"
+  echo realhost >"$t/etc/hostname"
+
+  enter "$t"
+  step "apt-get update inside the tree"
+  logged apt_in "$t" update
+  step "install $NEW_PKG, $OLD_PKG, $HDR_PKG (+ initramfs-tools, zstd: the kernel hooks make both initramfs images)"
+  mapfile -t pkgs < <(pin "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" initramfs-tools kmod zstd)
+  logged apt_in "$t" install "${pkgs[@]}"
+  step "install dkms, v4l2loopback-dkms, acpi-call-dkms (their postinst has DKMS build them for $NEW_K), mokutil"
+  mapfile -t pkgs < <(pin dkms v4l2loopback-dkms acpi-call-dkms mokutil)
+  logged apt_in "$t" install "${pkgs[@]}"
+  step "apt-mark hold $OLD_PKG"
+  logged in_tree "$t" apt-mark hold "$OLD_PKG"
+  logged apt_in "$t" clean
+  leave "$t"
+  [[ -f $t/boot/initrd.img-$NEW_K && -f $t/boot/initrd.img-$OLD_K ]] || die "update-initramfs made no image for both kernels"
+  [[ -d $t/usr/src/linux-headers-$NEW_K && ! -d $t/usr/src/linux-headers-$OLD_K ]] || die "headers are not installed for exactly $NEW_K"
+  [[ ! -e $t/var/lib/dkms/mok.key ]] || die "DKMS generated a signing key in the base tree (openssl got installed?)"
+  compgen -G "$t/usr/lib/modules/$NEW_K/updates/dkms/v4l2loopback.ko*" >/dev/null || die "DKMS did not install v4l2loopback for $NEW_K"
+  compgen -G "$t/usr/lib/modules/$NEW_K/updates/dkms/acpi_call.ko*" >/dev/null || die "DKMS did not install acpi_call for $NEW_K"
+}
+
+# Prints the pinned "package=version" of each named package.
+pin() {
+  local want p
+  for want in "$@"; do
+    for p in "${PINNED[@]}"; do [[ ${p%%=*} == "$want" ]] && echo "$p"; done
+  done
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+  if [[ ${1:-} == --print ]]; then echo "$ROOT"; exit 0; fi
+  mkdir -p "$ROOT" "$DEBS"
+  if [[ -w $ROOT ]]; then exec 9>>"$ROOT/.lock"; else exec 9<"$ROOT/.lock"; fi
+  flock 9
+  pick_mirrors
+  compute_key_memo
+  if warm; then
+    printf '[realhost] warm: reusing %s (key %s, kernels %s and %s) in %ss\n' \
+      "$ROOT" "$KEY" "$NEW_K" "$OLD_K" "$(( $(date +%s) - START ))"
+    exit 0
+  fi
+  [[ $(id -u) -eq 0 ]] || die "building the real host needs root (debootstrap, chroot, mount); run: sudo $0"
+  local tool
+  for tool in debootstrap chroot openssl dpkg-deb flock mountpoint; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install debootstrap openssl; see .ci/apt-packages)"
+  done
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  : >"$LOG"
+  local times=() t0 s
+  rm -f "$ROOT/stamp"
+  if ! stamp_is base.stamp "$BASE_KEY"; then
+    step "base tree is missing or stale; apt-get update on the host, to pin what the mirror serves now (log: $LOG)"
+    logged apt-get update -q
+    compute_key_memo
+  fi
+  if ! stamp_is base.stamp "$BASE_KEY"; then
+    step "cold build of $ROOT/base: $NEW_PKG (with headers) and $OLD_PKG; base key $BASE_KEY"
+    t0=$(date +%s)
+    rm -f "$ROOT/base.stamp"
+    remove_tree "$ROOT/scenarios"
+    remove_tree "$ROOT/base"
+    build_base
+    echo "$BASE_KEY" >"$ROOT/base.stamp"
+    times+=("base $(( $(date +%s) - t0 ))s")
+  else
+    step "base tree is current (key $BASE_KEY); building the scenarios (log: $LOG)"
+  fi
+  for s in "${SCENARIOS[@]}"; do
+    t0=$(date +%s)
+    "scenario_$s"
+    times+=("$s $(( $(date +%s) - t0 ))s")
+  done
+  cat >"$ROOT/host.env" <<EOF
+NEW_KERNEL=$NEW_K
+OLD_KERNEL=$OLD_K
+MIRROR=$MIRROR
+SECURITY_MIRROR=$SECURITY_MIRROR
+VERSIONS="$VERSIONS"
+SCENARIOS="${SCENARIOS[*]}"
+EOF
+  { echo "build: $(( $(date +%s) - START ))s on $(nproc) cores ($(date -u +%FT%TZ))"; printf '%s\n' "${times[@]}"; } >"$ROOT/timings.txt"
+  echo "$KEY" >"$ROOT/stamp"
+  step "done: base tree $(du -sh "$ROOT/base" | cut -f1); step times in $ROOT/timings.txt"
+}
+
+main "$@"
