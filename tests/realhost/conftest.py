@@ -1,0 +1,149 @@
+"""Fixtures of the real-host tests: build (or reuse) the trees, load the real tools' outputs, run
+the exporter's CLI on a tree.  A failed build or a missing exporter fails the tests, never skips."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from .reference import Reference, load_reference
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BUILD = HERE / "build.sh"
+BUILD_TIMEOUT = 45 * 60   # a cold build takes about 7 minutes on 2 cores; warm, about 2 seconds
+EXPORTER_TIMEOUT = 120
+
+
+def scenario_names() -> tuple[str, ...]:
+    """The scenario names, read from scenarios.sh (its SCENARIOS array) so both sides agree."""
+    text = (HERE / "scenarios.sh").read_text()
+    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.MULTILINE)
+    if m is None:
+        raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
+    return tuple(m[1].split())
+
+
+SCENARIOS = scenario_names()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "realhost: judged against the real Debian host built by tests/realhost/build.sh "
+                   "(cold build needs root and the network, about 7 minutes)")
+
+
+def tail(text: str, lines: int) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class RealHost:
+    """The built trees: scenarios/NAME/{tree,ref} under root."""
+
+    root: Path
+    env: dict[str, str]
+
+    def reference(self, scenario: str) -> Reference:
+        return load_reference(self.root / "scenarios" / scenario)
+
+    def tree(self, scenario: str) -> Path:
+        return self.root / "scenarios" / scenario / "tree"
+
+
+@pytest.fixture(scope="session")
+def realhost() -> RealHost:
+    """Runs build.sh (warm: reuses the cache), its progress shown live on the terminal; a failed
+    build fails with the end of its output."""
+    out: list[str] = []
+    with subprocess.Popen(["bash", str(BUILD)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            sys.__stderr__.write(line)  # past pytest's capture: a cold build takes minutes
+        try:
+            returncode = proc.wait(timeout=BUILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"tests/realhost/build.sh took over {BUILD_TIMEOUT}s:\n{tail(''.join(out), 40)}",
+                        pytrace=False)
+    if returncode != 0:
+        pytest.fail(f"tests/realhost/build.sh failed (exit {returncode}):\n{tail(''.join(out), 60)}",
+                    pytrace=False)
+    root = Path(subprocess.run(["bash", str(BUILD), "--print"], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    env = dict(line.split("=", 1) for line in (root / "host.env").read_text().splitlines() if "=" in line)
+    built = env.get("SCENARIOS", "").strip('"').split()
+    if tuple(built) != SCENARIOS:
+        pytest.fail(f"build.sh built scenarios {built}, scenarios.sh names {list(SCENARIOS)}", pytrace=False)
+    return RealHost(root, env)
+
+
+@dataclass(frozen=True)
+class ExporterRun:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return (f"$ {' '.join(self.argv)}\nexit {self.returncode}\n"
+                f"stderr (end):\n{tail(self.stderr, 30)}\nstdout (start):\n{self.stdout[:3000]}")
+
+
+class Exporter:
+    """Runs `python -m exporter` on scenario trees, once per scenario and command."""
+
+    COMMANDS: ClassVar[dict[str, list[str]]] = {"metrics": ["metrics"], "check": ["check", "--json"]}
+
+    def __init__(self, host: RealHost) -> None:
+        self.host = host
+        self.runs: dict[tuple[str, str], ExporterRun] = {}
+
+    def _execute(self, scenario: str, command: str) -> ExporterRun:
+        argv = [sys.executable, "-m", "exporter", *self.COMMANDS[command],
+                "--path.rootfs", str(self.host.tree(scenario))]
+        try:
+            p = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=EXPORTER_TIMEOUT,
+                               check=False)
+            return ExporterRun(argv, p.returncode, p.stdout, p.stderr)
+        except subprocess.TimeoutExpired:
+            return ExporterRun(argv, -1, "", f"timed out after {EXPORTER_TIMEOUT}s")
+
+    def prefetch(self, scenarios: tuple[str, ...]) -> None:
+        """Runs every scenario and command at once, one process per core (each is ~1 s of Python)."""
+        keys = [(s, c) for s in scenarios for c in self.COMMANDS]
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            for key, run in zip(keys, pool.map(lambda k: self._execute(*k), keys)):
+                self.runs[key] = run
+
+    def run(self, scenario: str, command: str) -> ExporterRun:
+        if (scenario, command) not in self.runs:
+            self.runs[(scenario, command)] = self._execute(scenario, command)
+        return self.runs[(scenario, command)]
+
+    def metrics(self, scenario: str) -> str:
+        """The `metrics` text; fails (with the command's output) when the exporter side is missing or broken."""
+        r = self.run(scenario, "metrics")
+        if r.returncode != 0 or not r.stdout.strip():
+            missing = "No module named" in r.stderr or "invalid choice" in r.stderr
+            pytest.fail(("the exporter side is missing: `python -m exporter metrics` is not available yet"
+                         if missing else "the exporter's `metrics` failed on this tree")
+                        + f"\n{r.describe()}", pytrace=False)
+        return r.stdout
+
+
+@pytest.fixture(scope="session")
+def exporter(realhost: RealHost) -> Exporter:
+    runner = Exporter(realhost)
+    runner.prefetch(SCENARIOS)
+    return runner
