@@ -25,18 +25,19 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 
-. /oracle/plan
+# shellcheck source=/dev/null
+. /oracle/plan   # RELEASE, MODULES (space-separated names), CAPTURE (0/1)
 K=$(uname -r)
-say begin release=$K uptime=$(cut -d' ' -f1 /proc/uptime)
-say fact plan_release=$RELEASE
+say begin "release=$K" "uptime=$(cut -d' ' -f1 /proc/uptime)"
+say fact "plan_release=$RELEASE"
 
 # The initramfs' own modprobe (kmod), as initramfs-tools' init runs it.
 MODPROBE=
 for m in /sbin/modprobe /usr/sbin/modprobe; do [ -x "$m" ] && { MODPROBE=$m; break; }; done
-say fact initramfs_modprobe=${MODPROBE:-none}
-[ -e /init ] && say fact initramfs_init=present || say fact initramfs_init=absent
+say fact "initramfs_modprobe=${MODPROBE:-none}"
+if [ -e /init ]; then say fact initramfs_init=present; else say fact initramfs_init=absent; fi
 
-loaded() { [ "$(cat /sys/module/$1/initstate 2>/dev/null)" = live ]; }
+loaded() { [ "$(cat "/sys/module/$1/initstate" 2>/dev/null)" = live ]; }
 
 # 1. /conf/modules, exactly as load_modules does (comments and empty lines skipped).
 if [ -e /conf/modules ] && [ -n "$MODPROBE" ]; then
@@ -45,45 +46,47 @@ if [ -e /conf/modules ] && [ -n "$MODPROBE" ]; then
         [ "$(printf '%.1s' "$m")" = "#" ] && continue
         # shellcheck disable=SC2086
         $MODPROBE $m >/tmp/err 2>&1
-        say conf_modules rc=$? $m
+        say conf_modules "rc=$?" "$m"
         sed 's/^/ORACLE conf_modules_out /' /tmp/err
     done </conf/modules
 fi
 
-# 2. The initramfs' view of each module of the plan.
+# 2. The initramfs' view of each module of the plan (MODULES is split on purpose).
+# shellcheck disable=SC2086
 for n in $MODULES; do
     if [ -n "$MODPROBE" ] && $MODPROBE --show-depends "$n" >/dev/null 2>&1; then
-        say initramfs $n found
+        say initramfs "$n" found
     else
-        say initramfs $n notfound
+        say initramfs "$n" notfound
     fi
-    loaded "$n" && say early $n loaded || say early $n notloaded
+    if loaded "$n"; then say early "$n" loaded; else say early "$n" notloaded; fi
 done
 
 # 3. The host tree's view: modprobe -d resolves, loadmod loads and prints the kernel's errno.
+# shellcheck disable=SC2086
 for n in $MODULES; do
-    if [ -z "$MODPROBE" ]; then say resolve $n nomodprobe; continue; fi
+    if [ -z "$MODPROBE" ]; then say resolve "$n" nomodprobe; continue; fi
     if ! $MODPROBE -d /oracle/root --show-depends "$n" >/tmp/deps 2>/tmp/err; then
-        say resolve $n notfound
+        say resolve "$n" notfound
         sed 's/^/ORACLE resolve_out /' /tmp/err
         continue
     fi
-    say resolve $n found
+    say resolve "$n" found
     while read -r verb path rest; do
         case $verb in
-            insmod) say dep $n $path; loadmod "$path" ;;
-            builtin) say builtin $n $path ;;
-            *) say resolve_out $verb $path $rest ;;
+            insmod) say dep "$n" "$path"; loadmod "$path" ;;
+            builtin) say builtin "$n" "$path" ;;
+            *) say resolve_out "$verb" "$path" "$rest" ;;
         esac
     done </tmp/deps
-    loaded "$n" && say state $n loaded || say state $n notloaded
+    if loaded "$n"; then say state "$n" loaded; else say state "$n" notloaded; fi
 done
 
 # 4. The kernel's trust facts.
-say fact sig_enforce=$(cat /sys/module/module/parameters/sig_enforce 2>/dev/null || echo absent)
-say fact lockdown=$(sed 's/ /,/g' /sys/kernel/security/lockdown 2>/dev/null || echo absent)
-[ -d /sys/firmware/efi ] && say fact efi=yes || say fact efi=no
-say fact tainted=$(cat /proc/sys/kernel/tainted)
+say fact "sig_enforce=$(cat /sys/module/module/parameters/sig_enforce 2>/dev/null || echo absent)"
+say fact "lockdown=$(sed 's/ /,/g' /sys/kernel/security/lockdown 2>/dev/null || echo absent)"
+if [ -d /sys/firmware/efi ]; then say fact efi=yes; else say fact efi=no; fi
+say fact "tainted=$(cat /proc/sys/kernel/tainted)"
 capture() { [ -f "$1" ] && say file "$1" "$(base64 -w 0 <"$1")"; }
 if [ "$CAPTURE" = 1 ]; then
     # efivarfs is a module on Debian (CONFIG_EFIVAR_FS=m), not in the initramfs: from the tree.
@@ -105,6 +108,6 @@ fi
 
 # 5. The kernel's own words.
 dmesg | sed 's/^/ORACLE dmesg /'
-say end uptime=$(cut -d' ' -f1 /proc/uptime)
+say end "uptime=$(cut -d' ' -f1 /proc/uptime)"
 sync
 poweroff -f

@@ -114,3 +114,14 @@ def test_payload_starts_aligned_after_the_real_initramfs(tmp_path: Path) -> None
     assert out[:9] == initrd.read_bytes() and out[9:12] == b"\0\0\0" and out[12:18] == b"070701"
     listing = subprocess.run(["cpio", "-t", "--quiet"], input=out[12:], capture_output=True, check=True).stdout
     assert listing.split() == [b"oracle-init"]
+
+
+def test_the_init_script_passes_shellcheck_as_posix_sh() -> None:
+    """It runs under busybox ash inside the VM; a quoting slip there is a wrong verdict here."""
+    from conftest import require_tool
+
+    from .artifacts import INIT_SCRIPT
+
+    r = subprocess.run([require_tool("shellcheck"), "--shell=sh", "--severity=style", str(INIT_SCRIPT)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
