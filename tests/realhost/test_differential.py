@@ -19,12 +19,14 @@ from .facts import (
     METRIC_OF,
     NEXT_BOOT_READY,
     Facts,
+    FactSet,
     describe_difference,
     facts_from_metrics,
     facts_from_reference,
     metric_lines,
     next_boot_ready,
 )
+from .reference import Reference
 
 pytestmark = pytest.mark.realhost
 
@@ -37,6 +39,16 @@ TOOL_OF = {
     "signatures": "modinfo -F signer/sig_key/sig_hashalgo of every DKMS module file",
     "in_initramfs": "lsinitramfs of every kernel's initramfs",
     "secure_boot": "mokutil --sb-state (efivars of the tree)",
+}
+
+# The file under ref/ holding each tool's output (in_initramfs: see tool_output).
+RAW_OF = {
+    "module_states": "dkms-status.txt",
+    "module_flags": "dkms-status.txt",
+    "held": "apt-mark-showhold.txt",
+    "unconfigured": "dpkg-audit.txt",
+    "signatures": "modinfo.tsv",
+    "secure_boot": "mokutil-sb-state.txt",
 }
 
 # `check` exit codes (0 ready, 1 not ready, 2 unknown) the readiness model gives each scenario,
@@ -52,6 +64,15 @@ EXPECTED_CHECK = {
     "held": (0, "holds are host facts, not module problems"),
     "half_configured": (0, "unconfigured packages are host facts, not module problems"),
 }
+
+
+def tool_output(ref: Reference, kind: str, facts: FactSet) -> str:
+    """The real tool's own output behind a fact kind (for initramfs: the lines naming the modules)."""
+    if kind == "in_initramfs":
+        names = {f[0] for f in facts}
+        return "\n".join(f"{k}: {path}" for k, listing in sorted(ref.initramfs.items())
+                         for name, path in sorted(listing.items()) if name in names) or "(none of them)"
+    return ref.raw.get(RAW_OF[kind], "").rstrip() or "(empty)"
 
 
 def both_sides(host: RealHost, exporter: Exporter, scenario: str) -> tuple[Facts, Facts, str]:
@@ -72,8 +93,10 @@ def test_exporter_agrees_with_real_tools(realhost: RealHost, exporter: Exporter,
                     f"the real tools ({TOOL_OF[kind]}) say:\n"
                     + "\n".join("    " + " | ".join(f) for f in sorted(want)), pytrace=False)
     if got != want:
+        ref = realhost.reference(scenario)
         pytest.fail(describe_difference(f"{scenario}: {kind} vs {TOOL_OF[kind]}", got, want)
-                    + f"\n  exporter lines:\n{metric_lines(metrics, kind)[:4000]}", pytrace=False)
+                    + f"\n  exporter lines:\n{metric_lines(metrics, kind)[:4000]}"
+                    + f"\n  real tool output:\n{tool_output(ref, kind, got | want)[:4000]}", pytrace=False)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
