@@ -13,6 +13,7 @@ from functools import cached_property
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION_MAJOR = 0x0002
 MAX_INDEX_NODES = 1_000_000
+MAX_KEY_BYTES = 4096  # module names are < 56 bytes (MODULE_NAME_LEN); a longer key is corrupt
 
 
 class DepmodError(ValueError):
@@ -66,13 +67,19 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
     if magic != INDEX_MAGIC or (version >> 16) != INDEX_VERSION_MAJOR:
         raise DepmodError(f"modules.dep.bin: bad magic {magic:#x} or version {version:#x}")
     paths: dict[str, str] = {}
-    stack: list[tuple[int, bytes]] = [(root, b"")]
-    seen = 0
+    # Depth-first over the trie with one key buffer: a stack entry is (node offset, key length
+    # before the node, the child character that leads to it).  kmod writes every node once, so a
+    # node reached twice is a loop: refused, which bounds the walk by the file's size.
+    key = bytearray()
+    stack: list[tuple[int, int, int | None]] = [(root, 0, None)]
+    queued = {root & 0x0FFFFFFF}
     while stack:
-        offset, prefix = stack.pop()
-        seen += 1
-        if seen > MAX_INDEX_NODES:
-            raise DepmodError("modules.dep.bin: too many nodes (loop?)")
+        offset, keep, char = stack.pop()
+        del key[keep:]
+        if char is not None:
+            key.append(char)
+        if len(queued) > MAX_INDEX_NODES:
+            raise DepmodError("modules.dep.bin: too many nodes")
         pos = offset & 0x0FFFFFFF
         if pos >= len(data):
             raise DepmodError(f"modules.dep.bin: node offset {pos} past the end")
@@ -80,8 +87,10 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
             end = data.find(b"\0", pos)
             if end < 0:
                 raise DepmodError(f"modules.dep.bin: unterminated prefix at {pos}")
-            prefix += data[pos:end]
+            key += data[pos:end]
             pos = end + 1
+        if len(key) > MAX_KEY_BYTES:
+            raise DepmodError(f"modules.dep.bin: key longer than {MAX_KEY_BYTES} bytes at {pos}")
         if offset & 0x20000000:
             if pos + 2 > len(data):
                 raise DepmodError(f"modules.dep.bin: truncated children at {pos}")
@@ -94,7 +103,10 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
             pos += 4 * count
             for i, child in enumerate(children):
                 if child:
-                    stack.append((child, prefix + bytes([first + i])))
+                    if child & 0x0FFFFFFF in queued:
+                        raise DepmodError(f"modules.dep.bin: node {child & 0x0FFFFFFF:#x} reached twice (loop)")
+                    queued.add(child & 0x0FFFFFFF)
+                    stack.append((child, len(key), first + i))
         if offset & 0x40000000:
             if pos + 4 > len(data):
                 raise DepmodError(f"modules.dep.bin: truncated values at {pos}")
@@ -107,7 +119,7 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
                 value = data[pos + 4:end].decode("utf-8", "surrogateescape")
                 pos = end + 1
                 rel = value.partition(":")[0]
-                paths.setdefault(prefix.decode("utf-8", "surrogateescape"), rel)
+                paths.setdefault(key.decode("utf-8", "surrogateescape"), rel)
     suffix = ""
     for candidate in (".gz", ".xz", ".zst"):
         if any(p.endswith(candidate) for p in paths.values()):

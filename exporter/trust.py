@@ -198,7 +198,8 @@ def load_certificate(data: bytes, origin: str = "certificate") -> Certificate:
             sha256=hashlib.sha256(cert.dump()).hexdigest(),
             der=cert.dump(),
         )
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError, RecursionError) as e:
+        # asn1crypto raises AttributeError for a REAL where a certificate field has ANY type
         raise TrustDataError("bad_certificate", f"{origin}: not an X.509 certificate: {e}") from None
 
 

@@ -550,3 +550,33 @@ def test_sparse_dkms_arrays_are_counted_like_bash():
                                     'DEST_MODULE_LOCATION[0]="/extra"\n', ENV)
     assert conf.size("BUILT_MODULE_NAME") == 1
     assert conf.dest_module_names() == ["pkg"]   # index 0 is unset: dkms falls back to PACKAGE_NAME
+
+
+# 195 bytes atheris found (benchmarks/fuzz.py): a child pointing back at its parent, each visit
+# one byte longer a key, 256 children a node, until the machine ran out of memory
+DEP_BIN_LOOP = bytes.fromhex(
+    "b007f45700020001200000a6000000bc616c6c000000000100000002757064617465732f646b6d732f616370695f63656c6c2e6b"
+    "6f3a0063690000000001000000006b65726e656c2f647269766572732f6d6973632f616863692e6b6f3a006368c000000c000000"
+    "00000000000000000000000000c000003731303030650000000001000000016b65726e656c2f647269766572732f6d6973632f65"
+    "31303030652e6b6f3a006165fc00005f0000000000000001200000a600000000000000c0000079")
+
+
+def test_modules_dep_bin_loop_is_refused_not_walked_forever():
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from exporter.depmod import DepmodError, parse_modules_dep_bin\n"
+            "try:\n parse_modules_dep_bin(bytes.fromhex(sys.argv[1]))\n"
+            "except DepmodError as e:\n print(e)")
+    out = subprocess.run([sys.executable, "-c", code, DEP_BIN_LOOP.hex()], capture_output=True, text=True,
+                         timeout=30, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0 and "reached twice" in out.stdout, out.stderr[-500:]
+
+
+def test_certificate_with_a_real_where_any_goes_is_a_bad_certificate(ders):
+    """asn1crypto raised AttributeError ('Real' object has no attribute 'native') out of
+    load_certificate for this one-byte change (found by atheris): a MOK list entry like it
+    crashed the secureboot collector."""
+    blob = bytearray(ders[0])
+    blob[436] = 0x09  # an extension's value re-tagged as REAL
+    with pytest.raises(trust.TrustDataError) as exc:
+        trust.load_certificate(bytes(blob))
+    assert exc.value.code == "bad_certificate"
