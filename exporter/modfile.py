@@ -472,12 +472,18 @@ def _open_elf(body: bytes) -> tuple[ELFFile, dict]:
     return elf, sections
 
 
+def _bytes(sec) -> bytes:
+    """A section's bytes in the file.  SHT_NOBITS has none: pyelftools would make sh_size NULs,
+    and sh_size is whatever the file says (2**60 raised MemoryError; 1 GiB took 1 GiB)."""
+    return b"" if sec["sh_type"] == "SHT_NOBITS" else sec.data()
+
+
 def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
     """NUL-separated key=value strings; empty runs skipped (as kmod does)."""
     if sec is None:
         return ()
     pairs = []
-    for raw in sec.data().split(b"\x00"):
+    for raw in _bytes(sec).split(b"\x00"):
         if not raw:
             continue
         key, sep, value = raw.decode("utf-8", "replace").partition("=")
@@ -487,7 +493,7 @@ def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
 
 def _read_versions(sec, elf: ELFFile, machine: str) -> tuple[tuple[str, int], ...]:
     """__versions: struct modversion_info { unsigned long crc; char name[64 - sizeof(long)]; }."""
-    data = sec.data()
+    data = _bytes(sec)
     if len(data) % 64:
         raise ModuleFileError(
             "bad_versions",
@@ -525,8 +531,8 @@ def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, .
     link = symtab["sh_link"]
     if not 0 < link < elf.num_sections():
         raise ModuleFileError("bad_elf", f".symtab sh_link {link} is not a section")
-    strtab = elf.get_section(link).data()
-    data = symtab.data()
+    strtab = _bytes(elf.get_section(link))
+    data = _bytes(symtab)
     data = data[: len(data) - len(data) % layout.size]
     resolved_by_loader = _LOADER_RESOLVED.get(machine, set())
     strong, weak = [], []
@@ -546,6 +552,6 @@ def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, .
 def _this_module_name(sec, elf: ELFFile) -> str | None:
     """struct module's name[] (after enum state and list_head), the kernel's fallback name."""
     off = 24 if elf.elfclass == 64 else 12
-    raw = sec.data()[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
+    raw = _bytes(sec)[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
     name = raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
     return name or None

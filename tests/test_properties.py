@@ -12,6 +12,7 @@ here it gets round trips and its two bounds.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import random
 import string
@@ -580,3 +581,19 @@ def test_certificate_with_a_real_where_any_goes_is_a_bad_certificate(ders):
     with pytest.raises(trust.TrustDataError) as exc:
         trust.load_certificate(bytes(blob))
     assert exc.value.code == "bad_certificate"
+
+
+def test_nobits_section_sizes_allocate_nothing(module_seeds):
+    """atheris: a .modinfo re-typed SHT_NOBITS with a huge sh_size made pyelftools build sh_size
+    NUL bytes (MemoryError at 2**60; at 1 GiB it takes 1 GiB, twice the systemd unit's MemoryMax).
+    A section with no bytes in the file reads as empty."""
+    from elftools.elf.elffile import ELFFile
+    blob = bytearray(module_seeds["unsigned"])
+    elf = ELFFile(io.BytesIO(bytes(blob)))
+    index = next(i for i, sec in enumerate(elf.iter_sections()) if sec.name == ".modinfo")
+    header = elf["e_shoff"] + index * elf["e_shentsize"]
+    for size in (1 << 60, 1 << 30):
+        struct.pack_into("<I", blob, header + 4, 8)       # sh_type = SHT_NOBITS
+        struct.pack_into("<Q", blob, header + 32, size)   # sh_size
+        m = modfile.parse_module(bytes(blob))
+        assert m.modinfo == () and m.vermagic is None and m.name == "acpi_call"  # from struct module
