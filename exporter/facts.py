@@ -58,8 +58,10 @@ COLLECTORS: dict[str, Callable[[Context], Any]] = {
     "initramfs": collect_initramfs,
 }
 
-# readiness is only as good as these; if one failed or is disabled, verdicts are "unknown"
-READINESS_DEPENDS_ON = ("kernel", "dkms", "loaded", "secureboot", "module", "initramfs")
+# readiness is only as good as these; if one failed or is disabled, verdicts are "unknown".
+# bootloader too: a grub.cfg that exists but could not be read (or a collector stuck on it) must
+# not become "the newest kernel boots next, and it is ready" (no grub.cfg at all is not a failure).
+READINESS_DEPENDS_ON = ("kernel", "bootloader", "dkms", "loaded", "secureboot", "module", "initramfs")
 
 # which collectors' facts a collector reads (ctx.previous): it starts once they have finished
 DEPENDS: dict[str, tuple[str, ...]] = {
@@ -205,6 +207,10 @@ class _Lanes:
             if any(d in self.pending or (d in self.jobs and not self.jobs[d].done) for d in deps):
                 continue
             self.pending.remove(name)
+            missing = [d for d in deps if d not in self.jobs or self.jobs[d].run.facts is None]
+            if missing:   # failed, skipped or disabled: it would only raise "no kernel facts"
+                self.skipped[name] = CollectorRun(name, crashed=f"not run: {', '.join(missing)} gave no facts")
+                continue
             age = self.inflight.still_running(name)
             if age is not None:
                 self.skipped[name] = CollectorRun(name, crashed=f"still running since a scrape {age:.0f} s "
@@ -235,6 +241,7 @@ class _Lanes:
                 if self.closed or self.current is not None:
                     return
                 job = self.current = self._take()
+                self.cond.notify_all()  # the scrape watches the new current collector for a stall
                 if job is None:
                     return  # what is left waits for a stalled collector; its worker carries on
             _run(job)

@@ -8,7 +8,9 @@ OS errors are not (the next scrape tries again).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +29,48 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+_CHUNK = 1 << 20
+
+
+class NotRegularFile(OSError):
+    """A FIFO, socket or device where a file is expected: opening a FIFO for reading would block
+    until a writer comes, and /dev/zero never ends."""
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
 def read_bounded(path: str | Path, limit: int) -> bytes:
-    """Read a whole file, refusing (not truncating) one larger than ``limit`` bytes."""
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+    """Read a whole regular file, refusing (not truncating) one larger than ``limit`` bytes.
+
+    Opened non-blocking and checked with fstat before any read: anything but a regular file is
+    NotRegularFile, and a file whose size is over the limit is refused unread.  Then it asks for
+    the size fstat reports (+1 byte, to notice growth) and 1 MiB at a time after that, never for
+    ``limit`` bytes at once: read(n) allocates n bytes up front, and 256 MiB per module file
+    fails under an address-space limit."""
+    with open(path, "rb", opener=_nonblocking) as f:
+        st = os.fstat(f.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
+            raise NotRegularFile(errno.EINVAL, f"not a regular file but a {kind}", str(path))
+        if st.st_size > limit:
+            raise FileTooLarge(f"{path}: {st.st_size} bytes, larger than {limit}")
+        parts: list[bytes] = []
+        total = 0
+        want = st.st_size + 1 if st.st_size > 0 else _CHUNK   # procfs/sysfs files report size 0
+        while total <= limit:
+            chunk = f.read(min(want, limit + 1 - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            want = _CHUNK
+    if total > limit:
         raise FileTooLarge(f"{path}: larger than {limit} bytes")
-    return data
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @dataclass

@@ -26,6 +26,7 @@ lib/decompress.c, initramfs-tools' unmkinitramfs, dracut's skipcpio).
 from __future__ import annotations
 
 import bz2
+import errno
 import lzma
 import os
 import posixpath
@@ -63,6 +64,7 @@ ERROR_CODES = frozenset(
 _PATH_MAX = 4096  # the kernel skips longer names; no real tool writes one
 _IN_CHUNK = 1 << 20  # compressed bytes read from the image per call
 _OUT_CHUNK = 1 << 20  # decompressed bytes asked for per call: the memory high-water mark
+_ZSTD_MAX_EMPTY_BLOCKS = 1024  # a 2 GiB run of zero bytes parses as 700 million of them (minutes of CPU)
 _ZSTD_MAX_WINDOW = 1 << 27  # zstd's own default limit (128 MiB); --long=27 images still decode
 _LZMA_MEMLIMIT = 1 << 28  # xz -9 needs 65 MiB; refuse dictionaries that would take more than this
 _CPIO_HEADER = re.compile(rb"07070[12][0-9A-Fa-f]{104}")
@@ -159,7 +161,17 @@ class _Image:
         return data
 
     def skip_nuls(self) -> None:
-        """Move past a run of NUL padding (between archives, as the kernel does)."""
+        """Move past a run of NUL padding (between archives, as the kernel does).
+
+        Holes of a sparse file are NULs that need no reading: SEEK_DATA jumps over them, so a
+        2 GiB sparse file named like an image is not read byte by byte."""
+        try:
+            self.seek(max(self.pos, self._fh.seek(self.pos, os.SEEK_DATA)))
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:   # nothing but a hole up to the end
+                self.seek(self.size)
+                return
+            self.seek(self.pos)          # no SEEK_DATA here (EINVAL): read the NULs
         while self.pos < self.size:
             block = self._fh.read(65536)
             stripped = block.lstrip(b"\0")
@@ -315,6 +327,7 @@ def _zstd_frame_end(img: _Image, start: int) -> int:
             raise InitramfsError("truncated", img.size, "zstd frame header cut off") from exc
         raise InitramfsError("corrupt", start, f"bad zstd frame header: {exc}") from exc
     buf, buf_at = b"", pos  # block headers are read from 1 MiB windows, not one syscall each
+    empty = 0  # empty blocks in a row: valid, but no encoder writes runs of them; zeros look like them
     while True:
         if pos + 3 > buf_at + len(buf):
             buf, buf_at = img.peek_at(pos, _IN_CHUNK), pos
@@ -328,6 +341,9 @@ def _zstd_frame_end(img: _Image, start: int) -> int:
         pos += 3 + (1 if block_type == 1 else value >> 3)
         if value & 1:
             break
+        empty = empty + 1 if block_type < 2 and value >> 3 == 0 else 0
+        if empty > _ZSTD_MAX_EMPTY_BLOCKS:
+            raise InitramfsError("corrupt", pos, f"more than {_ZSTD_MAX_EMPTY_BLOCKS} empty zstd blocks in a row")
     pos += 4 if has_checksum else 0
     if pos > img.size:
         raise InitramfsError("truncated", img.size, "zstd frame ends past the end of the image")

@@ -54,11 +54,16 @@ def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> KernelM
     rels = {rel for paths in k.out_of_tree.values() for rel in paths}
     if k.modules_dep is not None:  # loaded out-of-tree modules that live elsewhere (vendor packages)
         rels.update(k.modules_dep.paths[m] for m in wanted_loaded if m in k.modules_dep.paths)
+    listed = {rel for paths in k.out_of_tree.values() for rel in paths}
     files: dict[str, ModuleFile | ModuleFileError] = {}
     for rel in sorted(rels):
         parsed = read_module_file(ctx, f"{base}/{rel}")
         if parsed is not None:
             files[rel] = parsed
+        elif rel in listed and not ctx.exists(f"{base}/{rel}"):
+            # the kernel collector listed it moments ago: unread, it must not count as a module
+            # with no problems (the tree changed during the scrape; the next one sees it whole)
+            ctx.error(f"{base}/{rel}", "listed, then gone when read: the tree changed during the scrape")
     vermagic, vsource, signer = _reference(ctx, k)
     exports, esource = _exports(ctx, k)
     return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files)

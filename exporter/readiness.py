@@ -15,7 +15,7 @@ from .dkmstree import DkmsEntry
 from .expected import early_boot_modules, expected_modules
 from .facts import READINESS_DEPENDS_ON, HostFacts
 from .initramfs_images import KernelImage
-from .kernels import Kernel
+from .kernels import OUT_OF_TREE_DIRS, Kernel
 from .modfile import ModuleFile, ModuleFileError, ModuleSignature
 from .modules import KernelModuleFacts
 from .remedies import fix
@@ -299,6 +299,8 @@ def _module_file(kernel: Kernel, name: str) -> str | None:
         return f"{base}/{preferred[0]}"
     dep = kernel.modules_dep
     if dep is not None and name in dep.paths:
+        if dep.paths[name].split("/", 1)[0] in OUT_OF_TREE_DIRS:
+            return None  # the kernel collector walked that dir: modules.dep names a file that is gone
         return f"{base}/{dep.paths[name]}"
     return None
 
