@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -392,3 +393,32 @@ def test_reads_allocate_what_the_file_holds_not_the_bound(tmp_path):
     m = samples(out.stdout)
     assert all(v == 1 for _, v in m["dkms_scrape_collector_success"]), out.stderr[-2000:]
     assert m["dkms_next_boot_ready"] == [({}, 1.0)]
+
+
+# ------------------------------------------------------------------------------------------------
+# the timeout's plumbing
+
+
+def test_scrape_timeout_flag(host, capsys):
+    from exporter.cli import duration
+    assert [duration(t) for t in ("30s", "1m", "500ms", "2", "1.5s")] == [30, 60, 0.5, 2, 1.5]
+    two_kernels(host)
+    for bad in ("0", "-1s", "soon", "1d"):
+        with pytest.raises(SystemExit) as exc:
+            main(["check", "--scrape.timeout", bad, "--path.rootfs", str(host.root)])
+        assert exc.value.code == 2
+    assert "not a positive duration" in capsys.readouterr().err
+    assert main(["check", "--scrape.timeout", "1ms", "--path.rootfs", str(host.root)]) == 2  # nothing in time
+    assert "timed out" in capsys.readouterr().out
+
+
+def test_depends_names_every_collector_whose_facts_another_reads():
+    """A collector only sees the facts of the collectors DEPENDS lists for it (and runs after
+    them): reading ctx.previous["x"] without declaring x would silently get None."""
+    used: dict[str, set[str]] = {}
+    for name, fn in facts_mod.COLLECTORS.items():
+        source = Path(sys.modules[fn.__module__].__file__).read_text()
+        used[name] = set(re.findall(r"""previous(?:\.get\(|\[)["'](\w+)["']""", source))
+    assert {n: deps for n, deps in used.items() if deps} == {n: set(d) for n, d in facts_mod.DEPENDS.items()}
+    order = list(facts_mod.COLLECTORS)
+    assert all(order.index(d) < order.index(n) for n, deps in facts_mod.DEPENDS.items() for d in deps)
