@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""The exporter against the shell checklist it replaces, on one big realistic host: one command.
+
+    .venv/bin/python benchmarks/run.py [--quick] [--no-scaling] [--scrapes N] [--profile]
+
+Builds (once, cached; see benchmarks/benchhost.py) a host with 6 kernels, 12 DKMS modules in
+mixed states, signed compressed module files and a ~125 MB-of-cpio zstd initramfs per kernel,
+then measures in this one run, with the host's files in the page cache for every contender:
+
+- **cold**: ``dkms-exporter metrics`` in a fresh process (interpreter start, imports, the first
+  scrape with an empty parse cache, rendering), wall time;
+- **warm**: ``dkms-exporter serve`` on 127.0.0.1, one GET /metrics per new connection, many
+  times, after its first scrape: p50 / p99 latency as a scraper sees it;
+- **peak RSS** of that serve process: VmHWM from /proc/PID/status (ru_maxrss of a child would
+  carry this process's own peak across exec), after the warm scrapes and again after a burst of
+  50 concurrent scrapers;
+- **the shell checklist** for the same facts, run against the tree: ``dkms status --dkmstree ...
+  --sourcetree ... --installtree ...``, ``modinfo -F signer`` and ``modinfo -F vermagic`` per
+  out-of-tree module file, ``lsinitramfs IMAGE | grep`` per kernel, ``dpkg --admindir=... -l``,
+  ``apt-mark -o Dir::State::status=... showhold``;
+
+and prints the ratios against the targets (cold >= 10x faster than the checklist, warm >= 200x,
+warm p99 <= 50 ms, RSS <= 45 MB) and a scaling table (kernels x modules x image size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import os
+import re
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchhost  # noqa: E402
+from benchhost import REPO, Shape  # noqa: E402
+
+TARGETS = {"cold_ratio": 10.0, "warm_ratio": 200.0, "warm_p99_ms": 50.0, "rss_mib": 45.0}
+MAIN = Shape(6, 12, "most")
+SCALING = (
+    Shape(1, 12, "most"), Shape(3, 12, "most"), MAIN, Shape(12, 12, "most"),
+    Shape(6, 3, "most"), Shape(6, 24, "most"),
+    Shape(6, 12, "none"), Shape(6, 12, "list"),
+)
+
+
+@dataclass
+class Result:
+    shape: Shape
+    cold: list[float]
+    warm: list[float]
+    first_serve_scrape: float
+    checklist: list[float]
+    rss_kib: int = 0
+    rss_burst_kib: int = 0
+    checklist_rss_kib: int = 0
+
+    @property
+    def cold_s(self) -> float:
+        return statistics.median(self.cold)
+
+    @property
+    def checklist_s(self) -> float:
+        return statistics.median(self.checklist)
+
+    def warm_pct(self, q: float) -> float:
+        xs = sorted(self.warm)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+# ------------------------------------------------------------------------------------------------
+# the contenders
+
+
+def exporter_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "exporter", *args]
+
+
+def cold_metrics(root: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(exporter_cmd("metrics", "--path.rootfs", str(root)), check=True, stdout=subprocess.DEVNULL,
+                   cwd=REPO)
+    return time.perf_counter() - start
+
+
+def checklist_script(root: Path) -> str:
+    """What an admin types to answer the same question, pointed at the fixture tree."""
+    kernels = sorted(p.name for p in (root / "usr/lib/modules").iterdir() if (root / "boot" / f"vmlinuz-{p.name}").exists())
+    names = sorted({p.name.split(".ko")[0] for k in kernels for p in (root / f"usr/lib/modules/{k}/updates").rglob("*.ko*")})
+    pattern = "/(" + "|".join(re.escape(n) for n in names) + r")\.ko"
+    r = shlex.quote(str(root))
+    lines = ["set -u", f"R={r}",
+             'dkms status --dkmstree "$R/var/lib/dkms" --sourcetree "$R/usr/src" --installtree "$R/usr/lib/modules"']
+    for k in kernels:
+        lines += [f'for f in $(find "$R/usr/lib/modules/{k}/updates" "$R/usr/lib/modules/{k}/extra" -name "*.ko*" 2>/dev/null); do',
+                  '  modinfo -F signer "$f"; modinfo -F vermagic "$f"', "done",
+                  f'lsinitramfs "$R/boot/initrd.img-{k}" 2>/dev/null | grep -E {shlex.quote(pattern)} || true'
+                  if (root / f"boot/initrd.img-{k}").exists() else "true"]
+    lines += ['dpkg --admindir="$R/var/lib/dpkg" -l', 'apt-mark -o Dir::State::status="$R/var/lib/dpkg/status" showhold']
+    return "\n".join(lines) + "\n"
+
+
+def run_checklist(script: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["bash", str(script)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_metrics(port: int) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET /metrics: {resp.status}")
+        return body
+    finally:
+        conn.close()
+
+
+def vm_hwm_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0])
+
+
+class Serve:
+    """dkms-exporter serve on a free loopback port, for the duration of a with-block."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(exporter_cmd("serve", "--web.listen-address", f"127.0.0.1:{self.port}",
+                                                  "--path.rootfs", str(root), "--log.level", "error"), cwd=REPO)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError("serve did not start")
+
+    def __enter__(self) -> "Serve":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def warm_scrapes(port: int, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        get_metrics(port)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def burst(port: int, clients: int = 50, each: int = 10) -> None:
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda _: [get_metrics(port) for _ in range(each)], range(clients)))
+
+
+# ------------------------------------------------------------------------------------------------
+# one host
+
+
+def measure(shape: Shape, *, reps: int, scrapes: int, rss: bool, log) -> Result:
+    root = benchhost.build(shape, log=log)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "checklist.sh"
+        script.write_text(checklist_script(root))
+        run_checklist(script)          # page cache warm for everyone; tools' own caches too
+        cold_metrics(root)
+        cold, checklist = [], []
+        for _ in range(reps):           # interleaved, so background load hits both alike
+            cold.append(cold_metrics(root))
+            checklist.append(run_checklist(script))
+    with Serve(root) as srv:
+        start = time.perf_counter()
+        get_metrics(srv.port)
+        first = time.perf_counter() - start
+        warm = warm_scrapes(srv.port, scrapes)
+        result = Result(shape, cold, warm, first, checklist)
+        if rss:
+            result.rss_kib = vm_hwm_kib(srv.proc.pid)
+            burst(srv.port)
+            result.rss_burst_kib = vm_hwm_kib(srv.proc.pid)
+    return result
+
+
+def profile_cold(root: Path, top: int = 25) -> None:
+    """cProfile of one first scrape in this process (imports excluded)."""
+    import cProfile
+    import pstats
+
+    from exporter.config import Config
+    from exporter.hostfs import HostFS
+    from exporter.metrics import families
+    from exporter.scrape import Scraper
+
+    scraper = Scraper(HostFS(root), Config())
+    prof = cProfile.Profile()
+    prof.enable()
+    families(scraper.scrape())
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
+    scrape = scraper.scrape()
+    print("collector durations, warm:", {n: round(r.duration * 1000, 2) for n, r in scrape.facts.runs.items()})
+
+
+def import_time() -> float:
+    """Seconds a fresh interpreter needs to import the exporter (part of every cold run)."""
+    code = "import time; t = time.perf_counter(); import exporter.cli, exporter.server, exporter.metrics; " \
+           "print(time.perf_counter() - t)"
+    return min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    cwd=REPO).stdout) for _ in range(3))
+
+
+# ------------------------------------------------------------------------------------------------
+# report
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def report_main(r: Result, imports: float) -> None:
+    p50, p99 = r.warm_pct(0.50), r.warm_pct(0.99)
+    cold_ratio = r.checklist_s / r.cold_s
+    warm_ratio = r.checklist_s / p50
+    rss_mib = max(r.rss_kib, r.rss_burst_kib) / 1024
+    print(f"\nhost {r.shape.label}: {r.shape.kernels} kernels, {r.shape.modules} DKMS modules, "
+          f"initramfs {r.shape.image}")
+    print(f"  shell checklist        median {r.checklist_s:8.3f} s   (min {min(r.checklist):.3f}, n={len(r.checklist)})")
+    print(f"  exporter cold metrics  median {r.cold_s:8.3f} s   (min {min(r.cold):.3f}, n={len(r.cold)}; "
+          f"of which interpreter + imports {imports:.3f} s)")
+    print(f"  serve first scrape            {r.first_serve_scrape:8.3f} s")
+    print(f"  serve warm scrape      p50 {p50 * 1000:7.2f} ms   p99 {p99 * 1000:7.2f} ms   "
+          f"mean {statistics.mean(r.warm) * 1000:.2f} ms   (n={len(r.warm)})")
+    print(f"  serve peak RSS (VmHWM) {r.rss_kib / 1024:6.1f} MiB after the warm scrapes, "
+          f"{r.rss_burst_kib / 1024:.1f} MiB after 50 concurrent scrapers x 10")
+    print("\n  target                          measured        verdict")
+    print(f"  cold  >= {TARGETS['cold_ratio']:.0f}x faster than checklist  {cold_ratio:8.1f}x       "
+          f"{_verdict(cold_ratio >= TARGETS['cold_ratio'])}")
+    print(f"  warm  >= {TARGETS['warm_ratio']:.0f}x faster (p50)           {warm_ratio:8.0f}x       "
+          f"{_verdict(warm_ratio >= TARGETS['warm_ratio'])}")
+    print(f"  warm p99 <= {TARGETS['warm_p99_ms']:.0f} ms                    {p99 * 1000:8.2f} ms     "
+          f"{_verdict(p99 * 1000 <= TARGETS['warm_p99_ms'])}")
+    print(f"  peak RSS <= {TARGETS['rss_mib']:.0f} MiB                   {rss_mib:8.1f} MiB    "
+          f"{_verdict(rss_mib <= TARGETS['rss_mib'])}")
+
+
+def report_scaling(results: list[Result]) -> None:
+    print("\nscaling (medians; warm = serve p50)")
+    print(f"  {'kernels':>7} {'modules':>7} {'image':>6} {'files':>6}  {'checklist':>10} {'cold':>8} {'warm':>9}  "
+          f"{'cold x':>7} {'warm x':>7}")
+    for r in results:
+        root = benchhost.build(r.shape, log=lambda *_: None)
+        files = sum(1 for _ in (root / "usr/lib/modules").glob("*/updates/dkms/*.ko*"))
+        print(f"  {r.shape.kernels:>7} {r.shape.modules:>7} {r.shape.image:>6} {files:>6}  {r.checklist_s:>9.2f}s "
+              f"{r.cold_s:>7.2f}s {r.warm_pct(0.5) * 1000:>7.2f}ms  {r.checklist_s / r.cold_s:>6.1f}x "
+              f"{r.checklist_s / r.warm_pct(0.5):>6.0f}x")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
+    parser.add_argument("--no-scaling", action="store_true", help="only the main host")
+    parser.add_argument("--scrapes", type=int, default=None, help="warm scrapes on the main host (default 1000)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one cold scrape in-process")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root: building the host's initramfs images needs mkinitramfs in a mount namespace",
+              file=sys.stderr)
+        return 2
+    reps = 3 if args.quick else 5
+    scrapes = args.scrapes or (200 if args.quick else 1000)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    load0 = os.getloadavg()[0]
+    main_result = measure(MAIN, reps=reps, scrapes=scrapes, rss=True, log=log)
+    imports = import_time()
+    report_main(main_result, imports)
+    if args.profile:
+        profile_cold(benchhost.build(MAIN, log=log))
+    if not args.no_scaling:
+        results = []
+        for shape in SCALING:
+            results.append(main_result if shape == MAIN else
+                           measure(shape, reps=max(2, reps - 2), scrapes=200, rss=False, log=log))
+        report_scaling(results)
+    print(f"\nload average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs; "
+          f"Python {sys.version.split()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
