@@ -4,24 +4,28 @@
 # dpkg, apt-mark, mokutil) run inside each tree.  tests/realhost/test_differential.py judges the
 # exporter against those outputs.
 #
-#   tests/realhost/build.sh          build, or reuse the cached build (cold: ~7 min, warm: ~0.1 s)
+#   tests/realhost/build.sh          build, or reuse the cached build (cold: ~6 min, warm: ~0.1 s);
+#                                    the last line of output is REALHOST_DIR=<the build directory>
 #   tests/realhost/build.sh --print  print the cache directory and exit
 #
 # Layout under ${DKMS_EXPORTER_TEST_CACHE:-$HOME/.cache/dkms-exporter-tests}/realhost/:
-#   base/                 the pristine tree: debootstrap minbase + two kernels + headers for the
-#                         newer one + dkms + v4l2loopback-dkms + acpi-call-dkms (built by DKMS)
-#   scenarios/NAME/tree/  a copy of base (usr/ hardlinked, the rest copied) changed by real operations
-#   scenarios/NAME/ref/   what the real tools print inside that tree (scenarios.sh collect_reference)
-#   scenarios/NAME/README what the scenario is
-#   host.env              kernels, mirrors and package versions of the build
-#   base.stamp, stamp     keys of the finished base and scenarios (script hashes + package versions)
-#   build.log, timings.txt  full output and step times of the last cold build
+#   bases/BASE_KEY/tree/     the pristine tree: debootstrap minbase + two kernels + headers for the
+#                            newer one + dkms + v4l2loopback-dkms + acpi-call-dkms (built by DKMS)
+#   builds/KEY/scenarios/NAME/{tree,ref,README}
+#                            a copy of the base (usr/ hardlinked, the rest copied) changed by real
+#                            operations; what the real tools print inside it; what it is
+#   builds/KEY/host.env, timings.txt, build.log   kernels and versions, step times, full output
+#   memo/                    cache keys per state of apt's lists (the warm check runs no apt)
+# BASE_KEY hashes this script and every pinned package version; KEY hashes BASE_KEY and
+# scenarios.sh.  Builds are content-addressed so checkouts with different scripts can share the
+# cache; the two most recently used builds (and their bases) are kept, older ones deleted.
 #
 # The .debs go to the shared cache ../debs/ (debootstrap --cache-dir; hardlinked in and out of the
 # tree's apt archive, never bind-mounted).  A cold build needs root (debootstrap, chroot, mount
 # /proc); a warm run does not.  Environment: DKMS_EXPORTER_TEST_CACHE, DKMS_EXPORTER_DEBIAN_MIRROR
 # and DKMS_EXPORTER_DEBIAN_SECURITY_MIRROR (default: the host's apt sources),
-# DKMS_EXPORTER_REALHOST_ABIS="NEW OLD" (e.g. "56 55"; default: chosen from what apt offers).
+# DKMS_EXPORTER_REALHOST_KERNELS="NEW OLD" (releases, e.g. "6.1.0-56-amd64 6.1.0-55-amd64";
+# default: chosen from what apt offers, see pick_kernels).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 umask 022
@@ -40,6 +44,7 @@ source "$HERE/scenarios.sh"
 
 START=$(date +%s)
 LOG=$ROOT/build.log
+KEEP_BUILDS=2
 MOUNTED=()
 
 # ---------------------------------------------------------------- output helpers
@@ -157,44 +162,65 @@ pick_mirrors() {
 }
 
 
-# Chooses NEW_ABI: the highest 6.1 ABI whose image, headers and headers-common apt offers, with a
-# linux-kbuild-6.1 at least as new as those headers (their dependency), and OLD_ABI: the next lower
-# ABI that still has an image.  The mirror keeps only a few ABIs (headers for fewer), so this is
-# read from apt (one madison call), not fixed in the script.
+# Chooses the two kernels, as releases NEW_K (gets headers, so DKMS builds for it) and OLD_K.
+#   NEW: the highest 6.1 ABI whose image, headers and headers-common apt offers, with a
+#        linux-kbuild-6.1 at least as new as those headers (their dependency);
+#   OLD: the next lower ABI that still has an image.
+# The mirror keeps only a few ABIs, and headers for fewer, so this is read from apt (one madison
+# call), not fixed here.  When apt offers a single ABI, the second kernel is another flavour of
+# it: OLD the generic 6.1.0-NN-amd64, NEW 6.1.0-NN-cloud-amd64 (dpkg orders it higher, so the
+# kernel with headers is still the newest).  DKMS_EXPORTER_REALHOST_KERNELS="NEW OLD" overrides.
 pick_kernels() {
-  NEW_ABI='' OLD_ABI=''
-  if [[ -n ${DKMS_EXPORTER_REALHOST_ABIS:-} ]]; then
-    read -r NEW_ABI OLD_ABI <<<"$DKMS_EXPORTER_REALHOST_ABIS"
+  NEW_K='' OLD_K=''
+  if [[ -n ${DKMS_EXPORTER_REALHOST_KERNELS:-} ]]; then
+    read -r NEW_K OLD_K <<<"$DKMS_EXPORTER_REALHOST_KERNELS"
   else
-    local abis nn args=("$KBUILD") madison kbuild hv
+    local abis nn args=("$KBUILD") madison
     mapfile -t abis < <(apt-cache pkgnames "linux-image-$KSERIES-" |
       sed -nE "s/^linux-image-${KSERIES//./\\.}-([0-9]+)-amd64\$/\\1/p" | sort -rn)
     for nn in "${abis[@]}"; do
-      args+=("linux-image-$KSERIES-$nn-amd64" "linux-headers-$KSERIES-$nn-amd64" "linux-headers-$KSERIES-$nn-common")
+      args+=("linux-image-$KSERIES-$nn-amd64" "linux-image-$KSERIES-$nn-cloud-amd64"
+             "linux-headers-$KSERIES-$nn-amd64" "linux-headers-$KSERIES-$nn-cloud-amd64"
+             "linux-headers-$KSERIES-$nn-common")
     done
-    madison=$(apt-cache madison "${args[@]}" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $2); print $1, $2}' | sort -u)
-    kbuild=$(awk -v p="$KBUILD" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
+    madison=$(apt-cache madison "${args[@]}" 2>/dev/null |
+      awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $2); print $1, $2}' | sort -u)
     for nn in "${abis[@]}"; do
-      grep -q "^linux-image-$KSERIES-$nn-amd64 " <<<"$madison" || continue
-      if [[ -z $NEW_ABI ]]; then
-        hv=$(awk -v p="linux-headers-$KSERIES-$nn-amd64" '$1 == p {print $2}' <<<"$madison" | head -n1)
-        if [[ -n $hv && -n $kbuild ]] && grep -qx "linux-headers-$KSERIES-$nn-common $hv" <<<"$madison" &&
-           dpkg --compare-versions "$kbuild" ge "$hv"; then
-          NEW_ABI=$nn
-        fi
+      offered "linux-image-$KSERIES-$nn-amd64" || continue
+      if [[ -z $NEW_K ]]; then
+        if headers_installable "$KSERIES-$nn-amd64" "$nn"; then NEW_K=$KSERIES-$nn-amd64; fi
       else
-        OLD_ABI=$nn
+        OLD_K=$KSERIES-$nn-amd64
         break
       fi
     done
+    if [[ -n $NEW_K && -z $OLD_K ]]; then
+      nn=${NEW_K#"$KSERIES"-}; nn=${nn%%-*}
+      if offered "linux-image-$KSERIES-$nn-cloud-amd64" && headers_installable "$KSERIES-$nn-cloud-amd64" "$nn"; then
+        OLD_K=$NEW_K NEW_K=$KSERIES-$nn-cloud-amd64
+      fi
+    fi
   fi
-  [[ -n $NEW_ABI && -n $OLD_ABI ]] ||
-    die "apt offers no two linux-image-$KSERIES-NN-amd64 (the newer with headers); run apt-get update, or set DKMS_EXPORTER_REALHOST_ABIS"
-  NEW_PKG=linux-image-$KSERIES-$NEW_ABI-amd64
-  OLD_PKG=linux-image-$KSERIES-$OLD_ABI-amd64
-  HDR_PKG=linux-headers-$KSERIES-$NEW_ABI-amd64
-  NEW_K=$KSERIES-$NEW_ABI-amd64
-  OLD_K=$KSERIES-$OLD_ABI-amd64
+  if ! { [[ -n $NEW_K && -n $OLD_K ]] && dpkg --compare-versions "$NEW_K" gt "$OLD_K"; }; then
+    die "apt offers no two 6.1 kernels (the newer with headers): got '$NEW_K' '$OLD_K'; run apt-get update, or set DKMS_EXPORTER_REALHOST_KERNELS"
+  fi
+  NEW_ABI=${NEW_K#"$KSERIES"-}; NEW_ABI=${NEW_ABI%%-*}
+  NEW_PKG=linux-image-$NEW_K
+  OLD_PKG=linux-image-$OLD_K
+  HDR_PKG=linux-headers-$NEW_K
+}
+
+# Is package $1 offered by apt (in $madison: "name version" lines)?
+offered() { grep -q "^$1 " <<<"$madison"; }
+
+# Can linux-headers-$1 be installed: it and headers-common of ABI $2 offered at one version, and a
+# linux-kbuild-6.1 at least that new (the headers' dependency)?
+headers_installable() {
+  local hv kbuild
+  hv=$(awk -v p="linux-headers-$1" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
+  kbuild=$(awk -v p="$KBUILD" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
+  [[ -n $hv && -n $kbuild ]] && grep -qx "linux-headers-$KSERIES-$2-common $hv" <<<"$madison" &&
+    dpkg --compare-versions "$kbuild" ge "$hv"
 }
 
 # The cache keys.  BASE_KEY: this script, the kernels and every pinned package version (one
@@ -221,14 +247,16 @@ key_inputs() {
     sha256sum "$HERE/build.sh" "$HERE/scenarios.sh"
     stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* /etc/apt/sources.list /etc/apt/sources.list.d/* \
       /etc/apt/preferences /etc/apt/preferences.d/* 2>/dev/null || true
-    echo "${DKMS_EXPORTER_REALHOST_ABIS:-} $MIRROR $SECURITY_MIRROR"
+    echo "${DKMS_EXPORTER_REALHOST_KERNELS:-} $MIRROR $SECURITY_MIRROR"
   } | sha256sum | cut -c1-16
 }
 
 # compute_key, remembered in key.memo until its inputs change (apt-cache takes seconds per call).
 compute_key_memo() {
-  local inputs memo=$ROOT/key.memo
+  local inputs memo
   inputs=$(key_inputs)
+  memo=$ROOT/memo/$inputs
+  mkdir -p "$ROOT/memo" 2>/dev/null || true
   if [[ -f $memo ]] && [[ $(head -n1 "$memo") == "# inputs $inputs" ]]; then
     # shellcheck disable=SC1090  # our own declare -p output
     source "$memo"
@@ -236,27 +264,59 @@ compute_key_memo() {
   fi
   compute_key
   if { echo "# inputs $inputs"
-       declare -p NEW_ABI OLD_ABI NEW_PKG OLD_PKG HDR_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
+       declare -p NEW_ABI NEW_PKG OLD_PKG HDR_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
          sed 's/^declare -/declare -g -/'
      } >"$memo.new" 2>/dev/null; then
     mv -f "$memo.new" "$memo"
   fi
+  find "$ROOT/memo" -type f -mtime +30 -delete 2>/dev/null || true
 }
 
-stamp_is() { [[ -f $ROOT/$1 && $(cat "$ROOT/$1") == "$2" ]]; }
+# Where the current key's trees live (set after every compute_key_memo).
+set_dirs() {
+  BASE_DIR=$ROOT/bases/$BASE_KEY
+  BASE_TREE=$BASE_DIR/tree
+  OUT=$ROOT/builds/$KEY
+}
+
+stamp_is() { [[ -f $1/stamp && $(cat "$1/stamp") == "$2" ]]; }
 
 warm() {
-  stamp_is stamp "$KEY" || return 1
+  stamp_is "$OUT" "$KEY" || return 1
   local s
   for s in "${SCENARIOS[@]}"; do
-    [[ -f $ROOT/scenarios/$s/ref/scenario.env && -d $ROOT/scenarios/$s/tree/var/lib/dpkg ]] || return 1
+    [[ -f $OUT/scenarios/$s/ref/scenario.env && -d $OUT/scenarios/$s/tree/var/lib/dpkg ]] || return 1
+  done
+}
+
+# Deletes all but the KEEP_BUILDS most recently used builds, and the bases no kept build uses.
+collect_garbage() {
+  local d used keep=() bases=()
+  while read -r _ d; do
+    if ((${#keep[@]} < KEEP_BUILDS)) || [[ $d == "$OUT" ]]; then keep+=("$d"); else
+      step "deleting the old build ${d#"$ROOT"/}"
+      remove_tree "$d"
+    fi
+  done < <(for d in "$ROOT"/builds/*/; do
+             d=${d%/}; used=0
+             if [[ -f $d/last-used ]]; then used=$(stat -c %Y "$d/last-used"); fi
+             echo "$used $d"
+           done | sort -rn)
+  for d in "${keep[@]}"; do
+    if [[ -f $d/base.key ]]; then bases+=("$ROOT/bases/$(cat "$d/base.key")"); fi
+  done
+  for d in "$ROOT"/bases/*/; do
+    d=${d%/}
+    [[ -d $d && " ${bases[*]} $BASE_DIR " != *" $d "* ]] || continue
+    step "deleting the old base ${d#"$ROOT"/}"
+    remove_tree "$d"
   done
 }
 
 # ---------------------------------------------------------------- base tree
 
 build_base() {
-  local t=$ROOT/base pkgs
+  local t=$BASE_TREE pkgs
   step "debootstrap --variant=minbase $SUITE from $MIRROR (cached .debs: $DEBS)"
   logged debootstrap --variant=minbase --cache-dir="$DEBS" "$SUITE" "$t" "$MIRROR"
 
@@ -289,7 +349,6 @@ EOF
   logged apt_in "$t" install "${pkgs[@]}"
   step "apt-mark hold $OLD_PKG"
   logged in_tree "$t" apt-mark hold "$OLD_PKG"
-  logged apt_in "$t" clean
   leave "$t"
   [[ -f $t/boot/initrd.img-$NEW_K && -f $t/boot/initrd.img-$OLD_K ]] || die "update-initramfs made no image for both kernels"
   [[ -d $t/usr/src/linux-headers-$NEW_K && ! -d $t/usr/src/linux-headers-$OLD_K ]] || die "headers are not installed for exactly $NEW_K"
@@ -308,51 +367,59 @@ pin() {
 
 # ---------------------------------------------------------------- main
 
+finish_warm() {
+  touch "$OUT/last-used" 2>/dev/null || true
+  printf '[realhost] warm: reusing %s (kernels %s and %s) in %ss\nREALHOST_DIR=%s\n' \
+    "${OUT#"$ROOT"/}" "$NEW_K" "$OLD_K" "$(( $(date +%s) - START ))" "$OUT"
+  exit 0
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then echo "$ROOT"; exit 0; fi
-  mkdir -p "$ROOT" "$DEBS"
-  if [[ -w $ROOT ]]; then exec 9>>"$ROOT/.lock"; else exec 9<"$ROOT/.lock"; fi
-  flock 9
+  mkdir -p "$ROOT" "$DEBS" 2>/dev/null || true
   pick_mirrors
   compute_key_memo
-  if warm; then
-    printf '[realhost] warm: reusing %s (key %s, kernels %s and %s) in %ss\n' \
-      "$ROOT" "$KEY" "$NEW_K" "$OLD_K" "$(( $(date +%s) - START ))"
-    exit 0
-  fi
+  set_dirs
+  if warm; then finish_warm; fi
   [[ $(id -u) -eq 0 ]] || die "building the real host needs root (debootstrap, chroot, mount); run: sudo $0"
   local tool
   for tool in debootstrap chroot openssl dpkg-deb flock mountpoint; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install debootstrap openssl; see .ci/apt-packages)"
   done
+  exec 9>>"$ROOT/.lock"
+  flock 9   # one build at a time; whoever waited may find its build made meanwhile
+  if warm; then finish_warm; fi
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   : >"$LOG"
   local times=() t0 s
-  rm -f "$ROOT/stamp"
-  if ! stamp_is base.stamp "$BASE_KEY"; then
-    step "base tree is missing or stale; apt-get update on the host, to pin what the mirror serves now (log: $LOG)"
+  if ! stamp_is "$BASE_DIR" "$BASE_KEY"; then
+    step "base tree missing or stale; apt-get update on the host, to pin what the mirror serves now (log: $LOG)"
     logged apt-get update -q
     compute_key_memo
+    set_dirs
+    if warm; then finish_warm; fi
   fi
-  if ! stamp_is base.stamp "$BASE_KEY"; then
-    step "cold build of $ROOT/base: $NEW_PKG (with headers) and $OLD_PKG; base key $BASE_KEY"
+  if ! stamp_is "$BASE_DIR" "$BASE_KEY"; then
+    step "cold build of ${BASE_DIR#"$ROOT"/}: $NEW_PKG (with headers) and $OLD_PKG"
     t0=$(date +%s)
-    rm -f "$ROOT/base.stamp"
-    remove_tree "$ROOT/scenarios"
-    remove_tree "$ROOT/base"
+    remove_tree "$BASE_DIR"
+    mkdir -p "$BASE_DIR"
     build_base
-    echo "$BASE_KEY" >"$ROOT/base.stamp"
+    echo "$BASE_KEY" >"$BASE_DIR/stamp"
     times+=("base $(( $(date +%s) - t0 ))s")
   else
-    step "base tree is current (key $BASE_KEY); building the scenarios (log: $LOG)"
+    step "base tree ${BASE_DIR#"$ROOT"/} is current; building the scenarios into ${OUT#"$ROOT"/} (log: $LOG)"
   fi
+  remove_tree "$OUT"
+  mkdir -p "$OUT"
+  echo "$BASE_KEY" >"$OUT/base.key"
   for s in "${SCENARIOS[@]}"; do
     t0=$(date +%s)
     "scenario_$s"
     times+=("$s $(( $(date +%s) - t0 ))s")
   done
-  cat >"$ROOT/host.env" <<EOF
+  cat >"$OUT/host.env" <<EOF
 NEW_KERNEL=$NEW_K
 OLD_KERNEL=$OLD_K
 MIRROR=$MIRROR
@@ -360,9 +427,14 @@ SECURITY_MIRROR=$SECURITY_MIRROR
 VERSIONS="$VERSIONS"
 SCENARIOS="${SCENARIOS[*]}"
 EOF
-  { echo "build: $(( $(date +%s) - START ))s on $(nproc) cores ($(date -u +%FT%TZ))"; printf '%s\n' "${times[@]}"; } >"$ROOT/timings.txt"
-  echo "$KEY" >"$ROOT/stamp"
-  step "done: base tree $(du -sh "$ROOT/base" | cut -f1); step times in $ROOT/timings.txt"
+  { echo "build: $(( $(date +%s) - START ))s on $(nproc) cores ($(date -u +%FT%TZ))"; printf '%s\n' "${times[@]}"; } >"$OUT/timings.txt"
+  echo "$KEY" >"$OUT/stamp"
+  touch "$OUT/last-used"
+  collect_garbage
+  cp "$LOG" "$OUT/build.log"
+  step "done: base tree $(du -sh "$BASE_TREE" | cut -f1); step times in $OUT/timings.txt"
+  echo "REALHOST_DIR=$OUT"
 }
 
-main "$@"
+# Sourced (tests of pick_kernels), it only defines functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

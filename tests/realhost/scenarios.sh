@@ -9,7 +9,7 @@
 #   MokListRT                   the copy shim makes of MokNew at boot (mokutil --import wrote MokNew)
 # After each scenario the real tools run inside its tree; their outputs go to scenarios/NAME/ref/.
 #
-# Uses from build.sh: ROOT LOG NEW_K OLD_K NEW_PKG OLD_PKG HDR_PKG NEW_ABI KSERIES MOUNTED
+# Uses from build.sh: OUT BASE_TREE LOG NEW_K OLD_K NEW_PKG OLD_PKG HDR_PKG NEW_ABI KSERIES MOUNTED
 #                     step logged die enter leave leave_proc in_tree apt_in remove_tree pin
 
 SCENARIOS=(healthy headers_missing dkms_uninstalled initramfs_forced initramfs_dropped
@@ -39,19 +39,19 @@ copy_tree() {
 new_scenario() {
   local name=$1 from=$2
   step "scenario $name (copy of ${from#"$ROOT"/})"
-  remove_tree "$ROOT/scenarios/$name"
-  mkdir -p "$ROOT/scenarios/$name"
-  copy_tree "$from" "$ROOT/scenarios/$name/tree"
+  remove_tree "$OUT/scenarios/$name"
+  mkdir -p "$OUT/scenarios/$name"
+  copy_tree "$from" "$OUT/scenarios/$name/tree"
   SRC_MANIFEST=$(usr_manifest "$from")
   SRC_TREE=$from
 }
 
 finish_scenario() {
-  local name=$1 what=$2 t=$ROOT/scenarios/$1/tree
+  local name=$1 what=$2 t=$OUT/scenarios/$1/tree
   mkdir -p "$t/proc/sys/kernel"
   echo "$NEW_K" >"$t/proc/sys/kernel/osrelease"
   [[ $(usr_manifest "$SRC_TREE") == "$SRC_MANIFEST" ]] || die "scenario $name changed files of ${SRC_TREE#"$ROOT"/} through hardlinks"
-  echo "$what" >"$ROOT/scenarios/$name/README"
+  echo "$what" >"$OUT/scenarios/$name/README"
   collect_reference "$name"
 }
 
@@ -66,13 +66,13 @@ write_efivar() {
 # ---------------------------------------------------------------- the scenarios
 
 scenario_healthy() {
-  new_scenario healthy "$ROOT/base"
+  new_scenario healthy "$BASE_TREE"
   finish_scenario healthy "The base tree as built: v4l2loopback and acpi-call installed by DKMS for $NEW_K (the kernel with headers), none for $OLD_K; $OLD_PKG held; no EFI."
 }
 
 scenario_headers_missing() {
-  local t=$ROOT/scenarios/headers_missing/tree
-  new_scenario headers_missing "$ROOT/base"
+  local t=$OUT/scenarios/headers_missing/tree
+  new_scenario headers_missing "$BASE_TREE"
   enter "$t"
   step "  apt-get purge $HDR_PKG and its -common package"
   logged apt_in "$t" purge "$HDR_PKG" "linux-headers-$KSERIES-$NEW_ABI-common"
@@ -82,14 +82,13 @@ scenario_headers_missing() {
   logged apt_in "$t" install "$(pin "$NEW_PKG")"
   step "  apt-get install --reinstall v4l2loopback-dkms acpi-call-dkms (dkms add; build skipped, no headers)"
   logged apt_in "$t" install --reinstall v4l2loopback-dkms acpi-call-dkms
-  logged apt_in "$t" clean
   leave "$t"
   finish_scenario headers_missing "Headers of $NEW_K purged, $NEW_PKG removed and installed again, the DKMS packages reinstalled: both modules are registered (added) but built for no kernel."
 }
 
 scenario_dkms_uninstalled() {
-  local t=$ROOT/scenarios/dkms_uninstalled/tree src ver
-  new_scenario dkms_uninstalled "$ROOT/base"
+  local t=$OUT/scenarios/dkms_uninstalled/tree src ver
+  new_scenario dkms_uninstalled "$BASE_TREE"
   src=("$t"/usr/src/v4l2loopback-*)
   ver=${src[0]##*/v4l2loopback-}
   enter "$t"
@@ -100,8 +99,8 @@ scenario_dkms_uninstalled() {
 }
 
 scenario_initramfs_forced() {
-  local t=$ROOT/scenarios/initramfs_forced/tree
-  new_scenario initramfs_forced "$ROOT/base"
+  local t=$OUT/scenarios/initramfs_forced/tree
+  new_scenario initramfs_forced "$BASE_TREE"
   enter "$t"
   step "  v4l2loopback into /etc/initramfs-tools/modules; update-initramfs -u -k $NEW_K"
   echo v4l2loopback >>"$t/etc/initramfs-tools/modules"
@@ -111,8 +110,8 @@ scenario_initramfs_forced() {
 }
 
 scenario_initramfs_dropped() {
-  local t=$ROOT/scenarios/initramfs_dropped/tree
-  new_scenario initramfs_dropped "$ROOT/scenarios/initramfs_forced/tree"
+  local t=$OUT/scenarios/initramfs_dropped/tree
+  new_scenario initramfs_dropped "$OUT/scenarios/initramfs_forced/tree"
   enter "$t"
   step "  v4l2loopback out of /etc/initramfs-tools/modules; update-initramfs -u -k $NEW_K"
   sed -i '/^v4l2loopback$/d' "$t/etc/initramfs-tools/modules"
@@ -122,8 +121,8 @@ scenario_initramfs_dropped() {
 }
 
 scenario_signed_sb_off() {
-  local t=$ROOT/scenarios/signed_sb_off/tree hash mod
-  new_scenario signed_sb_off "$ROOT/base"
+  local t=$OUT/scenarios/signed_sb_off/tree hash mod
+  new_scenario signed_sb_off "$BASE_TREE"
   step "  test key made with openssl (host); the tree's sign-file (linux-kbuild-6.1) signs v4l2loopback for $NEW_K"
   openssl req -new -x509 -nodes -days 36500 -subj "/CN=$TEST_KEY_CN" -newkey rsa:2048 \
     -keyout "$t/var/lib/dkms/mok.key" -outform DER -out "$t/var/lib/dkms/mok.pub" >>"$LOG" 2>&1
@@ -141,8 +140,8 @@ scenario_signed_sb_off() {
 }
 
 scenario_signed_sb_on() {
-  local t=$ROOT/scenarios/signed_sb_on/tree
-  new_scenario signed_sb_on "$ROOT/scenarios/signed_sb_off/tree"
+  local t=$OUT/scenarios/signed_sb_on/tree
+  new_scenario signed_sb_on "$OUT/scenarios/signed_sb_off/tree"
   write_efivar "$t" "SecureBoot-$EFI_GLOBAL_GUID" 06 01
   step "  mokutil --import /var/lib/dkms/mok.pub (writes MokNew); MokListRT = what shim enrolls from it at boot"
   in_tree "$t" env EFIVARFS_PATH="$EFIVARS" mokutil --generate-hash=realhost >"$t/tmp/mok-hash" 2>>"$LOG"
@@ -158,8 +157,8 @@ scenario_signed_sb_on() {
 }
 
 scenario_held() {
-  local t=$ROOT/scenarios/held/tree
-  new_scenario held "$ROOT/base"
+  local t=$OUT/scenarios/held/tree
+  new_scenario held "$BASE_TREE"
   enter "$t"
   step "  apt-mark unhold $OLD_PKG; apt-mark hold dkms v4l2loopback-dkms"
   logged in_tree "$t" apt-mark unhold "$OLD_PKG"
@@ -191,8 +190,8 @@ EOF
 }
 
 scenario_half_configured() {
-  local t=$ROOT/scenarios/half_configured/tree
-  new_scenario half_configured "$ROOT/base"
+  local t=$OUT/scenarios/half_configured/tree
+  new_scenario half_configured "$BASE_TREE"
   step "  dpkg -i a package whose postinst fails; dpkg --unpack another one"
   make_deb dkms-exporter-test-failing-postinst "$t/tmp/failing.deb" 'echo "postinst fails on purpose" >&2; exit 1'
   make_deb dkms-exporter-test-unpacked "$t/tmp/unpacked.deb" 'exit 0'
@@ -215,8 +214,8 @@ ref_run() {
 
 # The real tools' view of scenario $1, with /proc mounted (dkms needs it) and nothing else.
 collect_reference() {
-  local name=$1 t=$ROOT/scenarios/$1/tree f field k
-  REF=$ROOT/scenarios/$name/ref
+  local name=$1 t=$OUT/scenarios/$1/tree f field k
+  REF=$OUT/scenarios/$name/ref
   rm -rf "$REF"
   mkdir -p "$REF/lsinitramfs"
   step "  reference: dkms status, modinfo, lsinitramfs, dpkg --audit, apt-mark showhold, mokutil in $name"

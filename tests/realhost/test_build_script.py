@@ -36,3 +36,60 @@ def test_every_scenario_has_a_builder_and_a_verdict() -> None:
     for name in SCENARIOS:
         assert f"\nscenario_{name}() {{" in text, name
     assert set(EXPECTED_CHECK) == set(SCENARIOS)
+
+
+FAKE_APT_CACHE = r"""#!/bin/bash
+# apt-cache for pick_kernels: `pkgnames PREFIX` and `madison PKG...` from $FAKE_APT (lines "pkg version").
+case $1 in
+  pkgnames) awk -v p="$2" 'index($1, p) == 1 {print $1}' "$FAKE_APT" | sort -u ;;
+  madison) shift; for p in "$@"; do
+             awk -v p="$p" '$1 == p {printf " %s | %s | http://deb.debian.org/debian bookworm/main amd64 Packages\n", $1, $2}' "$FAKE_APT"
+           done ;;
+  *) exit 100 ;;
+esac
+"""
+
+
+def offer(*abis: tuple[int, str, bool], kbuild: tuple[str, ...], cloud: bool = False) -> str:
+    """apt's offer: (ABI, version, headers offered?) per 6.1 ABI, and the linux-kbuild-6.1 versions."""
+    lines = [f"linux-kbuild-6.1 {v}" for v in kbuild]
+    for nn, version, headers in abis:
+        flavours = ["amd64", "cloud-amd64"] if cloud else ["amd64"]
+        lines += [f"linux-image-6.1.0-{nn}-{f} {version}" for f in flavours]
+        if headers:
+            lines += [f"linux-headers-6.1.0-{nn}-{f} {version}" for f in flavours]
+            lines.append(f"linux-headers-6.1.0-{nn}-common {version}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("apt", "chosen"), [
+    # What the mirror offered when this was written: headers for the newest ABI and the point release's.
+    (offer((56, "6.1.192-2", True), (55, "6.1.192-1", False), (52, "6.1.180-1", False),
+           (50, "6.1.176-1", True), kbuild=("6.1.192-2", "6.1.176-1")),
+     "6.1.0-56-amd64 6.1.0-55-amd64"),
+    # The newest headers need a linux-kbuild-6.1 the mirror no longer has: the next ABI with headers.
+    (offer((56, "6.1.192-2", True), (55, "6.1.192-1", False), (50, "6.1.176-1", True),
+           (49, "6.1.174-1", False), kbuild=("6.1.176-1",)),
+     "6.1.0-50-amd64 6.1.0-49-amd64"),
+    # A single ABI: its cloud flavour (newer in dpkg's order) gets the headers.
+    (offer((56, "6.1.192-2", True), kbuild=("6.1.192-2",), cloud=True),
+     "6.1.0-56-cloud-amd64 6.1.0-56-amd64"),
+    # Nothing with headers at all.
+    (offer((56, "6.1.192-2", False), (55, "6.1.192-1", False), kbuild=("6.1.192-2",)), None),
+])
+def test_pick_kernels(tmp_path, apt: str, chosen: str | None) -> None:
+    (tmp_path / "apt").write_text(apt)
+    fake = tmp_path / "bin" / "apt-cache"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_APT_CACHE)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_APT": str(tmp_path / "apt"),
+           "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache")}
+    env.pop("DKMS_EXPORTER_REALHOST_KERNELS", None)
+    r = subprocess.run(["bash", "-c", f'source "{BUILD}" && pick_kernels && echo "$NEW_K $OLD_K $HDR_PKG"'],
+                       capture_output=True, text=True, env=env, timeout=60, check=False)
+    if chosen is None:
+        assert r.returncode != 0 and "apt offers no two 6.1 kernels" in r.stderr, r.stdout + r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [*chosen.split(), f"linux-headers-{chosen.split()[0]}"]
