@@ -99,6 +99,9 @@ class DkmsFacts:
     dkms_version: str | None
     entries: tuple[DkmsEntry, ...]
     distro_dest: str | None       # dkms's override_dest_module_location for this distro
+    # /usr/src/<m>-<v>/dkms.conf with no <tree>/<m>/<v>: DKMS will never build these (dkms 3.0's
+    # prerm hook drops a module whose last kernel is removed; the package stays installed)
+    unregistered: tuple[tuple[str, str, str], ...] = ()
 
     def status_lines(self) -> list[StatusLine]:
         lines: list[StatusLine] = []
@@ -142,7 +145,28 @@ def collect_dkms(ctx: Context) -> DkmsFacts:
                     facts_entries.append(entry)
         except Unreadable:
             continue
-    return DkmsFacts(tree, install_tree, version, tuple(facts_entries), distro_dest)
+    registered = {(e.module, e.version) for e in facts_entries}
+    return DkmsFacts(tree, install_tree, version, tuple(facts_entries), distro_dest,
+                     tuple(_unregistered(ctx, registered)))
+
+
+def _unregistered(ctx: Context, registered: set[tuple[str, str]]):
+    """Source trees with a dkms.conf that the DKMS tree does not know."""
+    for name in ctx.listdir(DEFAULT_SOURCE_TREE) or []:
+        conf_path = f"{DEFAULT_SOURCE_TREE}/{name}/dkms.conf"
+        try:
+            raw = ctx.load(conf_path, bytes, limit=MAX_CONF_BYTES, purpose="raw")
+        except Unreadable:
+            continue
+        if raw is None:
+            continue
+        try:
+            conf = parse_dkms_conf(raw.decode("utf-8", "surrogateescape"), {})
+        except DkmsConfError:
+            continue
+        module, version = conf.package_name, conf.package_version
+        if module and version and f"{module}-{version}" == name and (module, version) not in registered:
+            yield module, version, f"{DEFAULT_SOURCE_TREE}/{name}"
 
 
 def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,

@@ -303,6 +303,11 @@ def _dkms(out: Families, scrape: Scrape) -> None:
         state.add_metric([line.module, line.version, line.kernel, line.arch, line.state], 1)
         for flag in line.decorations:
             flags.add_metric([line.module, line.version, line.kernel, line.arch, flag], 1)
+    unreg = out.gauge("dkms_module_unregistered", "1 for a DKMS source tree (/usr/src/M-V/dkms.conf) that DKMS "
+                      "does not know (no /var/lib/dkms/M/V): it is never built for a new kernel. Fix: dkms add "
+                      "M/V, or reinstall its package.", ["module", "version"])
+    for module, version, _path in d.unregistered:
+        unreg.add_metric([module, version], 1)
     failed = out.gauge("dkms_build_failed", "1 when DKMS's last build of the module for the kernel failed "
                        "(a make.log was left behind); cause is headers_missing, compiler_missing, "
                        "kernel_api_mismatch or other.", ["module", "version", "kernel", "arch", "cause"])

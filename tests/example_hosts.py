@@ -100,6 +100,9 @@ def many_problems(root: Path) -> Host:
     # an old version whose source is gone, and one whose autoinstall is off
     h.dkms("oldmod", "0.9", dest=["oldmod"], source="dangling")
     h.dkms("manualmod", "1.0", dest=["manualmod"], autoinstall=False)
+    # its package is installed, but dkms's prerm hook dropped it when its last kernel was removed
+    h.write("usr/src/lostmod-3.2/dkms.conf", 'PACKAGE_NAME="lostmod"\nPACKAGE_VERSION="3.2"\n'
+            'BUILT_MODULE_NAME[0]="lostmod"\nDEST_MODULE_LOCATION[0]="/extra"\nAUTOINSTALL="yes"\n')
     # Secure Boot is on; only the DKMS key is enrolled
     h.secure_boot(True)
     # built for k3 before k3's image was installed, against k2's headers: wrong CRCs
