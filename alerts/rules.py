@@ -185,6 +185,11 @@ def host_alerts(cfg: Config) -> list[Alert]:
               "{{ $labels.instance }}: module {{ $labels.module }}" + _FROM_DKMS + " is needed on kernel "
               "{{ $labels.kernel }} but modprobe.d blacklists it: it loads only when asked for by name, "
               "not automatically for its device."),
+        Alert("DkmsModuleUnregistered", f"{cfg.sel('dkms_module_unregistered')} == 1", "1h", "warning",
+              "A DKMS module's source is installed but DKMS no longer knows it.",
+              "{{ $labels.instance }}: /usr/src/{{ $labels.module }}-{{ $labels.version }} has a dkms.conf but "
+              "DKMS has no {{ $labels.module }}/{{ $labels.version }}: it will not be built for any new "
+              "kernel. Run `dkms add {{ $labels.module }}/{{ $labels.version }}` and `dkms autoinstall`."),
         Alert("DkmsSigningKeyNotEnrolled",
               f"{cfg.sel('dkms_signing_certificate_enrolled')} == 0\n"
               f"and on ({on}) {cfg.sel('dkms_secure_boot_enabled')} == 1",
