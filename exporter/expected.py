@@ -46,10 +46,14 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
                 expected[name] = (entry, current[1])
 
     arch = kernels.arch
+    excluded: set[str] = set()   # DKMS says these are not meant for this kernel: never "needed"
     if dkms is not None:
         for module, entries in _by_module(dkms).items():
             provider = _provider_for(entries, kernel.release, arch, dkms)
-            if provider is None or _excluded(provider, kernel, arch, dkms):
+            if provider is None:
+                continue
+            if _excluded(provider, kernel, arch, dkms):
+                excluded.update(dest_modnames(provider, kernel.release, arch, dkms))
                 continue
             running_install = kernels.running and any(
                 (b := e.build_for(kernels.running, arch)) is not None and b.state == "installed" for e in entries)
@@ -60,8 +64,9 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
                 for name in dest_modnames(provider, kernel.release, arch, dkms):
                     want(name, provider, "autoinstall")
     for name in (loaded.out_of_tree if loaded else ()):
-        want(name, None, "loaded_out_of_tree")
-    for name in sorted(early_boot):
+        if name not in excluded:
+            want(name, None, "loaded_out_of_tree")
+    for name in sorted(early_boot - excluded):
         want(name, None, "early_boot")
     for name in sorted(config.required_modules):
         want(name, None, "required_by_config")

@@ -155,3 +155,18 @@ def test_loaded_vendor_module_without_a_file_for_the_new_kernel(host):
     assert reasons(s, K2) == ["file_missing"]
     assert reasons(s, K1) == []
     assert s.readiness.kernel(K2).modules[0].expected_because == ("loaded_out_of_tree",)
+
+
+def test_loaded_module_dkms_excludes_from_a_kernel_is_not_needed_there(host):
+    """BUILD_EXCLUSIVE_CONFIG keeps acpi-call away from a kernel without ACPI: even though it is
+    loaded now (rule 3), that kernel does not need it."""
+    host.kernel(K1, running=True)
+    host.kernel(K2, config={"CONFIG_ACPI": "n"})
+    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"], extra_conf='BUILD_EXCLUSIVE_CONFIG="CONFIG_ACPI"\n')
+    host.dkms_build("acpi-call", "1.2.2", K1, dest=["acpi_call"])
+    host.loaded(("acpi_call", "OE"))
+    host.finish()
+    s = scrape(host.root)
+    assert [m.module for m in s.readiness.kernel(K2).modules] == []
+    assert [m.module for m in s.readiness.kernel(K1).modules] == ["acpi_call"]
+    assert s.readiness.verdict == "ready"
