@@ -109,7 +109,10 @@ def parse_dkms_conf(text: str, env: dict[str, str]) -> DkmsConf:
 def _assign(conf: DkmsConf, scope: dict[str, str], name: str, index: str | None, raw: str,
             dynamic: bool) -> None:
     if raw.startswith("(") and index is None:
-        items = shlex.split(raw.strip("()"), posix=True)
+        try:  # the line splits (a '#' ends it), its array body may not: E=(""#"
+            items = shlex.split(raw.strip("()"), posix=True)
+        except ValueError as exc:
+            raise DkmsConfError(f"array {name}: {exc}") from None
         conf.values[name] = {i: _expand(v, scope, conf) for i, v in enumerate(items)}
     else:
         try:

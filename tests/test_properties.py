@@ -597,3 +597,10 @@ def test_nobits_section_sizes_allocate_nothing(module_seeds):
         struct.pack_into("<Q", blob, header + 32, size)   # sh_size
         m = modfile.parse_module(bytes(blob))
         assert m.modinfo == () and m.vermagic is None and m.name == "acpi_call"  # from struct module
+
+
+def test_dkms_conf_array_whose_body_does_not_split():
+    """atheris: the line splits as shell words (the '#' starts a comment) but the array body
+    `""#"` alone does not, and shlex's ValueError escaped the parser."""
+    with pytest.raises(dkmsconf.DkmsConfError, match="array E"):
+        dkmsconf.parse_dkms_conf('E=(""#"', ENV)
