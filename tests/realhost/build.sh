@@ -39,7 +39,8 @@ SUITE=bookworm
 KSERIES=6.1.0
 KBUILD=linux-kbuild-6.1
 # Installed besides the kernels (pinned to the versions apt offers when the key is computed).
-TOOL_PACKAGES=(dkms v4l2loopback-dkms acpi-call-dkms initramfs-tools kmod zstd mokutil)
+# openssl is installed by the initramfs_stale scenario only (DKMS then signs what it builds).
+TOOL_PACKAGES=(dkms v4l2loopback-dkms acpi-call-dkms initramfs-tools kmod zstd mokutil openssl)
 source "$HERE/scenarios.sh"
 
 START=$(date +%s)
@@ -165,11 +166,16 @@ pick_mirrors() {
 # Chooses the two kernels, as releases NEW_K (gets headers, so DKMS builds for it) and OLD_K.
 #   NEW: the highest 6.1 ABI whose image, headers and headers-common apt offers, with a
 #        linux-kbuild-6.1 at least as new as those headers (their dependency);
-#   OLD: the next lower ABI that still has an image.
+#   OLD: the next lower ABI with an image and installable headers whose upstream release differs
+#        from NEW's (6.1.176 vs 6.1.192).  Two ABIs of one upstream release can export the same
+#        CRCs (6.1.0-55 and -56, both 6.1.192, have identical Module.symvers), and then a module
+#        built for one loads into the other: the stale_build scenario needs CRCs that differ.  Its
+#        headers are installed only by the scenarios that build for it (built_for_both ...).
 # The mirror keeps only a few ABIs, and headers for fewer, so this is read from apt (one madison
-# call), not fixed here.  When apt offers a single ABI, the second kernel is another flavour of
-# it: OLD the generic 6.1.0-NN-amd64, NEW 6.1.0-NN-cloud-amd64 (dpkg orders it higher, so the
-# kernel with headers is still the newest).  DKMS_EXPORTER_REALHOST_KERNELS="NEW OLD" overrides.
+# call), not fixed here.  When no lower ABI qualifies (apt offers a single ABI, say), the second
+# kernel is another flavour of NEW's ABI (their CRCs differ too): OLD the generic 6.1.0-NN-amd64,
+# NEW 6.1.0-NN-cloud-amd64 (dpkg orders it higher, so the kernel with headers is still the
+# newest).  DKMS_EXPORTER_REALHOST_KERNELS="NEW OLD" overrides.
 pick_kernels() {
   NEW_K='' OLD_K=''
   if [[ -n ${DKMS_EXPORTER_REALHOST_KERNELS:-} ]]; then
@@ -189,7 +195,8 @@ pick_kernels() {
       offered "linux-image-$KSERIES-$nn-amd64" || continue
       if [[ -z $NEW_K ]]; then
         if headers_installable "$KSERIES-$nn-amd64" "$nn"; then NEW_K=$KSERIES-$nn-amd64; fi
-      else
+      elif headers_installable "$KSERIES-$nn-amd64" "$nn" &&
+           [[ $(upstream_of "$KSERIES-$nn-amd64") != $(upstream_of "$NEW_K") ]]; then
         OLD_K=$KSERIES-$nn-amd64
         break
       fi
@@ -202,12 +209,19 @@ pick_kernels() {
     fi
   fi
   if ! { [[ -n $NEW_K && -n $OLD_K ]] && dpkg --compare-versions "$NEW_K" gt "$OLD_K"; }; then
-    die "apt offers no two 6.1 kernels (the newer with headers): got '$NEW_K' '$OLD_K'; run apt-get update, or set DKMS_EXPORTER_REALHOST_KERNELS"
+    die "apt offers no two 6.1 kernels (both with headers, of two upstream releases): got '$NEW_K' '$OLD_K'; run apt-get update, or set DKMS_EXPORTER_REALHOST_KERNELS"
   fi
   NEW_ABI=${NEW_K#"$KSERIES"-}; NEW_ABI=${NEW_ABI%%-*}
+  OLD_ABI=${OLD_K#"$KSERIES"-}; OLD_ABI=${OLD_ABI%%-*}
   NEW_PKG=linux-image-$NEW_K
   OLD_PKG=linux-image-$OLD_K
   HDR_PKG=linux-headers-$NEW_K
+  OLD_HDR_PKG=linux-headers-$OLD_K
+}
+
+# The upstream release of kernel $1's headers as apt offers them (6.1.192-2 -> 6.1.192).
+upstream_of() {
+  awk -v p="linux-headers-$1" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1 | sed 's/-[^-]*$//'
 }
 
 # Is package $1 offered by apt (in $madison: "name version" lines)?
@@ -228,10 +242,10 @@ headers_installable() {
 compute_key() {
   pick_kernels
   local p v policy
-  policy=$(apt-cache policy "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "${TOOL_PACKAGES[@]}" debootstrap 2>/dev/null |
+  policy=$(apt-cache policy "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "$OLD_HDR_PKG" "${TOOL_PACKAGES[@]}" debootstrap 2>/dev/null |
     awk '/^[^ ].*:$/ {p = substr($0, 1, length($0) - 1)} /^  Candidate:/ {print p "=" $2}')
   PINNED=()
-  for p in "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "${TOOL_PACKAGES[@]}"; do
+  for p in "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "$OLD_HDR_PKG" "${TOOL_PACKAGES[@]}"; do
     v=$(sed -n "s/^$p=//p" <<<"$policy")
     [[ -n $v && $v != "(none)" ]] || die "apt offers no version of $p (run apt-get update?)"
     PINNED+=("$p=$v")
@@ -264,7 +278,7 @@ compute_key_memo() {
   fi
   compute_key
   if { echo "# inputs $inputs"
-       declare -p NEW_ABI NEW_PKG OLD_PKG HDR_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
+       declare -p NEW_ABI OLD_ABI NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
          sed 's/^declare -/declare -g -/'
      } >"$memo.new" 2>/dev/null; then
     mv -f "$memo.new" "$memo"

@@ -63,19 +63,27 @@ def offer(*abis: tuple[int, str, bool], kbuild: tuple[str, ...], cloud: bool = F
 
 
 @pytest.mark.parametrize(("apt", "chosen"), [
-    # What the mirror offered when this was written: headers for the newest ABI and the point release's.
+    # What the mirror offered when this was written: headers for the newest ABI and the point
+    # release's; 55 is the same upstream release as 56 (identical CRCs) and has no headers.
     (offer((56, "6.1.192-2", True), (55, "6.1.192-1", False), (52, "6.1.180-1", False),
            (50, "6.1.176-1", True), kbuild=("6.1.192-2", "6.1.176-1")),
-     "6.1.0-56-amd64 6.1.0-55-amd64"),
+     "6.1.0-56-amd64 6.1.0-50-amd64"),
+    # An older ABI of the same upstream release is passed over even with headers.
+    (offer((56, "6.1.192-2", True), (55, "6.1.192-1", True), (50, "6.1.176-1", True),
+           kbuild=("6.1.192-2",)),
+     "6.1.0-56-amd64 6.1.0-50-amd64"),
     # The newest headers need a linux-kbuild-6.1 the mirror no longer has: the next ABI with headers.
     (offer((56, "6.1.192-2", True), (55, "6.1.192-1", False), (50, "6.1.176-1", True),
-           (49, "6.1.174-1", False), kbuild=("6.1.176-1",)),
+           (49, "6.1.174-1", True), kbuild=("6.1.176-1",)),
      "6.1.0-50-amd64 6.1.0-49-amd64"),
     # A single ABI: its cloud flavour (newer in dpkg's order) gets the headers.
     (offer((56, "6.1.192-2", True), kbuild=("6.1.192-2",), cloud=True),
      "6.1.0-56-cloud-amd64 6.1.0-56-amd64"),
     # Nothing with headers at all.
     (offer((56, "6.1.192-2", False), (55, "6.1.192-1", False), kbuild=("6.1.192-2",)), None),
+    # No older upstream release with headers (and no cloud flavour).
+    (offer((56, "6.1.192-2", True), (55, "6.1.192-1", True), (50, "6.1.176-1", False),
+           kbuild=("6.1.192-2",)), None),
 ])
 def test_pick_kernels(tmp_path, apt: str, chosen: str | None) -> None:
     (tmp_path / "apt").write_text(apt)
@@ -86,10 +94,11 @@ def test_pick_kernels(tmp_path, apt: str, chosen: str | None) -> None:
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_APT": str(tmp_path / "apt"),
            "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache")}
     env.pop("DKMS_EXPORTER_REALHOST_KERNELS", None)
-    r = subprocess.run(["bash", "-c", f'source "{BUILD}" && pick_kernels && echo "$NEW_K $OLD_K $HDR_PKG"'],
+    r = subprocess.run(["bash", "-c", f'source "{BUILD}" && pick_kernels && echo "$NEW_K $OLD_K $HDR_PKG $OLD_HDR_PKG"'],
                        capture_output=True, text=True, env=env, timeout=60, check=False)
     if chosen is None:
         assert r.returncode != 0 and "apt offers no two 6.1 kernels" in r.stderr, r.stdout + r.stderr
     else:
         assert r.returncode == 0, r.stderr
-        assert r.stdout.split() == [*chosen.split(), f"linux-headers-{chosen.split()[0]}"]
+        new, old = chosen.split()
+        assert r.stdout.split() == [new, old, f"linux-headers-{new}", f"linux-headers-{old}"]
