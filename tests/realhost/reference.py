@@ -1,7 +1,8 @@
 """Parsers for what the real tools printed inside a scenario tree (scenarios.sh collect_reference).
 
 They know the exact formats of bookworm's tools (dkms 3.0.10 do_status, dpkg's enquiry.c audit
-headings, kmod's modinfo -F, initramfs-tools' lsinitramfs, mokutil 0.6) and raise
+headings, kmod 30's modinfo -F, modprobe --show-depends / --dump-modversions and depmod -e
+warnings, initramfs-tools' lsinitramfs, mokutil 0.6) and raise
 ReferenceFormatError on anything else, so a changed tool output fails loudly instead of turning
 into an empty, "agreeing" fact set.
 """
@@ -207,6 +208,124 @@ def parse_enrolled_sha1(stdout: str) -> frozenset[str]:
                      for m in re.findall(r"^SHA1 Fingerprint: ([0-9a-fA-F:]+)$", stdout, re.MULTILINE))
 
 
+# ---------------------------------------------------------------- DKMS source trees
+
+@dataclass(frozen=True)
+class DkmsSource:
+    """A /usr/src/M-V/dkms.conf: what bash read from it (as dkms sources it) and its package."""
+
+    conf: str
+    module: str
+    version: str
+    package: str          # dpkg-query -S owner, "" when no package owns it
+    package_status: str   # dpkg-query ${db:Status-Abbrev} without blanks: "ii" when installed
+
+
+def parse_dkms_sources(text: str) -> list[DkmsSource]:
+    """Rows `conf TAB PACKAGE_NAME TAB PACKAGE_VERSION TAB owner TAB status` (collect_reference)."""
+    out = []
+    for raw in text.splitlines():
+        parts = raw.split("\t")
+        if len(parts) != 5 or not parts[0].startswith("/usr/src/") or not parts[0].endswith("/dkms.conf"):
+            raise ReferenceFormatError(f"dkms-sources.tsv: bad row {raw!r}")
+        out.append(DkmsSource(*parts))
+    return out
+
+
+# ---------------------------------------------------------------- modprobe --show-depends
+
+_NOT_FOUND = re.compile(r"modprobe: FATAL: Module (\S+) not found in directory (\S+)")
+
+
+def parse_show_depends(stdout: str, stderr: str, rc: str) -> str | None:
+    """The module's own file in `modprobe -S K --show-depends NAME` (its last `insmod` line; the
+    ones before are its dependencies), or None when modprobe says it is not found."""
+    if rc.strip() != "0":
+        if _NOT_FOUND.search(stderr) and not stdout.strip():
+            return None
+        raise ReferenceFormatError(f"modprobe --show-depends: exit {rc.strip()}: {stderr!r}")
+    own = None
+    for raw in stdout.splitlines():
+        verb, _, rest = raw.strip().partition(" ")
+        if verb == "insmod" and rest.strip():
+            own = rest.split()[0]
+        elif verb not in ("builtin", "softdep", ""):
+            raise ReferenceFormatError(f"modprobe --show-depends: unrecognised line {raw!r}")
+    if own is None:
+        raise ReferenceFormatError(f"modprobe --show-depends: no insmod line in {stdout!r}")
+    return own
+
+
+# ---------------------------------------------------------------- depmod -e -E, --dump-modversions
+
+_DEPMOD_WARNING = re.compile(
+    r"depmod: WARNING: (?P<path>\S+) (?:(?P<disagrees>disagrees about version of symbol)"
+    r"|(?P<unknown>needs unknown symbol)) (?P<symbol>\S+)")
+SYMBOL_PROBLEM_OF = {"disagrees": "symbol_version_mismatch", "unknown": "unknown_symbol"}
+
+
+def parse_depmod_symbols(stderr: str, rc: str) -> list[tuple[str, str, str]]:
+    """(path, reason, symbol) for every warning of `depmod -n -e -E Module.symvers K`; reason is
+    symbol_version_mismatch ("disagrees about version of symbol") or unknown_symbol."""
+    if rc.strip() != "0":
+        raise ReferenceFormatError(f"depmod -e -E: exit {rc.strip()}: {stderr[-500:]!r}")
+    out = []
+    for raw in stderr.splitlines():
+        if not raw.strip():
+            continue
+        m = _DEPMOD_WARNING.fullmatch(raw.strip())
+        if m is None:
+            raise ReferenceFormatError(f"depmod -e -E: unrecognised line {raw!r}")
+        out.append((m["path"], SYMBOL_PROBLEM_OF["disagrees" if m["disagrees"] else "unknown"], m["symbol"]))
+    return out
+
+
+def parse_modversions_tsv(text: str) -> dict[str, dict[str, int]]:
+    """path -> symbol -> CRC, from rows `path TAB symbol TAB 0xcrc` (modprobe --dump-modversions)."""
+    out: dict[str, dict[str, int]] = {}
+    for raw in text.splitlines():
+        parts = raw.split("\t")
+        if len(parts) != 3 or not parts[2].startswith("0x"):
+            raise ReferenceFormatError(f"modversions.tsv: bad row {raw!r}")
+        out.setdefault(parts[0], {})[parts[1]] = int(parts[2], 16)
+    return out
+
+
+# ---------------------------------------------------------------- what an initramfs holds
+
+@dataclass(frozen=True)
+class InitramfsCopy:
+    """A DKMS module file inside K's initramfs (unmkinitramfs) against the file on disk."""
+
+    kernel: str
+    path: str               # /usr/lib/modules/K/updates/dkms/NAME.ko as the image lists it
+    image_sha256: str
+    disk_sha256: str        # "" when the disk file is gone
+    image_mtime: float
+    disk_mtime: float | None
+
+    @property
+    def name(self) -> str:
+        return module_name(self.path)
+
+    @property
+    def differs(self) -> bool:
+        """The image holds another build than the file on disk."""
+        return self.image_sha256 != self.disk_sha256
+
+
+def parse_initramfs_copies(text: str) -> list[InitramfsCopy]:
+    out = []
+    for raw in text.splitlines():
+        parts = raw.split("\t")
+        if len(parts) != 6 or not re.fullmatch(r"[0-9a-f]{64}", parts[2]):
+            raise ReferenceFormatError(f"initramfs-copies.tsv: bad row {raw!r}")
+        k, path, img, disk, img_t, disk_t = parts
+        out.append(InitramfsCopy(k, path, img, "" if disk == "-" else disk, float(img_t),
+                                 None if disk_t == "-" else float(disk_t)))
+    return out
+
+
 # ---------------------------------------------------------------- one scenario's reference
 
 @dataclass(frozen=True)
@@ -225,6 +344,11 @@ class Reference:
     holds: frozenset[str]
     secure_boot: str
     enrolled_sha1: frozenset[str]
+    sources: list[DkmsSource]
+    resolved: dict[tuple[str, str], str | None]            # (kernel, module) -> modprobe's file
+    symbol_problems: dict[str, list[tuple[str, str, str]]]  # kernel with headers -> depmod -e warnings
+    modversions: dict[str, dict[str, int]]                 # module file -> symbol -> CRC
+    initramfs_copies: list[InitramfsCopy]
     raw: dict[str, str] = field(repr=False)
 
     @property
@@ -234,6 +358,10 @@ class Reference:
     @property
     def old_kernel(self) -> str:
         return self.env["OLD_KERNEL"]
+
+    @property
+    def running_kernel(self) -> str:
+        return self.env["RUNNING_KERNEL"]
 
     def module_file(self, name: str, kernel: str) -> ModuleFile | None:
         return next((f for f in self.module_files if f.name == name and f.kernel == kernel), None)
@@ -251,7 +379,7 @@ def load_reference(scenario_dir: Path) -> Reference:
     """Parse scenarios/NAME/ref/* into a Reference (raises ReferenceFormatError on odd output)."""
     ref = scenario_dir / "ref"
     raw = {p.relative_to(ref).as_posix(): _read(p) for p in ref.rglob("*") if p.is_file()}
-    for tool in ("dkms-status.txt", "dpkg-audit.txt", "apt-mark-showhold.txt"):
+    for tool in ("dkms-status.txt", "dpkg-audit.txt", "apt-mark-showhold.txt", "dkms-sources.tsv"):
         if raw.get(tool + ".rc", "").strip() != "0":
             raise ReferenceFormatError(f"{tool[:-4]} failed in {scenario_dir.name} "
                                        f"(exit {raw.get(tool + '.rc', '?').strip()}): {raw.get(tool + '.stderr')}")
@@ -262,12 +390,25 @@ def load_reference(scenario_dir: Path) -> Reference:
             if raw.get(name + ".rc", "").strip() != "0":
                 raise ReferenceFormatError(f"lsinitramfs failed for {kernel}: {raw.get(name + '.stderr')}")
             initramfs[kernel] = parse_lsinitramfs(text)
+    kernels = frozenset(raw["kernels.txt"].split())
+    resolved = {}
+    for kernel in kernels:
+        for name, text in raw.items():
+            if name.startswith(f"modprobe/{kernel}-") and name.endswith(".txt"):
+                module = name[len(f"modprobe/{kernel}-"):-len(".txt")]
+                resolved[(kernel, module)] = parse_show_depends(text, raw.get(name + ".stderr", ""),
+                                                                raw.get(name + ".rc", ""))
+    symbol_problems = {}
+    for name, text in raw.items():
+        if name.startswith("depmod-e/") and name.endswith(".txt.stderr"):
+            kernel = name[len("depmod-e/"):-len(".txt.stderr")]
+            symbol_problems[kernel] = parse_depmod_symbols(text, raw.get(f"depmod-e/{kernel}.txt.rc", ""))
     return Reference(
         name=scenario_dir.name,
         dir=scenario_dir,
         tree=scenario_dir / "tree",
         env=_env(raw["scenario.env"]),
-        kernels=frozenset(raw["kernels.txt"].split()),
+        kernels=kernels,
         dkms_status=parse_dkms_status(raw["dkms-status.txt"]),
         module_files=parse_modinfo_tsv(raw["modinfo.tsv"]),
         initramfs=initramfs,
@@ -275,5 +416,10 @@ def load_reference(scenario_dir: Path) -> Reference:
         holds=parse_showhold(raw["apt-mark-showhold.txt"]),
         secure_boot=parse_sb_state(raw["mokutil-sb-state.txt"], raw["mokutil-sb-state.txt.stderr"]),
         enrolled_sha1=parse_enrolled_sha1(raw["mokutil-list-enrolled.txt"]),
+        sources=parse_dkms_sources(raw["dkms-sources.tsv"]),
+        resolved=resolved,
+        symbol_problems=symbol_problems,
+        modversions=parse_modversions_tsv(raw["modversions.tsv"]),
+        initramfs_copies=parse_initramfs_copies(raw["initramfs-copies.tsv"]),
         raw=raw,
     )

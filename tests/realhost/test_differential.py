@@ -16,7 +16,6 @@ import pytest
 from .conftest import SCENARIOS, Exporter, RealHost
 from .facts import (
     FACT_KINDS,
-    METRIC_OF,
     NEXT_BOOT_READY,
     Facts,
     FactSet,
@@ -24,6 +23,7 @@ from .facts import (
     facts_from_metrics,
     facts_from_reference,
     metric_lines,
+    metric_name,
     next_boot_ready,
 )
 from .reference import Reference
@@ -39,6 +39,13 @@ TOOL_OF = {
     "signatures": "modinfo -F signer/sig_key/sig_hashalgo of every DKMS module file",
     "in_initramfs": "lsinitramfs of every kernel's initramfs",
     "secure_boot": "mokutil --sb-state (efivars of the tree)",
+    "unregistered": "the /usr/src/*/dkms.conf bash reads, less what dkms status lists",
+    "early_boot": "lsinitramfs of the running kernel's initramfs (its DKMS modules load in early boot)",
+    "symbol_problems": "depmod -n -e -E Module.symvers K (warnings about DKMS module files)",
+    "file_missing": "dkms status (installed for K) against the DKMS module files find lists for K",
+    "not_in_depmod": "modprobe -S K --show-depends for every DKMS module file on disk",
+    "initramfs_stale": "unmkinitramfs: the image's copy of an early-boot module against the file on disk (sha256)",
+    "missing_from_initramfs": "lsinitramfs (running kernel's image has it, K's lacks it) and modprobe (K resolves it)",
 }
 
 # The file under ref/ holding each tool's output (in_initramfs: see tool_output).
@@ -49,6 +56,9 @@ RAW_OF = {
     "unconfigured": "dpkg-audit.txt",
     "signatures": "modinfo.tsv",
     "secure_boot": "mokutil-sb-state.txt",
+    "unregistered": "dkms-sources.tsv",
+    "file_missing": "dkms-status.txt",
+    "initramfs_stale": "initramfs-copies.tsv",
 }
 
 # `check` exit codes (0 ready, 1 not ready, 2 unknown) the readiness model gives each scenario,
@@ -57,21 +67,36 @@ EXPECTED_CHECK = {
     "healthy": (0, "both DKMS modules are installed for the newest kernel"),
     "headers_missing": (1, "both modules are registered (AUTOINSTALL) and built for no kernel: not_built"),
     "dkms_uninstalled": (1, "v4l2loopback is built but not installed for the newest kernel"),
+    "module_deleted": (1, "DKMS says v4l2loopback is installed for the newest kernel; its file is gone"),
     "initramfs_forced": (0, "the module is installed and in the initramfs it was forced into"),
     "initramfs_dropped": (0, "nothing asks for the module in early boot any more"),
     "signed_sb_off": (0, "without Secure Boot Debian's kernel does not enforce module signatures"),
     "signed_sb_on": (1, "under Secure Boot Debian's kernel enforces signatures (lockdown); acpi_call is unsigned"),
     "held": (0, "holds are host facts, not module problems"),
     "half_configured": (0, "unconfigured packages are host facts, not module problems"),
+    "unregistered": (0, "DKMS knows no module, so no kernel needs one (dkms_module_unregistered says why)"),
+    "depmod_stale": (1, "v4l2loopback's file for the newest kernel is not in its modules.dep: not_in_depmod"),
+    "initramfs_stale": (1, "the early-boot v4l2loopback was rebuilt after the newest kernel's initramfs"),
+    "built_for_both": (0, "both modules are installed for both kernels"),
+    "stale_build": (0, "the copied module breaks only the older kernel, which is not a boot target"),
+    "early_boot_missing": (1, "v4l2loopback loads early on the running kernel; the newest kernel's initramfs lacks it"),
 }
 
 
 def tool_output(ref: Reference, kind: str, facts: FactSet) -> str:
     """The real tool's own output behind a fact kind (for initramfs: the lines naming the modules)."""
-    if kind == "in_initramfs":
+    if kind in ("in_initramfs", "early_boot", "missing_from_initramfs"):
         names = {f[0] for f in facts}
         return "\n".join(f"{k}: {path}" for k, listing in sorted(ref.initramfs.items())
                          for name, path in sorted(listing.items()) if name in names) or "(none of them)"
+    if kind == "symbol_problems":
+        return "\n".join(f"{k}: {path} {reason} {sym}" for k, warnings in sorted(ref.symbol_problems.items())
+                         for path, reason, sym in warnings[:40]) or "(no warnings)"
+    if kind == "not_in_depmod":
+        return "\n".join(f"{k} {m}: {path or 'not found'}" for (k, m), path in sorted(ref.resolved.items(),
+                                                                                     key=lambda kv: kv[0]))
+    if kind == "unregistered":
+        return ref.raw.get("dkms-sources.tsv", "").rstrip() + "\n-- dkms status:\n" + ref.raw.get("dkms-status.txt", "")
     return ref.raw.get(RAW_OF[kind], "").rstrip() or "(empty)"
 
 
@@ -89,7 +114,7 @@ def test_exporter_agrees_with_real_tools(realhost: RealHost, exporter: Exporter,
     mine, theirs, metrics = both_sides(realhost, exporter, scenario)
     got, want = getattr(mine, kind), getattr(theirs, kind)
     if got is None:
-        pytest.fail(f"{kind}: the exporter exposes no {METRIC_OF[kind][0]} (facts.py METRIC_OF); "
+        pytest.fail(f"{kind}: the exporter exposes no {metric_name(kind)} (facts.py METRIC_OF); "
                     f"the real tools ({TOOL_OF[kind]}) say:\n"
                     + "\n".join("    " + " | ".join(f) for f in sorted(want)), pytrace=False)
     if got != want:

@@ -10,12 +10,17 @@ from .reference import (
     DkmsStatusLine,
     ReferenceFormatError,
     module_name,
+    parse_depmod_symbols,
+    parse_dkms_sources,
     parse_dkms_status,
     parse_dpkg_audit,
     parse_enrolled_sha1,
+    parse_initramfs_copies,
     parse_lsinitramfs,
     parse_modinfo_tsv,
+    parse_modversions_tsv,
     parse_sb_state,
+    parse_show_depends,
     parse_showhold,
 )
 
@@ -115,3 +120,64 @@ def test_metrics_mapping_reads_labels_and_notices_missing_families() -> None:
     assert facts.unconfigured == {("p", "half-configured")}
     assert facts.held == frozenset()          # declared, no samples: nothing held
     assert facts.signatures is None           # never declared: not exposed
+
+
+K = "6.1.0-54-amd64"
+
+
+def test_show_depends_names_the_modules_own_file_or_not_found() -> None:
+    out = (f"insmod /lib/modules/{K}/kernel/drivers/media/mc/mc.ko \n"
+           f"insmod /lib/modules/{K}/kernel/drivers/media/v4l2-core/videodev.ko \n"
+           f"insmod /lib/modules/{K}/updates/dkms/v4l2loopback.ko \n")
+    assert parse_show_depends(out, "", "0") == f"/lib/modules/{K}/updates/dkms/v4l2loopback.ko"
+    missing = f"modprobe: FATAL: Module v4l2loopback not found in directory /lib/modules/{K}\n"
+    assert parse_show_depends("", missing, "1\n") is None
+    with pytest.raises(ReferenceFormatError):
+        parse_show_depends("", "modprobe: ERROR: could not open moddep file\n", "1")
+    with pytest.raises(ReferenceFormatError):
+        parse_show_depends("install /bin/true\n", "", "0")
+
+
+def test_depmod_symbol_warnings() -> None:
+    path = f"/lib/modules/{K}/updates/dkms/v4l2loopback.ko"
+    text = (f"depmod: WARNING: {path} disagrees about version of symbol module_layout\n"
+            f"depmod: WARNING: {path} needs unknown symbol video_ioctl2\n")
+    assert parse_depmod_symbols(text, "0") == [(path, "symbol_version_mismatch", "module_layout"),
+                                               (path, "unknown_symbol", "video_ioctl2")]
+    assert parse_depmod_symbols("", "0") == []
+    with pytest.raises(ReferenceFormatError):
+        parse_depmod_symbols("depmod: ERROR: could not open directory\n", "0")
+    with pytest.raises(ReferenceFormatError):
+        parse_depmod_symbols("", "1")
+
+
+def test_sources_modversions_and_initramfs_copies_rows() -> None:
+    (src,) = parse_dkms_sources("/usr/src/acpi-call-1.2.2/dkms.conf\tacpi-call\t1.2.2\tacpi-call-dkms\tii\n")
+    assert (src.module, src.version, src.package, src.package_status) == ("acpi-call", "1.2.2", "acpi-call-dkms", "ii")
+    with pytest.raises(ReferenceFormatError):
+        parse_dkms_sources("/opt/x/dkms.conf\tx\t1\t\t\n")
+    path = f"/usr/lib/modules/{K}/updates/dkms/acpi_call.ko"
+    assert parse_modversions_tsv(f"{path}\tmodule_layout\t0x9060323f\n") == {path: {"module_layout": 0x9060323F}}
+    with pytest.raises(ReferenceFormatError):
+        parse_modversions_tsv(f"{path}\tmodule_layout\n")
+    (copy,) = parse_initramfs_copies(f"{K}\t{path}\t{'a' * 64}\t{'b' * 64}\t100.5\t200.25\n")
+    assert (copy.name, copy.differs, copy.image_mtime, copy.disk_mtime) == ("acpi_call", True, 100.5, 200.25)
+    (gone,) = parse_initramfs_copies(f"{K}\t{path}\t{'a' * 64}\t-\t100.5\t-\n")
+    assert (gone.disk_sha256, gone.disk_mtime, gone.differs) == ("", None, True)
+    with pytest.raises(ReferenceFormatError):
+        parse_initramfs_copies(f"{K}\t{path}\tnot-a-digest\t-\t1\t-\n")
+
+
+def test_metrics_mapping_reads_problem_reasons_per_kind() -> None:
+    text = ("# HELP dkms_module_problem x\n# TYPE dkms_module_problem gauge\n"
+            'dkms_module_problem{kernel="K",module="v4l2loopback",dkms="v4l2loopback/0.12.7",'
+            'reason="symbol_version_mismatch"} 1\n'
+            'dkms_module_problem{kernel="K",module="acpi_call",dkms="acpi-call/1.2.2",reason="not_in_depmod"} 1\n'
+            "# HELP dkms_module_unregistered x\n# TYPE dkms_module_unregistered gauge\n"
+            'dkms_module_unregistered{module="acpi-call",version="1.2.2"} 1\n')
+    facts = facts_from_metrics(text)
+    assert facts.symbol_problems == {("v4l2loopback", "K", "symbol_version_mismatch")}
+    assert facts.not_in_depmod == {("acpi_call", "K")}
+    assert facts.initramfs_stale == frozenset() and facts.missing_from_initramfs == frozenset()
+    assert facts.unregistered == {("acpi-call", "1.2.2")}
+    assert facts.early_boot is None

@@ -41,7 +41,9 @@ def test_every_scenario_has_both_kernels_with_an_initramfs(refs: dict[str, Refer
         assert set(ref.initramfs) == kernels, name
         for kernel, modules in ref.initramfs.items():
             assert len(modules) > 100, f"{name}: the {kernel} initramfs lists only {len(modules)} modules"
-        assert (ref.tree / "proc/sys/kernel/osrelease").read_text().strip() == ref.new_kernel
+        running = ref.old_kernel if name == "early_boot_missing" else ref.new_kernel
+        assert ref.running_kernel == running, name
+        assert (ref.tree / "proc/sys/kernel/osrelease").read_text().strip() == running, name
 
 
 def test_healthy_is_the_base_as_debian_built_it(refs: dict[str, Reference]) -> None:
@@ -138,3 +140,114 @@ def test_half_configured_is_what_dpkg_audit_lists(refs: dict[str, Reference]) ->
     for name in SCENARIOS:
         if name != "half_configured":
             assert refs[name].audit == [], name
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def module_symvers(tree: Path, kernel: str) -> dict[str, int]:
+    """symbol -> CRC of the kernel's headers (Module.symvers: crc, symbol, module, export type)."""
+    text = (tree / f"usr/src/linux-headers-{kernel}/Module.symvers").read_text()
+    return {cols[1]: int(cols[0], 16) for cols in (line.split("\t") for line in text.splitlines()) if len(cols) >= 4}
+
+
+def test_unregistered_leaves_the_packages_installed_and_dkms_knowing_nothing(refs: dict[str, Reference]) -> None:
+    ref = refs["unregistered"]
+    assert ref.dkms_status == [] and ref.module_files == []
+    assert {(src.module, src.package, src.package_status) for src in ref.sources} == {
+        ("v4l2loopback", "v4l2loopback-dkms", "ii"), ("acpi-call", "acpi-call-dkms", "ii")}
+    for src in ref.sources:
+        assert not (ref.tree / "var/lib/dkms" / src.module).exists(), src
+        assert src.conf == f"/usr/src/{src.module}-{src.version}/dkms.conf"
+    # Reinstalling the packages (headers_missing) registers exactly those sources again.
+    assert {(line.module, line.version) for line in refs["headers_missing"].dkms_status} == {
+        (src.module, src.version) for src in ref.sources}
+    for name in SCENARIOS:
+        if name != "unregistered":
+            registered = {(line.module, line.version) for line in refs[name].dkms_status}
+            assert {(src.module, src.version) for src in refs[name].sources} <= registered, name
+
+
+def test_module_deleted_leaves_dkms_and_depmod_naming_a_file_that_is_gone(refs: dict[str, Reference]) -> None:
+    ref, healthy = refs["module_deleted"], refs["healthy"]
+    new = ref.new_kernel
+    assert states(ref) == states(healthy)                  # dkms status: still installed
+    assert module_files(ref) == {("acpi_call", new)}
+    assert ref.resolved[(new, "v4l2loopback")] == healthy.resolved[(new, "v4l2loopback")]  # modules.dep unchanged
+    assert not (ref.tree / ref.resolved[(new, "v4l2loopback")].lstrip("/")).exists()
+
+
+def test_depmod_stale_leaves_a_file_modprobe_cannot_find(refs: dict[str, Reference]) -> None:
+    ref, healthy = refs["depmod_stale"], refs["healthy"]
+    new = ref.new_kernel
+    assert states(ref) == states(healthy)                 # dkms: installed
+    assert module_files(ref) == module_files(healthy)     # the file is back
+    assert ref.resolved[(new, "v4l2loopback")] is None    # modprobe: not found
+    assert healthy.resolved[(new, "v4l2loopback")] == f"/lib/modules/{new}/updates/dkms/v4l2loopback.ko"
+    assert ref.resolved[(new, "acpi_call")] == healthy.resolved[(new, "acpi_call")]
+
+
+def test_initramfs_stale_image_holds_the_build_before_the_rebuild(refs: dict[str, Reference]) -> None:
+    ref, forced = refs["initramfs_stale"], refs["initramfs_forced"]
+    new = ref.new_kernel
+    [copy] = [c for c in ref.initramfs_copies if c.kernel == new and c.name == "v4l2loopback"]
+    [before] = [c for c in forced.initramfs_copies if c.kernel == new and c.name == "v4l2loopback"]
+    assert not before.differs                    # update-initramfs copied the installed file
+    assert copy.image_sha256 == before.image_sha256  # the image is initramfs_forced's, untouched
+    assert copy.differs and copy.image_mtime < copy.disk_mtime
+    rebuilt = ref.module_file("v4l2loopback", new)
+    assert rebuilt is not None and rebuilt.signer == "DKMS module signing key"  # DKMS signed the rebuild
+    assert forced.module_file("v4l2loopback", new).signer == ""
+    assert states(ref) == states(forced)
+
+
+def test_built_for_both_installs_both_modules_for_both_kernels(refs: dict[str, Reference]) -> None:
+    ref = refs["built_for_both"]
+    new, old = ref.new_kernel, ref.old_kernel
+    assert states(ref) == {(m, k, "installed") for m in ("acpi-call", "v4l2loopback") for k in (new, old)}
+    assert module_files(ref) == {(m, k) for m in DKMS_MODULES for k in (new, old)}
+    for f in ref.module_files:
+        assert f.vermagic.split()[0] == f.kernel, f
+        assert ref.resolved[(f.kernel, f.name)] == f.path.removeprefix("/usr")
+    assert set(ref.symbol_problems) == {new, old} and not any(ref.symbol_problems.values())
+    # The two kernels are different upstream releases: their exports' CRCs differ.
+    assert module_symvers(ref.tree, new)["module_layout"] != module_symvers(ref.tree, old)["module_layout"]
+
+
+def test_stale_build_disagrees_about_symbol_versions(refs: dict[str, Reference]) -> None:
+    ref = refs["stale_build"]
+    new, old = ref.new_kernel, ref.old_kernel
+    copied, original = ref.module_file("v4l2loopback", old), ref.module_file("v4l2loopback", new)
+    assert copied is not None and original is not None
+    assert sha256(ref.tree / copied.path.lstrip("/")) == sha256(ref.tree / original.path.lstrip("/"))
+    assert copied.vermagic.split()[0] == new      # built for the other kernel
+    assert ref.resolved[(old, "v4l2loopback")] == copied.path.removeprefix("/usr")  # depmod -a ran
+    # depmod's own check against the old kernel's Module.symvers ...
+    warned = {(path, reason, sym) for path, reason, sym in ref.symbol_problems[old]}
+    assert warned and {(p, r) for p, r, _ in warned} == {(copied.path.removeprefix("/usr"), "symbol_version_mismatch")}
+    symbols = {sym for _, _, sym in warned}
+    assert "module_layout" in symbols
+    # ... and modprobe --dump-modversions against the same file agree on which CRCs differ.
+    exports, crcs = module_symvers(ref.tree, old), ref.modversions[copied.path]
+    assert {s for s, crc in crcs.items() if s in exports and exports[s] != crc} == symbols
+    assert not ref.symbol_problems[new]
+    flags = {(line.module, line.kernel): line.flags for line in ref.dkms_status}
+    assert flags[("v4l2loopback", old)] == ("built_installed_differ",)  # dkms notices the swap
+    assert flags[("v4l2loopback", new)] == ()
+
+
+def test_early_boot_missing_is_in_the_running_kernels_image_only(refs: dict[str, Reference]) -> None:
+    ref = refs["early_boot_missing"]
+    new, old = ref.new_kernel, ref.old_kernel
+    assert ref.running_kernel == old
+    assert ref.initramfs[old]["v4l2loopback"].endswith(f"/modules/{old}/updates/dkms/v4l2loopback.ko")
+    assert "videodev" in ref.initramfs[old]
+    assert "v4l2loopback" not in ref.initramfs[new] and "videodev" not in ref.initramfs[new]
+    assert [c.differs for c in ref.initramfs_copies] == [False]   # old's copy is the installed file
+    # The modules file still names it: NEW's image was made before DKMS built v4l2loopback for NEW.
+    assert "v4l2loopback" in (ref.tree / "etc/initramfs-tools/modules").read_text().split()
+    module = ref.module_file("v4l2loopback", new)
+    assert module is not None
+    assert (ref.tree / f"boot/initrd.img-{new}").stat().st_mtime < (ref.tree / module.path.lstrip("/")).stat().st_mtime
+    assert states(ref) == states(refs["built_for_both"])
