@@ -240,15 +240,15 @@ def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host):
     log = host.path("var/lib/dkms/acpi-call/1.2.2/build/make.log")
     log.parent.mkdir(parents=True)
     os.mkfifo(log)
-    scraper = Scraper(HostFS(host.root), Config(), timeout=1.5)
+    scraper = Scraper(HostFS(host.root), Config(), timeout=2.5)
     start = time.monotonic()
     first = scraper.scrape()
-    assert 1.4 < time.monotonic() - start < 4
+    assert 2.4 < time.monotonic() - start < 6
     assert "timed out" in first.facts.runs["dkms"].crashed and first.readiness.verdict == "unknown"
     assert all(r.success for n, r in first.facts.runs.items() if n != "dkms")
     start = time.monotonic()
     second = scraper.scrape()
-    assert time.monotonic() - start < 1.0       # not waiting for it again
+    assert time.monotonic() - start < 2.0       # not waiting for it again
     assert "still running" in second.facts.runs["dkms"].crashed and second.readiness.verdict == "unknown"
     assert scraper.inflight.names() == ["dkms"]
     with open(log, "w") as writer:              # a writer comes and goes: the stuck open() returns

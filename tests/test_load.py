@@ -183,7 +183,7 @@ def test_sigterm_with_clients_connected_exits_cleanly(serve):
 
 def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(host_root, monkeypatch):
     """In-process serve with the secureboot collector stuck (the test's hook: it waits on an
-    event).  The first scrape is served at the 1 s timeout with every other collector's facts and
+    event).  The first scrape is served at the 2.5 s timeout with every other collector's facts and
     readiness unknown; the next ones are served at once (it is not started again); after it
     returns, the next scrape is whole."""
     release = threading.Event()
@@ -196,7 +196,7 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
         return real(ctx)
 
     monkeypatch.setitem(facts_mod.COLLECTORS, "secureboot", stuck)
-    scraper = Scraper(HostFS(host_root), Config(), timeout=1.0)
+    scraper = Scraper(HostFS(host_root), Config(), timeout=2.5)
     registry, _ = build_registry(scraper, process=False)
     server = make_http_server("127.0.0.1:0", App(registry))
     port = server.server_address[1]
@@ -213,12 +213,12 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
             return time.monotonic() - start, success, text
 
         took, success, text = scrape()
-        assert 0.9 < took < 3, took
+        assert 2.4 < took < 6, took
         assert success.pop("secureboot") == 0 and set(success.values()) == {1.0}
         assert "\ndkms_next_boot_ready " not in text and "dkms_next_boot_readiness_unknown 1.0" in text
         with concurrent.futures.ThreadPoolExecutor(10) as pool:
             later = list(pool.map(lambda _: scrape(), range(20)))
-        assert all(t < 1.0 and s["secureboot"] == 0 for t, s, _ in later), [t for t, _, _ in later]
+        assert all(t < 2.0 and s["secureboot"] == 0 for t, s, _ in later), [t for t, _, _ in later]
         assert len(calls) == 1                      # one stuck thread, never a second
         release.set()
         deadline = time.monotonic() + 10
