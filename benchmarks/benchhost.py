@@ -184,7 +184,8 @@ def build(shape: Shape, *, log=print) -> Path:
     if (final / ".complete").exists():
         return final / "root"
     log(f"building benchmark host {shape.label} in {final} (once; cached) ...")
-    shutil.rmtree(final, ignore_errors=True)
+    for stale in final.parent.glob(f"{shape.label}-*"):   # built by an older recipe
+        shutil.rmtree(stale, ignore_errors=True)
     final.mkdir(parents=True)
     _build(final / "root", shape, log)
     (final / ".complete").write_text("ok\n")
