@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from . import artifacts
-from .harness import BootResult, boot
+from .harness import BootResult, BootSpec, boot
 from .judge import Row, judge_kernel
 from .scenarios import Case, SharedLock, cases, ensure_realhost, os_cpu_count
 
@@ -33,18 +33,20 @@ class OracleRun:
     seconds: float
     workdir: Path
     rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)   # empty-plan spec key -> the boot it shares
 
     def result(self, case: Case) -> BootResult:
         return self.boots[case.spec.key()]
 
     def report(self) -> str:
-        lines = [f"oracle stage: {len(self.cases)} scenario x kernel cases, {len(self.boots)} boots, "
-                 f"{self.seconds:.0f}s wall"]
+        lines = [(f"oracle stage: {len(self.cases)} scenario x kernel cases, "
+                  f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall")]
         for case in self.cases:
             r = self.result(case)
             mode = "secure-boot" if case.spec.secure_boot else "direct"
             lines.append(f"== {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s "
-                         f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}]")
+                         f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}"
+                         + (f" = boot {self.aliases[case.spec.key()]}]" if case.spec.key() in self.aliases else "]"))
             lines += ["   " + row.line() for row in self.rows[(case.scenario, case.kernel)]]
         return "\n".join(lines)
 
@@ -55,11 +57,14 @@ def _run_all(work: Path) -> OracleRun:
         start = time.monotonic()
         all_cases = cases(realhost)
         specs = {c.spec.key(): c.spec for c in all_cases}
+        aliases = _empty_plan_aliases(specs)
         workers = max(1, min(2, os_cpu_count()))
         with ThreadPoolExecutor(workers) as pool:
-            futures = {key: pool.submit(boot, spec, work / key) for key, spec in specs.items()}
+            futures = {key: pool.submit(boot, spec, work / key) for key, spec in specs.items()
+                       if key not in aliases}
             boots = {key: f.result() for key, f in futures.items()}
-        run = OracleRun(all_cases, boots, time.monotonic() - start, work)
+        boots.update({key: boots[target] for key, target in aliases.items()})
+        run = OracleRun(all_cases, boots, time.monotonic() - start, work, aliases=aliases)
     for case in all_cases:
         run.rows[(case.scenario, case.kernel)] = judge_kernel(case.kernel, case.doc, run.result(case))
     report = run.report()
@@ -69,6 +74,17 @@ def _run_all(work: Path) -> OracleRun:
         {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at,
              "secure_boot": b.spec.secure_boot is not None} for k, b in boots.items()}, indent=1))
     return run
+
+
+def _empty_plan_aliases(specs: dict[str, BootSpec]) -> dict[str, str]:
+    """Specs with no module to try are judged only on whether the kernel boots to the init: one
+    that boots the same kernel and initramfs with modules to try answers that too (no extra boot)."""
+    with_plan: dict[str, str] = {}
+    for key, spec in specs.items():
+        if spec.modules:
+            with_plan.setdefault(spec.image_key(), key)
+    return {key: with_plan[spec.image_key()] for key, spec in specs.items()
+            if not spec.modules and not spec.capture and spec.image_key() in with_plan}
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,20 @@ class BootSpec:
             p = self.tree / "lib/modules" / self.release / name
             h.update(name.encode() + (_file_digest(p) if p.exists() else b"-"))
         for rel in sorted(resolve_files(self.tree, self.release, self.payload_modules)):
-            h.update(rel.encode() + _file_digest(self.tree / "lib/modules" / self.release / rel))
+            path = self.tree / "lib/modules" / self.release / rel
+            h.update(rel.encode() + (_file_digest(path) if path.exists() else b"-"))
+        if self.secure_boot is not None:
+            h.update(b"secure-boot")
+            for der in self.secure_boot.mok_certificates:
+                h.update(hashlib.sha256(der).digest())
+        return h.hexdigest()[:20]
+
+    def image_key(self) -> str:
+        """What decides whether the kernel boots to the init at all: the kernel, its initramfs and
+        the firmware setup (a spec with an empty plan is judged on that alone)."""
+        h = hashlib.sha256(self.release.encode() + b"\0")
+        for f in (self.vmlinuz, self.initrd):
+            h.update(_file_digest(f))
         if self.secure_boot is not None:
             h.update(b"secure-boot")
             for der in self.secure_boot.mok_certificates:
@@ -102,13 +115,14 @@ def _file_digest(path: Path) -> bytes:
 
 def resolve_files(tree: Path, release: str, modules: Iterable[str]) -> set[str]:
     """Module files (relative to /lib/modules/K) the host's modprobe resolves in the tree's
-    modules.dep for ``modules``, dependencies included; names it cannot find add nothing."""
+    modules.dep for ``modules``, dependencies included; names it cannot find add nothing.  A file
+    modules.dep names but the tree lacks is listed too (the payload leaves it out, as the tree does)."""
     modprobe = artifacts.need("modprobe", "kmod")
     prefix = str(tree / "lib/modules" / release) + "/"
     files: set[str] = set()
     for name in modules:
         proc = subprocess.run([modprobe, "-d", str(tree), "-S", release, "-C", "/dev/null",
-                               "--show-depends", name], capture_output=True, text=True)
+                               "--show-depends", name], capture_output=True, text=True, check=False)
         for line in proc.stdout.splitlines():
             verb, _, path = line.partition(" ")
             path = path.strip()
@@ -147,6 +161,8 @@ def build_payload(spec: BootSpec, work: Path) -> Path:
         if (src / name).exists():
             shutil.copy(src / name, dst / name)
     for rel in resolve_files(spec.tree, spec.release, spec.payload_modules):
+        if not (src / rel).exists():
+            continue  # modules.dep names a file the tree does not have: the VM must miss it too
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src / rel, dst / rel)
     names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
@@ -154,7 +170,7 @@ def build_payload(spec: BootSpec, work: Path) -> Path:
     with open(out, "wb") as f:
         proc = subprocess.run([artifacts.need("cpio", "cpio"), "-o", "-H", "newc", "-R", "0:0",
                                "--reproducible", "--quiet"], cwd=stage, input="\n".join(names).encode(),
-                              stdout=f, stderr=subprocess.PIPE)
+                              stdout=f, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"cpio failed: {proc.stderr.decode()}")
     return out
@@ -259,7 +275,7 @@ def firmware_vars(setup: SecureBootSetup, work: Path) -> Path:
         cert = work / f"mok{i}.der"
         cert.write_bytes(der)
         argv += ["--add-mok", SHIM_LOCK_GUID, str(cert)]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"virt-fw-vars failed:\n{proc.stdout}\n{proc.stderr}")
     return out
@@ -291,6 +307,8 @@ class ModuleOutcome:
     resolved: bool | None = None          # the tree's modules.dep has it (modprobe -d)
     loads: list[tuple[str, int | None]] = field(default_factory=list)  # (file, errno or None=ok)
     loaded: bool | None = None            # live after the attempt
+    initramfs_sha256: str | None = None   # of the file the initramfs' modprobe would load
+    tree_sha256: str | None = None        # of the file the tree's modules.dep resolves it to
 
     @property
     def errno(self) -> int | None:
@@ -352,6 +370,10 @@ def parse_console(text: str) -> KernelView:
             view.module(words[0]).in_initramfs = words[1] == "found"
         elif what == "early" and len(words) == 2:
             view.module(words[0]).early_loaded = words[1] == "loaded"
+        elif what == "initramfs_file" and len(words) == 2:
+            view.module(words[0]).initramfs_sha256 = words[1]
+        elif what == "tree_file" and len(words) == 2:
+            view.module(words[0]).tree_sha256 = words[1]
         elif what == "resolve" and len(words) == 2:
             view.module(words[0]).resolved = words[1] == "found"
         elif what == "dep" and len(words) == 2:

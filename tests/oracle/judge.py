@@ -36,7 +36,10 @@ EXPECT: dict[str, Refusal] = {
                              ("Loading of module with unavailable key is rejected", "Key was rejected",
                               "unsigned module loading is restricted")),
     "vermagic_mismatch": Refusal(frozenset({errno.ENOEXEC}), ("version magic",)),
-    "symbol_version_mismatch": Refusal(frozenset({errno.EINVAL}), ("disagrees about version of symbol",)),
+    # load_module checks module_layout's CRC first (check_modstruct_version: -ENOEXEC), every other
+    # symbol later (resolve_symbol: -EINVAL, logged with "Unknown symbol ... (err -22)" too).
+    "symbol_version_mismatch": Refusal(frozenset({errno.EINVAL, errno.ENOEXEC}),
+                                       ("disagrees about version of symbol",)),
     "unknown_symbol": Refusal(frozenset({errno.ENOENT}), ("Unknown symbol",)),
     "module_unreadable": Refusal(frozenset({errno.ENOEXEC, errno.EINVAL, errno.EBADMSG}), ()),
 }
@@ -64,10 +67,15 @@ def kernel_did(m: ModuleOutcome, result: BootResult) -> str:
     parts = []
     if m.in_initramfs is not None:
         parts.append("in initramfs" if m.in_initramfs else "not in initramfs")
+    if m.in_initramfs and m.initramfs_sha256 and m.tree_sha256:
+        parts.append("same build as the tree's" if m.initramfs_sha256 == m.tree_sha256
+                     else f"another build than the tree's ({m.initramfs_sha256[:8]} vs {m.tree_sha256[:8]})")
     if m.early_loaded:
         parts.append("loaded early")
     if m.resolved is False:
         parts.append("modprobe: not found")
+    elif m.resolved and m.tree_sha256 == "none":
+        parts.append("modprobe: its file is gone")
     elif m.errno not in (None, errno.EEXIST):
         said = [line.split("] ", 1)[-1] for line in result.view.dmesg_about(m.name)
                 if _refusal_line(line)]
@@ -110,11 +118,14 @@ def judge_module(kernel: str, module: dict, result: BootResult) -> Row:
 def _kernel_agrees(reason: str, m: ModuleOutcome, result: BootResult, loaded: bool) -> bool:
     """Whether the kernel's outcome is the one ``reason`` predicts."""
     if reason in ABSENT:
-        return not loaded and m.resolved is False
+        # modprobe does not find it, or modules.dep names a file that is not there
+        return not loaded and (m.resolved is False or (m.resolved is True and m.tree_sha256 == "none"))
     if reason == "missing_from_initramfs":
         return m.in_initramfs is False and not m.early_loaded
     if reason == "initramfs_stale":
-        return m.in_initramfs is True  # an older copy is there; which copy runs is not observable here
+        # the image holds another build than the file the tree resolves the module to
+        return bool(m.in_initramfs and m.initramfs_sha256 and m.tree_sha256 not in (None, "none")
+                    and m.initramfs_sha256 != m.tree_sha256)
     refusal = EXPECT.get(reason)
     if refusal is None:
         return False

@@ -7,9 +7,10 @@
 # What it does, and prints as "ORACLE <what> ..." lines on the console (ttyS0):
 #   1. what initramfs-tools' init does with modules (scripts/functions load_modules): modprobe
 #      every line of /conf/modules with the initramfs' own modprobe;
-#   2. for each module of the plan: can the initramfs' modprobe find it, is it loaded already;
-#   3. for each module of the plan: resolve it in the host tree's modules.dep (modprobe -d) and
-#      load the files in order with finit_module (loadmod prints the errno);
+#   2. for each module of the plan: can the initramfs' modprobe find it (and the sha256 of the file
+#      it would load), is it loaded already;
+#   3. for each module of the plan: resolve it in the host tree's modules.dep (modprobe -d), the
+#      sha256 of its file, and load the files in order with finit_module (loadmod prints the errno);
 #   4. the kernel's view of trust (sig_enforce, lockdown, Secure Boot) and, with CAPTURE=1, the
 #      EFI variables, mokvar table, /proc/keys... base64-encoded;
 #   5. the kernel's log (dmesg), then power off.
@@ -38,6 +39,9 @@ say fact "initramfs_modprobe=${MODPROBE:-none}"
 if [ -e /init ]; then say fact initramfs_init=present; else say fact initramfs_init=absent; fi
 
 loaded() { [ "$(cat "/sys/module/$1/initstate" 2>/dev/null)" = live ]; }
+# The module's own file in `modprobe --show-depends` output ($1): its last insmod line.
+own_file() { sed -n 's/^insmod \([^ ]*\).*/\1/p' "$1" | tail -n 1; }
+digest() { if [ -f "$1" ]; then sha256sum "$1" | cut -d' ' -f1; else echo none; fi; }
 
 # 1. /conf/modules, exactly as load_modules does (comments and empty lines skipped).
 if [ -e /conf/modules ] && [ -n "$MODPROBE" ]; then
@@ -54,8 +58,9 @@ fi
 # 2. The initramfs' view of each module of the plan (MODULES is split on purpose).
 # shellcheck disable=SC2086
 for n in $MODULES; do
-    if [ -n "$MODPROBE" ] && $MODPROBE --show-depends "$n" >/dev/null 2>&1; then
+    if [ -n "$MODPROBE" ] && $MODPROBE --show-depends "$n" >/tmp/ideps 2>&1; then
         say initramfs "$n" found
+        say initramfs_file "$n" "$(digest "$(own_file /tmp/ideps)")"
     else
         say initramfs "$n" notfound
     fi
@@ -72,6 +77,7 @@ for n in $MODULES; do
         continue
     fi
     say resolve "$n" found
+    say tree_file "$n" "$(digest "$(own_file /tmp/deps)")"
     while read -r verb path rest; do
         case $verb in
             insmod) say dep "$n" "$path"; loadmod "$path" ;;

@@ -18,8 +18,10 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from . import artifacts
 from .harness import BootSpec, SecureBootSetup
@@ -35,7 +37,7 @@ BUILD_TIMEOUT = 45 * 60
 def realhost_scenarios() -> tuple[str, ...]:
     """The names in tests/realhost/scenarios.sh's SCENARIOS array."""
     text = (REALHOST / "scenarios.sh").read_text()
-    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.M)
+    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.MULTILINE)
     if m is None:
         raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
     return tuple(m[1].split())
@@ -53,28 +55,37 @@ def scenario_names() -> tuple[str, ...]:
 
 
 def ensure_realhost() -> Path:
-    """Runs tests/realhost/build.sh (warm: seconds; cold: about 7 minutes, needs root) and
-    returns its cache root; a failure raises with the end of its output."""
+    """Runs tests/realhost/build.sh (warm: seconds; cold: about 7 minutes, needs root) and returns
+    the build it made or reused (its REALHOST_DIR=, builds/KEY: scenarios/, host.env, stamp); a
+    failure raises with the end of its output."""
     build = REALHOST / "build.sh"
-    proc = subprocess.run(["bash", str(build)], capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    proc = subprocess.run(["bash", str(build)], capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                          check=False)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         raise RuntimeError(f"tests/realhost/build.sh failed (exit {proc.returncode}):\n{tail}")
-    root = subprocess.run(["bash", str(build), "--print"], capture_output=True, text=True, check=True)
-    return Path(root.stdout.strip())
+    dirs = [line.split("=", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("REALHOST_DIR=")]
+    if not dirs:
+        raise RuntimeError(f"tests/realhost/build.sh printed no REALHOST_DIR=:\n{tail}")
+    return Path(dirs[-1])
 
 
 class SharedLock:
-    """A shared flock on the real-host builder's lock file: a rebuild (exclusive) waits while the
-    oracle reads the trees.  Held only around the work, never for the whole pytest session (the
-    realhost tests run build.sh later in the same session)."""
+    """A shared flock on the real-host builder's lock file (realhost/.lock, two levels above a
+    build's builds/KEY): a rebuild, which may delete old builds, waits while the oracle reads the
+    trees.  Held only around the work, never for the whole pytest session (the realhost tests run
+    build.sh later in the same session)."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / ".lock"
+    def __init__(self, build: Path) -> None:
+        self.build = build
+        self.path = build.parents[1] / ".lock"
 
-    def __enter__(self) -> "SharedLock":
+    def __enter__(self) -> Self:
         self.handle = open(self.path, "a+")
         fcntl.flock(self.handle, fcntl.LOCK_SH)
+        if not (self.build / "stamp").is_file():
+            self.__exit__()
+            raise RuntimeError(f"{self.build} was deleted before the oracle could lock it (a concurrent rebuild?)")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -158,7 +169,7 @@ def mok_certificates(tree: Path) -> list[bytes]:
 def exporter_check(tree: Path, kernel: str) -> dict:
     """`python -m exporter check --json --kernel K --path.rootfs TREE` (exit 0/1/2 are answers)."""
     argv = [sys.executable, "-m", "exporter", "check", "--json", "--kernel", kernel, "--path.rootfs", str(tree)]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode not in (0, 1, 2) or not proc.stdout.strip():
         raise RuntimeError(f"$ {' '.join(argv)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
@@ -193,13 +204,14 @@ class Case:
 
 
 def cases(realhost: Path) -> list[Case]:
-    out = []
-    for scenario in scenario_names():
-        tree = tree_of(realhost, scenario)
-        for kernel in installed_kernels(tree):
-            doc = exporter_check(tree, kernel)
-            out.append(Case(scenario, kernel, tree, doc, boot_spec(tree, kernel, doc)))
-    return out
+    """Every scenario x installed kernel with the exporter's verdict (one `check` process each, two
+    at a time: each is about a second of Python)."""
+    pairs = [(scenario, tree_of(realhost, scenario)) for scenario in scenario_names()]
+    todo = [(scenario, tree, kernel) for scenario, tree in pairs for kernel in installed_kernels(tree)]
+    with ThreadPoolExecutor(max(1, min(2, os_cpu_count()))) as pool:
+        docs = list(pool.map(lambda item: exporter_check(item[1], item[2]), todo))
+    return [Case(scenario, kernel, tree, doc, boot_spec(tree, kernel, doc))
+            for (scenario, tree, kernel), doc in zip(todo, docs, strict=True)]
 
 
 def os_cpu_count() -> int:

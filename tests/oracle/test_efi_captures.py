@@ -11,11 +11,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import scrape
-from exporter.trust import (EFI_GLOBAL_GUID, SHIM_LOCK_GUID, load_certificate, mok_keys_trusted, read_efivar,
-                            read_lockdown, read_mok_list, read_sig_enforce, secure_boot_state)
 from hostbuilder import KEYS
+
+from exporter.trust import (
+    EFI_GLOBAL_GUID,
+    SHIM_LOCK_GUID,
+    load_certificate,
+    mok_keys_trusted,
+    read_efivar,
+    read_lockdown,
+    read_mok_list,
+    read_sig_enforce,
+    secure_boot_state,
+)
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "efi-captures"
 SYS = CAPTURES / "sys"

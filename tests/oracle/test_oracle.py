@@ -25,7 +25,9 @@ def test_exporter_verdicts_match_the_booted_kernel(oracle_run, scenario: str) ->
 
 
 def _case(oracle_run, scenario: str, which: str = "NEW_KERNEL"):
-    kernels = sorted({c.kernel for c in oracle_run.cases if c.scenario == scenario})
+    """The case of the newest (NEW_KERNEL) or oldest (OLD_KERNEL) kernel of a scenario."""
+    kernels = sorted({c.kernel for c in oracle_run.cases if c.scenario == scenario},
+                     key=lambda k: [int(x) if x.isdigit() else x for x in k.replace("-", ".").split(".")])
     newest = kernels[-1] if which == "NEW_KERNEL" else kernels[0]
     return next(c for c in oracle_run.cases if c.scenario == scenario and c.kernel == newest)
 
@@ -100,6 +102,55 @@ def test_shims_mok_list_holds_the_trees_certificates(oracle_run) -> None:
     booted = {sig["data"] for esl in siglist.EfiSigDB(r.view.files[name])
               if str(esl.guid) == guids.EfiCertX509 for sig in esl}
     assert set(case.spec.secure_boot.mok_certificates) <= booted
+
+
+def test_a_module_built_for_another_kernel_is_refused_for_its_symbol_versions(oracle_run) -> None:
+    """stale_build: the older kernel holds the newer kernel's v4l2loopback; 6.1 checks
+    module_layout's CRC before anything else and refuses the file (ENOEXEC) with "disagrees about
+    version of symbol module_layout"; its own acpi_call build loads."""
+    case = _case(oracle_run, "stale_build", "OLD_KERNEL")
+    r = oracle_run.result(case)
+    assert r.status == "ok", r.describe()
+    v4l2 = r.view.module("v4l2loopback")
+    assert v4l2.resolved and not v4l2.loaded and v4l2.errno in (errno.ENOEXEC, errno.EINVAL), v4l2
+    assert any("v4l2loopback: disagrees about version of symbol" in line for line in r.view.dmesg), r.view.dmesg
+    assert r.view.module("acpi_call").loaded
+    reasons = {p["reason"] for k in case.doc["kernels"] for m in k["modules"] if m["module"] == "v4l2loopback"
+               for p in m["problems"]}
+    assert reasons == {"symbol_version_mismatch"}, case.doc
+
+
+def test_early_boot_module_missing_from_the_next_kernels_initramfs(oracle_run) -> None:
+    """early_boot_missing: the running (older) kernel loads v4l2loopback from its initramfs; the
+    next boot's initramfs cannot find it before the root is mounted."""
+    old = oracle_run.result(_case(oracle_run, "early_boot_missing", "OLD_KERNEL"))
+    assert old.status == "ok", old.describe()
+    assert ("v4l2loopback", 0) in [(m, rc) for m, rc in old.view.conf_modules], old.view.conf_modules
+    assert old.view.module("v4l2loopback").early_loaded
+    new = oracle_run.result(_case(oracle_run, "early_boot_missing"))
+    assert new.status == "ok", new.describe()
+    m = new.view.module("v4l2loopback")
+    assert m.in_initramfs is False and not m.early_loaded and m.loaded, m  # loads only from the root fs
+
+
+def test_stale_initramfs_loads_the_build_before_the_rebuild(oracle_run) -> None:
+    """initramfs_stale: the initramfs' copy (unsigned) is another file than the rebuilt, signed one
+    on disk, and it is the one the kernel loads in early boot."""
+    r = oracle_run.result(_case(oracle_run, "initramfs_stale"))
+    assert r.status == "ok", r.describe()
+    m = r.view.module("v4l2loopback")
+    assert m.in_initramfs and m.early_loaded, m
+    assert m.initramfs_sha256 and m.tree_sha256 and m.initramfs_sha256 != m.tree_sha256, m
+    forced = oracle_run.result(_case(oracle_run, "initramfs_forced")).view.module("v4l2loopback")
+    assert forced.initramfs_sha256 == forced.tree_sha256 == m.initramfs_sha256, (forced, m)
+
+
+def test_a_module_depmod_does_not_know_cannot_be_found(oracle_run) -> None:
+    r = oracle_run.result(_case(oracle_run, "depmod_stale"))
+    assert r.status == "ok", r.describe()
+    v4l2 = r.view.module("v4l2loopback")
+    assert v4l2.resolved is False and not v4l2.loaded, v4l2
+    assert r.view.module("acpi_call").loaded
 
 
 def test_the_oracle_stage_fits_the_ci_budget(oracle_run) -> None:
