@@ -241,7 +241,6 @@ class _Lanes:
                 if self.closed or self.current is not None:
                     return
                 job = self.current = self._take()
-                self.cond.notify_all()  # the scrape watches the new current collector for a stall
                 if job is None:
                     return  # what is left waits for a stalled collector; its worker carries on
             _run(job)
@@ -322,8 +321,10 @@ def gather(fs: HostFS, cache: FileCache, config: Config, enabled: frozenset[str]
                 lanes.worker()
                 continue
             waits = [] if deadline is None else [deadline - now]
-            if stall is not None and current is not None:
-                waits.append(current.started + stall - now)
+            if stall is not None:
+                # a worker does not wake the scrape when it starts a collector (a GIL hand-off per
+                # collector cost ~10 ms a warm scrape): the scrape looks again every ``stall``
+                waits.append(current.started + stall - now if current is not None else stall)
             lanes.cond.wait(max(0.0, min(waits)) if waits else None)
         lanes.closed = True
         runs: dict[str, CollectorRun] = dict(lanes.skipped)
