@@ -70,6 +70,9 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+_GRUBENV_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
 def parse_grubenv(data: bytes) -> dict[str, str]:
     """grubenv: 1024-byte block of name=value lines, '#' padding, backslash escapes."""
     env: dict[str, str] = {}
@@ -78,7 +81,9 @@ def parse_grubenv(data: bytes) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         name, value = line.split("=", 1)
-        env[name] = value.replace("\\n", "\n").replace("\\\\", "\\")
+        # left to right, as grub's envblk reads it: "\n" is a newline, "\x" is x (so a value
+        # holding a backslash and an n, written "\\n", is not mangled into backslash-newline)
+        env[name] = _GRUBENV_ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
     return env
 
 

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_tool
@@ -361,6 +361,7 @@ def test_grubenv_and_bls_random_bytes(blob):
 
 
 @PROFILE
+@example({"_": "\\n"})  # a backslash and an n: read as backslash-newline before the fix
 @given(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
                        st.text(string.printable.replace("\n", "").replace("\r", "").replace("\x0b", "")
                                .replace("\x0c", ""), max_size=30), max_size=6))
