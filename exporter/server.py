@@ -37,6 +37,7 @@ DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
 RENDER_SLOTS = 2               # of those, rendering at once (CPU-bound: more would only contend)
 REQUEST_TIMEOUT_SECONDS = 60
+SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to be answered
 
 StartResponse = Callable[..., object]
 
@@ -121,6 +122,37 @@ class _Server(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
     request_queue_size = 128   # listen() backlog; socketserver's 5 drops SYNs from a burst of scrapers
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._active = 0                     # requests accepted and not yet answered
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self._idle:  # counted here, in the accepting thread, so no request slips past wait_idle
+            self._active += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every accepted request was answered (handler threads are daemons: the
+        process exiting would cut their responses short)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -160,4 +192,7 @@ def serve(server: WSGIServer) -> None:
     host, port = server.server_address[:2]
     log.info("listening on %s:%d", host or "*", port)
     server.serve_forever(poll_interval=0.5)
+    wait_idle = getattr(server, "wait_idle", None)
+    if wait_idle is not None and not wait_idle(SHUTDOWN_GRACE_SECONDS):
+        log.warning("shutting down with requests still unanswered after %d s", SHUTDOWN_GRACE_SECONDS)
     server.server_close()

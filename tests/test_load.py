@@ -177,7 +177,7 @@ def test_sigterm_with_clients_connected_exits_cleanly(serve):
     assert code == 0 and took < 10, (code, took, stderr[-2000:])
     assert "Traceback" not in stderr, stderr[-2000:]
     assert outcomes.count("ok") > 20 and "TRUNCATED" not in outcomes
-    assert not any(o.startswith("bad") for o in outcomes), outcomes
+    assert not [o for o in outcomes if o.startswith("bad")], sorted(set(outcomes))
     assert outcomes[-1] == "refused"
 
 
@@ -230,3 +230,34 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
+    """serve() returns only after every request it accepted was answered: a scrape slowed to
+    1.5 s (the test's hook) that is in flight when shutdown begins still gets its whole body."""
+    from exporter import server as server_mod
+    scraper = Scraper(HostFS(host_root), Config())
+    registry, _ = build_registry(scraper, process=False)
+    real = scraper.scrape
+
+    def slow():
+        time.sleep(1.5)
+        return real()
+
+    monkeypatch.setattr(scraper, "scrape", slow)
+    srv = make_http_server("127.0.0.1:0", App(registry))
+    port = srv.server_address[1]
+    monkeypatch.setattr(server_mod.signal, "signal", lambda *a: None)   # serve() in a thread: no handlers
+    serving = threading.Thread(target=server_mod.serve, args=(srv,))
+    serving.start()
+    result: list = []
+    client = threading.Thread(target=lambda: result.append(get(port)))
+    client.start()
+    time.sleep(0.5)                        # the request is accepted and its scrape is running
+    srv.shutdown()                         # what SIGTERM triggers: no more accepts
+    time.sleep(0.5)
+    assert serving.is_alive()              # the process would exit when serve() returns
+    serving.join(timeout=10)
+    client.join(timeout=10)
+    assert not serving.is_alive() and result and result[0][0] == 200
+    assert result[0][1].endswith(b"\n") and b"dkms_next_boot_ready 0.0" in result[0][1]
