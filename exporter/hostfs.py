@@ -100,10 +100,16 @@ class HostFS:
                 hops[0] += 1
                 if hops[0] > MAX_SYMLINK_HOPS:
                     raise OSError(errno.ELOOP, "too many levels of symbolic links", hostpath)
-                target = os.readlink(candidate)
-                if not target.startswith("/"):
-                    target = self.to_host(local_parent).rstrip("/") + "/" + target
-                result = self._resolve(target, hops)
+                try:
+                    target = os.readlink(candidate)
+                except OSError:  # replaced or removed since the lstat: take the path as it is now
+                    target = None
+                if target is None:
+                    result = candidate
+                else:
+                    if not target.startswith("/"):
+                        target = self.to_host(local_parent).rstrip("/") + "/" + target
+                    result = self._resolve(target, hops)
             else:
                 result = candidate
         self._memo[key] = result
