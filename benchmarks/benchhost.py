@@ -344,8 +344,8 @@ def _image_stage(kind: str, log) -> Path:
     log(f"  unpacking {src} ...")
     shutil.rmtree(stage, ignore_errors=True)
     (stage / "root").mkdir(parents=True)
-    from exporter.initramfs import list_image
-    main = [s for s in list_image(src).segments if s.compression != "none"][-1]
+    from exporter.collectors.initramfs import list_image_file
+    main = [s for s in list_image_file(src).segments if s.compression != "none"][-1]
     subprocess.run(f"tail -c +{main.offset + 1} '{src}' | zstd -dcq | cpio -idm --quiet --no-absolute-filenames",
                    shell=True, check=True, cwd=stage / "root")
     (stage / ".complete").write_text("ok\n")
@@ -397,5 +397,5 @@ def _pack_image(h: Host, stage: Path, kernel: str, early: list[str], out: Path) 
 
 
 def _decompress_module(raw: bytes) -> bytes:
-    from exporter.modfile import decompress_module
+    from exporter.formats.module import decompress_module
     return decompress_module(raw)[1]

@@ -43,8 +43,12 @@ TARGETS = ("modfile", "initramfs", "dkmsconf", "dpkg", "bootloader", "trust", "d
 
 
 def run_one(target: str, data: bytes) -> None:
-    from exporter import bootloader, depmod, dkmsconf, dpkg, makelog, modfile, symvers, trust
-    from exporter.initramfs import InitramfsError, list_image
+    from exporter.collectors import bootloader, secureboot
+from exporter.collectors import module as module_collector
+from exporter.formats import bls, depmod, dkmsconf, dpkg, efi, errors, grub, makelog, symvers, x509
+from exporter.formats import module as modfile
+    from exporter.formats.initramfs import InitramfsError
+    from exporter.collectors.initramfs import list_image_file
 
     if target == "modfile":
         try:
@@ -57,7 +61,7 @@ def run_one(target: str, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             try:
-                listing = list_image(Path(fh.name), max_uncompressed=64 << 20, max_entries=10_000)
+                listing = list_image_file(Path(fh.name), max_uncompressed=64 << 20, max_entries=10_000)
                 assert listing.entries <= 10_000 and listing.uncompressed_bytes <= 64 << 20
             except InitramfsError:
                 pass
@@ -75,19 +79,16 @@ def run_one(target: str, data: bytes) -> None:
         dpkg.parse_arch_file(data)
     elif target == "bootloader":
         cfg, _, env = data.partition(b"\0")
-        try:
-            bootloader.grub_next_boot(cfg.decode("utf-8", "surrogateescape"), bootloader.parse_grubenv(env))
-        except bootloader.BootConfigError:
-            pass
-        bootloader.parse_bls_entry(data)
+        bootloader.grub_next_boot(cfg.decode("utf-8", "surrogateescape"), grub.parse_grubenv(env))
+        bls.parse_bls_entry(data)
     elif target == "trust":
         try:
-            trust.key_list_from_entries("MokListRT", (), trust.parse_signature_lists(data))
-        except trust.TrustDataError:
+            efi.key_list_from_entries("MokListRT", (), efi.parse_signature_lists(data))
+        except errors.TrustDataError:
             pass
         try:
-            trust.load_certificate(data)
-        except trust.TrustDataError:
+            x509.load_certificate(data)
+        except errors.TrustDataError:
             pass
     elif target == "depmod":
         for parse in (depmod.parse_modules_dep_bin, depmod.parse_modules_dep):
@@ -181,8 +182,9 @@ def atheris_child(target: str, argv: list[str]) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["exporter", "elftools", "asn1crypto"]):
-        import exporter.bootloader, exporter.depmod, exporter.dkmsconf, exporter.dpkg  # noqa: F401,E401
-        import exporter.initramfs, exporter.makelog, exporter.modfile, exporter.symvers, exporter.trust  # noqa: F401,E401
+        import exporter.collectors.bootloader, exporter.formats.depmod, exporter.formats.dkmsconf  # noqa: F401,E401
+        import exporter.formats.dpkg, exporter.formats.initramfs, exporter.formats.makelog  # noqa: F401,E401
+        import exporter.formats.module, exporter.formats.symvers, exporter.formats.efi  # noqa: F401,E401
     atheris.Setup([sys.argv[0], *argv], lambda data: run_one(target, data))
     atheris.Fuzz()
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How fast is exporter.initramfs.list_image next to lsinitramfs and the decompression floor?
+"""How fast is exporter.formats.initramfs.list_image next to lsinitramfs and the decompression floor?
 
 Usage (root; builds the image with the test helper unless one is given):
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from exporter.initramfs import list_image
+from exporter.collectors.initramfs import list_image_file
 
 DECOMPRESS = {
     "zstd": "zstd -dcq",
@@ -57,8 +57,8 @@ def _shell(command: str) -> None:
 def _rss_growth_kib(image: Path) -> int:
     """Peak RSS of a fresh interpreter that lists the image, minus one that only imports (KiB)."""
     code = (
-        "import sys; from pathlib import Path; from exporter.initramfs import list_image; "
-        "sys.argv[1] and list_image(Path(sys.argv[1])); "
+        "import sys; from pathlib import Path; from exporter.collectors.initramfs import list_image_file; "
+        "sys.argv[1] and list_image_file(Path(sys.argv[1])); "
         "print(Path('/proc/self/status').read_text().split('VmHWM:')[1].split()[0])"
     )  # VmHWM belongs to the new mm; ru_maxrss would carry the forking parent's peak over exec
 
@@ -86,7 +86,7 @@ def main() -> int:
         print("building (or reusing) a Debian mkinitramfs MODULES=most zstd image ...", flush=True)
         image = initramfs_build.mkinitramfs_image("zstd", modules="most")
 
-    listing = list_image(image)  # also warms the page cache
+    listing = list_image_file(image)  # also warms the page cache
     main_seg = [s for s in listing.segments if s.compression != "none"][-1]
     print(f"image: {image}")
     print(
@@ -104,12 +104,12 @@ def main() -> int:
     floor: list[float] = []
     lsinit: list[float] = []
     for _ in range(args.repeat):
-        ours += _times(lambda: list_image(image), 1)
+        ours += _times(lambda: list_image_file(image), 1)
         floor += _times(lambda: _shell(floor_cmd), 1)
         lsinit += _times(lambda: _shell(f"lsinitramfs {shlex.quote(str(image))}"), 1)
 
     tracemalloc.start()
-    list_image(image)
+    list_image_file(image)
     heap_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     rss_kib = _rss_growth_kib(image)

@@ -213,9 +213,9 @@ def profile_cold(root: Path, top: int = 25) -> None:
     import pstats
 
     from exporter.config import Config
-    from exporter.hostfs import HostFS
-    from exporter.metrics import families
-    from exporter.scrape import Scraper
+    from exporter.host.rootfs import HostFS
+    from exporter.output.metrics import families
+    from exporter.scrape.scraper import Scraper
 
     scraper = Scraper(HostFS(root), Config())
     prof = cProfile.Profile()
@@ -229,7 +229,7 @@ def profile_cold(root: Path, top: int = 25) -> None:
 
 def import_time() -> float:
     """Seconds a fresh interpreter needs to import the exporter (part of every cold run)."""
-    code = "import time; t = time.perf_counter(); import exporter.cli, exporter.server, exporter.metrics; " \
+    code = "import time; t = time.perf_counter(); import exporter.cli, exporter.web.server, exporter.output.metrics; " \
            "print(time.perf_counter() - t)"
     return min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                     cwd=REPO).stdout) for _ in range(3))

@@ -7,14 +7,17 @@ import logging
 import re
 import sys
 
-from . import __version__
+from . import __version__, process
 from .config import ConfigError, load_config
-from .facts import COLLECTORS, DEFAULT_TIMEOUT
-from .hostfs import HostFS
+from .collectors import collectors
+from .host.rootfs import HostFS
 from .scrape import Scraper
-from .server import DEFAULT_LISTEN
+from .scrape.scheduler import DEFAULT_TIMEOUT
+from .web.server import DEFAULT_LISTEN
 
 log = logging.getLogger("dkms_exporter")
+# collectors that were renamed: the old flag still works
+RENAMED_COLLECTORS = {"dpkg": "packages"}
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
@@ -32,11 +35,17 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--scrape.timeout", dest="scrape_timeout", type=duration, default=d(DEFAULT_TIMEOUT),
                    metavar="DURATION", help=f"a collector still running this long after the scrape began is "
                    f"reported as failed and the scrape is served without it (default {DEFAULT_TIMEOUT:g}s)")
-    for name in COLLECTORS:
-        p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_true",
-                       default=d(None), help=f"enable the {name} collector (default: enabled)")
-        p.add_argument(f"--no-collector.{name}", dest=f"collector_{name}", action="store_false",
+    for c in collectors():
+        p.add_argument(f"--collector.{c.name}", dest=f"collector_{c.name}", action="store_true",
+                       default=d(None), help=f"enable the {c.name} collector (default: enabled)"
+                       + (f"; {_first_line(c.doc)}" if c.doc else ""))
+        p.add_argument(f"--no-collector.{c.name}", dest=f"collector_{c.name}", action="store_false",
                        default=d(None), help=argparse.SUPPRESS)
+    for old, new in RENAMED_COLLECTORS.items():   # still accepted, so that old units keep working
+        p.add_argument(f"--collector.{old}", dest=f"collector_{new}", action="store_true", default=d(None),
+                       help=argparse.SUPPRESS)
+        p.add_argument(f"--no-collector.{old}", dest=f"collector_{new}", action="store_false", default=d(None),
+                       help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +91,15 @@ def duration(text: str) -> float:
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
+def _first_line(doc: str) -> str:
+    """A collector's help: its module docstring's first sentence after the flag name."""
+    text = " ".join(doc.split())
+    text = text.split(": ", 1)[1] if text.startswith("--collector.") and ": " in text else text
+    return text.split(". ", 1)[0].rstrip(".")
+
+
 def _enabled(args: argparse.Namespace) -> frozenset[str]:
-    return frozenset(n for n in COLLECTORS if getattr(args, f"collector_{n}", None) is not False)
+    return frozenset(c.name for c in collectors() if getattr(args, f"collector_{c.name}", None) is not False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,20 +123,21 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"dkms-exporter: {exc}", file=sys.stderr)
         return 2
+    process.tune_malloc()  # this process parses big files (module ELF, images): see exporter/process.py
     scraper = Scraper(HostFS(args.rootfs, args.procfs, args.sysfs), config, _enabled(args),
                       timeout=args.scrape_timeout)
     if args.command == "check":
-        from .check import render_json, render_text
+        from .output.check import render_json, render_text
         scrape = scraper.scrape()
         return (render_json if args.json else render_text)(scrape, sys.stdout, args.kernel)
-    from .server import build_registry
+    from .web.server import build_registry
     if args.command == "metrics":
         from prometheus_client import generate_latest
         registry, _ = build_registry(scraper, process=False)
         sys.stdout.buffer.write(generate_latest(registry))
         return 0
     if args.command == "textfile":
-        from .textfile import write_textfile
+        from .output.textfile import write_textfile
         registry, _ = build_registry(scraper, process=False)
         try:
             write_textfile(registry, args.output)
@@ -128,8 +145,8 @@ def _main(argv: list[str] | None) -> int:
             print(f"dkms-exporter: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         return 0
-    from .server import App, make_http_server, serve
-    from .webconfig import WebConfigError, WebConfigProvider
+    from .web.server import App, make_http_server, serve
+    from .web.webconfig import WebConfigError, WebConfigProvider
     try:
         web_config = WebConfigProvider(args.web_config_file) if args.web_config_file else None
     except WebConfigError as exc:

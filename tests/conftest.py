@@ -14,8 +14,8 @@ sys.path.insert(0, str(TESTS))
 from hostbuilder import Host  # noqa: E402
 
 from exporter.config import Config  # noqa: E402
-from exporter.hostfs import HostFS  # noqa: E402
-from exporter.scrape import Scrape, Scraper  # noqa: E402
+from exporter.host.rootfs import HostFS  # noqa: E402
+from exporter.scrape.scraper import Scrape, Scraper  # noqa: E402
 
 
 def require_tool(name: str) -> str:

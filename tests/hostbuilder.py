@@ -330,7 +330,7 @@ class Host:
     def grub(self, *, default: str = "0", saved_entry: str | None = None, next_entry: str | None = None,
              kernels: list[str] | None = None) -> "Host":
         """grub.cfg shaped like Debian 12's grub-mkconfig output (00_header + 10_linux)."""
-        from exporter.versioning import release_key
+        from exporter.formats.versions import release_key
         kernels = kernels if kernels is not None else sorted(
             (k for k, v in self.kernels.items() if v.image), key=release_key, reverse=True)
         default_line = 'set default="${saved_entry}"' if default == "saved" else f'set default="{default}"'

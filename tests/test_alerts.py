@@ -24,7 +24,7 @@ from alerts import generate  # noqa: E402
 from alerts.config import (DEFAULT, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
                            NON_BLOCKING_REASONS, PENDING_METRICS, SECURE_BOOT_REASONS)
 from alerts.rules import REBOOT_GATE_PREFIX, all_alerts, fleet_records, reboot_gate  # noqa: E402
-from exporter.remedies import REASONS  # noqa: E402
+from exporter.verdict.fixes import REASONS  # noqa: E402
 
 UNIT_TESTS = sorted((REPO / "tests" / "alerts").glob("*.yaml"))
 RUNBOOKS = REPO / "docs" / "runbooks.md"

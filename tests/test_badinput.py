@@ -13,8 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import scrape
 from exporter.cli import main
-from exporter.dkmsconf import DkmsConfError, parse_dkms_conf
-from exporter.hostfs import HostFS
+from exporter.formats.dkmsconf import DkmsConfError, parse_dkms_conf
+from exporter.host.rootfs import HostFS
+from exporter.facts.dkms import DkmsFacts
+from exporter.facts.kernel import KernelFacts
 
 K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
 REPO = Path(__file__).parent.parent
@@ -70,7 +72,7 @@ def test_dangling_source_is_listed_as_added(host):
     two_kernels(host)
     host.dkms("gone", "0.1", source="dangling")
     s = scrape(host.root)
-    assert "gone/0.1: added" in [l.render() for l in s.facts.dkms.status_lines()]
+    assert "gone/0.1: added" in [l.render() for l in s.facts.get(DkmsFacts).status_lines()]
 
 
 def test_unreadable_files_as_a_real_unprivileged_user(host, tmp_path):
@@ -88,7 +90,7 @@ def test_unreadable_files_as_a_real_unprivileged_user(host, tmp_path):
                           "exporter", "metrics", "--path.rootfs", str(host.root)],
                          capture_output=True, text=True, env=env, cwd="/", timeout=60)
     assert out.returncode == 0, out.stderr
-    assert 'dkms_scrape_collector_success{collector="dpkg"} 0.0' in out.stdout
+    assert 'dkms_scrape_collector_success{collector="packages"} 0.0' in out.stdout
     assert 'dkms_scrape_collector_success{collector="dkms"} 0.0' in out.stdout
     assert 'dkms_scrape_collector_success{collector="kernel"} 0.0' in out.stdout
     assert "dkms_next_boot_readiness_unknown 1.0" in out.stdout
@@ -118,7 +120,7 @@ def test_symlink_loop_and_dangling_build_link(host):
     host.symlink(f"usr/lib/modules/{K2}/build", "loop1")
     host.symlink(f"usr/lib/modules/{K2}/loop1", "build")
     s = scrape(host.root)
-    assert s.facts.kernels.get(K2).headers is False
+    assert s.facts.get(KernelFacts).get(K2).headers is False
     errors = s.facts.runs["kernel"].errors
     assert errors and "symbolic links" in errors[0].message and K2 in errors[0].path
     assert s.readiness.kernel(K2).verdict == "unknown"  # an unreadable fact never yields "ready"
@@ -156,8 +158,8 @@ def test_tree_changing_during_scrapes(host):
     t.start()
     try:
         from exporter.config import Config
-        from exporter.metrics import families
-        from exporter.scrape import Scraper
+        from exporter.output.metrics import families
+        from exporter.scrape.scraper import Scraper
         scraper = Scraper(HostFS(host.root), Config())
         for _ in range(40):
             s = scraper.scrape()

@@ -4,7 +4,10 @@ import struct
 
 from conftest import scrape
 from hostbuilder import ROOT_UUID
-from exporter.bootloader import grub_next_boot, parse_grubenv
+from exporter.collectors.bootloader import grub_next_boot
+from exporter.formats.grub import parse_grubenv
+from exporter.facts.bootloader import BootFacts
+from exporter.facts.kernel import KernelFacts
 
 K = ["6.1.0-25-amd64", "6.1.0-27-amd64", "6.1.0-100-amd64"]  # newest is -100 (dpkg order)
 
@@ -19,42 +22,42 @@ def grub_host(host, **kw):
 
 def test_default_zero_is_newest_by_dpkg_order(host):
     s = grub_host(host)
-    assert s.facts.boot.next_boot == "6.1.0-100-amd64"
-    assert s.readiness.next_boot == s.facts.kernels.newest == "6.1.0-100-amd64"
+    assert s.facts.get(BootFacts).next_boot == "6.1.0-100-amd64"
+    assert s.readiness.next_boot == s.facts.get(KernelFacts).newest == "6.1.0-100-amd64"
 
 
 def test_numeric_submenu_path(host):
     # 1>2: "Advanced options", third entry = second kernel's normal entry (entries: 100, 100 rec, 27, ...)
-    assert grub_host(host, default="1>2").facts.boot.next_boot == "6.1.0-27-amd64"
+    assert grub_host(host, default="1>2").facts.get(BootFacts).next_boot == "6.1.0-27-amd64"
 
 
 def test_saved_entry_with_id_path(host):
     s = grub_host(host, default="saved",
                   saved_entry=f"gnulinux-advanced-{ROOT_UUID}>gnulinux-6.1.0-25-amd64-advanced-{ROOT_UUID}")
-    assert s.facts.boot.next_boot == "6.1.0-25-amd64"
-    assert "saved_entry" in s.facts.boot.entry
+    assert s.facts.get(BootFacts).next_boot == "6.1.0-25-amd64"
+    assert "saved_entry" in s.facts.get(BootFacts).entry
 
 
 def test_saved_entry_title_path(host):
     s = grub_host(host, default="saved", saved_entry="Advanced options for Debian GNU/Linux>"
                                                      "Debian GNU/Linux, with Linux 6.1.0-27-amd64")
-    assert s.facts.boot.next_boot == "6.1.0-27-amd64"
+    assert s.facts.get(BootFacts).next_boot == "6.1.0-27-amd64"
 
 
 def test_next_entry_wins_once(host):
     s = grub_host(host, default="0", next_entry="1>4")
-    assert s.facts.boot.next_boot == "6.1.0-25-amd64"
-    assert s.facts.boot.entry.startswith("next_entry=")
+    assert s.facts.get(BootFacts).next_boot == "6.1.0-25-amd64"
+    assert s.facts.get(BootFacts).entry.startswith("next_entry=")
 
 
 def test_saved_but_empty_grubenv_is_entry_zero(host):
-    assert grub_host(host, default="saved").facts.boot.next_boot == "6.1.0-100-amd64"
+    assert grub_host(host, default="saved").facts.get(BootFacts).next_boot == "6.1.0-100-amd64"
 
 
 def test_stale_saved_entry_falls_back_to_first_entry(host):
     s = grub_host(host, default="saved", saved_entry="gnulinux-5.10.0-9-amd64-advanced-x")
-    assert s.facts.boot.next_boot == "6.1.0-100-amd64"
-    assert "not found" in s.facts.boot.entry
+    assert s.facts.get(BootFacts).next_boot == "6.1.0-100-amd64"
+    assert "not found" in s.facts.get(BootFacts).entry
 
 
 def test_pinned_older_kernel_is_a_target_beside_the_newest(host):
@@ -67,7 +70,7 @@ def test_no_bootloader_is_unknown_and_newest_assumed(host):
         host.kernel(k)
     host.finish()
     s = scrape(host.root)
-    assert s.facts.boot.next_boot is None
+    assert s.facts.get(BootFacts).next_boot is None
     assert s.readiness.targets == ("6.1.0-100-amd64",)
     assert any("unknown" in n for n in s.readiness.notes)
 
@@ -92,9 +95,9 @@ def test_bls_saved_entry(host):
     host.write("boot/grub2/grubenv", "# GRUB Environment Block\nsaved_entry=abc-5.14.0-70.el9.x86_64\n")
     host.finish()
     s = scrape(host.root)
-    assert (s.facts.boot.loader, s.facts.boot.next_boot) == ("grub-bls", "5.14.0-70.el9.x86_64")
+    assert (s.facts.get(BootFacts).loader, s.facts.get(BootFacts).next_boot) == ("grub-bls", "5.14.0-70.el9.x86_64")
     host.write("boot/grub2/grubenv", "# GRUB Environment Block\n")
-    assert scrape(host.root).facts.boot.next_boot == "5.14.0-427.13.1.el9_4.x86_64"  # newest first
+    assert scrape(host.root).facts.get(BootFacts).next_boot == "5.14.0-427.13.1.el9_4.x86_64"  # newest first
 
 
 def test_systemd_boot_oneshot_efivar(host):
@@ -104,9 +107,9 @@ def test_systemd_boot_oneshot_efivar(host):
                                                             f"linux /mid/{k}/linux\n")
     host.write("boot/efi/loader/loader.conf", "default mid-*\ntimeout 3\n")
     host.finish()
-    assert scrape(host.root).facts.boot.next_boot == "6.8.0-50-generic"
+    assert scrape(host.root).facts.get(BootFacts).next_boot == "6.8.0-50-generic"
     name = "LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
     data = struct.pack("<I", 7) + "mid-6.8.0-45-generic.conf\0".encode("utf-16-le")
     host.write(f"sys/firmware/efi/efivars/{name}", data)
     s = scrape(host.root)
-    assert (s.facts.boot.loader, s.facts.boot.next_boot) == ("systemd-boot", "6.8.0-45-generic")
+    assert (s.facts.get(BootFacts).loader, s.facts.get(BootFacts).next_boot) == ("systemd-boot", "6.8.0-45-generic")

@@ -27,7 +27,7 @@ from conftest import require_tool
 
 from exporter import __version__
 from exporter.cli import build_parser
-from exporter.server import DEFAULT_PORT
+from exporter.web.server import DEFAULT_PORT
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "deploy/systemd"

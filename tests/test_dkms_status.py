@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool, scrape
+from exporter.facts.dkms import DkmsFacts
 from hostbuilder import Host
 
 K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
@@ -21,7 +22,7 @@ def real_dkms_status(root) -> list[str]:
 
 
 def exporter_status(root) -> list[str]:
-    return sorted(l.render() for l in scrape(root).facts.dkms.status_lines())
+    return sorted(l.render() for l in scrape(root).facts.get(DkmsFacts).status_lines())
 
 
 def base(tmp_path) -> Host:
@@ -106,7 +107,7 @@ def test_absolute_source_links_resolve_inside_the_root(tmp_path):
     h.dkms_build("acpi-call", "1.2.2", K1, dest=["acpi_call"])
     h.finish()
     s = scrape(h.root)
-    assert [l.render() for l in s.facts.dkms.status_lines()] == [f"acpi-call/1.2.2, {K1}, x86_64: installed"]
+    assert [l.render() for l in s.facts.get(DkmsFacts).status_lines()] == [f"acpi-call/1.2.2, {K1}, x86_64: installed"]
     assert s.facts.runs["dkms"].success
     assert s.readiness.verdict == "ready"
 
@@ -120,11 +121,11 @@ def test_compressed_suffix_follows_modules_dep(tmp_path):
     h.symlink(f"var/lib/dkms/acpi-call/kernel-{K1}-x86_64", f"1.2.2/{K1}/x86_64")
     h.write(f"usr/lib/modules/{K1}/updates/dkms/acpi_call.ko.zst", b"\x28\xb5\x2f\xfd")
     h.finish()
-    lines = [l.render() for l in scrape(h.root).facts.dkms.status_lines()]
+    lines = [l.render() for l in scrape(h.root).facts.get(DkmsFacts).status_lines()]
     assert lines == [f"acpi-call/1.2.2, {K1}, x86_64: installed"]
     # without a compressed module in modules.dep, dkms 3.0.10 would not count the .ko.zst
     h.write(f"usr/lib/modules/{K1}/modules.dep", "")
-    lines = [l.render() for l in scrape(h.root).facts.dkms.status_lines()]
+    lines = [l.render() for l in scrape(h.root).facts.get(DkmsFacts).status_lines()]
     assert lines == ["acpi-call/1.2.2: added"]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import modbuild
 from conftest import require_tool
-from exporter.dkmsconf import parse_dkms_conf
+from exporter.formats.dkmsconf import parse_dkms_conf
 
 VARS = ("PACKAGE_NAME", "PACKAGE_VERSION", "BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME",
         "DEST_MODULE_LOCATION", "AUTOINSTALL", "MAKE", "CLEAN", "BUILD_EXCLUSIVE_KERNEL", "BUILD_EXCLUSIVE_ARCH",

@@ -5,7 +5,9 @@ import subprocess
 import pytest
 
 from conftest import require_tool, scrape
-from exporter.dpkg import DpkgStatusError, package_kind, parse_status
+from exporter.facts.packages import package_kind
+from exporter.formats.dpkg import DpkgStatusError, parse_status
+from exporter.facts.packages import PackageFacts
 
 HEADINGS = {
     "in a mess due to serious problems": "reinstreq",
@@ -57,11 +59,11 @@ def test_audit_and_holds_match_real_tools(host):
     host.package("held-removed", "1.0", want="hold", state="config-files", info_files=False)
     host.finish()
     s = scrape(host.root)
-    ours_audit = {(f.package, f.problem) for f in s.facts.dpkg.findings}
+    ours_audit = {(f.package, f.problem) for f in s.facts.get(PackageFacts).findings}
     assert ours_audit == real_audit(host.root)
     assert {"half-conf", "unpacked-only", "mess", "no-list"} <= {p for p, _ in ours_audit}
-    assert {p.name for p in s.facts.dpkg.held} == real_holds(host.root)
-    assert s.facts.runs["dpkg"].success
+    assert {p.name for p in s.facts.get(PackageFacts).held} == real_holds(host.root)
+    assert s.facts.runs["packages"].success
 
 
 def test_kinds():
@@ -95,6 +97,6 @@ def test_unparseable_status_fails_the_collector_not_the_scrape(host):
     host.finish()
     host.write("var/lib/dpkg/status", "Package: x\nStatus: garbage\n")
     s = scrape(host.root)
-    assert not s.facts.runs["dpkg"].success
-    assert "bad Status" in s.facts.runs["dpkg"].errors[0].message
+    assert not s.facts.runs["packages"].success
+    assert "bad Status" in s.facts.runs["packages"].errors[0].message
     assert s.facts.runs["kernel"].success

@@ -6,6 +6,7 @@ collector (dkms_scrape_collector_errors), nothing crashes, and readiness is "unk
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -22,13 +23,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
-from exporter import facts as facts_mod
-from exporter import filecache, modfile
+from exporter import collectors as registry
+from exporter.host import cache as filecache
+from exporter.collectors import dkms as dkms_collector
+from exporter.collectors import module as module_collector
 from exporter.cli import main
 from exporter.config import Config
-from exporter.context import Context
-from exporter.hostfs import HostFS
-from exporter.scrape import Scraper
+from exporter.host.context import Context
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
+from exporter.facts.kernel import KernelFacts
 
 K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
 UPDATES = f"/lib/modules/{K2}/updates/dkms"   # where the kernel collector finds K2's DKMS module
@@ -205,7 +209,7 @@ def test_eio_reading_a_module_file(host, capsys, monkeypatch):
         return real(path, limit)
 
     monkeypatch.setattr(filecache, "read_bounded", failing)
-    monkeypatch.setattr(modfile, "read_bounded", failing)
+    monkeypatch.setattr(module_collector, "read_bounded", failing)
     m = scrape_metrics(host.root, capsys)
     assert errors_of(m, "module") == 1 and success_of(m, "module") == 0
     assert_unknown(host.root, m, capsys)
@@ -215,7 +219,7 @@ def test_eio_reading_a_module_file(host, capsys, monkeypatch):
     (f"usr/lib/modules/{K2}/modules.dep", "kernel"),
     ("boot/grub/grub.cfg", "bootloader"),
     (f"usr/lib/modules/{K2}/updates/dkms/acpi_call.ko", "module"),
-    ("var/lib/dpkg/status", "dpkg"),
+    ("var/lib/dpkg/status", "packages"),
 ])
 def test_a_fifo_where_a_file_was_is_an_error_not_a_hang(host, capsys, victim, collector):
     """Opening a FIFO for reading blocks until a writer comes: the reader refuses anything that
@@ -228,18 +232,27 @@ def test_a_fifo_where_a_file_was_is_an_error_not_a_hang(host, capsys, victim, co
     m = scrape_metrics(host.root, capsys, "--scrape.timeout", "20s")
     assert time.monotonic() - start < 10
     assert errors_of(m, collector) >= 1 and success_of(m, collector) == 0
-    if collector != "dpkg":   # held packages are not readiness evidence
+    if collector != "packages":   # held packages are not readiness evidence
         assert_unknown(host.root, m, capsys)
 
 
-def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host):
-    """make.log is opened with open() by the dkms collector: as a FIFO it blocks for real.  The
-    scrape is served at its deadline with dkms failed; the next one does not start a second
-    stuck thread; once a writer unblocks it, the scrape after that is whole again."""
+def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host, monkeypatch):
+    """A read of make.log that hangs (a dead NFS server: the host reader never blocks on a FIFO,
+    so the hang is the test's hook).  The scrape is served at its deadline with dkms failed; the
+    next one does not start a second stuck thread; once the read returns, the scrape after that
+    is whole again."""
     two_kernels(host)
     log = host.path("var/lib/dkms/acpi-call/1.2.2/build/make.log")
     log.parent.mkdir(parents=True)
-    os.mkfifo(log)
+    log.write_text("DKMS make.log\n")
+    unblock = threading.Event()
+    real_read_ends = dkms_collector.read_ends
+
+    def hanging(path, head, tail):
+        unblock.wait(30)
+        return real_read_ends(path, head, tail)
+
+    monkeypatch.setattr(dkms_collector, "read_ends", hanging)
     scraper = Scraper(HostFS(host.root), Config(), timeout=2.5)
     start = time.monotonic()
     first = scraper.scrape()
@@ -251,8 +264,7 @@ def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host):
     assert time.monotonic() - start < 2.0       # not waiting for it again
     assert "still running" in second.facts.runs["dkms"].crashed and second.readiness.verdict == "unknown"
     assert scraper.inflight.names() == ["dkms"]
-    with open(log, "w") as writer:              # a writer comes and goes: the stuck open() returns
-        writer.write("DKMS make.log\n")
+    unblock.set()                               # the hung read returns
     deadline = time.monotonic() + 10
     while scraper.inflight.names() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -264,13 +276,13 @@ def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host):
 def test_a_stuck_kernel_collector_leaves_its_dependents_unstarted(host, monkeypatch):
     two_kernels(host)
     release = threading.Event()
-    real = facts_mod.COLLECTORS["kernel"]
+    real = registry.by_name()["kernel"]
 
     def stuck(ctx):
         release.wait(30)
-        return real(ctx)
+        return real.collect(ctx)
 
-    monkeypatch.setitem(facts_mod.COLLECTORS, "kernel", stuck)
+    monkeypatch.setitem(registry.REGISTRY, "kernel", dataclasses.replace(real, collect=stuck))
     try:
         start = time.monotonic()
         s = Scraper(HostFS(host.root), Config(), timeout=1.0).scrape()
@@ -278,7 +290,7 @@ def test_a_stuck_kernel_collector_leaves_its_dependents_unstarted(host, monkeypa
         runs = s.facts.runs
         assert "timed out" in runs["kernel"].crashed
         assert "waiting for kernel" in runs["module"].crashed and "waiting for kernel" in runs["initramfs"].crashed
-        assert runs["dkms"].success and runs["dpkg"].success and runs["bootloader"].success
+        assert runs["dkms"].success and runs["packages"].success and runs["bootloader"].success
         assert s.readiness.verdict == "unknown"
     finally:
         release.set()
@@ -298,7 +310,7 @@ def _loop(path: Path) -> None:
     (f"usr/lib/modules/{K2}/updates/dkms/acpi_call.ko", "kernel"),   # found by the kernel collector's walk
     (f"usr/lib/modules/{K2}/modules.dep", "kernel"),
     ("boot/grub/grub.cfg", "bootloader"),
-    ("var/lib/dpkg/status", "dpkg"),
+    ("var/lib/dpkg/status", "packages"),
 ])
 def test_symlink_loops_are_read_errors(host, capsys, victim, collector):
     two_kernels(host)
@@ -307,7 +319,7 @@ def test_symlink_loops_are_read_errors(host, capsys, victim, collector):
     assert errors_of(m, collector) >= 1 and success_of(m, collector) == 0
     others = {labels["collector"] for labels, v in m["dkms_scrape_collector_success"] if v == 0} - {collector}
     assert others <= {"module", "dkms"}   # they read the same module file, or lack the kernel's facts
-    if collector != "dpkg":
+    if collector != "packages":
         assert_unknown(host.root, m, capsys)
 
 
@@ -336,7 +348,7 @@ def test_a_lib_modules_with_thousands_of_entries(host, capsys):
     start = time.monotonic()
     s = scraper.scrape()
     cold = time.monotonic() - start
-    assert len(s.facts.kernels.orphans) == 3000
+    assert len(s.facts.get(KernelFacts).orphans) == 3000
     assert any("more than" in e.message for e in s.facts.runs["kernel"].errors)
     assert s.readiness.verdict == "unknown"
     start = time.monotonic()
@@ -413,12 +425,13 @@ def test_scrape_timeout_flag(host, capsys):
 
 
 def test_depends_names_every_collector_whose_facts_another_reads():
-    """A collector only sees the facts of the collectors DEPENDS lists for it (and runs after
-    them): reading ctx.previous["x"] without declaring x would silently get None."""
+    """A collector only sees the facts of the collectors its registration's ``after`` lists (and
+    runs after them): reading ctx.previous["x"] without declaring x would silently get None."""
     used: dict[str, set[str]] = {}
-    for name, fn in facts_mod.COLLECTORS.items():
-        source = Path(sys.modules[fn.__module__].__file__).read_text()
-        used[name] = set(re.findall(r"""previous(?:\.get\(|\[)["'](\w+)["']""", source))
-    assert {n: deps for n, deps in used.items() if deps} == {n: set(d) for n, d in facts_mod.DEPENDS.items()}
-    order = list(facts_mod.COLLECTORS)
-    assert all(order.index(d) < order.index(n) for n, deps in facts_mod.DEPENDS.items() for d in deps)
+    ordered = registry.collectors()
+    for c in ordered:
+        source = Path(sys.modules[c.collect.__module__].__file__).read_text()
+        used[c.name] = set(re.findall(r"""previous(?:\.get\(|\[)["'](\w+)["']""", source))
+    assert {n: deps for n, deps in used.items() if deps} == {c.name: set(c.after) for c in ordered if c.after}
+    order = [c.name for c in ordered]
+    assert all(order.index(d) < order.index(c.name) for c in ordered for d in c.after)

@@ -7,7 +7,7 @@ import pytest
 from conftest import scrape
 from example_hosts import healthy
 from exporter.cli import build_parser, main
-from exporter.hostfs import HostFS
+from exporter.host.rootfs import HostFS
 
 
 def test_absolute_links_resolve_inside_the_root(tmp_path):

@@ -33,15 +33,12 @@ from initramfs_build import (
     tree_entries,
 )
 
-from exporter.initramfs import (
-    ERROR_CODES,
-    ImageListing,
-    InitramfsError,
-    Segment,
-    find_image,
-    list_image,
-    module_names,
-)
+from exporter.collectors.initramfs import find_image, list_image_file
+from exporter.config import Config
+from exporter.formats.initramfs import ERROR_CODES, ImageListing, InitramfsError, Segment, module_names
+from exporter.host.cache import FileCache
+from exporter.host.context import Context, Unreadable
+from exporter.host.rootfs import HostFS
 
 FORMATS = ("gzip", "zstd", "xz", "lzma", "lz4", "bzip2")
 
@@ -69,7 +66,7 @@ def _write(tmp_path: Path, data: bytes, name: str = "initrd.img") -> Path:
 
 def _error(path: Path, **kwargs) -> InitramfsError:
     with pytest.raises(InitramfsError) as info:
-        list_image(path, **kwargs)
+        list_image_file(path, **kwargs)
     assert info.value.code in ERROR_CODES
     assert str(info.value.offset) in str(info.value)
     return info.value
@@ -105,7 +102,7 @@ MKINITRAMFS = {  # mkinitramfs COMPRESS= value -> format our reader reports
 @pytest.mark.parametrize("compress_name", sorted(MKINITRAMFS))
 def test_mkinitramfs_image_lists_exactly_like_lsinitramfs(compress_name):
     image = _real(build.mkinitramfs_image, compress_name)
-    listing = list_image(image)
+    listing = list_image_file(image)
     assert list(listing.names) == build.lsinitramfs_names(image)
     assert [s.compression for s in listing.segments] == [MKINITRAMFS[compress_name]]
     assert listing.entries == len(listing.names) > 100
@@ -120,14 +117,14 @@ def test_mkinitramfs_module_names_equal_depmods_modules_dep_in_the_image(tmp_pat
     image = _real(build.mkinitramfs_image, "zstd")
     kernel = build.debian_kernel().release
     expected = _modules_dep_names(image, kernel, tmp_path)
-    assert module_names(list_image(image), kernel) == expected
-    assert module_names(list_image(image), "6.1.0-0-other") == frozenset()
+    assert module_names(list_image_file(image), kernel) == expected
+    assert module_names(list_image_file(image), "6.1.0-0-other") == frozenset()
 
 
 @pytest.mark.slow
 def test_mkinitramfs_with_early_microcode_cpios(tmp_path):
     image = _real(build.mkinitramfs_image, "zstd", early=True)
-    listing = list_image(image)
+    listing = list_image_file(image)
     assert list(listing.names) == build.lsinitramfs_names(image)
     # two uncompressed archives (newc, then crc) before the zstd main archive
     assert [s.compression for s in listing.segments] == ["none", "none", "zstd"]
@@ -142,7 +139,7 @@ def test_mkinitramfs_overlay_is_listed_though_lsinitramfs_stops_at_the_first_tra
     """catenate_cpiogz appends a gzip cpio; unmkinitramfs pipes main+overlay into one cpio -t,
     which stops at the main archive's TRAILER!!!.  The kernel unpacks the overlay, so we list it."""
     image = _real(build.mkinitramfs_image, "zstd", early=True, overlay=True)
-    listing = list_image(image)
+    listing = list_image_file(image)
     assert [s.compression for s in listing.segments] == ["none", "none", "zstd", "gzip"]
     overlay = listing.segments[3]
     data = image.read_bytes()
@@ -167,7 +164,7 @@ def test_mkinitramfs_lzop_image_is_reported_not_guessed():
 @pytest.mark.parametrize("compress_name", ["zstd", "gzip"])
 def test_dracut_image_lists_like_lsinitrd_and_lsinitramfs(compress_name, tmp_path):
     image = _real(build.dracut_image, compress_name)
-    listing = list_image(image)
+    listing = list_image_file(image)
     assert [s.compression for s in listing.segments] == ["none", compress_name]
     assert list(listing.names) == build.lsinitrd_names(image)
     assert list(listing.names) == build.lsinitramfs_names(image)
@@ -194,7 +191,7 @@ def _parts_names(parts: list[tuple[str, bytes]]) -> list[str]:
 def test_single_compressed_archive_matches_cpio_and_lsinitramfs(fmt, tmp_path):
     archive = cpio_archive(tree_entries())
     path = _write(tmp_path, compress(archive, fmt))
-    listing = list_image(path)
+    listing = list_image_file(path)
     assert list(listing.names) == cpio_t(archive) == build.lsinitramfs_names(path)
     assert listing.segments == (Segment(0, fmt, path.stat().st_size, len(archive)),)
     assert listing.uncompressed_bytes == len(archive)
@@ -218,7 +215,7 @@ def test_early_newc_and_crc_then_compressed_main_then_overlay(fmt, tmp_path):
         offsets.append(len(blob))
         blob += data
     path = _write(tmp_path, blob + b"\0" * 512)
-    listing = list_image(path)
+    listing = list_image_file(path)
     assert list(listing.names) == _parts_names(parts)
     assert [(s.offset, s.compression) for s in listing.segments] == list(zip(offsets, ["none", "none", fmt, overlay_fmt]))
     # an uncompressed archive counts up to its TRAILER!!! entry; its NUL padding is between segments
@@ -240,7 +237,7 @@ def test_back_to_back_early_archives_are_all_listed_unlike_lsinitramfs(tmp_path)
     second = cpio_archive([Entry("kernel/firmware/acpi/b.aml", b"acpi")], fmt="crc", pad_to=0)
     main = cpio_archive(tree_entries(1, 2))
     path = _write(tmp_path, first + second + compress(main, "zstd"))
-    listing = list_image(path)
+    listing = list_image_file(path)
     assert [(s.offset, s.compression) for s in listing.segments] == [(0, "none"), (len(first), "none"), (len(first) + len(second), "zstd")]
     assert list(listing.names) == cpio_t(first) + cpio_t(second) + cpio_t(main)
     assert build.lsinitramfs_names(path) == cpio_t(first) + cpio_t(main)
@@ -253,7 +250,7 @@ def test_archive_split_across_adjacent_streams_of_one_format(fmt, tmp_path):
     cut = len(archive) // 2 + 3
     second = cpio_archive([Entry("second/archive", b"x")])
     blob = compress(archive[:cut], fmt) + compress(archive[cut:], fmt) + compress(second, fmt)
-    listing = list_image(_write(tmp_path, blob))
+    listing = list_image_file(_write(tmp_path, blob))
     assert list(listing.names) == cpio_t(archive) + cpio_t(second)
     assert [s.compression for s in listing.segments] == [fmt]
 
@@ -264,7 +261,7 @@ def test_lz4_legacy_stream_with_several_8mib_blocks(tmp_path):
     archive = cpio_archive([Entry("big.bin", big), Entry("after/big", b"tail")])
     blob = compress(archive, "lz4")
     assert len(blob) > 9 << 20
-    listing = list_image(_write(tmp_path, blob + b"\0" * 16))
+    listing = list_image_file(_write(tmp_path, blob + b"\0" * 16))
     assert list(listing.names) == ["big.bin", "after/big"]
     assert listing.sizes == (9 << 20, 4)
 
@@ -281,7 +278,7 @@ def test_lz4_legacy_stream_with_several_8mib_blocks(tmp_path):
 def test_names_are_printed_as_cpio_prints_them(names, fmt, tmp_path):
     entries = [Entry(os.fsencode(n), data=b"d" * i) for i, n in enumerate(names)]
     archive = cpio_archive(entries, fmt=fmt, pad_to=0)
-    listing = list_image(_write(tmp_path, archive))
+    listing = list_image_file(_write(tmp_path, archive))
     assert list(listing.names) == cpio_t(archive)
     assert listing.segments == (Segment(0, "none", len(archive), len(archive)),)
     if "/abs/x" in names:
@@ -291,7 +288,7 @@ def test_names_are_printed_as_cpio_prints_them(names, fmt, tmp_path):
 def test_names_end_at_the_first_nul_and_trailer_is_not_listed(tmp_path):
     raw = bytearray(cpio_archive([Entry("abcdefg", b"z")], pad_to=0))
     raw[110 + 3] = 0  # "abc\0efg\0": C strings end at the first NUL
-    listing = list_image(_write(tmp_path, bytes(raw)))
+    listing = list_image_file(_write(tmp_path, bytes(raw)))
     assert listing.names == ("abc",) and "TRAILER!!!" not in listing.names
 
 
@@ -302,7 +299,7 @@ def test_every_real_compressor_magic_is_detected_after_nul_padding(tmp_path):
         blob += b"\0" * (4 * i)
         expected.append((len(blob), fmt))
         blob += compress(cpio_archive([Entry(f"f{i}", bytes([i]) * i)]), fmt)
-    listing = list_image(_write(tmp_path, blob))
+    listing = list_image_file(_write(tmp_path, blob))
     assert [(s.offset, s.compression) for s in listing.segments] == expected
     assert listing.names == tuple(f"f{i}" for i in range(len(FORMATS)))
 
@@ -345,44 +342,58 @@ def test_module_names_follow_depmods_name_rule():
     }
 
 
-def test_find_image_layouts(tmp_path):
+def _find(root: Path, kernel: str) -> Path | None:
+    """The initramfs collector's find_image on the host tree at ``root``, as a local path."""
+    ctx = Context(HostFS(root), FileCache(), Config(), collector="initramfs")
+    found = find_image(ctx, kernel)
+    return None if found is None else ctx.fs.path(found)
+
+
+def _arch_like(tmp_path: Path) -> tuple[Path, Path]:
+    """/boot and /usr/lib/modules, with /lib -> usr/lib as on merged-/usr hosts."""
     boot, mods = tmp_path / "boot", tmp_path / "usr/lib/modules"
     boot.mkdir(parents=True)
+    mods.mkdir(parents=True)
+    (tmp_path / "lib").symlink_to("usr/lib")
+    return boot, mods
+
+
+def test_find_image_layouts(tmp_path):
+    boot, mods = _arch_like(tmp_path)
     k = "6.1.0-56-amd64"
     (mods / k).mkdir(parents=True)
-    assert find_image(boot, mods, k) is None
+    assert _find(tmp_path, k) is None
     (mods / k / "initramfs.img").write_bytes(b"x")
-    assert find_image(boot, mods, k) == mods / k / "initramfs.img"
+    assert _find(tmp_path, k) == mods / k / "initramfs.img"
     (boot / f"initrd-{k}").write_bytes(b"x")
-    assert find_image(boot, mods, k) == boot / f"initrd-{k}"
+    assert _find(tmp_path, k) == boot / f"initrd-{k}"
     (boot / f"initramfs-{k}.img").write_bytes(b"x")
-    assert find_image(boot, mods, k) == boot / f"initramfs-{k}.img"
+    assert _find(tmp_path, k) == boot / f"initramfs-{k}.img"
     (boot / f"initrd.img-{k}").write_bytes(b"x")
-    assert find_image(boot, mods, k) == boot / f"initrd.img-{k}"
+    assert _find(tmp_path, k) == boot / f"initrd.img-{k}"
 
 
 def test_find_image_arch_needs_pkgbase_and_skips_dangling_links(tmp_path):
-    boot, mods = tmp_path / "boot", tmp_path / "usr/lib/modules"
+    boot, mods = _arch_like(tmp_path)
     k = "6.9.7-arch1-1"
     (mods / k).mkdir(parents=True)
-    boot.mkdir()
     (boot / "initramfs-linux.img").write_bytes(b"x")
-    assert find_image(boot, mods, k) is None  # cannot tell which kernel it belongs to
+    assert _find(tmp_path, k) is None  # cannot tell which kernel it belongs to
     (mods / k / "pkgbase").write_text("linux\n")
-    assert find_image(boot, mods, k) == boot / "initramfs-linux.img"
+    assert _find(tmp_path, k) == boot / "initramfs-linux.img"
     (mods / k / "pkgbase").write_text("../../etc/passwd\n")
-    assert find_image(boot, mods, k) is None
+    assert _find(tmp_path, k) is None
     (boot / f"initrd.img-{k}").symlink_to(boot / "gone")
-    assert find_image(boot, mods, k) is None
-    with pytest.raises(ValueError):
-        find_image(boot, mods, "../x")
+    assert _find(tmp_path, k) is None
+    with pytest.raises(Unreadable):
+        _find(tmp_path, "../x")
 
 
 def test_find_image_returns_a_directory_so_listing_reports_not_a_file(tmp_path):
     k = "6.1.0-56-amd64"
-    (tmp_path / f"initrd.img-{k}").mkdir()
-    found = find_image(tmp_path, tmp_path / "modules", k)
-    assert found == tmp_path / f"initrd.img-{k}"
+    (tmp_path / "boot" / f"initrd.img-{k}").mkdir(parents=True)
+    found = _find(tmp_path, k)
+    assert found == tmp_path / "boot" / f"initrd.img-{k}"
     err = _error(found)
     assert (err.code, err.offset) == ("not_a_file", 0)
 
@@ -397,7 +408,7 @@ def test_truncated_at_every_sampled_offset_is_an_error_or_a_full_prefix(tmp_path
     overlay = compress(cpio_archive([Entry("conf/overlay", b"1")]), "gzip")
     lz4 = compress(cpio_archive([Entry("lz4/part", b"q" * 100)]), "lz4")
     blob = early + main + overlay + lz4 + b"\0" * 8
-    full = list_image(_write(tmp_path, blob, "full"))
+    full = list_image_file(_write(tmp_path, blob, "full"))
     assert [s.compression for s in full.segments] == ["none", "zstd", "gzip", "lz4"]
     # Cut in the early cpio's NUL padding, exactly between segments or in the final padding: a
     # valid shorter image, which must list every segment before the cut and nothing less.
@@ -410,12 +421,12 @@ def test_truncated_at_every_sampled_offset_is_an_error_or_a_full_prefix(tmp_path
     for cut in sorted(offsets):
         path = _write(tmp_path, blob[:cut], "cut")
         if cut in valid:
-            listing = list_image(path)
+            listing = list_image_file(path)
             segs = [s for s in full.segments if s.offset + s.length <= cut]
             assert listing.segments == tuple(segs)
             continue
         with pytest.raises(InitramfsError) as info:
-            list_image(path)
+            list_image_file(path)
         assert info.value.code == "truncated", (cut, info.value)
         assert info.value.offset == cut
 
@@ -434,7 +445,7 @@ def test_not_a_regular_file(tmp_path):
     assert _error(fifo).code == "not_a_file"  # and it did not block
     assert _error(Path("/dev/null")).code == "not_a_file"
     with pytest.raises(FileNotFoundError):
-        list_image(tmp_path / "missing")
+        list_image_file(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("fmt", ["gzip", "zstd", "xz", "bzip2"])
@@ -461,7 +472,7 @@ def test_corrupt_unchecksummed_stream_never_lists_other_names(fmt, tmp_path):
         bad = bytearray(data)
         bad[pos] ^= 0xA5
         try:
-            names = list(list_image(_write(tmp_path, bytes(bad))).names)
+            names = list(list_image_file(_write(tmp_path, bytes(bad))).names)
         except InitramfsError:
             continue
         try:
@@ -548,12 +559,12 @@ def test_small_bound_stops_every_decoder(fmt, tmp_path):
     path = _write(tmp_path, compress(archive, fmt))
     err = _error(path, max_uncompressed=2 << 20)
     assert err.code == "too_large" and err.offset == 0
-    assert list_image(path, max_uncompressed=len(archive)).names == ("zeros", "after")
+    assert list_image_file(path, max_uncompressed=len(archive)).names == ("zeros", "after")
 
 
 def test_entry_bound(tmp_path):
     path = _write(tmp_path, compress(cpio_archive([Entry(f"e{i}") for i in range(1000)]), "gzip"))
-    assert list_image(path, max_entries=1000).entries == 1000
+    assert list_image_file(path, max_entries=1000).entries == 1000
     err = _error(path, max_entries=999)
     assert err.code == "too_many_entries" and err.stream_offset is not None
 
@@ -569,7 +580,7 @@ def _only_initramfs_errors(data: bytes) -> None:
         fh.write(data)
         fh.flush()
         try:
-            listing = list_image(Path(fh.name), max_uncompressed=64 << 20)
+            listing = list_image_file(Path(fh.name), max_uncompressed=64 << 20)
         except InitramfsError as exc:
             assert exc.code in ERROR_CODES and 0 <= exc.offset <= len(data)
         else:
@@ -618,7 +629,7 @@ def test_memory_stays_bounded_on_a_large_image(fmt, tmp_path):
     path = _write(tmp_path, compress(cpio_archive(entries), fmt))
     tracemalloc.start()
     try:
-        listing = list_image(path)
+        listing = list_image_file(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -628,8 +639,8 @@ def test_memory_stays_bounded_on_a_large_image(fmt, tmp_path):
     # allocations are traced; zstd's window is allocated by libzstd and only shows in the RSS check).
     assert peak < {"lz4": 20, "xz": 14}.get(fmt, 8) << 20, peak
     code = (
-        "import sys; from pathlib import Path; from exporter.initramfs import list_image; "
-        "sys.argv[1] and list_image(Path(sys.argv[1])); "
+        "import sys; from pathlib import Path; from exporter.collectors.initramfs import list_image_file; "
+        "sys.argv[1] and list_image_file(Path(sys.argv[1])); "
         "print(Path('/proc/self/status').read_text().split('VmHWM:')[1].split()[0])"
     )  # VmHWM belongs to the new mm; ru_maxrss would carry the forking parent's peak over exec
 

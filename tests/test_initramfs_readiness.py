@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-import exporter.initramfs_images as images
+import exporter.collectors.initramfs as images
 from conftest import scrape
 from exporter.config import Config
-from exporter.hostfs import HostFS
-from exporter.scrape import Scraper
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
 from hostbuilder import FIXED_MTIME
 
 K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
@@ -101,8 +101,8 @@ def test_damaged_image_is_unreadable_and_not_ready(host, damage):
 def test_unchanged_image_is_not_listed_again_and_a_new_one_is(host, monkeypatch):
     zfs_host(host)
     calls = []
-    real = images.list_image
-    monkeypatch.setattr(images, "list_image", lambda path, **kw: calls.append(str(path)) or real(path, **kw))
+    real = images.list_image_file
+    monkeypatch.setattr(images, "list_image_file", lambda path, **kw: calls.append(str(path)) or real(path, **kw))
     scraper = Scraper(HostFS(host.root), Config())
     scraper.scrape()
     assert len(calls) == 2

@@ -5,6 +5,7 @@ the process cleanly, every response that started is whole."""
 
 from __future__ import annotations
 
+import dataclasses
 import concurrent.futures
 import http.client
 import re
@@ -20,11 +21,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from example_hosts import many_problems
-from exporter import facts as facts_mod
+from exporter import collectors as collector_registry
 from exporter.config import Config
-from exporter.hostfs import HostFS
-from exporter.scrape import Scraper
-from exporter.server import App, build_registry, make_http_server
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
+from exporter.web.server import App, build_registry, make_http_server
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENTS = 50
@@ -188,14 +189,14 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
     returns, the next scrape is whole."""
     release = threading.Event()
     calls: list[float] = []
-    real = facts_mod.COLLECTORS["secureboot"]
+    real = collector_registry.by_name()["secureboot"]
 
     def stuck(ctx):
         calls.append(time.monotonic())
         release.wait(60)
-        return real(ctx)
+        return real.collect(ctx)
 
-    monkeypatch.setitem(facts_mod.COLLECTORS, "secureboot", stuck)
+    monkeypatch.setitem(collector_registry.REGISTRY, "secureboot", dataclasses.replace(real, collect=stuck))
     scraper = Scraper(HostFS(host_root), Config(), timeout=2.5)
     registry, _ = build_registry(scraper, process=False)
     server = make_http_server("127.0.0.1:0", App(registry))
@@ -235,7 +236,7 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
 def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
     """serve() returns only after every request it accepted was answered: a scrape slowed to
     1.5 s (the test's hook) that is in flight when shutdown begins still gets its whole body."""
-    from exporter import server as server_mod
+    from exporter.web import server as server_mod
     scraper = Scraper(HostFS(host_root), Config())
     registry, _ = build_registry(scraper, process=False)
     real = scraper.scrape

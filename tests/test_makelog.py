@@ -2,7 +2,7 @@
 
 import pytest
 
-from exporter.makelog import classify_make_log
+from exporter.formats.makelog import classify_make_log
 
 HEAD = "DKMS make.log for nvidia-535.183.01 for kernel 6.8.0-100-generic (x86_64)\nMon Nov 16 10:00:00 UTC 2026\n"
 CASES = {

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modbuild as mb
-from exporter.modfile import (
+from exporter.collectors.module import read_module
+from exporter.formats.module import (
     DEFAULT_MAX,
     ModuleFileError,
     decompress_module,
     parse_module,
     parse_pkcs7_signature,
-    read_module,
 )
 
 COMPRESSIONS = ("none", "zstd", "xz", "gzip")

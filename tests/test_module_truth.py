@@ -6,6 +6,8 @@ import pytest
 
 import modbuild
 from conftest import require_tool, scrape
+from exporter.facts.secureboot import TrustFacts
+from exporter.verdict.trust import enforced_for
 from hostbuilder import module_elf, signing_key, vermagic
 
 K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
@@ -48,7 +50,7 @@ def test_unsigned_without_secure_boot_is_fine(host):
 
 def test_non_efi_host_without_sig_force_is_fine(host):
     s = host_with(host, sb=None, key=None)
-    assert s.facts.trust.secure_boot.supported is False
+    assert s.facts.get(TrustFacts).secure_boot.supported is False
     assert reasons(s) == []
 
 
@@ -72,12 +74,12 @@ def test_setup_mode_does_not_enforce(host):
     host.secure_boot(True, setup_mode=True)
     host.finish()
     s = scrape(host.root)
-    assert s.facts.trust.secure_boot.enabled is False
-    assert s.facts.trust.enforced_for(host_config(host), running=False) is False
+    assert s.facts.get(TrustFacts).secure_boot.enabled is False
+    assert enforced_for(s.facts.get(TrustFacts), host_config(host), running=False) is False
 
 
 def host_config(host):
-    from exporter.kernels import parse_kernel_config
+    from exporter.formats.kconfig import parse_kernel_config
     return parse_kernel_config(host.path(f"boot/config-{K1}").read_bytes())
 
 

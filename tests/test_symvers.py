@@ -11,14 +11,10 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import modbuild as mb
-from exporter.modfile import parse_module, read_module
-from exporter.symvers import (
-    Export,
-    SymversError,
-    check_versions,
-    parse_module_symvers,
-    vermagic_matches,
-)
+from exporter.collectors.module import read_module
+from exporter.formats.module import parse_module
+from exporter.formats.symvers import Export, SymversError, parse_module_symvers
+from exporter.verdict.loader import check_versions, vermagic_matches
 
 VERMAGIC_56_FMT = "6.1.0-{abi}-amd64 SMP preempt mod_unload modversions "
 

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from example_hosts import reboot_trap
 from exporter.cli import main
 from exporter.config import Config
-from exporter.hostfs import HostFS
-from exporter.scrape import Scraper
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
 
 
 def test_textfile_is_complete_and_has_timestamp(tmp_path):

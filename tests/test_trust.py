@@ -14,28 +14,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import modbuild as mb
-from exporter.modfile import read_module
-from exporter.trust import (
-    EFI_CERT_SHA256_GUID,
-    EFI_CERT_X509_GUID,
-    EFI_GLOBAL_GUID,
-    SHIM_LOCK_GUID,
-    TrustDataError,
-    key_list_from_entries,
-    key_trusted,
-    load_certificate,
+from exporter.collectors.module import read_module
+from exporter.collectors.secureboot import (
     mok_keys_trusted,
-    parse_kernel_config,
-    parse_signature_lists,
     read_certificate,
     read_efivar,
-    read_kernel_config,
     read_lockdown,
     read_mok_list,
     read_sig_enforce,
     secure_boot_state,
-    signature_enforced,
 )
+from exporter.formats.efi import (
+    EFI_CERT_SHA256_GUID,
+    EFI_CERT_X509_GUID,
+    EFI_GLOBAL_GUID,
+    SHIM_LOCK_GUID,
+    key_list_from_entries,
+    parse_signature_lists,
+)
+from exporter.formats.errors import TrustDataError
+from exporter.formats.kconfig import parse_kernel_config
+from exporter.formats.x509 import load_certificate
+from exporter.verdict.trust import key_trusted, signature_enforced
 
 ATTR_BS_RT = 0x6
 ATTR_NV_BS_RT = 0x7
@@ -376,7 +376,7 @@ def test_sig_enforce(tmp_path):
 
 @pytest.fixture(scope="module")
 def debian_config() -> dict[str, str]:
-    return read_kernel_config(mb.real_kernels()[0].config)
+    return parse_kernel_config(Path(mb.real_kernels()[0].config).read_bytes())
 
 
 @pytest.mark.slow
@@ -389,7 +389,7 @@ def test_real_debian_config(debian_config):
 
 
 def test_parse_kernel_config():
-    cfg = parse_kernel_config('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\n# comment\nCONFIG_D=0x10\n')
+    cfg = parse_kernel_config(b'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\n# comment\nCONFIG_D=0x10\n')
     assert cfg == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": "x y", "CONFIG_D": "0x10"}
 
 

@@ -3,7 +3,7 @@ import subprocess
 from hypothesis import given, settings, strategies as st
 
 from conftest import require_tool
-from exporter.versioning import compare, newest
+from exporter.formats.versions import compare, newest
 
 PAIRS = [
     ("6.8.0-100-generic", "6.8.0-52-generic"), ("6.1.0-27-amd64", "6.1.0-9-amd64"),

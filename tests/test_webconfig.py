@@ -29,9 +29,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exporter import webconfig
-from exporter.webconfig import (GO_CIPHER_SUITES, BasicAuthMiddleware, WebConfigError, WebConfigProvider,
-                                load_web_config, parse_go_duration)
+from exporter.web import webconfig
+from exporter.web.webconfig import (
+    GO_CIPHER_SUITES,
+    BasicAuthMiddleware,
+    WebConfigError,
+    WebConfigProvider,
+    load_web_config,
+    parse_go_duration,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -448,7 +454,7 @@ def test_encrypted_key_is_an_error_not_a_passphrase_prompt(pki, tmp_path):
     (tmp_path / "enc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                          serialization.BestAvailableEncryption(b"pw")))
     cfg = _copy(tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {pki.server_crt}\n  key_file: enc.key\n")
-    r = subprocess.run([sys.executable, "-c", "import sys; from exporter.webconfig import load_web_config; "
+    r = subprocess.run([sys.executable, "-c", "import sys; from exporter.web.webconfig import load_web_config; "
                         "load_web_config(sys.argv[1])", str(cfg)], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=20, cwd=REPO)
     assert r.returncode != 0 and "the private key is encrypted" in r.stderr

@@ -14,10 +14,7 @@ import pytest
 from conftest import scrape
 from hostbuilder import KEYS
 
-from exporter.trust import (
-    EFI_GLOBAL_GUID,
-    SHIM_LOCK_GUID,
-    load_certificate,
+from exporter.collectors.secureboot import (
     mok_keys_trusted,
     read_efivar,
     read_lockdown,
@@ -25,6 +22,9 @@ from exporter.trust import (
     read_sig_enforce,
     secure_boot_state,
 )
+from exporter.formats.efi import EFI_GLOBAL_GUID, SHIM_LOCK_GUID
+from exporter.formats.x509 import load_certificate
+from exporter.facts.secureboot import TrustFacts
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "efi-captures"
 SYS = CAPTURES / "sys"
@@ -125,7 +125,7 @@ def sb_host(host):
 
 def test_full_check_on_a_host_with_the_captured_efivars(sb_host) -> None:
     s = scrape(sb_host.root)
-    assert s.facts.trust.secure_boot.enabled is True
+    assert s.facts.get(TrustFacts).secure_boot.enabled is True
     got = {m.module: [p.reason for p in m.problems] for m in s.readiness.kernel(K_NEW).modules}
     assert got == {"acpi_call": [], "v4l2loopback": ["untrusted_key"], "zfs": ["unsigned"]}
     assert s.readiness.verdict == "not_ready"

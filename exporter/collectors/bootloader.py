@@ -1,0 +1,151 @@
+"""--collector.bootloader: which kernel the boot loader starts next: GRUB (grub.cfg + grubenv),
+GRUB with BLS entries (blscfg), or systemd-boot (loader.conf + EFI variables).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from ..facts.bootloader import BootFacts
+from ..formats.bls import parse_bls_entry
+from ..formats.efi import LOADER_GUID, efi_string
+from ..formats.grub import IMAGE_IN_PATH, is_index, parse_grub_cfg, parse_grubenv, select_entry
+from ..formats.versions import release_key
+from ..host.context import Context, Unreadable
+from . import register
+
+GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
+GRUBENVS = ("/boot/grub/grubenv", "/boot/grub2/grubenv")
+ESP_DIRS = ("/boot/efi", "/efi", "/boot")
+MAX_CFG = 4 * 1024 * 1024
+
+
+@register("bootloader", BootFacts, readiness=True)
+def collect_bootloader(ctx: Context) -> BootFacts:
+    sd = _systemd_boot(ctx)
+    if sd is not None:
+        return sd
+    for cfg_path in GRUB_CFGS:
+        try:
+            text = ctx.load(cfg_path, _decode, limit=MAX_CFG, purpose="text")
+        except Unreadable:
+            return BootFacts("grub", None, "", f"{cfg_path} unreadable")
+        if text is None:
+            continue
+        env = _grubenv(ctx, cfg_path.rsplit("/", 1)[0] + "/grubenv")
+        st = ctx.stat(cfg_path)
+        if re.search(r"^\s*blscfg\b", text, re.M):
+            return _bls(ctx, env, st.st_mtime if st else None)
+        return grub_next_boot(text, env, st.st_mtime if st else None)
+    if ctx.listdir("/boot/loader/entries"):
+        return _bls(ctx, {}, None)
+    return BootFacts("unknown", None, "", "no grub.cfg, BLS entries or systemd-boot loader.conf found")
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _grubenv(ctx: Context, path: str) -> dict[str, str]:
+    try:
+        return ctx.load(path, parse_grubenv, limit=65536, purpose="grubenv") or {}
+    except Unreadable:
+        return {}
+
+
+def grub_next_boot(cfg: str, env: dict[str, str], mtime: float | None = None) -> BootFacts:
+    menu, defaults = parse_grub_cfg(cfg)
+    if env.get("next_entry"):
+        spec, how = env["next_entry"], f"next_entry={env['next_entry']}"
+    else:
+        spec = next((d for d in reversed(defaults) if "next_entry" not in d), "0")
+        how = f"default={spec}"
+        if "saved_entry" in spec:
+            spec = env.get("saved_entry") or "0"
+            how = f"saved_entry={spec}"
+    entry = select_entry(menu, spec)
+    if entry is None:
+        entry, how = (menu[0] if menu else None), f"{how} (not found: GRUB falls back to entry 0)"
+    while entry is not None and entry.submenu:
+        entry = entry.children[0] if entry.children else None
+    if entry is None or entry.kernel is None:
+        return BootFacts("grub", None, how, "the selected GRUB entry boots no Linux kernel", mtime)
+    return BootFacts("grub", entry.kernel, how, "", mtime)
+
+
+def _bls_entries(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]]]:
+    entries = []
+    for name in ctx.listdir(directory) or []:
+        if not name.endswith(".conf"):
+            continue
+        try:
+            fields = ctx.load(f"{directory}/{name}", parse_bls_entry, limit=65536, purpose="bls")
+        except Unreadable:
+            continue
+        if fields:
+            entries.append((name[:-5], fields))
+    # BLS order: newest version first, then file name
+    entries.sort(key=lambda e: e[0], reverse=True)
+    entries.sort(key=lambda e: release_key(_bls_kernel(e[1]) or "0"), reverse=True)
+    return entries
+
+
+def _bls_kernel(fields: dict[str, str]) -> str | None:
+    m = IMAGE_IN_PATH.search(fields.get("linux", ""))
+    return m.group(1) if m else (fields.get("version") or None)
+
+
+def _bls(ctx: Context, env: dict[str, str], mtime: float | None) -> BootFacts:
+    entries = _bls_entries(ctx, "/boot/loader/entries")
+    if not entries:
+        return BootFacts("grub-bls", None, "", "blscfg in grub.cfg but no /boot/loader/entries", mtime)
+    spec = env.get("next_entry") or env.get("saved_entry") or ""
+    how = f"saved_entry={spec}" if spec else "newest BLS entry"
+    chosen = None
+    if spec:
+        if is_index(spec) and int(spec) < len(entries):
+            chosen = entries[int(spec)]
+        chosen = chosen or next((e for e in entries if e[0] == spec or e[1].get("title") == spec), None)
+        if chosen is None:
+            how += " (not found: first entry)"
+    chosen = chosen or entries[0]
+    return BootFacts("grub-bls", _bls_kernel(chosen[1]), how, "", mtime)
+
+
+def _systemd_boot(ctx: Context) -> BootFacts | None:
+    """systemd-boot: one-shot / default EFI variables, then loader.conf's default glob."""
+    for esp in ESP_DIRS:
+        conf_path = f"{esp}/loader/loader.conf"
+        try:
+            conf = ctx.load(conf_path, parse_bls_entry, limit=65536, purpose="bls")
+        except Unreadable:
+            continue
+        if conf is None:
+            continue
+        entries = _bls_entries(ctx, f"{esp}/loader/entries")
+        if not entries:
+            continue
+        oneshot = _efi_string(ctx, "LoaderEntryOneShot")
+        default = _efi_string(ctx, "LoaderEntryDefault")
+        pattern = oneshot or default or conf.get("default", "")
+        how = ("LoaderEntryOneShot" if oneshot else "LoaderEntryDefault" if default else "loader.conf default") \
+            + f"={pattern}" if pattern else "first entry"
+        chosen = _match_glob(entries, pattern) if pattern and pattern != "@saved" else None
+        chosen = chosen or entries[0]
+        return BootFacts("systemd-boot", _bls_kernel(chosen[1]), how, "", None)
+    return None
+
+
+def _match_glob(entries: list[tuple[str, dict[str, str]]], pattern: str):
+    pattern = pattern[:-5] if pattern.endswith(".conf") else pattern
+    return next((e for e in entries if fnmatch.fnmatchcase(e[0], pattern)), None)
+
+
+def _efi_string(ctx: Context, name: str) -> str | None:
+    try:
+        raw = ctx.load_local(ctx.fs.sys(f"firmware/efi/efivars/{name}-{LOADER_GUID}"), bytes,
+                             limit=65536, purpose="raw")
+    except Unreadable:
+        return None
+    return efi_string(raw)

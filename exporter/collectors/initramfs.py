@@ -1,0 +1,129 @@
+"""--collector.initramfs: which modules each installed kernel's initramfs image holds.
+
+Images are listed with exporter.formats.initramfs (streaming, bounded) and the result, a small set of
+module names, is cached by the image's identity: an unchanged 100 MB image costs one stat per
+scrape, and scrapes are serialised, so two scrapes never decompress the same image at once.
+A corrupt or truncated image is a fact about the image (the boot would fail), not a read error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from pathlib import Path
+
+from ..facts.initramfs import InitramfsFacts, KernelImage, Listing
+from ..facts.kernel import MODULES_ROOT, KernelFacts
+from ..formats.initramfs import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNCOMPRESSED, ImageListing, InitramfsError, list_image, module_names
+from ..host.context import Context, Unreadable
+from ..host.reader import NotRegularFile, open_regular
+from . import register
+
+
+@register("initramfs", InitramfsFacts, after=("kernel",), readiness=True)
+def collect_initramfs(ctx: Context) -> InitramfsFacts:
+    kernels: KernelFacts | None = ctx.previous.get("kernel")
+    if kernels is None:
+        raise RuntimeError("the kernel collector did not run: no kernels to look for images of")
+    releases = list(kernels.releases)
+    if kernels.running and kernels.running not in releases:
+        releases.append(kernels.running)
+    return InitramfsFacts({k: _image(ctx, k) for k in releases})
+
+
+def _image(ctx: Context, kernel: str) -> KernelImage:
+    try:
+        host = find_image(ctx, kernel)
+    except Unreadable:
+        return KernelImage(None, None, None, None, None)
+    if host is None:
+        return KernelImage(None, None, None, None, None)
+    st = ctx.stat(host)
+    try:
+        result = ctx.compute(host, f"initramfs:{kernel}", lambda p, _st: _list(p, kernel))
+    except Unreadable:
+        return KernelImage(host, st.st_size if st else None, st.st_mtime if st else None, None, None)
+    if result is None:   # vanished between find and list
+        return KernelImage(None, None, None, None, None)
+    listing, error = result
+    return KernelImage(host, st.st_size if st else None, st.st_mtime if st else None, listing, error)
+
+
+def _list(path, kernel: str) -> tuple[Listing | None, InitramfsError | None]:
+    start = time.perf_counter()
+    try:
+        image = list_image_file(path)
+    except InitramfsError as exc:
+        return None, exc
+    return Listing(module_names(image, kernel), image.entries, image.compression,
+                   time.perf_counter() - start), None
+
+
+_PKGBASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def find_image(ctx: Context, kernel: str) -> str | None:
+    """The host path of the initramfs the boot loader would pass with ``kernel``, or None.
+
+    Looks, in order, for initramfs-tools' ``initrd.img-K``, dracut's ``initramfs-K.img``, SUSE's
+    ``initrd-K``, the kernel-install/Fedora-style ``/lib/modules/K/initramfs.img``, and Arch's
+    ``initramfs-<pkgbase>.img`` (only when ``/lib/modules/K/pkgbase`` names it: a bare
+    ``initramfs-linux.img`` cannot be tied to a kernel version by its name).  A directory or other
+    non-file at one of these paths is returned too, so that listing it reports ``not_a_file``
+    instead of the image silently counting as missing.  Unreadable: a path could not be checked.
+    """
+    if not kernel or "/" in kernel or kernel in (".", ".."):
+        ctx.error(f"/boot/initrd.img-{kernel}", f"not a kernel release: {kernel!r}")
+        raise Unreadable(kernel)
+    candidates = [f"/boot/initrd.img-{kernel}", f"/boot/initramfs-{kernel}.img", f"/boot/initrd-{kernel}",
+                  f"{MODULES_ROOT}/{kernel}/initramfs.img"]
+    pkgbase = arch_pkgbase(ctx, kernel)
+    if pkgbase:
+        candidates.append(f"/boot/initramfs-{pkgbase}.img")
+    for candidate in candidates:
+        if _exists(ctx, candidate):
+            return candidate
+    return None
+
+
+def _exists(ctx: Context, hostpath: str) -> bool:
+    """Whether a path names something, following links inside the root: a dangling link or a
+    link loop is no image (the boot loader could not load it either); EACCES or EIO is a read
+    error, never a guess."""
+    try:
+        os.stat(ctx.fs.local(hostpath))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+        ctx.error(hostpath, exc)
+        raise Unreadable(hostpath) from exc
+    return True
+
+
+def arch_pkgbase(ctx: Context, kernel: str) -> str | None:
+    """Arch kernels record their package name in /usr/lib/modules/K/pkgbase (e.g. "linux-lts")."""
+    try:
+        raw = ctx.load(f"{MODULES_ROOT}/{kernel}/pkgbase", bytes, limit=4096, purpose="raw")
+    except Unreadable:
+        return None
+    text = (raw or b"").decode("ascii", "replace").strip()
+    return text if _PKGBASE.fullmatch(text) else None
+
+
+def list_image_file(path: str | Path, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+                    max_entries: int = DEFAULT_MAX_ENTRIES) -> ImageListing:
+    """list_image of a local file, opened through the host reader (no FIFO ever blocks it).
+
+    A directory or other non-file is InitramfsError ``not_a_file``; OSError (absent, EACCES,
+    EIO) propagates: a caller must not read "unreadable" as "module absent"."""
+    try:
+        fh = open_regular(path)
+    except (IsADirectoryError, NotRegularFile) as exc:
+        kind = "a directory" if isinstance(exc, IsADirectoryError) else "not a regular file"
+        raise InitramfsError("not_a_file", 0, f"{path} is {kind}") from exc
+    with fh:
+        return list_image(fh, max_uncompressed=max_uncompressed, max_entries=max_entries)

@@ -1,0 +1,117 @@
+"""--collector.kernel: installed kernels, the running one, the newest, and per kernel its headers,
+depmod data, config and out-of-tree module files."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..facts.kernel import MODULES_ROOT, OUT_OF_TREE_DIRS, Kernel, KernelFacts
+from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_dep, parse_modules_dep_bin
+from ..formats.kconfig import parse_kernel_config
+from ..formats.versions import newest, release_key
+from ..host.context import Context, Unreadable
+from . import register
+
+_IMAGE = re.compile(r"^(?:vmlinuz|vmlinux|Image|bzImage)-(.+)$")
+_NOT_A_KERNEL = re.compile(r"(\.old|\.bak|\.efi\.signed|\.dpkg-\w+|\.sig|~)$")
+MAX_WALK_ENTRIES = 20000
+
+
+@register("kernel", KernelFacts, readiness=True)
+def collect_kernels(ctx: Context) -> KernelFacts:
+    images = _boot_images(ctx)
+    module_dirs = [d for d in (ctx.listdir(MODULES_ROOT) or []) if ctx.is_dir(f"{MODULES_ROOT}/{d}")]
+    for release in module_dirs:
+        if release not in images and ctx.exists(f"{MODULES_ROOT}/{release}/vmlinuz"):
+            images[release] = f"{MODULES_ROOT}/{release}/vmlinuz"  # Fedora/Arch keep it here
+    kernels = [_kernel(ctx, release, images[release], release in module_dirs)
+               for release in sorted(images, key=release_key)]
+    orphans = tuple(sorted((d for d in module_dirs if d not in images), key=release_key))
+    running = _running(ctx)
+    return KernelFacts(tuple(kernels), orphans, running, newest(list(images)), os.uname().machine)
+
+
+def _boot_images(ctx: Context) -> dict[str, str]:
+    images: dict[str, str] = {}
+    for name in ctx.listdir("/boot") or []:
+        m = _IMAGE.match(name)
+        if not m or _NOT_A_KERNEL.search(name) or not m.group(1)[:1].isdigit():
+            continue
+        path = f"/boot/{name}"
+        if ctx.exists(path):   # a dangling link is not an installed kernel
+            images.setdefault(m.group(1), path)
+    return images
+
+
+def _kernel(ctx: Context, release: str, image: str, has_modules_dir: bool) -> Kernel:
+    base = f"{MODULES_ROOT}/{release}"
+    return Kernel(release=release, image=image, has_modules_dir=has_modules_dir,
+                  modules_dep=load_modules_dep(ctx, release) if has_modules_dir else None,
+                  headers_dir=_headers(ctx, base), config=_config(ctx, release),
+                  **_out_of_tree(ctx, base) if has_modules_dir else {})
+
+
+def load_modules_dep(ctx: Context, release: str) -> ModulesDep | None:
+    base = f"{MODULES_ROOT}/{release}"
+    try:
+        dep = ctx.load(f"{base}/modules.dep", parse_modules_dep, purpose="modules.dep")
+        if dep is None:
+            dep = ctx.load(f"{base}/modules.dep.bin", parse_modules_dep_bin, purpose="modules.dep.bin")
+        return dep
+    except Unreadable:
+        return None
+
+
+def _headers(ctx: Context, base: str) -> str | None:
+    """Headers usable by dkms: build/ resolves to a tree with include/ and a Makefile."""
+    build = f"{base}/build"
+    if ctx.is_dir(f"{build}/include") and ctx.exists(f"{build}/Makefile"):
+        return ctx.fs.realpath(build)
+    return None
+
+
+def _config(ctx: Context, release: str) -> dict[str, str]:
+    try:
+        return ctx.load(f"/boot/config-{release}", parse_kernel_config, limit=4 * 1024 * 1024,
+                        purpose="kconfig") or {}
+    except Unreadable:
+        return {}
+
+
+def _out_of_tree(ctx: Context, base: str) -> dict:
+    """modname -> module files under updates/, extra/, weak-updates/ (bounded walk), and their mtimes."""
+    found: dict[str, list[str]] = {}
+    mtimes: dict[str, float] = {}
+    seen = 0
+    for top in OUT_OF_TREE_DIRS:
+        stack = [top]
+        while stack:
+            rel = stack.pop()
+            try:
+                names = ctx.listdir(f"{base}/{rel}")
+            except Unreadable:
+                continue
+            for name in names or []:
+                seen += 1
+                if seen > MAX_WALK_ENTRIES:
+                    ctx.error(base, f"more than {MAX_WALK_ENTRIES} entries under out-of-tree dirs; stopped")
+                    return {"out_of_tree": {k: tuple(v) for k, v in found.items()}, "mtimes": mtimes}
+                child = f"{rel}/{name}"
+                if ".ko" in name and not name.endswith((".sig", ".origin")):
+                    st = ctx.stat(f"{base}/{child}")
+                    if st is None:
+                        continue
+                    found.setdefault(modname_of_path(name), []).append(child)
+                    mtimes[child] = st.st_mtime
+                elif ctx.is_dir(f"{base}/{child}") and not ctx.fs.readlink_host(f"{base}/{child}"):
+                    stack.append(child)
+    return {"out_of_tree": {k: tuple(sorted(v)) for k, v in found.items()}, "mtimes": mtimes}
+
+
+def _running(ctx: Context) -> str | None:
+    try:
+        raw = ctx.load_local(ctx.fs.proc("sys/kernel/osrelease"), bytes, limit=4096, purpose="raw")
+    except Unreadable:
+        return None
+    return raw.decode("utf-8", "replace").strip() or None if raw is not None else None

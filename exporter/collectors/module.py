@@ -1,0 +1,132 @@
+"""--collector.module: the out-of-tree module files of every installed kernel, read the way the
+kernel's loader would judge them, and what each kernel expects (vermagic, exported CRCs,
+its own signing key).
+
+Files are parsed with exporter.formats.module (ELF .modinfo, __versions, symbols, the appended
+PKCS#7 signature), cached by file identity: an unchanged module costs one stat per scrape.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import pathlib
+
+from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
+from ..facts.loaded import LoadedFacts
+from ..facts.module import KernelModuleFacts, ModuleFacts
+from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.symvers import Export, SymversError, parse_module_symvers
+from ..host.context import Context, Unreadable
+from ..host.reader import FileTooLarge, read_bounded
+from . import register
+
+MAX_SYMVERS_BYTES = 64 * 1024 * 1024
+MAX_REFERENCE_CANDIDATES = 5
+
+
+@register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
+def collect_modules(ctx: Context) -> ModuleFacts:
+    kernels: KernelFacts | None = ctx.previous.get("kernel")
+    if kernels is None:
+        raise RuntimeError("the kernel collector did not run: no module files to read")
+    loaded: LoadedFacts | None = ctx.previous.get("loaded")
+    wanted_loaded = set(loaded.out_of_tree) if loaded else set()
+    out = {}
+    for k in kernels.kernels:
+        out[k.release] = _kernel_modules(ctx, k, wanted_loaded)
+    return ModuleFacts(out)
+
+
+def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> KernelModuleFacts:
+    base = f"{MODULES_ROOT}/{k.release}"
+    rels = {rel for paths in k.out_of_tree.values() for rel in paths}
+    if k.modules_dep is not None:  # loaded out-of-tree modules that live elsewhere (vendor packages)
+        rels.update(k.modules_dep.paths[m] for m in wanted_loaded if m in k.modules_dep.paths)
+    listed = {rel for paths in k.out_of_tree.values() for rel in paths}
+    files: dict[str, ModuleFile | ModuleFileError] = {}
+    for rel in sorted(rels):
+        parsed = read_module_file(ctx, f"{base}/{rel}")
+        if parsed is not None:
+            files[rel] = parsed
+        elif rel in listed and not ctx.exists(f"{base}/{rel}"):
+            # the kernel collector listed it moments ago: unread, it must not count as a module
+            # with no problems (the tree changed during the scrape; the next one sees it whole)
+            ctx.error(f"{base}/{rel}", "listed, then gone when read: the tree changed during the scrape")
+    vermagic, vsource, signer = _reference(ctx, k)
+    exports, esource = _exports(ctx, k)
+    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files)
+
+
+def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileError | None:
+    """A parsed module, or the ModuleFileError that says why it is not one (a fact about the
+    file, cached like a parse); None when the file vanished or could not be read (recorded)."""
+    try:
+        return ctx.compute(hostpath, "module", _parse_or_error)
+    except Unreadable:
+        return None
+
+
+def read_module(path: pathlib.Path, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
+    """Open, decompress (bounded) and parse one module file."""
+    try:
+        raw = read_bounded(path, max_bytes)
+    except OSError as e:
+        raise ModuleFileError("unreadable", f"{path}: {e.strerror or e}") from e
+    except FileTooLarge:
+        raise ModuleFileError("too_large", f"{path}: file is over the {max_bytes}-byte bound") from None
+    try:
+        compression, data = decompress_module(raw, max_bytes)
+        return parse_module(data, compression=compression)
+    except ModuleFileError as e:
+        raise ModuleFileError(e.code, f"{path}: {e.message}") from None
+
+
+def _parse_or_error(path, _st) -> ModuleFile | ModuleFileError:
+    try:
+        return read_module(path, DEFAULT_MAX)
+    except ModuleFileError as exc:
+        if exc.code == "unreadable":
+            raise OSError(exc.message) from None
+        return exc
+
+
+def _reference(ctx: Context, k: Kernel) -> tuple[str | None, str, ModuleSignature | None]:
+    """The kernel's vermagic and build key, from one of its own (in-tree) modules."""
+    if k.modules_dep is None:
+        return None, "", None
+    for rel in k.modules_dep.in_tree[:MAX_REFERENCE_CANDIDATES]:
+        parsed = read_module_file(ctx, f"{MODULES_ROOT}/{k.release}/{rel}")
+        if isinstance(parsed, ModuleFile) and parsed.vermagic:
+            return parsed.vermagic, f"{MODULES_ROOT}/{k.release}/{rel}", parsed.signature
+    return None, "", None
+
+
+def _exports(ctx: Context, k: Kernel) -> tuple[dict[str, Export] | None, str]:
+    """Exported symbols with CRCs: Module.symvers from the headers, or the symvers file
+    Fedora/RHEL ship with the kernel. System.map carries no CRCs (scripts/mksysmap drops them)."""
+    candidates = []
+    if k.headers_dir:
+        candidates.append(f"{k.headers_dir}/Module.symvers")
+    candidates += [f"{MODULES_ROOT}/{k.release}/build/Module.symvers",
+                   f"/boot/symvers-{k.release}.gz", f"/boot/symvers-{k.release}.xz",
+                   f"{MODULES_ROOT}/{k.release}/symvers.gz", f"{MODULES_ROOT}/{k.release}/symvers.xz"]
+    for path in dict.fromkeys(candidates):
+        try:
+            exports = ctx.load(path, _parse_symvers, limit=MAX_SYMVERS_BYTES, purpose="symvers")
+        except Unreadable:
+            return None, "none"
+        if exports:
+            return exports, path
+    return None, "none"
+
+
+def _parse_symvers(data: bytes) -> dict[str, Export]:
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    elif data[:6] == b"\xfd7zXZ\x00":
+        data = lzma.decompress(data)
+    try:
+        return parse_module_symvers(data.decode("utf-8", "replace"))
+    except SymversError as exc:
+        raise ValueError(str(exc)) from None

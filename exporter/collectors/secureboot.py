@@ -1,0 +1,200 @@
+"""--collector.secureboot: will the next boot refuse unsigned or foreign-key modules, and which
+keys will it trust?
+
+Firmware variables (efivarfs, the kernel's mokvar table), lockdown and sig_enforce as the running
+kernel shows them, and the module-signing certificates DKMS and shim-signed keep on disk.  Every
+file is read through the host reader (bounded, non-blocking); an absent file is ``None`` ("cannot
+know"), a malformed one a TrustDataError recorded as this collector's read error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from ..facts.secureboot import SecureBootState, TrustFacts
+from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GUID, EfiVariable, KeyList,
+                           key_list_from_entries, parse_efivar, parse_signature_lists, small_int)
+from ..formats.errors import TrustDataError
+from ..formats.sysfs import parse_boot_params_secure_boot, parse_lockdown, parse_sig_enforce
+from ..formats.x509 import Certificate, load_certificate
+from ..host.context import Context, Unreadable
+from ..host.reader import FileTooLarge, read_optional
+from . import register
+
+SIGNING_CERTS = ("/var/lib/dkms/mok.pub", "/var/lib/shim-signed/mok/MOK.der")
+MAX_CERT_BYTES = 1024 * 1024
+T = TypeVar("T")
+
+
+@register("secureboot", TrustFacts, readiness=True)
+def collect_secureboot(ctx: Context) -> TrustFacts:
+    sysfs = ctx.fs.sysfs
+    try:
+        sb = secure_boot_state(sysfs)
+    except TrustDataError as exc:
+        ctx.error(str(sysfs / "firmware/efi"), exc)
+        sb = SecureBootState(True, None, detail=str(exc))
+    lockdown = _guard(ctx, read_lockdown, sysfs / "kernel/security/lockdown")
+    sig_enforce = _guard(ctx, read_sig_enforce, sysfs / "module/module/parameters/sig_enforce")
+    try:
+        cmdline = ctx.load_local(ctx.fs.proc("cmdline"), lambda b: b.decode("utf-8", "replace"),
+                                 limit=65536) or ""
+    except Unreadable:
+        cmdline = ""
+    keys_known = True
+    mok = db = None
+    if sb.supported:
+        try:
+            mok = read_mok_list(sysfs, "MokListRT")
+        except TrustDataError as exc:
+            ctx.error(str(sysfs / "firmware/efi"), exc)
+            keys_known = False
+        try:
+            db = read_db(sysfs)
+        except TrustDataError as exc:
+            ctx.error(str(sysfs / "firmware/efi/efivars"), exc)
+            keys_known = False
+    certs = []
+    for path in SIGNING_CERTS:
+        try:
+            cert = ctx.load(path, lambda b, p=path: load_certificate(b, p), limit=MAX_CERT_BYTES, purpose="cert")
+        except Unreadable:
+            continue
+        if cert is not None:
+            certs.append((path, cert))
+    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs))
+
+
+def _guard(ctx: Context, read: Callable[[Path], T], path: Path) -> T | None:
+    try:
+        return read(path)
+    except TrustDataError as exc:
+        ctx.error(str(path), exc)
+        return None
+
+
+def _read(path: Path, limit: int) -> bytes | None:
+    """The host reader's bytes, None when absent; every failure a TrustDataError."""
+    try:
+        return read_optional(path, limit)
+    except FileTooLarge:
+        raise TrustDataError("too_large", f"{path}: more than {limit} bytes") from None
+    except OSError as e:
+        raise TrustDataError("unreadable", f"{path}: {e.strerror or e}") from e
+
+
+def efivar_path(efivars_dir: Path, name: str, guid: str) -> Path:
+    return efivars_dir / f"{name}-{guid}"
+
+
+def read_efivar(path: Path) -> EfiVariable | None:
+    """One efivarfs file; None when absent or zero-length (an uncommitted variable)."""
+    raw = _read(path, MAX_VAR_BYTES + 4)
+    return None if raw is None else parse_efivar(raw, str(path))
+
+
+def kernel_secure_boot_view(boot_params_data: Path) -> str | None:
+    """x86 boot_params.secure_boot: unset / unknown / disabled / enabled (None if unreadable)."""
+    raw = _read(boot_params_data, 64 * 1024)
+    return None if raw is None else parse_boot_params_secure_boot(raw)
+
+
+def secure_boot_state(sysfs: Path) -> SecureBootState:
+    """Secure Boot facts from <sysfs>/firmware/efi/efivars and <sysfs>/kernel/boot_params."""
+    efi = sysfs / "firmware" / "efi"
+    kernel_view = kernel_secure_boot_view(sysfs / "kernel" / "boot_params" / "data")
+    if not efi.is_dir():
+        return SecureBootState(False, False, kernel_view=kernel_view, source="no_efi",
+                               detail="not an EFI boot: Secure Boot is not supported")
+    efivars = efi / "efivars"
+    if not efivars.is_dir() or not any(efivars.iterdir()):
+        enabled = {"enabled": True, "disabled": False}.get(kernel_view or "")
+        return SecureBootState(True, enabled, kernel_view=kernel_view,
+                               source="boot_params" if enabled is not None else None,
+                               detail="efivarfs is not mounted")
+    sb_var = read_efivar(efivar_path(efivars, "SecureBoot", EFI_GLOBAL_GUID))
+    setup_var = read_efivar(efivar_path(efivars, "SetupMode", EFI_GLOBAL_GUID))
+    secure_boot = 0 if sb_var is None else small_int(sb_var)
+    setup_mode = 0 if setup_var is None else small_int(setup_var)
+    mok_sb = read_efivar(efivar_path(efivars, "MokSBStateRT", SHIM_LOCK_GUID))
+    if secure_boot == 1 and setup_mode == 0:
+        enabled, detail = True, "SecureBoot enabled"
+    elif secure_boot == 0 or setup_mode == 1:
+        enabled = False
+        detail = "Platform is in Setup Mode" if setup_mode == 1 else "SecureBoot disabled"
+    else:
+        enabled, detail = None, "cannot determine: SecureBoot/SetupMode have unexpected sizes or values"
+    return SecureBootState(
+        True,
+        enabled,
+        setup_mode=None if setup_mode is None else setup_mode == 1,
+        shim_validation_disabled=mok_sb is not None,
+        kernel_view=kernel_view,
+        source="efivars" if enabled is not None else None,
+        detail=detail,
+    )
+
+
+def read_certificate(path: Path) -> Certificate | None:
+    """A DER/PEM certificate file (/var/lib/dkms/mok.pub, .../MOK.der); None when absent."""
+    raw = _read(path, MAX_CERT_BYTES)
+    return None if raw is None else load_certificate(raw, str(path))
+
+
+def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
+    """MokListRT / MokListXRT from the kernel's mokvar table (<sysfs>/firmware/efi/mok-variables,
+    raw) or else efivarfs (<name>, <name>1, <name>2, ... each with attributes).  None when
+    neither has the variable."""
+    efi = sysfs / "firmware" / "efi"
+    raw = _read(efi / "mok-variables" / name, MAX_VAR_BYTES)
+    if raw is not None:
+        source = efi / "mok-variables" / name
+        return key_list_from_entries(name, (source,), parse_signature_lists(raw, str(source)))
+    sources, entries = [], []
+    for i in range(0, 64):
+        path = efivar_path(efi / "efivars", f"{name}{i or ''}", SHIM_LOCK_GUID)
+        var = read_efivar(path)
+        if var is None:
+            break
+        sources.append(path)
+        entries.extend(parse_signature_lists(var.data, str(path)))
+    if not sources:
+        return None
+    return key_list_from_entries(name, tuple(sources), entries)
+
+
+def read_db(sysfs: Path) -> KeyList | None:
+    """UEFI db (what the kernel loads into the .platform keyring); None when absent."""
+    path = sysfs / "firmware/efi/efivars" / f"db-{DB_GUID}"
+    var = read_efivar(path)
+    if var is None:
+        return None
+    return key_list_from_entries("db", (path,), parse_signature_lists(var.data, str(path)))
+
+
+def mok_keys_trusted(sysfs: Path) -> bool | None:
+    """Whether shim asked the kernel to trust MOK keys for the .machine keyring: the kernel
+    (6.1 load_uefi.c uefi_check_trust_mok_keys) looks only in the mokvar table.  None when the
+    mokvar table is not visible (no EFI, older shim, or not readable)."""
+    mokvars = sysfs / "firmware" / "efi" / "mok-variables"
+    try:
+        names = {p.name for p in mokvars.iterdir()}
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise TrustDataError("unreadable", f"{mokvars}: {e.strerror or e}") from e
+    return "MokListTrustedRT" in names
+
+
+def read_lockdown(path: Path) -> str | None:
+    """Active level from securityfs `lockdown`; None when absent (no lockdown LSM, or securityfs
+    not mounted)."""
+    raw = _read(path, 4096)
+    return None if raw is None else parse_lockdown(raw, str(path))
+
+
+def read_sig_enforce(path: Path) -> bool | None:
+    """`module.sig_enforce` (Y/N); None when absent (kernel without CONFIG_MODULE_SIG)."""
+    raw = _read(path, 64)
+    return None if raw is None else parse_sig_enforce(raw, str(path))

@@ -1,0 +1,73 @@
+"""Debian and Ubuntu: dpkg's database, apt's words, initramfs-tools (or dracut)."""
+
+from __future__ import annotations
+
+import os
+
+from ..facts.packages import Package, PackageFacts, PackageProblem
+from ..formats.dpkg import audit, native_architecture, parse_arch_file, parse_status
+from ..host.context import Context, Unreadable
+from .base import Distro
+
+STATUS_FILE = "/var/lib/dpkg/status"
+MAX_STATUS_BYTES = 256 * 1024 * 1024
+
+
+class Debian(Distro):
+    family = "debian"
+    package_manager = "dpkg"
+    package_databases = (STATUS_FILE,)
+    dkms_dest = "/updates/dkms"
+
+    def read_packages(self, ctx: Context) -> PackageFacts:
+        """/var/lib/dpkg/status, holds (want=hold) and what `dpkg --audit` would list."""
+        try:
+            parsed = ctx.load(STATUS_FILE, parse_status, limit=MAX_STATUS_BYTES, purpose="dpkg-status")
+        except Unreadable:
+            return PackageFacts("dpkg", (), ())
+        if parsed is None:
+            return PackageFacts(None, (), ())
+        try:
+            info_names = ctx.cache.compute(ctx.fs.path("/var/lib/dpkg/info"), "listdir",
+                                           lambda p, _st: frozenset(os.listdir(p)))
+        except OSError as exc:
+            ctx.error("/var/lib/dpkg/info", exc)
+            info_names = None
+        try:
+            arches = ctx.load("/var/lib/dpkg/arch", parse_arch_file, limit=65536, purpose="dpkg-arch") or frozenset()
+        except Unreadable:
+            arches = frozenset()
+        native = native_architecture(parsed)
+        if info_names is not None:
+            found = audit(parsed, info_names, arches, native)
+        else:   # without the info db, the missing-list/md5sums checks would list every package
+            found = [f for f in audit(parsed, frozenset(), arches, native) if not f.problem.startswith("missing-")]
+        packages = tuple(Package(p.name, p.version, p.arch, p.state, p.want == "hold") for p in parsed)
+        return PackageFacts("dpkg", packages, tuple(PackageProblem(f.package, f.problem) for f in found))
+
+    def headers_package(self, kernel: str) -> str | None:
+        return f"linux-headers-{kernel}"
+
+    def install_headers(self, kernel: str) -> str:
+        return f"apt-get install linux-headers-{kernel}"
+
+    def install_build_tools(self) -> str:
+        return "apt-get install build-essential"
+
+    def update_initramfs(self, kernel: str) -> str:
+        return f"update-initramfs -u -k {kernel} (dracut: dracut -f --kver {kernel})"
+
+    def create_initramfs(self, kernel: str) -> str:
+        return f"update-initramfs -c -k {kernel} (dracut: dracut -f --kver {kernel})"
+
+    def sign_module(self) -> str:
+        return ("sign it: kmodsign sha512 /var/lib/shim-signed/mok/MOK.priv /var/lib/shim-signed/mok/MOK.der "
+                "<file> (or /usr/lib/linux-kbuild-*/scripts/sign-file sha256 /var/lib/dkms/mok.key "
+                "/var/lib/dkms/mok.pub <file>)")
+
+    def enrol_dkms_key(self) -> str:
+        return ("enrol DKMS's signing key: mokutil --import /var/lib/dkms/mok.pub (Ubuntu: "
+                "/var/lib/shim-signed/mok/MOK.der), then confirm in MokManager at the next boot")
+
+
+DEBIAN = Debian()

@@ -1,0 +1,44 @@
+"""Facts of the kernel collector: installed kernels, the running and newest one, per kernel its
+modules directory, depmod data, headers, config and out-of-tree module files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..formats.depmod import ModulesDep
+
+MODULES_ROOT = "/lib/modules"
+# where out-of-tree modules are installed (dkms, vendor packages, akmods, RHEL weak-updates)
+OUT_OF_TREE_DIRS = ("updates", "extra", "weak-updates")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    release: str
+    image: str | None                    # host path of the kernel image
+    has_modules_dir: bool
+    modules_dep: ModulesDep | None       # None: no depmod data (or unreadable: see errors)
+    headers_dir: str | None              # host path /lib/modules/K/build resolves to, when usable
+    config: dict[str, str] = field(default_factory=dict)   # /boot/config-K
+    out_of_tree: dict[str, tuple[str, ...]] = field(default_factory=dict)  # modname -> relpaths
+    mtimes: dict[str, float] = field(default_factory=dict)                 # relpath -> mtime of those files
+
+    @property
+    def headers(self) -> bool:
+        return self.headers_dir is not None
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    kernels: tuple[Kernel, ...]          # installed (image present), oldest first
+    orphans: tuple[str, ...]             # /lib/modules/K with no image: never a boot target
+    running: str | None
+    newest: str | None
+    arch: str
+
+    def get(self, release: str) -> Kernel | None:
+        return next((k for k in self.kernels if k.release == release), None)
+
+    @property
+    def releases(self) -> list[str]:
+        return [k.release for k in self.kernels]

@@ -1,0 +1,66 @@
+"""Facts of the packages collector: the package manager's view of the host, whichever it is.
+
+One shape for every family (dpkg, rpm, pacman): installed packages with their version and
+state, which ones are held back from upgrades, and the packages the manager's own audit would
+list as half-installed or broken.  The distribution backend (exporter.distro) fills it in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_KIND_PATTERNS = (
+    ("kernel-headers", re.compile(r"^(linux-headers-|kernel-devel|kernel-headers)")),
+    ("kernel-image", re.compile(r"^(linux-image-|linux-modules-|kernel$|kernel-core|kernel-modules)")),
+    ("kernel-meta", re.compile(r"^linux-(generic|virtual|lowlatency|aws|azure|gcp|oracle|kvm|image|headers)"
+                               r"(-[a-z0-9.]+)*$")),
+    ("dkms", re.compile(r"(^dkms$|-dkms$)")),
+    ("boot", re.compile(r"^(grub|shim|systemd-boot|initramfs-tools|dracut|linux-base|kmod)")),
+)
+
+
+def package_kind(name: str) -> str:
+    """What a package is to a kernel upgrade, for alert routing: kernel-image, kernel-headers,
+    kernel-meta, dkms, boot or other."""
+    for kind, pattern in _KIND_PATTERNS:
+        if pattern.search(name):
+            return kind
+    return "other"
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    arch: str
+    state: str          # "installed", or the manager's word for a package that is not (fully)
+    held: bool          # kept back from upgrades (apt-mark hold, dnf versionlock, IgnorePkg, ...)
+
+    @property
+    def kind(self) -> str:
+        return package_kind(self.name)
+
+
+@dataclass(frozen=True)
+class PackageProblem:
+    package: str        # as the manager prints it (dpkg: name, or name:arch where ambiguous)
+    problem: str        # stable label value, one per heading of the manager's audit
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    manager: str | None                  # dpkg | rpm | pacman; None: no package database found
+    packages: tuple[Package, ...]
+    findings: tuple[PackageProblem, ...]
+
+    @property
+    def present(self) -> bool:
+        return self.manager is not None
+
+    @property
+    def held(self) -> list[Package]:
+        return [p for p in self.packages if p.held]
+
+    def installed(self, name: str) -> bool:
+        return any(p.name == name and p.state == "installed" for p in self.packages)

@@ -1,0 +1,14 @@
+"""Facts of the system collector: the reboot-required flag and room on /boot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SystemFacts:
+    reboot_required: bool
+    reboot_required_since: float | None   # mtime of the flag file
+    reboot_required_packages: tuple[str, ...]
+    boot_free_bytes: int | None
+    boot_size_bytes: int | None

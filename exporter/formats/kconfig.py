@@ -1,0 +1,25 @@
+"""Kernel configuration files (/boot/config-K, /lib/modules/K/config): the one parser.
+
+``CONFIG_X=value`` lines, quotes stripped from string values; ``# CONFIG_X is not set`` reads as
+"n" (scripts/kconfig writes it for a bool or tristate that is off).  Other lines are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINE = re.compile(rb"^(?:(CONFIG_[A-Za-z0-9_]+)=(.*)|# (CONFIG_[A-Za-z0-9_]+) is not set)\s*$", re.M)
+
+
+def parse_kernel_config(data: bytes) -> dict[str, str]:
+    """{CONFIG_X: value} of a kernel config file's bytes."""
+    config: dict[str, str] = {}
+    for m in _LINE.finditer(data):
+        if m.group(3):
+            config[m.group(3).decode()] = "n"
+            continue
+        value = m.group(2).decode("utf-8", "replace").strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        config[m.group(1).decode()] = value
+    return config

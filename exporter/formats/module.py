@@ -1,0 +1,517 @@
+"""Read one kernel module file (.ko, .ko.zst, .ko.xz, .ko.gz) the way the kernel and kmod see it.
+
+What comes out is what decides whether the module loads: `.modinfo` (name, vermagic, ...),
+`__versions` (symbol CRCs), the undefined symbols it needs, and the appended signature
+(signer / key id / hash algorithm exactly as Debian 12's `modinfo -F signer|sig_key|sig_hashalgo`
+print them).  Byte layouts and sources: docs/formats.md, "Kernel module files".
+
+Every malformed input raises :class:`ModuleFileError` with a short stable ``code``; nothing
+else escapes, and decompression output is bounded (a bomb is ``too_large``, never an OOM).
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import struct
+import zlib
+from dataclasses import dataclass
+
+import zstandard
+from asn1crypto import cms
+from elftools.common.exceptions import ELFError
+from elftools.construct.core import ConstructError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from .x509 import format_key_id, name_cn_like_kmod
+
+DEFAULT_MAX = 256 * 1024 * 1024
+"""Bound on a module's decompressed size: far above real modules (Debian's largest in-tree
+modules are a few MB, vendor GPU drivers tens of MB), far below what would hurt the host."""
+
+SIG_MAGIC = b"~Module signature appended~\n"
+_MODSIG = struct.Struct(">BBBBB3sI")  # struct module_signature, sig_len big-endian
+PKEY_ID_PKCS7 = 2
+
+COMPRESSION_MAGIC = {
+    "zstd": b"\x28\xb5\x2f\xfd",
+    "xz": b"\xfd7zXZ\x00",
+    "gzip": b"\x1f\x8b",
+}
+
+# Undefined symbols the kernel's module loader resolves (or ignores) itself instead of looking
+# them up among exported symbols: kernel/module/main.c ignore_undef_symbol() (x86) and
+# arch/powerpc/kernel/module_64.c (.TOC. becomes SHN_ABS before symbol resolution).
+_LOADER_RESOLVED = {
+    "EM_X86_64": {"_GLOBAL_OFFSET_TABLE_"},
+    "EM_386": {"_GLOBAL_OFFSET_TABLE_"},
+    "EM_PPC64": {".TOC."},
+}
+
+# sig_hashalgo names.  Debian 12's kmod 30 names only these digests (obj_to_hash_algo() in
+# libkmod-signature.c, note "rmd160") and shows no signature at all for any other digest;
+# kmod >= 32 prints OpenSSL's OBJ_obj2txt() name instead.  For digests kmod 30 cannot name the
+# exporter uses the kmod >= 32 name rather than hiding a signature that is there.
+_KMOD30_DIGEST_NAMES = {
+    "1.2.840.113549.2.4": "md4",
+    "1.2.840.113549.2.5": "md5",
+    "1.3.14.3.2.26": "sha1",
+    "1.3.36.3.2.1": "rmd160",
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+    "2.16.840.1.101.3.4.2.4": "sha224",
+    "1.2.156.10197.1.401": "sm3",
+}
+_OPENSSL_DIGEST_NAMES = {
+    "2.16.840.1.101.3.4.2.5": "sha512-224",
+    "2.16.840.1.101.3.4.2.6": "sha512-256",
+    "2.16.840.1.101.3.4.2.7": "sha3-224",
+    "2.16.840.1.101.3.4.2.8": "sha3-256",
+    "2.16.840.1.101.3.4.2.9": "sha3-384",
+    "2.16.840.1.101.3.4.2.10": "sha3-512",
+    "2.16.840.1.101.3.4.2.11": "shake128",
+    "2.16.840.1.101.3.4.2.12": "shake256",
+}
+
+# Errors pyelftools and asn1crypto raise on malformed input; they are turned into ModuleFileError.
+_PARSER_ERRORS = (
+    ELFError,
+    ConstructError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    AssertionError,
+    UnicodeDecodeError,
+    struct.error,
+    RecursionError,
+)
+
+
+class ModuleFileError(Exception):
+    """A module file that cannot be read or is not a loadable module.
+
+    ``code`` is short and stable (for metrics/readiness): empty, unreadable, truncated, not_elf,
+    not_module, bad_elf, bad_versions, too_large, bad_compression, bad_signature,
+    unsupported_signature.  The message says what and where (offsets into the decompressed data).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ModuleSignature:
+    """The appended PKCS#7 signature's identity, as `modinfo` prints it.
+
+    ``signer`` is the CN of the *issuer* in the SignerInfo (kmod falls back to the last name
+    attribute when there is no CN); ``key_id`` is the certificate *serial* as uppercase
+    colon-separated hex of its minimal big-endian magnitude (kmod: BN_bn2bin), not the SKID.
+    ``skid`` is set instead of signer/key_id when the signer is identified by
+    subjectKeyIdentifier (`sign-file -k`); Debian's modinfo prints nothing for those.
+    """
+
+    id_type: str
+    signer: str
+    key_id: str
+    hash_algo: str
+    skid: str | None = None
+
+
+@dataclass(frozen=True)
+class ModuleFile:
+    """Loadability facts of one module file.
+
+    ``undefined`` are the global undefined symbols from .symtab that must be found among the
+    running kernel's exports, without the ones the loader resolves itself (see
+    _LOADER_RESOLVED) and without weak ones (``weak_undefined``: may stay unresolved).
+    ``retpoline`` is True/False when `.modinfo` has retpoline=Y/other and None when the key is
+    absent.  ``has_versions`` tells whether a ``__versions`` section exists at all (it changes how
+    vermagic is compared, see symvers.vermagic_matches).
+    """
+
+    name: str | None
+    vermagic: str | None
+    version: str | None
+    srcversion: str | None
+    license: str | None
+    depends: tuple[str, ...]
+    intree: bool
+    retpoline: bool | None
+    versions: tuple[tuple[str, int], ...]
+    undefined: tuple[str, ...]
+    signature: ModuleSignature | None
+    compression: str
+    modinfo: tuple[tuple[str, str], ...]
+    has_versions: bool = False
+    weak_undefined: tuple[str, ...] = ()
+    machine: str = ""
+    elf_class: int = 64
+    byte_order: str = "little"
+
+    def modinfo_values(self, key: str) -> tuple[str, ...]:
+        """All values of a repeatable .modinfo key (alias, import_ns, firmware, ...)."""
+        return tuple(v for k, v in self.modinfo if k == key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and decompressing
+
+
+def detect_compression(raw: bytes) -> str:
+    """Compression by magic bytes (as libkmod does), never by file name."""
+    for fmt, magic in COMPRESSION_MAGIC.items():
+        if raw.startswith(magic):
+            return fmt
+    return "none"
+
+
+def decompress_module(raw: bytes, max_bytes: int = DEFAULT_MAX) -> tuple[str, bytes]:
+    """Return (compression, decompressed bytes); output beyond ``max_bytes`` is ``too_large``."""
+    fmt = detect_compression(raw)
+    if fmt == "none":
+        if len(raw) > max_bytes:
+            raise ModuleFileError("too_large", f"{len(raw)} bytes is over the {max_bytes}-byte bound")
+        return fmt, raw
+    decompress = {"zstd": _unzstd, "xz": _unxz, "gzip": _gunzip}[fmt]
+    return fmt, decompress(raw, max_bytes)
+
+
+def _too_large(fmt: str, max_bytes: int) -> ModuleFileError:
+    return ModuleFileError("too_large", f"{fmt} data decompresses to more than {max_bytes} bytes")
+
+
+def _unzstd(raw: bytes, max_bytes: int) -> bytes:
+    """Decompress all zstd frames, feeding small input chunks so output overshoots by <= ~8 MiB."""
+    out = bytearray()
+    pos = 0
+    while pos < len(raw):
+        try:
+            declared = zstandard.frame_content_size(raw[pos : pos + 18])
+        except zstandard.ZstdError as e:
+            raise ModuleFileError("bad_compression", f"zstd frame at offset {pos}: {e}") from None
+        if declared > max_bytes - len(out):
+            raise _too_large("zstd", max_bytes)
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        while not dobj.eof:
+            if pos >= len(raw):
+                raise ModuleFileError("bad_compression", f"zstd data truncated at offset {len(raw)}")
+            chunk = raw[pos : pos + 256]
+            pos += len(chunk)
+            try:
+                out += dobj.decompress(chunk)
+            except zstandard.ZstdError as e:
+                raise ModuleFileError("bad_compression", f"zstd near offset {pos}: {e}") from None
+            if len(out) > max_bytes:
+                raise _too_large("zstd", max_bytes)
+        pos -= len(dobj.unused_data)
+    return bytes(out)
+
+
+def _unxz(raw: bytes, max_bytes: int) -> bytes:
+    """Decompress concatenated xz streams (and their zero padding) with a hard output bound."""
+    out = bytearray()
+    rest = raw
+    while rest:
+        dec = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        feed = rest
+        try:
+            while not dec.eof:
+                out += dec.decompress(feed, max_length=max_bytes + 1 - len(out))
+                feed = b""
+                if len(out) > max_bytes:
+                    raise _too_large("xz", max_bytes)
+                if not dec.eof and dec.needs_input:
+                    raise ModuleFileError("bad_compression", f"xz data truncated at offset {len(raw)}")
+        except lzma.LZMAError as e:
+            raise ModuleFileError("bad_compression", f"xz: {e}") from None
+        rest = dec.unused_data.lstrip(b"\x00")
+        if rest and not rest.startswith(COMPRESSION_MAGIC["xz"]):
+            raise ModuleFileError(
+                "bad_compression", f"{len(rest)} bytes of trailing garbage after the xz stream"
+            )
+    return bytes(out)
+
+
+def _gunzip(raw: bytes, max_bytes: int) -> bytes:
+    """Decompress concatenated gzip members with a hard output bound."""
+    out = bytearray()
+    rest = raw
+    while rest:
+        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        feed = rest
+        try:
+            while not dec.eof:
+                out += dec.decompress(feed, max_bytes + 1 - len(out))
+                if len(out) > max_bytes:
+                    raise _too_large("gzip", max_bytes)
+                feed = dec.unconsumed_tail
+                if not dec.eof and not feed:
+                    raise ModuleFileError("bad_compression", f"gzip data truncated at offset {len(raw)}")
+        except zlib.error as e:
+            raise ModuleFileError("bad_compression", f"gzip: {e}") from None
+        rest = dec.unused_data
+        if rest and not rest.startswith(COMPRESSION_MAGIC["gzip"]):
+            raise ModuleFileError(
+                "bad_compression", f"{len(rest)} bytes of trailing garbage after the gzip member"
+            )
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signature trailer
+
+
+def split_signature(data: bytes) -> tuple[bytes, ModuleSignature | None]:
+    """Split off the appended signature, checking it like the kernel's mod_check_sig()."""
+    if not data.endswith(SIG_MAGIC):
+        return data, None
+    end = len(data) - len(SIG_MAGIC)
+    if end < _MODSIG.size:
+        raise ModuleFileError(
+            "bad_signature", f"signature magic at offset {end} leaves no room for module_signature"
+        )
+    ms_off = end - _MODSIG.size
+    algo, hash_, id_type, signer_len, key_id_len, pad, sig_len = _MODSIG.unpack_from(data, ms_off)
+    if sig_len == 0 or sig_len >= ms_off:
+        raise ModuleFileError(
+            "bad_signature",
+            f"module_signature at offset {ms_off} has sig_len {sig_len}, past the "
+            f"{ms_off} bytes before it",
+        )
+    if id_type != PKEY_ID_PKCS7:
+        raise ModuleFileError(
+            "unsupported_signature",
+            f"module_signature at offset {ms_off} has id_type {id_type}, not PKCS#7 (2)",
+        )
+    if algo or hash_ or signer_len or key_id_len or any(pad):
+        raise ModuleFileError(
+            "bad_signature", f"module_signature at offset {ms_off} has non-zero legacy fields"
+        )
+    blob_off = ms_off - sig_len
+    return data[:blob_off], parse_pkcs7_signature(data[blob_off:ms_off], blob_off)
+
+
+def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
+    """Signer identity of a module's detached PKCS#7 SignedData (first SignerInfo)."""
+    try:
+        info = cms.ContentInfo.load(blob)
+        if info["content_type"].dotted != "1.2.840.113549.1.7.2":
+            raise ValueError(f"content type {info['content_type'].dotted} is not signedData")
+        signed = info["content"]
+        signed.native  # parse everything now, as OpenSSL's d2i_PKCS7 does
+        signer_infos = signed["signer_infos"]
+        if len(signer_infos) == 0:
+            raise ValueError("no SignerInfo")
+        si = signer_infos[0]
+        oid = si["digest_algorithm"]["algorithm"].dotted
+        hash_algo = _KMOD30_DIGEST_NAMES.get(oid) or _OPENSSL_DIGEST_NAMES.get(oid, oid)
+        sid = si["sid"]
+        if sid.name == "issuer_and_serial_number":
+            ias = sid.chosen
+            return ModuleSignature(
+                "PKCS#7",
+                name_cn_like_kmod(ias["issuer"]),
+                format_key_id(ias["serial_number"].native),
+                hash_algo,
+            )
+        return ModuleSignature("PKCS#7", "", "", hash_algo, skid=bytes(sid.chosen.native).hex())
+    except _PARSER_ERRORS as e:
+        raise ModuleFileError(
+            "bad_signature", f"PKCS#7 blob at offset {offset} ({len(blob)} bytes): {e}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# ELF
+
+
+def parse_module(data: bytes, *, compression: str = "none") -> ModuleFile:
+    """Parse decompressed module bytes (``compression`` only records what the file was)."""
+    if not data:
+        raise ModuleFileError("empty", "empty file")
+    fmt = detect_compression(data)
+    if fmt != "none" and not data.startswith(b"\x7fELF"):
+        raise ModuleFileError("not_elf", f"data is {fmt}-compressed; decompress it first")
+    body, signature = split_signature(data)
+    try:
+        return _parse_elf(body, signature, compression)
+    except ModuleFileError:
+        raise
+    except _PARSER_ERRORS as e:
+        raise ModuleFileError("bad_elf", f"malformed ELF: {type(e).__name__}: {e}") from None
+
+
+def _parse_elf(body: bytes, signature: ModuleSignature | None, compression: str) -> ModuleFile:
+    elf, sections = _open_elf(body)
+    modinfo = _read_modinfo(sections.get(".modinfo"))
+    this_module = sections.get(".gnu.linkonce.this_module")
+    if this_module is None:
+        raise ModuleFileError(
+            "not_module", "no .gnu.linkonce.this_module section: the kernel refuses it (ENOEXEC)"
+        )
+    machine = elf["e_machine"]
+    versions_sec = sections.get("__versions")
+    versions = _read_versions(versions_sec, elf, machine) if versions_sec is not None else ()
+    undefined, weak = _read_undefined(sections.get(".symtab"), machine)
+    first = {}
+    for key, value in modinfo:
+        first.setdefault(key, value)
+    retpoline = first.get("retpoline")
+    return ModuleFile(
+        name=first.get("name") or _this_module_name(this_module, elf),
+        vermagic=first.get("vermagic"),
+        version=first.get("version"),
+        srcversion=first.get("srcversion"),
+        license=first.get("license"),
+        depends=tuple(d for d in first.get("depends", "").split(",") if d),
+        intree="intree" in first,
+        retpoline=None if retpoline is None else retpoline == "Y",
+        versions=versions,
+        undefined=undefined,
+        signature=signature,
+        compression=compression,
+        modinfo=modinfo,
+        has_versions=versions_sec is not None,
+        weak_undefined=weak,
+        machine=str(machine),
+        elf_class=elf.elfclass,
+        byte_order="little" if elf.little_endian else "big",
+    )
+
+
+_EHDR_TAIL = {  # (offset of e_type, struct for e_type..e_shstrndx)
+    1: (16, "HHIIIIIHHHHHH"),  # ELFCLASS32
+    2: (16, "HHIQQQIHHHHHH"),  # ELFCLASS64
+}
+
+
+def _open_elf(body: bytes) -> tuple[ELFFile, dict]:
+    """ELFFile over ``body`` and its sections by name (first wins, as the kernel's find_sec()),
+    after the bounds checks of the kernel's elf_validity_check()."""
+    if not body.startswith(b"\x7fELF"):
+        raise ModuleFileError("not_elf", f"no ELF magic at offset 0 (starts with {body[:4]!r})")
+    ei_class, ei_data = body[4:5], body[5:6]
+    if ei_class not in (b"\x01", b"\x02") or ei_data not in (b"\x01", b"\x02"):
+        raise ModuleFileError("bad_elf", f"ELF class/data bytes {body[4:6].hex()} are invalid")
+    off, fields = _EHDR_TAIL[ei_class[0]]
+    fmt = ("<" if ei_data == b"\x01" else ">") + fields
+    if len(body) < off + struct.calcsize(fmt):
+        raise ModuleFileError("truncated", f"ELF header cut at offset {len(body)}")
+    hdr = struct.unpack_from(fmt, body, off)
+    e_type, shoff, shentsize, shnum, shstrndx = hdr[0], hdr[5], hdr[10], hdr[11], hdr[12]
+    if e_type != 1:
+        raise ModuleFileError("not_module", f"ELF e_type {e_type}, modules are ET_REL (1)")
+    want = 64 if ei_class == b"\x02" else 40
+    if shentsize != want:
+        raise ModuleFileError("bad_elf", f"e_shentsize {shentsize}, expected {want}")
+    if shnum == 0 or shoff + shnum * shentsize > len(body):
+        raise ModuleFileError(
+            "truncated",
+            f"section headers at offset {shoff} ({shnum} x {shentsize} bytes) "
+            f"run past the end of the {len(body)}-byte ELF",
+        )
+    if shstrndx >= shnum:
+        raise ModuleFileError("bad_elf", f"e_shstrndx {shstrndx} >= e_shnum {shnum}")
+    elf = ELFFile(io.BytesIO(body))
+    sections = {}
+    for index in range(shnum):
+        sec = elf.get_section(index)
+        if sec["sh_type"] != "SHT_NOBITS" and sec["sh_offset"] + sec["sh_size"] > len(body):
+            raise ModuleFileError(
+                "truncated",
+                f"section {index} at offset {sec['sh_offset']} (+{sec['sh_size']} bytes) "
+                f"runs past the end of the {len(body)}-byte ELF",
+            )
+        sections.setdefault(sec.name, sec)
+    return elf, sections
+
+
+def _bytes(sec) -> bytes:
+    """A section's bytes in the file.  SHT_NOBITS has none: pyelftools would make sh_size NULs,
+    and sh_size is whatever the file says (2**60 raised MemoryError; 1 GiB took 1 GiB)."""
+    return b"" if sec["sh_type"] == "SHT_NOBITS" else sec.data()
+
+
+def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
+    """NUL-separated key=value strings; empty runs skipped (as kmod does)."""
+    if sec is None:
+        return ()
+    pairs = []
+    for raw in _bytes(sec).split(b"\x00"):
+        if not raw:
+            continue
+        key, sep, value = raw.decode("utf-8", "replace").partition("=")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def _read_versions(sec, elf: ELFFile, machine: str) -> tuple[tuple[str, int], ...]:
+    """__versions: struct modversion_info { unsigned long crc; char name[64 - sizeof(long)]; }."""
+    data = _bytes(sec)
+    if len(data) % 64:
+        raise ModuleFileError(
+            "bad_versions",
+            f"__versions at offset {sec['sh_offset']} is {len(data)} bytes, not a multiple of 64",
+        )
+    word = 8 if elf.elfclass == 64 else 4
+    crc_fmt = ("<" if elf.little_endian else ">") + ("Q" if word == 8 else "I")
+    entries = []
+    for off in range(0, len(data), 64):
+        (crc,) = struct.unpack_from(crc_fmt, data, off)
+        name = data[off + word : off + 64].split(b"\x00", 1)[0].decode("utf-8", "replace")
+        if machine == "EM_PPC64" and name.startswith("."):
+            name = name[1:]  # arch/powerpc dedotify_versions()
+        entries.append((name, crc))
+    return tuple(entries)
+
+
+_SYM_LAYOUT = {  # Elf32_Sym / Elf64_Sym: (struct fields, index of st_info, index of st_shndx)
+    32: ("IIIBBH", 3, 5),
+    64: ("IBBHQQ", 1, 3),
+}
+
+
+def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(strong, weak) undefined symbol names from .symtab, as simplify_symbols() sees them.
+
+    Unpacked with struct, not pyelftools' per-symbol parser (40x slower; a zfs/nvidia-sized
+    module has thousands of symbols).  Like the kernel, entries are sizeof(Elf_Sym) apart
+    whatever sh_entsize says, and names come from the section sh_link names."""
+    if not isinstance(symtab, SymbolTableSection):
+        raise ModuleFileError("bad_elf", "no .symtab: the kernel refuses it (stripped module?)")
+    elf = symtab.elffile
+    fields, info_at, shndx_at = _SYM_LAYOUT[elf.elfclass]
+    layout = struct.Struct(("<" if elf.little_endian else ">") + fields)
+    link = symtab["sh_link"]
+    if not 0 < link < elf.num_sections():
+        raise ModuleFileError("bad_elf", f".symtab sh_link {link} is not a section")
+    strtab = _bytes(elf.get_section(link))
+    data = _bytes(symtab)
+    data = data[: len(data) - len(data) % layout.size]
+    resolved_by_loader = _LOADER_RESOLVED.get(machine, set())
+    strong, weak = [], []
+    for sym in layout.iter_unpack(data):
+        if sym[shndx_at] != 0 or not sym[0]:   # SHN_UNDEF only; st_name 0 is the empty name
+            continue
+        end = strtab.find(b"\x00", sym[0])
+        name = strtab[sym[0] : end if end >= 0 else len(strtab)].decode("utf-8", "replace")
+        if not name or name in resolved_by_loader:
+            continue
+        if machine == "EM_PPC64" and name.startswith("."):
+            name = name[1:]  # ELFv1 dot symbols, arch/powerpc dedotify()
+        (weak if sym[info_at] >> 4 == 2 else strong).append(name)  # STB_WEAK
+    return tuple(dict.fromkeys(strong)), tuple(dict.fromkeys(weak))
+
+
+def _this_module_name(sec, elf: ELFFile) -> str | None:
+    """struct module's name[] (after enum state and list_head), the kernel's fallback name."""
+    off = 24 if elf.elfclass == 64 else 12
+    raw = _bytes(sec)[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
+    name = raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
+    return name or None

@@ -1,0 +1,67 @@
+"""A kernel's exported symbols with their CRCs: Module.symvers, and the symvers files RHEL/SUSE ship.
+
+Format (scripts/mod/modpost.c write_dump()): ``0xCRC<TAB>symbol<TAB>module<TAB>EXPORT_...[<TAB>ns]``.
+The checks a loader makes against them are in exporter.verdict.loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SymversError(Exception):
+    """A Module.symvers line that is not `0xCRC<TAB>symbol<TAB>module<TAB>EXPORT_...[<TAB>ns]`."""
+
+    def __init__(self, line_no: int, message: str) -> None:
+        super().__init__(f"Module.symvers line {line_no}: {message}")
+        self.line_no = line_no
+
+
+@dataclass(frozen=True)
+class Export:
+    """One exported symbol: ``module`` is `vmlinux` or the module path without .ko."""
+
+    crc: int
+    module: str
+    export_type: str
+    namespace: str = ""
+
+    @property
+    def gpl_only(self) -> bool:
+        return self.export_type.endswith("_GPL")
+
+
+def parse_module_symvers(text: str) -> dict[str, Export]:
+    """Parse Module.symvers: 5 columns (crc, symbol, module, type, namespace; 5.8+), 4 columns
+    (before namespaces) and the 5.4-5.7 order with the namespace third."""
+    exports: dict[str, Export] = {}
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        type_col = next((i for i, c in enumerate(cols) if c.startswith("EXPORT_")), None)
+        if len(cols) not in (4, 5) or type_col not in (3, 4) or (type_col == 4 and len(cols) != 5):
+            raise SymversError(line_no, f"unexpected columns {cols!r}")
+        try:
+            crc = int(cols[0], 16)
+        except ValueError:
+            raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
+        if not cols[1]:
+            raise SymversError(line_no, "empty symbol name")
+        if type_col == 3:
+            module, namespace = cols[2], cols[4] if len(cols) == 5 else ""
+        else:
+            namespace, module = cols[2], cols[3]
+        exports[cols[1]] = Export(crc, module, cols[type_col], namespace)
+    return exports
+
+
+def module_name_of(symvers_module: str) -> str:
+    """modname of a Module.symvers module column (`drivers/media/mc/mc` -> `mc`)."""
+    return symvers_module.rsplit("/", 1)[-1].replace("-", "_")
+
+
+
+
+
+

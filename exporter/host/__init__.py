@@ -1,0 +1,1 @@
+"""Reading the host: one path root (rootfs), one bounded reader, the identity cache, the context."""

@@ -1,0 +1,88 @@
+"""Parse results cached by file identity, so an unchanged host costs stat calls only.
+
+Identity is (device, inode, size, mtime_ns): every writer we care about (dpkg, dkms,
+update-initramfs, depmod) replaces or rewrites files, which changes at least one of them.
+Parse errors are cached too, so a corrupt 100 MB image is not re-read on every scrape;
+OS errors are not (the next scrape tries again).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from .reader import DEFAULT_READ_LIMIT, read_bounded
+
+T = TypeVar("T")
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class _Entry:
+    ident: tuple[int, int, int, int]
+    value: object
+    error: BaseException | None
+    generation: int
+
+
+class FileCache:
+    """Maps (path, purpose) to a value computed from the file, valid while its identity holds."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    def begin_scrape(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+    def sweep(self, keep_generations: int = 3) -> None:
+        """Drop entries no scrape asked for lately (files that went away)."""
+        with self._lock:
+            floor = self.generation - keep_generations
+            for key in [k for k, e in self._entries.items() if e.generation < floor]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def compute(self, path: str | Path, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T:
+        """fn(path, stat) cached by the file's identity. OSError from stat/fn propagates."""
+        st = os.stat(path)
+        ident = identity(st)
+        key = (str(path), purpose)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.ident == ident:
+                entry.generation = self.generation
+                self.hits += 1
+                if entry.error is not None:
+                    raise entry.error
+                return entry.value  # type: ignore[return-value]
+            self.misses += 1
+        try:
+            value = fn(path, st)
+        except OSError:
+            raise
+        except Exception as exc:  # a parse error: remember it for this identity
+            with self._lock:
+                self._entries[key] = _Entry(ident, None, exc, self.generation)
+            raise
+        with self._lock:
+            self._entries[key] = _Entry(ident, value, None, self.generation)
+        return value
+
+    def parse(self, path: str | Path, parse: Callable[[bytes], T], *, purpose: str | None = None,
+              limit: int = DEFAULT_READ_LIMIT) -> T:
+        """parse(bytes of the file), cached by identity; the read is bounded by ``limit``."""
+        name = purpose or getattr(parse, "__qualname__", repr(parse))
+        return self.compute(path, name, lambda p, _st: parse(read_bounded(p, limit)))

@@ -1,0 +1,136 @@
+"""What a collector gets to read the host with, and where its read errors go.
+
+A collector never raises for one bad file: it records the error here (it is logged and
+counted in ``dkms_scrape_collector_errors``, and it marks the collector unsuccessful, so
+readiness built on it becomes "unknown") and carries on with the rest of the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from ..config import Config
+from .cache import FileCache
+from .reader import DEFAULT_READ_LIMIT, read_bounded
+from .rootfs import HostFS
+
+T = TypeVar("T")
+log = logging.getLogger("dkms_exporter")
+
+
+class Unreadable(Exception):
+    """A file exists but could not be read or parsed; already recorded in the context."""
+
+
+@dataclass(frozen=True)
+class ReadError:
+    collector: str
+    path: str
+    message: str
+
+
+@dataclass
+class Context:
+    fs: HostFS
+    cache: FileCache
+    config: Config
+    collector: str = ""
+    errors: list[ReadError] = field(default_factory=list)
+    # facts of the collectors that ran before this one (the module and initramfs collectors
+    # read the files the kernel collector found); a missing entry means that one failed/is off
+    previous: dict[str, Any] = field(default_factory=dict)
+
+    def error(self, path: str, problem: BaseException | str) -> None:
+        message = _describe(problem)
+        self.errors.append(ReadError(self.collector, path, message))
+        log.warning("collector=%s path=%s error=%s", self.collector, path, message)
+
+    def load(self, hostpath: str, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
+             purpose: str | None = None) -> T | None:
+        """Parsed contents of a host file, cached by identity; None when it does not exist."""
+        try:
+            return self.cache.parse(self.fs.local(hostpath), parse, limit=limit, purpose=purpose)
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none crashes a scrape
+            self.error(hostpath, exc)
+            raise Unreadable(hostpath) from exc
+
+    def compute(self, hostpath: str, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T | None:
+        """fn(local path, stat) for files that are not read whole; cached by identity."""
+        try:
+            return self.cache.compute(self.fs.local(hostpath), purpose, fn)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except Exception as exc:  # noqa: BLE001
+            self.error(hostpath, exc)
+            raise Unreadable(hostpath) from exc
+
+    def load_local(self, local: Path, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
+                   purpose: str | None = None) -> T | None:
+        """Read and parse a file of procfs/sysfs/efivarfs: never cached, because these report
+        size 0 and fixed mtimes while their contents change."""
+        try:
+            return parse(read_bounded(local, limit))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except Exception as exc:  # noqa: BLE001
+            self.error(str(local), exc)
+            raise Unreadable(str(local)) from exc
+
+    def listdir(self, hostpath: str) -> list[str] | None:
+        """Sorted entry names of a host directory; None when it does not exist."""
+        try:
+            return sorted(os.listdir(self.fs.local(hostpath)))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            self.error(hostpath, exc)
+            raise Unreadable(hostpath) from exc
+
+    def lstat(self, hostpath: str) -> os.stat_result | None:
+        """lstat of the last component (the link itself), None when absent."""
+        parent, _, name = hostpath.rstrip("/").rpartition("/")
+        try:
+            return os.lstat(self.fs.local(parent or "/") + "/" + name)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            self.error(hostpath, exc)
+            raise Unreadable(hostpath) from exc
+
+    def stat(self, hostpath: str) -> os.stat_result | None:
+        """stat following links inside the root; None when absent or dangling."""
+        try:
+            return os.stat(self.fs.local(hostpath))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.error(hostpath, exc)
+                return None
+            self.error(hostpath, exc)
+            raise Unreadable(hostpath) from exc
+
+    def is_dir(self, hostpath: str) -> bool:
+        st = self.stat(hostpath)
+        return st is not None and stat.S_ISDIR(st.st_mode)
+
+    def exists(self, hostpath: str) -> bool:
+        return self.stat(hostpath) is not None
+
+
+def _describe(problem: BaseException | str) -> str:
+    if isinstance(problem, str):
+        return problem
+    if isinstance(problem, OSError) and problem.strerror:
+        return problem.strerror
+    return f"{type(problem).__name__}: {problem}"

@@ -1,0 +1,1 @@
+"""What a scrape becomes: metric families, the `check` table/JSON, the textfile."""

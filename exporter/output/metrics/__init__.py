@@ -1,0 +1,47 @@
+"""Facts and verdicts -> Prometheus metric families, fresh every scrape.
+
+client_python's custom-collector pattern: nothing is kept between scrapes except the file
+cache, so a module that disappears from the host disappears from /metrics too.  One module per
+section (the collector or verdict it shows); every name is documented in docs/metrics.md (a
+test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from ...scrape import Scrape, Scraper
+from . import dkms, exporter, initramfs, kernel, module, os, packages, readiness, secureboot, system
+from .families import Families, clean
+
+__all__ = ["DkmsCollector", "clean", "families"]
+
+# in exposition order; exporter's own section first (it takes the cache counters)
+SECTIONS = (kernel, readiness, dkms, module, secureboot, initramfs, packages, system, os)
+
+
+def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0) -> list[Metric]:
+    out = Families()
+    exporter.section(out, scrape, cache_hits, cache_misses)
+    for section in SECTIONS:
+        section.section(out, scrape)
+    return list(out)
+
+
+class DkmsCollector(Collector):
+    """A client_python custom collector: every collect() is one fresh scrape."""
+
+    def __init__(self, scraper: Scraper) -> None:
+        self.scraper = scraper
+        self.last: Scrape | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        scrape = self.scraper.scrape()
+        self.last = scrape
+        yield from families(scrape, self.scraper.cache.hits, self.scraper.cache.misses)
+
+    def describe(self) -> list[Metric]:
+        return []  # names depend on the host; don't scrape at registration

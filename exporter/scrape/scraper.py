@@ -1,0 +1,69 @@
+"""One scrape: gather facts, assess readiness.  Shared by serve, metrics, textfile and check.
+
+Scrapes are single-flight: while one runs, callers that arrive wait for the next one, which
+starts when it ends and is shared by all of them.  So N concurrent scrapers cost at most two
+scrapes' time and two scrapes' work, every caller gets facts gathered after it asked, and two
+scrapes never decompress the same image at the same time.  Each scrape is bounded by the
+timeout (see exporter/scrape/scheduler.py for what happens to a collector that overruns it).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from ..collectors import collectors
+from ..config import Config
+from ..facts import HostFacts
+from ..host.cache import FileCache
+from ..host.rootfs import HostFS
+from ..verdict.readiness import Readiness, assess
+from .scheduler import DEFAULT_TIMEOUT, InFlight, gather
+
+
+@dataclass(frozen=True)
+class Scrape:
+    facts: HostFacts
+    readiness: Readiness
+
+
+class Scraper:
+    def __init__(self, fs: HostFS, config: Config, enabled: frozenset[str] | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        self.fs = fs
+        self.config = config
+        self.enabled = frozenset(c.name for c in collectors()) if enabled is None else enabled
+        self.timeout = timeout
+        self.cache = FileCache()
+        self.inflight = InFlight()
+        self._cond = threading.Condition()
+        self._running = False
+        self._started = 0            # scrapes started so far
+        self._finished = 0           # number of the newest finished scrape
+        self._last: Scrape | None = None
+
+    def scrape(self) -> Scrape:
+        """A scrape that started after this call: run one, or share the one the next caller runs."""
+        with self._cond:
+            wanted = self._started + 1
+            while True:
+                if self._finished >= wanted and self._last is not None:
+                    return self._last
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    number = self._started
+                    break
+                self._cond.wait()
+        result = None
+        try:
+            facts = gather(self.fs, self.cache, self.config, self.enabled, timeout=self.timeout,
+                           inflight=self.inflight)
+            result = Scrape(facts, assess(facts, self.config))
+            return result
+        finally:
+            with self._cond:
+                self._running = False
+                if result is not None:
+                    self._finished, self._last = number, result
+                self._cond.notify_all()

@@ -1,0 +1,218 @@
+"""Does one module work for one kernel?  The checks, in the order the kernel meets them.
+
+1. DKMS state (``not_built``, ``build_failed``, ``built_not_installed``);
+2. the file and depmod (``file_missing``, ``not_in_depmod``);
+3. the loader's own checks of the file (``module_unreadable``, ``vermagic_mismatch``,
+   ``symbol_version_mismatch``, ``unknown_symbol``), then its signature (``unsigned``,
+   ``untrusted_key``);
+4. early boot: the initramfs (``missing_from_initramfs``, ``initramfs_stale``);
+5. ``blacklisted`` (a warning: the module still loads when asked for).
+
+docs/readiness.md lists them in this order; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..facts import HostFacts
+from ..facts.dkms import DkmsEntry
+from ..facts.initramfs import InitramfsFacts, KernelImage
+from ..facts.kernel import OUT_OF_TREE_DIRS, Kernel, KernelFacts
+from ..facts.loaded import LoadedFacts
+from ..facts.module import KernelModuleFacts, ModuleFacts
+from ..facts.secureboot import TrustFacts
+from ..formats.depmod import modname_of_path
+from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
+from ..formats.x509 import Certificate
+from .fixes import Fixes
+from .loader import check_versions, vermagic_matches
+from .model import ModuleVerdict, Problem
+from .trust import enforced_for, key_trusted
+
+# the module-level reasons, in the order assess_module() can report them (docs/readiness.md)
+CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "not_in_depmod",
+               "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
+               "unsigned", "untrusted_key", "missing_from_initramfs", "initramfs_stale", "blacklisted")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the checks need to know about one kernel, gathered once per kernel and scrape."""
+    modules: KernelModuleFacts | None
+    enforced: bool | None               # will this kernel refuse unsigned / untrusted modules
+    trusted: tuple[Certificate, ...]
+    trust_known: bool
+    builtin: ModuleSignature | None
+    blacklisted: frozenset[str]
+    fix: Fixes
+    early_boot: frozenset[str] = frozenset()
+    image: KernelImage | None = None
+
+    @staticmethod
+    def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
+        modules, trust = facts.get(ModuleFacts), facts.get(TrustFacts)
+        kernels, loaded, initramfs = facts.get(KernelFacts), facts.get(LoadedFacts), facts.get(InitramfsFacts)
+        mf = modules.kernels.get(kernel.release) if modules else None
+        enforced = None
+        if trust is not None:
+            enforced = enforced_for(trust, kernel.config or None, kernels is not None and kernel.release == kernels.running)
+        return Evidence(mf, enforced, trust.trusted_certificates if trust else (),
+                        bool(trust and trust.keys_known), mf.builtin_signer if mf else None,
+                        loaded.blacklisted if loaded else frozenset(), fix, early_boot,
+                        initramfs.images.get(kernel.release) if initramfs else None)
+
+
+def assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple[str, ...],
+                   evidence: Evidence) -> ModuleVerdict:
+    arch_builds = [b for b in (entry.builds if entry else ()) if b.kernel == kernel.release]
+    build = next((b for b in arch_builds if b.state == "installed"), None) or \
+        next(iter(arch_builds), None)
+    state = build.state if build else ("" if entry is None else
+                                       "build_failed" if _failure_for(entry, kernel) else "added")
+    file = _module_file(kernel, name)
+    problem = _dkms_problem(kernel, name, entry, build, evidence.fix) if entry is not None else None
+    if problem is None:
+        problem = _file_problem(kernel, name, entry, file, evidence.fix)
+    problems: list[Problem] = [problem] if problem else []
+    signature, signed = None, None
+    if problem is None and file is not None:
+        parsed = evidence.modules.files.get(file.split(f"/lib/modules/{kernel.release}/", 1)[1]) \
+            if evidence.modules else None
+        if isinstance(parsed, ModuleFile):
+            signature, signed = parsed.signature, parsed.signature is not None
+        problems += module_truth_problems(kernel, name, entry, file, parsed, evidence)
+    early = name in evidence.early_boot
+    in_image = None
+    image = evidence.image
+    if image is not None and image.listing is not None:
+        in_image = name in image.listing.modules
+    if early and not any(p.severity == "error" for p in problems):
+        problems += initramfs_problems(kernel, name, file, evidence)
+    if name in evidence.blacklisted:
+        problems.append(Problem("blacklisted", f"modprobe.d blacklists {name}: it will not load automatically",
+                                f"remove 'blacklist {name}' from /etc/modprobe.d", severity="warning"))
+    return ModuleVerdict(kernel.release, name, f"{entry.module}/{entry.version}" if entry else "",
+                         why, state, file, tuple(problems), signature, signed, early, in_image)
+
+
+def initramfs_problems(kernel: Kernel, name: str, file: str | None, ev: Evidence) -> list[Problem]:
+    """An early-boot module must be in the kernel's initramfs, and that image must be newer."""
+    image = ev.image
+    if image is None or image.listing is None:
+        return []  # no image (a kernel problem) or unreadable (the verdict is unknown)
+    k = kernel.release
+    if name not in image.listing.modules:
+        return [Problem("missing_from_initramfs", f"{name} is needed in early boot but {image.path} lacks it",
+                        ev.fix("missing_from_initramfs", k))]
+    rel = file.split(f"/lib/modules/{k}/", 1)[1] if file else ""
+    module_mtime = kernel.mtimes.get(rel)
+    if module_mtime is not None and image.mtime is not None and image.mtime < module_mtime:
+        return [Problem("initramfs_stale", f"{image.path} is older than {file}: it holds an earlier build",
+                        ev.fix("initramfs_stale", k))]
+    return []
+
+
+def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str,
+                          parsed: ModuleFile | ModuleFileError | None, ev: Evidence) -> list[Problem]:
+    """Will the kernel's loader accept this file? vermagic, symbol CRCs, signature and key."""
+    ident = f"{entry.module}/{entry.version}" if entry else ""
+    k = kernel.release
+    if parsed is None:
+        return []  # unreadable: recorded as a collector error, so the verdict is already unknown
+    if isinstance(parsed, ModuleFileError):
+        return [Problem("module_unreadable", f"{file}: {parsed}", ev.fix("module_unreadable", k, ident, name))]
+    out: list[Problem] = []
+    kmf = ev.modules
+    if kmf is not None and kmf.vermagic and not vermagic_matches(parsed.vermagic, kmf.vermagic,
+                                                                 parsed.has_versions):
+        out.append(Problem("vermagic_mismatch", f"version magic '{parsed.vermagic}' should be '{kmf.vermagic}'",
+                           ev.fix("vermagic_mismatch", k, ident, name)))
+    if kmf is not None and kmf.exports:
+        vc = check_versions(parsed, kmf.exports)
+        if vc.mismatches:
+            syms = ", ".join(s for s, _, _ in vc.mismatches[:3])
+            more = f" and {len(vc.mismatches) - 3} more" if len(vc.mismatches) > 3 else ""
+            out.append(Problem("symbol_version_mismatch", f"disagrees about version of symbol {syms}{more}",
+                               ev.fix("symbol_version_mismatch", k, ident, name)))
+        unknown = list(vc.unknown) + list(vc.gpl_only) + [f"{s} (namespace {ns} not imported)"
+                                                          for s, ns in vc.missing_namespaces]
+        if unknown:
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            out.append(Problem("unknown_symbol", f"Unknown symbol {', '.join(unknown[:3])}{more}",
+                               ev.fix("unknown_symbol", k, ident, name)))
+    if ev.enforced:
+        sig = parsed.signature
+        if sig is None:
+            out.append(Problem("unsigned", f"{k} enforces module signatures and {file} is unsigned",
+                               ev.fix("unsigned", k, ident, name)))
+        elif ev.trust_known and not _key_trusted(sig, ev):
+            out.append(Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
+                               "enrolled (MokListRT, db) nor the kernel's own key",
+                               ev.fix("untrusted_key", k, ident, name)))
+    return out
+
+
+def _key_trusted(sig: ModuleSignature, ev: Evidence) -> bool:
+    if ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
+        return True
+    return key_trusted(sig, ev.trusted)
+
+
+def _failure_for(entry: DkmsEntry, kernel: Kernel):
+    f = entry.failure
+    return f if f is not None and f.kernel == kernel.release else None
+
+
+def _dkms_problem(kernel: Kernel, name: str, entry: DkmsEntry, build, fix: Fixes) -> Problem | None:
+    ident = f"{entry.module}/{entry.version}"
+    if build is not None and build.state == "installed":
+        return None
+    if build is not None:
+        return Problem("built_not_installed", f"{ident} is built for {kernel.release} but not installed",
+                       fix("built_not_installed", kernel.release, ident))
+    failure = _failure_for(entry, kernel)
+    if failure is not None:
+        return Problem("build_failed", f"{failure.cause}: {failure.detail} (see {failure.log})",
+                       fix("build_failed", kernel.release, ident, name, headers=kernel.headers,
+                           cause=failure.cause))
+    detail = f"no DKMS build of {ident} for {kernel.release}"
+    if not kernel.headers:
+        detail += f": headers for {kernel.release} are not installed"
+    return Problem("not_built", detail, fix("not_built", kernel.release, ident, headers=kernel.headers))
+
+
+def _module_file(kernel: Kernel, name: str) -> str | None:
+    """Where the module lives for this kernel: out-of-tree dirs first (dkms's updates/dkms)."""
+    base = f"/lib/modules/{kernel.release}"
+    candidates = kernel.out_of_tree.get(name, ())
+    preferred = sorted(candidates, key=lambda p: (not p.startswith("updates/dkms/"), p))
+    if preferred:
+        return f"{base}/{preferred[0]}"
+    dep = kernel.modules_dep
+    if dep is not None and name in dep.paths:
+        if dep.paths[name].split("/", 1)[0] in OUT_OF_TREE_DIRS:
+            return None  # the kernel collector walked that dir: modules.dep names a file that is gone
+        return f"{base}/{dep.paths[name]}"
+    return None
+
+
+def _file_problem(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str | None,
+                  fix: Fixes) -> Problem | None:
+    ident = f"{entry.module}/{entry.version}" if entry else ""
+    if file is None:
+        return Problem("file_missing", f"no {name}.ko* for {kernel.release} under /lib/modules/{kernel.release}",
+                       fix("file_missing", kernel.release, ident, name))
+    dep = kernel.modules_dep
+    if dep is None:
+        return Problem("not_in_depmod", f"/lib/modules/{kernel.release}/modules.dep is missing",
+                       fix("not_in_depmod", kernel.release))
+    resolved = dep.paths.get(name)
+    rel = file.split(f"/lib/modules/{kernel.release}/", 1)[1]
+    if resolved is None:
+        return Problem("not_in_depmod", f"modules.dep of {kernel.release} does not list {name}",
+                       fix("not_in_depmod", kernel.release))
+    if resolved != rel and modname_of_path(resolved) == name and rel in kernel.out_of_tree.get(name, ()):
+        return Problem("not_in_depmod", f"depmod resolves {name} to {resolved}, not {rel}",
+                       fix("not_in_depmod", kernel.release))
+    return None

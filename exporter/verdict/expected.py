@@ -1,0 +1,159 @@
+"""Which modules a kernel needs (docs/readiness.md, "Modules a kernel K needs").
+
+1. DKMS modules installed for the running kernel; 2. DKMS modules DKMS means to build for K
+(AUTOINSTALL), minus those BUILD_EXCLUSIVE_* keeps away from K; 3. out-of-tree modules loaded
+now (taint O); early-boot modules; and the operator's required_modules, minus ignored_modules.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..config import Config, modname
+from ..facts import HostFacts
+from ..facts.dkms import DkmsEntry, DkmsFacts
+from ..facts.initramfs import InitramfsFacts
+from ..facts.kernel import Kernel, KernelFacts
+from ..facts.loaded import LoadedFacts
+from ..formats.dkmsconf import DkmsConfError, evaluate_conf
+from ..formats.versions import compare, release_key
+
+
+def early_boot_modules(facts: HostFacts, config: Config) -> frozenset[str]:
+    """Out-of-tree modules in the running kernel's initramfs, plus the ones the operator names."""
+    names = set(config.early_boot_modules)
+    kernels, initramfs = facts.get(KernelFacts), facts.get(InitramfsFacts)
+    images = initramfs.images if initramfs else {}
+    running = kernels.get(kernels.running) if kernels and kernels.running else None
+    image = images.get(kernels.running) if kernels and kernels.running else None
+    if running is not None and image is not None and image.listing is not None:
+        names |= image.listing.modules & set(running.out_of_tree)
+    return frozenset(names)
+
+
+def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None, config: Config,
+                     loaded: LoadedFacts | None = None, early_boot: frozenset[str] = frozenset(),
+                     ) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
+    """modname -> (the DKMS entry that should provide it, or None; why it is expected)."""
+    expected: dict[str, tuple[DkmsEntry | None, list[str]]] = {}
+
+    def want(name: str, entry: DkmsEntry | None, why: str) -> None:
+        current = expected.get(name)
+        if current is None:
+            expected[name] = (entry, [why])
+        else:
+            if why not in current[1]:
+                current[1].append(why)
+            if current[0] is None and entry is not None:
+                expected[name] = (entry, current[1])
+
+    arch = kernels.arch
+    excluded: set[str] = set()   # DKMS says these are not meant for this kernel: never "needed"
+    if dkms is not None:
+        for module, entries in _by_module(dkms).items():
+            provider = _provider_for(entries, kernel.release, arch, dkms)
+            if provider is None:
+                continue
+            if _excluded(provider, kernel, arch, dkms):
+                excluded.update(dest_modnames(provider, kernel.release, arch, dkms))
+                continue
+            running_install = kernels.running and any(
+                (b := e.build_for(kernels.running, arch)) is not None and b.state == "installed" for e in entries)
+            if running_install:
+                for name in dest_modnames(provider, kernel.release, arch, dkms):
+                    want(name, provider, "installed_for_running_kernel")
+            if _autoinstall(provider, kernel.release, arch, dkms):
+                for name in dest_modnames(provider, kernel.release, arch, dkms):
+                    want(name, provider, "autoinstall")
+    for name in (loaded.out_of_tree if loaded else ()):
+        if name not in excluded:
+            want(name, None, "loaded_out_of_tree")
+    for name in sorted(early_boot - excluded):
+        want(name, None, "early_boot")
+    for name in sorted(config.required_modules):
+        want(name, None, "required_by_config")
+    for name in config.ignored_modules:
+        expected.pop(name, None)
+    return {k: (v[0], tuple(v[1])) for k, v in expected.items()}
+
+
+def _by_module(dkms: DkmsFacts) -> dict[str, list[DkmsEntry]]:
+    groups: dict[str, list[DkmsEntry]] = {}
+    for e in dkms.entries:
+        groups.setdefault(e.module, []).append(e)
+    return groups
+
+
+def _provider_for(entries: list[DkmsEntry], kernel: str, arch: str, dkms: DkmsFacts) -> DkmsEntry | None:
+    """The version that counts for a kernel: installed for it, else built, else the newest."""
+    usable = [e for e in entries if e.state != "broken"]
+    for state in ("installed", "built"):
+        for e in sorted(usable, key=lambda e: release_key(e.version), reverse=True):
+            b = e.build_for(kernel, arch)
+            if b is not None and b.state == state:
+                return e
+    return max(usable, key=lambda e: release_key(e.version)) if usable else None
+
+
+def _conf(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts):
+    if entry.conf_text is None:
+        return None
+    try:
+        return evaluate_conf(entry.conf_text, kernel, arch, dkms.tree, dkms.install_tree,
+                             entry.module, entry.version)
+    except DkmsConfError:
+        return None
+
+
+def dest_modnames(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts) -> list[str]:
+    conf = _conf(entry, kernel, arch, dkms)
+    names = conf.dest_module_names() if conf else []
+    if not names:  # no usable dkms.conf: what any build of it produced
+        names = sorted({n for b in entry.builds for n, _ in b.files})
+    if not names:
+        names = [entry.module]
+    return [modname(n) for n in names]
+
+
+def _autoinstall(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts) -> bool:
+    conf = _conf(entry, kernel, arch, dkms)
+    if conf is None:
+        return False
+    value = conf.get("AUTOINSTALL")
+    if dkms.dkms_version and compare(dkms.dkms_version, "3.1") >= 0:
+        return value.lower() == "yes"
+    return bool(value)  # dkms 3.0.x: any non-empty AUTOINSTALL means yes
+
+
+def _excluded(entry: DkmsEntry, kernel: Kernel, arch: str, dkms: DkmsFacts) -> bool:
+    """BUILD_EXCLUSIVE_* says this module is not meant for this kernel (dkms exits 77)."""
+    conf = _conf(entry, kernel.release, arch, dkms)
+    if conf is None:
+        return False
+    pattern = conf.get("BUILD_EXCLUSIVE_KERNEL")
+    if pattern and "BUILD_EXCLUSIVE_KERNEL" not in conf.dynamic and not _bash_match(pattern, kernel.release):
+        return True
+    pattern = conf.get("BUILD_EXCLUSIVE_ARCH")
+    if pattern and not _bash_match(pattern, arch):
+        return True
+    low, high = conf.get("BUILD_EXCLUSIVE_KERNEL_MIN"), conf.get("BUILD_EXCLUSIVE_KERNEL_MAX")
+    if low and compare(kernel.release, low) < 0:
+        return True
+    if high and compare(kernel.release, high) > 0:
+        return True
+    options = conf.get("BUILD_EXCLUSIVE_CONFIG")
+    if options and kernel.config:
+        for option in options.split():
+            negate = option.startswith("!")
+            enabled = kernel.config.get(option.lstrip("!")) in ("y", "m")
+            if enabled == negate:
+                return True
+    return False
+
+
+def _bash_match(pattern: str, value: str) -> bool:
+    """``[[ value =~ pattern ]]`` (POSIX ERE, unanchored)."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return True  # a pattern we cannot evaluate never excludes

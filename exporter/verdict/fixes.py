@@ -1,0 +1,86 @@
+"""The command that fixes each problem, as an operator would type it on the host, in the words
+of the host's distribution (exporter.distro)."""
+
+from __future__ import annotations
+
+from ..distro import Distro, for_family
+from ..facts import HostFacts
+from ..facts.os import OsFacts
+
+# Problem reasons: one stable label value each (docs/metrics.md, docs/runbooks.md).
+REASONS = {
+    "not_built": "DKMS has no build of the module for this kernel",
+    "build_failed": "the DKMS build for this kernel failed",
+    "built_not_installed": "DKMS built the module for this kernel but did not install it",
+    "file_missing": "no module file for this kernel where DKMS or depmod says it is",
+    "not_in_depmod": "the module file exists but depmod does not resolve the module to it",
+    "headers_missing": "no kernel headers for this kernel (DKMS cannot rebuild)",
+    "module_unreadable": "the module file is not a loadable kernel module (truncated, corrupt, too large)",
+    "vermagic_mismatch": "the module's version magic does not match the kernel's",
+    "symbol_version_mismatch": "the module was built against other symbol CRCs than the kernel exports",
+    "unknown_symbol": "the module needs a symbol the kernel does not export to it",
+    "unsigned": "the kernel enforces module signatures and the module is unsigned",
+    "untrusted_key": "the module is signed by a key the machine does not trust",
+    "blacklisted": "modprobe.d blacklists the module (warning: it loads only when asked for)",
+    "missing_from_initramfs": "the module is needed in early boot but the kernel's initramfs lacks it",
+    "initramfs_stale": "the kernel's initramfs is older than the installed module file",
+    "initramfs_missing": "the kernel has no initramfs image while the running kernel has one",
+    "initramfs_unreadable": "the kernel's initramfs image is truncated or corrupt (the boot would fail)",
+}
+
+
+class Fixes:
+    """Fix commands for one host: DKMS's own commands are the same everywhere; installing headers
+    or a compiler, rebuilding an initramfs and signing keys are the distribution's."""
+
+    def __init__(self, distro: Distro) -> None:
+        self.distro = distro
+
+    def __call__(self, reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
+                 cause: str = "") -> str:
+        d = self.distro
+        if reason in ("missing_from_initramfs", "initramfs_stale", "initramfs_unreadable"):
+            return d.update_initramfs(kernel)
+        if reason == "initramfs_missing":
+            return d.create_initramfs(kernel)
+        install_headers = d.install_headers(kernel)
+        rebuild = f"dkms install {dkms} -k {kernel}" if dkms else f"dkms autoinstall -k {kernel}"
+        if reason == "headers_missing":
+            return install_headers
+        if reason == "not_built":
+            return f"{install_headers} && {rebuild}" if not headers else rebuild
+        if reason == "build_failed":
+            if cause == "headers_missing" or not headers:
+                return f"{install_headers} && {rebuild}"
+            if cause == "compiler_missing":
+                return f"{d.install_build_tools()} && {rebuild}"
+            if cause == "kernel_api_mismatch":
+                return f"upgrade the package that ships {dkms or module} to a version that supports {kernel}, then {rebuild}"
+            return f"read /var/lib/dkms/{dkms}/build/make.log, then {rebuild}" if dkms else rebuild
+        if reason == "built_not_installed":
+            return rebuild
+        if reason == "file_missing":
+            return f"dkms install --force {dkms} -k {kernel}" if dkms else \
+                f"reinstall the package that ships {module} for {kernel}"
+        if reason == "not_in_depmod":
+            return f"depmod -a {kernel}"
+        rebuild_force = f"dkms install --force {dkms} -k {kernel}" if dkms else \
+            f"reinstall the package that ships {module} for {kernel}"
+        if reason in ("module_unreadable", "vermagic_mismatch", "symbol_version_mismatch"):
+            return rebuild_force if headers else f"{install_headers} && {rebuild_force}"
+        if reason == "unknown_symbol":
+            return f"upgrade the package that ships {dkms or module} to a version built for {kernel}, then {rebuild}"
+        if reason == "unsigned":
+            return f"{d.sign_module()}, or let DKMS sign it: {rebuild_force}"
+        if reason == "untrusted_key":
+            if dkms:
+                return d.enrol_dkms_key()
+            return (f"enrol the certificate of the key that signed {module} (mokutil --import CERT.der, then "
+                    "MokManager at the next boot), or re-sign it with an enrolled key")
+        return ""
+
+
+def fixes_for(facts: HostFacts) -> Fixes:
+    """The fix vocabulary of the host the facts are from (its os collector's family)."""
+    found = facts.get(OsFacts)
+    return Fixes(for_family(found.family if found else None))

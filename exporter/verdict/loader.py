@@ -1,0 +1,97 @@
+"""The kernel module loader's own checks of a module file against its target kernel.
+
+Mirrors kernel/module/version.c and main.c of Linux 6.1: ``same_magic`` for vermagic,
+``check_version`` for the CRCs in a module's ``__versions``, and symbol resolution for
+"Unknown symbol".  Only what the files prove is claimed: a symbol that may come from a module
+the kernel's Module.symvers does not describe is "undetermined", not "unknown".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..formats.module import ModuleFile
+from ..formats.symvers import Export, module_name_of
+
+# kernel/module/main.c license_is_gpl_compatible() (6.1)
+GPL_COMPATIBLE_LICENSES = frozenset(
+    {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"}
+)
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """What the kernel's loader would say about a module's symbols.
+
+    - ``mismatches``: (symbol, module crc, kernel crc): "disagrees about version of symbol".
+    - ``unknown``: undefined symbols nobody exports ("Unknown symbol"), claimed only when every
+      module in the module's ``depends`` is described by the Module.symvers given.
+    - ``undetermined``: not exported by the kernel, but a ``depends`` module outside this
+      Module.symvers (another out-of-tree module) may provide them.
+    - ``gpl_only``: GPL-only exports used by a module whose license is not GPL-compatible.
+    - ``missing_namespaces``: (symbol, namespace) used without MODULE_IMPORT_NS.
+    - ``no_versions``: the kernel has CRCs but the module has no ``__versions``: the kernel
+      refuses it without CONFIG_MODULE_FORCE_LOAD and loads it tainted (F) with it (Debian has
+      it), so it is not part of ``ok``; the caller knows the target's config.
+    """
+
+    mismatches: tuple[tuple[str, int, int], ...] = ()
+    unknown: tuple[str, ...] = ()
+    undetermined: tuple[str, ...] = ()
+    gpl_only: tuple[str, ...] = ()
+    missing_namespaces: tuple[tuple[str, str], ...] = ()
+    no_versions: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the files prove nothing that stops the load (undetermined is not proof)."""
+        return not (self.mismatches or self.unknown or self.gpl_only or self.missing_namespaces)
+
+
+def vermagic_matches(module_vermagic: str | None, kernel_vermagic: str, has_versions: bool) -> bool:
+    """The kernel's same_magic(): with __versions (on a MODVERSIONS kernel) only the part from
+    the first space on is compared, so the release is ignored; otherwise the whole string.
+    A module without vermagic is refused (needs force-load)."""
+    if module_vermagic is None:
+        return False
+    if has_versions:
+        return _from_first_space(module_vermagic) == _from_first_space(kernel_vermagic)
+    return module_vermagic == kernel_vermagic
+
+
+def _from_first_space(s: str) -> str:
+    """C's `s + strcspn(s, " ")`."""
+    i = s.find(" ")
+    return s[i:] if i >= 0 else ""
+
+
+def check_versions(module: ModuleFile, exports: Mapping[str, Export]) -> VersionCheck:
+    """Check a module's symbols against a kernel's exports the way load_module() would.
+
+    CRCs are compared for every ``__versions`` entry the kernel exports (that covers the
+    undefined symbols and modpost's extra ``module_layout``); a symbol missing from
+    ``__versions`` only draws a warning from the kernel, so it is not reported.
+    """
+    kernel_has_crcs = any(e.crc for e in exports.values())
+    mismatches = tuple(
+        (sym, crc, exports[sym].crc)
+        for sym, crc in module.versions
+        if kernel_has_crcs and sym in exports and exports[sym].crc != crc
+    )
+    used = [(sym, exports[sym]) for sym in module.undefined if sym in exports]
+    missing = tuple(sym for sym in module.undefined if sym not in exports)
+    known_modules = {module_name_of(e.module) for e in exports.values()}
+    outside = [d for d in module.depends if d.replace("-", "_") not in known_modules]
+    gpl_compatible = (module.license or "") in GPL_COMPATIBLE_LICENSES
+    imported = set(module.modinfo_values("import_ns"))
+    return VersionCheck(
+        mismatches=mismatches,
+        unknown=() if outside else missing,
+        undetermined=missing if outside else (),
+        gpl_only=() if gpl_compatible else tuple(s for s, e in used if e.gpl_only),
+        missing_namespaces=tuple(
+            (s, e.namespace) for s, e in used if e.namespace and e.namespace not in imported
+        ),
+        no_versions=kernel_has_crcs and not module.has_versions,
+    )

@@ -1,0 +1,92 @@
+"""Facts -> verdicts: for each installed kernel, whether every module it needs (expected.py)
+works for it (checks.py), and for the host, whether its boot targets are ready.
+
+The model is docs/readiness.md: boot targets are the next-boot kernel and the newest one; a
+collector readiness depends on that failed makes the verdict "unknown", never "ready".
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..facts import HostFacts
+from ..facts.bootloader import BootFacts
+from ..facts.dkms import DkmsFacts
+from ..facts.initramfs import InitramfsFacts
+from ..facts.kernel import Kernel, KernelFacts
+from ..facts.loaded import LoadedFacts
+from .checks import Evidence, assess_module
+from .expected import early_boot_modules, expected_modules
+from .fixes import Fixes, fixes_for
+from .model import KernelVerdict, ModuleVerdict, Problem, Readiness
+
+__all__ = ["KernelVerdict", "ModuleVerdict", "Problem", "Readiness", "assess"]
+
+
+def assess(facts: HostFacts, config: Config) -> Readiness:
+    kernels = facts.get(KernelFacts)
+    failed = facts.failed()
+    if kernels is None:
+        return Readiness((), (), None, "", "unknown", 0, ("kernel facts unavailable",))
+    boot = facts.get(BootFacts)
+    fix = fixes_for(facts)
+    next_boot = boot.next_boot if boot else None
+    notes: list[str] = []
+    if boot is None or next_boot is None:
+        notes.append("next boot kernel unknown" + (f": {boot.detail}" if boot and boot.detail else "")
+                     + "; assuming the newest kernel")
+    elif kernels.get(next_boot) is None:
+        notes.append(f"the bootloader's entry boots {next_boot}, which is not installed")
+    targets = tuple(dict.fromkeys(k for k in (next_boot, kernels.newest) if k and kernels.get(k)))
+    verdicts = tuple(_assess_kernel(k, kernels, facts, config, targets, next_boot, failed, fix)
+                     for k in kernels.kernels)
+    target_verdicts = [v for v in verdicts if v.target]
+    if next_boot and kernels.get(next_boot) is None:
+        overall = "not_ready"
+    elif not target_verdicts:
+        overall = "unknown"
+    elif any(v.verdict == "unknown" for v in target_verdicts):
+        overall = "unknown"
+    elif all(v.verdict == "ready" for v in target_verdicts):
+        overall = "ready"
+    else:
+        overall = "not_ready"
+    rollback = sum(1 for v in verdicts if not v.target and v.verdict == "ready")
+    return Readiness(verdicts, targets, next_boot, boot.entry if boot else "", overall, rollback, tuple(notes))
+
+
+def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, config: Config,
+                   targets: tuple[str, ...], next_boot: str | None, failed: list[str], fix: Fixes) -> KernelVerdict:
+    early = early_boot_modules(facts, config)
+    expected = expected_modules(kernel, kernels, facts.get(DkmsFacts), config, facts.get(LoadedFacts), early)
+    evidence = Evidence.of(kernel, facts, fix, early)
+    modules = tuple(assess_module(kernel, name, source, why, evidence)
+                    for name, (source, why) in sorted(expected.items()))
+    kernel_problems = _kernel_problems(kernel, kernels, facts.get(InitramfsFacts), fix)
+    if failed:
+        verdict = "unknown"
+    elif any(not m.working for m in modules) or any(p.severity == "error" for p in kernel_problems):
+        verdict = "not_ready"
+    else:
+        verdict = "ready"
+    return KernelVerdict(kernel.release, kernel.release == kernels.running, kernel.release == kernels.newest,
+                         kernel.release == next_boot, kernel.release in targets, verdict, modules,
+                         tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed))
+
+
+def _kernel_problems(kernel: Kernel, kernels: KernelFacts, initramfs: InitramfsFacts | None,
+                     fix: Fixes) -> list[Problem]:
+    """Problems of the kernel itself: no headers (a warning: needed to rebuild, not to boot), and
+    an initramfs that is missing or unreadable."""
+    k = kernel.release
+    out = []
+    if not kernel.headers:
+        out.append(Problem("headers_missing", f"no usable /lib/modules/{k}/build", fix("headers_missing", k),
+                           severity="warning"))
+    images = initramfs.images if initramfs else {}
+    image, running = images.get(k), images.get(kernels.running or "")
+    if image is not None and not image.present and running is not None and running.present:
+        out.append(Problem("initramfs_missing", f"{k} has no initramfs image while the running kernel has one",
+                           fix("initramfs_missing", k)))
+    if image is not None and image.error is not None:
+        out.append(Problem("initramfs_unreadable", f"{image.path}: {image.error}", fix("initramfs_unreadable", k)))
+    return out

@@ -1,0 +1,107 @@
+"""Will a kernel refuse a module's signature, and is its signer a key the kernel trusts?
+
+The enforcement rule (module.sig_enforce, CONFIG_MODULE_SIG_FORCE, lockdown raised by Secure
+Boot) and key matching, from the facts the secureboot and kernel collectors gathered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..facts.secureboot import TrustFacts
+from ..formats.module import ModuleSignature
+from ..formats.x509 import Certificate
+
+_CMD_SIG_ENFORCE = re.compile(r"(?:^|\s)module\.sig_enforce(?:=(\S+))?(?:\s|$)")
+_CMD_LOCKDOWN = re.compile(r"(?:^|\s)lockdown=(integrity|confidentiality|none)(?:\s|$)")
+
+
+def key_trusted(sig: ModuleSignature, trusted_certs: Iterable[Certificate]) -> bool:
+    """Whether the module's signing key is one of ``trusted_certs``: signer == issuer CN and
+    key id == serial (what the PKCS#7 issuerAndSerialNumber names), or the SKID for
+    `sign-file -k` signatures."""
+    for cert in trusted_certs:
+        if sig.skid is not None:
+            if cert.skid == sig.skid:
+                return True
+        elif sig.signer == cert.issuer_cn and sig.key_id == cert.serial:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ModuleSigConfig:
+    """The config options that decide module-signature checking."""
+
+    module_sig: bool
+    sig_force: bool
+    sig_all: bool
+    sig_hash: str | None
+    lockdown_lsm: bool
+    lockdown_in_efi_secure_boot: bool
+    lockdown_forced: str | None  # "integrity" / "confidentiality" when built in as the minimum
+
+
+def module_sig_config(config: Mapping[str, str]) -> ModuleSigConfig:
+    on = lambda key: config.get(key) == "y"  # noqa: E731
+    forced = None
+    if on("CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY"):
+        forced = "confidentiality"
+    elif on("CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY"):
+        forced = "integrity"
+    return ModuleSigConfig(
+        module_sig=on("CONFIG_MODULE_SIG"),
+        sig_force=on("CONFIG_MODULE_SIG_FORCE"),
+        sig_all=on("CONFIG_MODULE_SIG_ALL"),
+        sig_hash=config.get("CONFIG_MODULE_SIG_HASH"),
+        lockdown_lsm=on("CONFIG_SECURITY_LOCKDOWN_LSM"),
+        lockdown_in_efi_secure_boot=on("CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT"),
+        lockdown_forced=forced,
+    )
+
+
+def signature_enforced(
+    config: Mapping[str, str] | None,
+    sig_enforce: bool | None,
+    lockdown: str | None,
+    secure_boot: bool | None,
+) -> bool | None:
+    """Will an unsigned module (or one signed by an untrusted key) be refused?
+
+    formats.md 6.4: yes iff sig_enforce=Y, or CONFIG_MODULE_SIG_FORCE=y, or lockdown is
+    integrity/confidentiality (forced by config, or raised at boot by Secure Boot with
+    CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT).  No CONFIG_MODULE_SIG means signatures are never
+    checked.  Any input may be None (unknown); the answer is None when an unknown input could
+    change it.
+    """
+    cfg = module_sig_config(config) if config is not None else None
+    if cfg is not None and not cfg.module_sig:
+        return False
+    if sig_enforce or lockdown in ("integrity", "confidentiality"):
+        return True
+    if cfg is not None and (
+        cfg.sig_force
+        or cfg.lockdown_forced
+        or (cfg.lockdown_in_efi_secure_boot and secure_boot is True)
+    ):
+        return True
+    if cfg is None or sig_enforce is None:
+        return None
+    if lockdown is None and cfg.lockdown_lsm:
+        return None
+    if secure_boot is None and cfg.lockdown_in_efi_secure_boot:
+        return None
+    return False
+
+
+def enforced_for(trust: TrustFacts, config: dict[str, str] | None, running: bool) -> bool | None:
+    """Will this kernel refuse unsigned/untrusted modules after the next boot?"""
+    if running:
+        return signature_enforced(config, trust.sig_enforce, trust.lockdown, trust.secure_boot_effective)
+    m = _CMD_SIG_ENFORCE.search(trust.cmdline)
+    sig_enforce = bool(m) and (m.group(1) or "1").lower() in ("1", "y", "yes", "on")
+    lock = _CMD_LOCKDOWN.search(trust.cmdline)
+    # a fresh boot starts at lockdown=none unless the command line, the config or Secure Boot raise it
+    return signature_enforced(config, sig_enforce, lock.group(1) if lock else "none", trust.secure_boot_effective)

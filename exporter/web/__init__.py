@@ -1,0 +1,1 @@
+"""The HTTP side of `serve`: server, routes, web config (TLS, basic auth)."""

@@ -1,0 +1,198 @@
+"""`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
+
+wsgiref with a thread per request.  Concurrent scrapes queue: they share the single-flight
+host scrape (exporter/scrape.py) and render their responses RENDER_SLOTS at a time, so fifty
+scrapers at once all get an answer at the cost of about one scrape.  Only beyond
+MAX_QUEUED_REQUESTS waiting at once (a storm, not a fleet of Prometheus servers) does a
+scrape get a 503, which bounds the threads and memory a storm can take.  Nothing but a plain
+message ever reaches a client on error.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import signal
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from typing import Callable, Iterable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from .. import __version__
+from ..output.metrics import DkmsCollector
+from ..scrape import Scraper
+from .webconfig import BasicAuthMiddleware, WebConfigProvider, tls_server_class
+
+log = logging.getLogger("dkms_exporter")
+
+# The classic text format every Prometheus (Debian 12 ships 2.42) parses; our names are ASCII,
+# so the body is the same in 0.0.4 and 1.0.0.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_PORT = 10140
+DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
+RENDER_SLOTS = 2               # of those, rendering at once (CPU-bound: more would only contend)
+REQUEST_TIMEOUT_SECONDS = 60
+SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to be answered
+
+StartResponse = Callable[..., object]
+
+
+def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = DkmsCollector(scraper)
+    registry.register(collector)
+    if process:
+        ProcessCollector(registry=registry)
+    return registry, collector
+
+
+class App:
+    """The WSGI application: routes, a concurrency cap, and no tracebacks to clients."""
+
+    def __init__(self, registry: CollectorRegistry, telemetry_path: str = "/metrics") -> None:
+        self.registry = registry
+        self.telemetry_path = telemetry_path
+        self._admitted = threading.BoundedSemaphore(MAX_QUEUED_REQUESTS)
+        self._render = threading.BoundedSemaphore(RENDER_SLOTS)
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", "method not allowed\n",
+                          [("Allow", "GET, HEAD")])
+        if path == self.telemetry_path:
+            return self._metrics(start_response, method)
+        if path == "/":
+            body = _landing(self.telemetry_path).encode()
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                      ("Content-Length", str(len(body)))])
+            return [b"" if method == "HEAD" else body]
+        return _plain(start_response, "404 Not Found", "not found\n")
+
+    def _metrics(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
+        if not self._admitted.acquire(blocking=False):
+            return _plain(start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
+        try:
+            if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
+                return _plain(start_response, "503 Service Unavailable", "scrape queue timed out\n")
+            try:
+                body = generate_latest(self.registry)
+            finally:
+                self._render.release()
+        except Exception:  # noqa: BLE001
+            log.exception("scrape failed")
+            return _plain(start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
+        finally:
+            self._admitted.release()
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
+        return [b"" if method == "HEAD" else body]
+
+
+def _plain(start_response: StartResponse, status: str, text: str,
+           extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body)))] + (extra or []))
+    return [body]
+
+
+def _landing(telemetry_path: str) -> str:
+    p = html.escape(telemetry_path)
+    return (f"<!DOCTYPE html><html><head><title>dkms-exporter</title></head><body>"
+            f"<h1>dkms-exporter {html.escape(__version__)}</h1>"
+            f"<p>Will every out-of-tree kernel module work on the kernel this host boots next?</p>"
+            f"<ul><li><a href=\"{p}\">Metrics</a></li></ul></body></html>\n")
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT_SECONDS
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("http %s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128   # listen() backlog; socketserver's 5 drops SYNs from a burst of scrapers
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._active = 0                     # requests accepted and not yet answered
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self._idle:  # counted here, in the accepting thread, so no request slips past wait_idle
+            self._active += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every accepted request was answered (handler threads are daemons: the
+        process exiting would cut their responses short)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """':10140', '127.0.0.1:10140', '[::1]:10140' -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address {address!r}: expected [host]:port")
+    return host.strip("[]"), int(port)
+
+
+def make_http_server(address: str, app: App, web_config: WebConfigProvider | None = None) -> WSGIServer:
+    """The HTTP server; with a web config, behind its basic auth and, if it says so, TLS."""
+    host, port = parse_listen(address)
+    cls: type[WSGIServer] = _Server6 if ":" in host else _Server
+    wsgi_app: Callable[..., Iterable[bytes]] = app
+    if web_config is not None:
+        wsgi_app = BasicAuthMiddleware(app, web_config)
+        if web_config().tls is not None:
+            cls = tls_server_class(cls, web_config)
+    return make_server(host or "", port, wsgi_app, server_class=cls, handler_class=_Handler)
+
+
+def serve(server: WSGIServer) -> None:
+    """Serve until SIGTERM/SIGINT, then finish in-flight requests and return."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("received signal %d, shutting down", signum)
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    host, port = server.server_address[:2]
+    log.info("listening on %s:%d", host or "*", port)
+    server.serve_forever(poll_interval=0.5)
+    wait_idle = getattr(server, "wait_idle", None)
+    if wait_idle is not None and not wait_idle(SHUTDOWN_GRACE_SECONDS):
+        log.warning("shutting down with requests still unanswered after %d s", SHUTDOWN_GRACE_SECONDS)
+    server.server_close()
