@@ -2,6 +2,8 @@
 
 import struct
 
+import pytest
+
 from conftest import scrape
 from hostbuilder import ROOT_UUID
 from exporter.collectors.bootloader import grub_next_boot
@@ -113,3 +115,40 @@ def test_systemd_boot_oneshot_efivar(host):
     host.write(f"sys/firmware/efi/efivars/{name}", data)
     s = scrape(host.root)
     assert (s.facts.get(BootFacts).loader, s.facts.get(BootFacts).next_boot) == ("systemd-boot", "6.8.0-45-generic")
+
+
+@pytest.mark.parametrize("loader", ["systemd-boot", "grub"])
+def test_arch_entry_names_the_pkgbase_image_of_an_installed_kernel(host, loader):
+    """Arch boots /vmlinuz-linux (named after the package): it is the release whose pkgbase is
+    'linux', not a kernel that is not installed."""
+    k = "6.9.7-arch1-1"
+    host.kernel(k, image=False, running=True)
+    host.write(f"usr/lib/modules/{k}/vmlinuz", b"MZ arch kernel")
+    host.write(f"usr/lib/modules/{k}/pkgbase", "linux\n")
+    host.write("boot/vmlinuz-linux", b"MZ arch kernel")
+    if loader == "systemd-boot":
+        host.write("boot/loader/loader.conf", "default arch.conf\n")
+        host.write("boot/loader/entries/arch.conf", "title Arch Linux\nlinux /vmlinuz-linux\n"
+                                                    "initrd /initramfs-linux.img\n")
+    else:
+        host.write("boot/grub/grub.cfg", "set default=\"0\"\nmenuentry 'Arch Linux' {\n"
+                                         "  linux /vmlinuz-linux root=/dev/vda1\n  initrd /initramfs-linux.img\n}\n")
+    host.finish()
+    s = scrape(host.root)
+    boot = s.facts.get(BootFacts)
+    assert (boot.loader, boot.next_boot) == (loader, k)
+    assert "pkgbase" in boot.detail
+    assert s.readiness.next_boot == k and k in s.readiness.targets
+    assert not any("not installed" in n for n in s.readiness.notes)
+    assert s.readiness.verdict == "ready"
+
+
+def test_a_pkgbase_name_no_kernel_claims_stays_not_installed(host):
+    host.kernel("6.9.7-arch1-1", running=True)
+    host.write("boot/loader/loader.conf", "default arch.conf\n")
+    host.write("boot/loader/entries/arch.conf", "title Arch\nlinux /vmlinuz-linux-lts\n")
+    host.finish()
+    s = scrape(host.root)
+    assert s.facts.get(BootFacts).next_boot == "linux-lts"
+    assert s.readiness.verdict == "not_ready"
+    assert any("not installed" in n for n in s.readiness.notes)

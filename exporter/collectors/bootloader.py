@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from dataclasses import replace
 
+from ..distro.arch import release_of_pkgbase
 from ..facts.bootloader import BootFacts
+from ..facts.kernel import MODULES_ROOT
 from ..formats.bls import parse_bls_entry
 from ..formats.efi import LOADER_GUID, efi_string
 from ..formats.grub import IMAGE_IN_PATH, is_index, parse_grub_cfg, parse_grubenv, select_entry
@@ -23,6 +26,16 @@ MAX_CFG = 4 * 1024 * 1024
 
 @register("bootloader", BootFacts, readiness=True)
 def collect_bootloader(ctx: Context) -> BootFacts:
+    facts = _choose(ctx)
+    if facts.next_boot and not ctx.is_dir(f"{MODULES_ROOT}/{facts.next_boot}"):
+        release = release_of_pkgbase(ctx, facts.next_boot)   # Arch: vmlinuz-<pkgbase>
+        if release is not None:
+            return replace(facts, next_boot=release, detail=f"/boot/vmlinuz-{facts.next_boot} is the image of "
+                           f"{release} ({MODULES_ROOT}/{release}/pkgbase)")
+    return facts
+
+
+def _choose(ctx: Context) -> BootFacts:
     sd = _systemd_boot(ctx)
     if sd is not None:
         return sd

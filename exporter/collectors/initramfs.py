@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import time
 from pathlib import Path
 
+from ..distro.arch import read_pkgbase
 from ..facts.initramfs import InitramfsFacts, KernelImage, Listing
 from ..facts.kernel import MODULES_ROOT, KernelFacts
 from ..formats.initramfs import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNCOMPRESSED, ImageListing, InitramfsError, list_image, module_names
@@ -61,9 +61,6 @@ def _list(path, kernel: str) -> tuple[Listing | None, InitramfsError | None]:
                    time.perf_counter() - start), None
 
 
-_PKGBASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-
-
 def find_image(ctx: Context, kernel: str) -> str | None:
     """The host path of the initramfs the boot loader would pass with ``kernel``, or None.
 
@@ -79,7 +76,7 @@ def find_image(ctx: Context, kernel: str) -> str | None:
         raise Unreadable(kernel)
     candidates = [f"/boot/initrd.img-{kernel}", f"/boot/initramfs-{kernel}.img", f"/boot/initrd-{kernel}",
                   f"{MODULES_ROOT}/{kernel}/initramfs.img"]
-    pkgbase = arch_pkgbase(ctx, kernel)
+    pkgbase = read_pkgbase(ctx, kernel)
     if pkgbase:
         candidates.append(f"/boot/initramfs-{pkgbase}.img")
     for candidate in candidates:
@@ -102,16 +99,6 @@ def _exists(ctx: Context, hostpath: str) -> bool:
         ctx.error(hostpath, exc)
         raise Unreadable(hostpath) from exc
     return True
-
-
-def arch_pkgbase(ctx: Context, kernel: str) -> str | None:
-    """Arch kernels record their package name in /usr/lib/modules/K/pkgbase (e.g. "linux-lts")."""
-    try:
-        raw = ctx.load(f"{MODULES_ROOT}/{kernel}/pkgbase", bytes, limit=4096, purpose="raw")
-    except Unreadable:
-        return None
-    text = (raw or b"").decode("ascii", "replace").strip()
-    return text if _PKGBASE.fullmatch(text) else None
 
 
 def list_image_file(path: str | Path, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
