@@ -19,7 +19,7 @@ Not read: lzop segments (no maintained LZO decoder is a dependency; ``unknown_fo
 crc format's checksums (the kernel ignores them too).  The xz check type is not enforced either,
 although the kernel only accepts CRC32/none.
 
-Layout and sources: shared/design/formats.md section 5 (linux init/initramfs.c,
+Layout and sources: docs/formats.md, "Initramfs images" (linux init/initramfs.c,
 lib/decompress.c, initramfs-tools' unmkinitramfs, dracut's skipcpio).
 """
 

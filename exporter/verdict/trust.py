@@ -70,7 +70,7 @@ def signature_enforced(
 ) -> bool | None:
     """Will an unsigned module (or one signed by an untrusted key) be refused?
 
-    formats.md 6.4: yes iff sig_enforce=Y, or CONFIG_MODULE_SIG_FORCE=y, or lockdown is
+    docs/formats.md, "Module signature enforcement": yes iff sig_enforce=Y, or CONFIG_MODULE_SIG_FORCE=y, or lockdown is
     integrity/confidentiality (forced by config, or raised at boot by Secure Boot with
     CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT).  No CONFIG_MODULE_SIG means signatures are never
     checked.  Any input may be None (unknown); the answer is None when an unknown input could
