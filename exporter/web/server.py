@@ -1,11 +1,12 @@
 """`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
 
 wsgiref with a thread per request.  Concurrent scrapes queue: they share the single-flight
-host scrape (exporter/scrape.py) and render their responses RENDER_SLOTS at a time, so fifty
-scrapers at once all get an answer at the cost of about one scrape.  Only beyond
+host scrape (exporter/scrape/scraper.py) and render their responses RENDER_SLOTS at a time, so
+fifty scrapers at once all get an answer at the cost of about one scrape.  Only beyond
 MAX_QUEUED_REQUESTS waiting at once (a storm, not a fleet of Prometheus servers) does a
-scrape get a 503, which bounds the threads and memory a storm can take.  Nothing but a plain
-message ever reaches a client on error.
+scrape get a 503, which bounds the threads and memory a storm can take.  With a web config,
+basic auth (basic_auth.py) and TLS (tls.py) wrap it.  Nothing but a plain message ever
+reaches a client on error (responses.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from prometheus_client.process_collector import ProcessCollector
 from .. import __version__
 from ..output.metrics import DkmsCollector
 from ..scrape import Scraper
-from .webconfig import BasicAuthMiddleware, WebConfigProvider, tls_server_class
+from .basic_auth import BasicAuthMiddleware
+from .config_file import WebConfigProvider
+from .responses import StartResponse, plain, respond
+from .tls import tls_server_class
 
 log = logging.getLogger("dkms_exporter")
 
@@ -38,8 +42,6 @@ MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or
 RENDER_SLOTS = 2               # of those, rendering at once (CPU-bound: more would only contend)
 REQUEST_TIMEOUT_SECONDS = 60
 SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to be answered
-
-StartResponse = Callable[..., object]
 
 
 def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
@@ -64,42 +66,31 @@ class App:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
-            return _plain(start_response, "405 Method Not Allowed", "method not allowed\n",
-                          [("Allow", "GET, HEAD")])
+            return plain(environ, start_response, "405 Method Not Allowed", "method not allowed\n",
+                         [("Allow", "GET, HEAD")])
         if path == self.telemetry_path:
-            return self._metrics(start_response, method)
+            return self._metrics(environ, start_response)
         if path == "/":
-            body = _landing(self.telemetry_path).encode()
-            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                      ("Content-Length", str(len(body)))])
-            return [b"" if method == "HEAD" else body]
-        return _plain(start_response, "404 Not Found", "not found\n")
+            return respond(environ, start_response, "200 OK", [("Content-Type", "text/html; charset=utf-8")],
+                           _landing(self.telemetry_path).encode())
+        return plain(environ, start_response, "404 Not Found", "not found\n")
 
-    def _metrics(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
+    def _metrics(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if not self._admitted.acquire(blocking=False):
-            return _plain(start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
+            return plain(environ, start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
         try:
             if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
-                return _plain(start_response, "503 Service Unavailable", "scrape queue timed out\n")
+                return plain(environ, start_response, "503 Service Unavailable", "scrape queue timed out\n")
             try:
                 body = generate_latest(self.registry)
             finally:
                 self._render.release()
         except Exception:  # noqa: BLE001
             log.exception("scrape failed")
-            return _plain(start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
+            return plain(environ, start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
         finally:
             self._admitted.release()
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
-        return [b"" if method == "HEAD" else body]
-
-
-def _plain(start_response: StartResponse, status: str, text: str,
-           extra: list[tuple[str, str]] | None = None) -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body)))] + (extra or []))
-    return [body]
+        return respond(environ, start_response, "200 OK", [("Content-Type", CONTENT_TYPE)], body)
 
 
 def _landing(telemetry_path: str) -> str:
