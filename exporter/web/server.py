@@ -4,9 +4,10 @@ wsgiref with a thread per request.  Concurrent scrapes queue: they share the sin
 host scrape (exporter/scrape/scraper.py) and render their responses RENDER_SLOTS at a time, so
 fifty scrapers at once all get an answer at the cost of about one scrape.  Only beyond
 MAX_QUEUED_REQUESTS waiting at once (a storm, not a fleet of Prometheus servers) does a
-scrape get a 503, which bounds the threads and memory a storm can take.  With a web config,
-basic auth (basic_auth.py) and TLS (tls.py) wrap it.  Nothing but a plain message ever
-reaches a client on error (responses.py).
+scrape get a 503, which bounds the threads and memory a storm can take.  The body is
+client_python's exposition (exposition.py: OpenMetrics when asked, gzip, ``name[]``); with a
+web config, basic auth (basic_auth.py) and TLS (tls.py) wrap it.  Nothing but a plain message
+ever reaches a client on error (responses.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from socketserver import ThreadingMixIn
 from typing import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from .. import __version__
@@ -28,14 +29,12 @@ from ..output.metrics import DkmsCollector
 from ..scrape import Scraper
 from .basic_auth import BasicAuthMiddleware
 from .config_file import WebConfigProvider
+from .exposition import metrics_response
 from .responses import StartResponse, plain, respond
 from .tls import tls_server_class
 
 log = logging.getLogger("dkms_exporter")
 
-# The classic text format every Prometheus (Debian 12 ships 2.42) parses; our names are ASCII,
-# so the body is the same in 0.0.4 and 1.0.0.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PORT = 10140
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
@@ -45,7 +44,9 @@ SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to
 
 
 def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
-    registry = CollectorRegistry(auto_describe=False)
+    """Our collector (and the process metrics): no names up front, since they depend on the
+    host, so ``name[]`` filtering needs support_collectors_without_names."""
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     collector = DkmsCollector(scraper)
     registry.register(collector)
     if process:
@@ -82,7 +83,7 @@ class App:
             if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
                 return plain(environ, start_response, "503 Service Unavailable", "scrape queue timed out\n")
             try:
-                body = generate_latest(self.registry)
+                headers, body = metrics_response(self.registry, environ)
             finally:
                 self._render.release()
         except Exception:  # noqa: BLE001
@@ -90,7 +91,7 @@ class App:
             return plain(environ, start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
         finally:
             self._admitted.release()
-        return respond(environ, start_response, "200 OK", [("Content-Type", CONTENT_TYPE)], body)
+        return respond(environ, start_response, "200 OK", headers, body)
 
 
 def _landing(telemetry_path: str) -> str:
