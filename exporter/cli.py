@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from . import __version__, process
+from . import __version__, logfmt, process
 from .config import ConfigError, load_config
 from .formats.duration import DurationError, parse_duration
 from .collectors import collectors
@@ -121,8 +121,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(argv + ["serve"])
-    logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
-                        format="ts=%(asctime)s level=%(levelname)s msg=%(message)s")
+    logfmt.configure(LOG_LEVELS[args.log_level])
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
@@ -163,6 +162,6 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, ValueError) as exc:
         print(f"dkms-exporter: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
-    log.info("dkms-exporter %s, rootfs %s", __version__, args.rootfs)
+    log.info("starting dkms-exporter", extra={"version": __version__, "rootfs": args.rootfs})
     serve(server)
     return 0

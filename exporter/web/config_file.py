@@ -85,7 +85,7 @@ class WebConfig:
         return None if self.tls is None else self.tls.ssl_context()
 
     def describe(self) -> str:
-        """One line for the startup log: what the file turns on (never a secret)."""
+        """What the file turns on, for the log (never a secret)."""
         tls = "off" if self.tls is None else f"on (client certificates: {self.tls.client_auth_type})"
         auth = f"{len(self.users)} user(s)" if self.users else "off"
         return f"TLS {tls}, basic auth {auth}"
@@ -359,7 +359,7 @@ class WebConfigProvider:
         if config.tls is not None:   # certificate, key and CA load now, or a clear error at start
             config.tls.ssl_context()
         self._state: tuple[tuple[int, ...] | None, WebConfig | WebConfigError] = (ident, config)
-        log.info("web config %s: %s", self.path, config.describe())
+        log.info("web config loaded: %s", config.describe(), extra={"file": self.path})
 
     def __call__(self) -> WebConfig:
         try:
@@ -385,10 +385,11 @@ class WebConfigProvider:
         except WebConfigError as exc:
             self._log_error(exc)
             return ident, exc          # not retried until the file changes again
-        log.info("web config %s reloaded: %s", self.path, config.describe())
+        log.info("web config reloaded: %s", config.describe(), extra={"file": self.path})
         return ident, config
 
     def _log_error(self, exc: WebConfigError) -> None:
         previous = self._state[1]
         if not isinstance(previous, WebConfigError) or str(previous) != str(exc):
-            log.error("web config: %s (requests are refused until it is fixed)", exc)
+            log.error("web config unusable; requests are refused until it is fixed",
+                      extra={"file": self.path, "err": str(exc)})

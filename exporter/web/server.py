@@ -106,7 +106,7 @@ class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        log.debug("http %s %s", self.address_string(), format % args)
+        log.debug("http request", extra={"client": self.address_string(), "request": format % args})
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -175,16 +175,17 @@ def serve(server: WSGIServer) -> None:
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("received signal %d, shutting down", signum)
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
         stop.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
     host, port = server.server_address[:2]
-    log.info("listening on %s:%d", host or "*", port)
+    address = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    log.info("listening on %s", address, extra={"address": address, "tls": hasattr(server, "contexts")})
     server.serve_forever(poll_interval=0.5)
     wait_idle = getattr(server, "wait_idle", None)
     if wait_idle is not None and not wait_idle(SHUTDOWN_GRACE_SECONDS):
-        log.warning("shutting down with requests still unanswered after %d s", SHUTDOWN_GRACE_SECONDS)
+        log.warning("shutting down with requests still unanswered", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
     server.server_close()

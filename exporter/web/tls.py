@@ -218,7 +218,8 @@ class ServerContexts:
                     built: ssl.SSLContext | WebConfigError = config.tls.ssl_context()
                 except WebConfigError as exc:
                     if self._built is None or str(self._built[1]) != str(exc):
-                        log.error("web config: %s (TLS connections are refused until it is fixed)", exc)
+                        log.error("TLS unusable; connections are refused until it is fixed",
+                                  extra={"file": self.provider.path, "err": str(exc)})
                     built = exc
                 self._built = (key, built)
             ctx = self._built[1]
@@ -256,20 +257,21 @@ class TLSServerMixin:
             ctx = self.contexts.current()          # logs a broken config once
             return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
         except (WebConfigError, OSError) as exc:
-            log.debug("refusing TLS connection from %s: %s", addr[0], exc)
+            log.debug("refusing TLS connection", extra={"client": addr[0], "err": str(exc)})
             sock.close()
             raise OSError(str(exc)) from None   # socketserver drops the request on OSError
 
     def finish_request(self, request: ssl.SSLSocket, client_address: Any) -> None:
         if not _handshake_slots.acquire(blocking=False):
-            log.warning("too many TLS handshakes in progress; dropping %s", client_address[0])
+            log.warning("too many TLS handshakes in progress; dropping a connection",
+                        extra={"client": client_address[0], "limit": MAX_CONCURRENT_HANDSHAKES})
             return
         try:
             request.settimeout(self.handshake_timeout)
             request.do_handshake()
             self._check_sans(request)
         except (OSError, WebConfigError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+            log.debug("TLS handshake failed", extra={"client": client_address[0], "err": str(exc)})
             return
         finally:
             _handshake_slots.release()
