@@ -17,6 +17,7 @@ docs/web-configuration.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -330,12 +331,10 @@ def interval_seconds(value: Any, where: str) -> float:
     refused: yaml.v2 would read it as nanoseconds, which is never what was meant."""
     if value == 0 and not isinstance(value, bool):
         return 0.0
-    try:
-        if not isinstance(value, str):
-            raise DurationError("not a string")
-        seconds = parse_duration(value)
-    except DurationError:
-        seconds = -1.0
+    seconds = -1.0
+    if isinstance(value, str):
+        with contextlib.suppress(DurationError):
+            seconds = parse_duration(value)
     if seconds < 0:
         raise WebConfigError(f"{where}: expected a duration such as 1s or 250ms, got {value!r}")
     return seconds
