@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 
-from . import __version__, process
+from . import __version__, logfmt, process
 from .config import ConfigError, load_config
+from .formats.duration import DurationError, parse_duration
 from .collectors import collectors
 from .host.rootfs import HostFS
 from .scrape import Scraper
@@ -84,11 +84,16 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
 
 
 def duration(text: str) -> float:
-    """'30s', '1m', '500ms' or plain seconds -> seconds (> 0), like Prometheus durations."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
-    if not m or float(m.group(1)) <= 0:
+    """--scrape.timeout: a Go duration ('30s', '1m30s', '500ms'; formats/duration.py) or plain
+    seconds ('2'), > 0."""
+    try:
+        seconds = parse_duration(text, bare_seconds=True)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration such as 30s, 1m, 500ms: "
+                                         f"{exc}") from None
+    if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration such as 30s, 1m, 500ms")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return seconds
 
 
 def _first_line(doc: str) -> str:
@@ -116,8 +121,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(argv + ["serve"])
-    logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
-                        format="ts=%(asctime)s level=%(levelname)s msg=%(message)s")
+    logfmt.configure(LOG_LEVELS[args.log_level])
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
@@ -146,7 +150,7 @@ def _main(argv: list[str] | None) -> int:
             return 1
         return 0
     from .web.server import App, make_http_server, serve
-    from .web.webconfig import WebConfigError, WebConfigProvider
+    from .web.config_file import WebConfigError, WebConfigProvider
     try:
         web_config = WebConfigProvider(args.web_config_file) if args.web_config_file else None
     except WebConfigError as exc:
@@ -158,6 +162,6 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, ValueError) as exc:
         print(f"dkms-exporter: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
-    log.info("dkms-exporter %s, rootfs %s", __version__, args.rootfs)
+    log.info("starting dkms-exporter", extra={"version": __version__, "rootfs": args.rootfs})
     serve(server)
     return 0

@@ -24,7 +24,7 @@ ALLOWED = {
     "verdict": {"verdict", "facts", "formats", "distro", "config"},
     "scrape": {"scrape", "collectors", "facts", "verdict", "host", "config", "process"},
     "output": {"output", "scrape", "verdict", "facts", "distro", "formats", "config", "__init__"},
-    "web": {"web", "output", "scrape", "host", "config", "__init__"},
+    "web": {"web", "output", "scrape", "formats", "host", "config", "__init__"},
 }
 
 

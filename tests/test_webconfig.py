@@ -29,15 +29,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exporter.web import webconfig
-from exporter.web.webconfig import (
-    GO_CIPHER_SUITES,
-    BasicAuthMiddleware,
-    WebConfigError,
-    WebConfigProvider,
-    load_web_config,
-    parse_go_duration,
-)
+from exporter.web import basic_auth, config_file
+from exporter.web.basic_auth import BasicAuthMiddleware
+from exporter.web.config_file import WebConfigError, WebConfigProvider, interval_seconds, load_web_config
+from exporter.web.tls import GO_CIPHER_SUITES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -454,7 +449,7 @@ def test_encrypted_key_is_an_error_not_a_passphrase_prompt(pki, tmp_path):
     (tmp_path / "enc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                          serialization.BestAvailableEncryption(b"pw")))
     cfg = _copy(tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {pki.server_crt}\n  key_file: enc.key\n")
-    r = subprocess.run([sys.executable, "-c", "import sys; from exporter.web.webconfig import load_web_config; "
+    r = subprocess.run([sys.executable, "-c", "import sys; from exporter.web.config_file import load_web_config; "
                         "load_web_config(sys.argv[1])", str(cfg)], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=20, cwd=REPO)
     assert r.returncode != 0 and "the private key is encrypted" in r.stderr
@@ -462,7 +457,7 @@ def test_encrypted_key_is_an_error_not_a_passphrase_prompt(pki, tmp_path):
 
 def test_oversized_file_is_refused(tmp_path):
     cfg = tmp_path / "big.yml"
-    cfg.write_bytes(b"#" * (webconfig.MAX_FILE_BYTES + 1))
+    cfg.write_bytes(b"#" * (config_file.MAX_FILE_BYTES + 1))
     with pytest.raises(WebConfigError, match="larger than"):
         load_web_config(cfg)
 
@@ -509,11 +504,11 @@ def test_go_cipher_names_match_openssl(pki):
 
 
 def test_go_durations():
-    assert parse_go_duration("1m30s", "x") == 90 and parse_go_duration("250ms", "x") == 0.25
-    assert parse_go_duration(".5h", "x") == 1800 and parse_go_duration(0, "x") == 0
+    assert interval_seconds("1m30s", "x") == 90 and interval_seconds("250ms", "x") == 0.25
+    assert interval_seconds(".5h", "x") == 1800 and interval_seconds(0, "x") == 0
     for bad in ("10", "1 s", "-1s", "s", "1d", ""):
         with pytest.raises(WebConfigError):
-            parse_go_duration(bad, "x")
+            interval_seconds(bad, "x")
 
 
 # --- the middleware itself -----------------------------------------------------------------
@@ -548,9 +543,9 @@ def test_bcrypt_is_paid_once_per_credential_not_per_scrape(tmp_path, htpasswd_ha
     for _ in range(5):
         assert _call(mw, basic("alice", "wrong"))[0].startswith("401")
     assert mw.bcrypt_checks == 2
-    for i in range(3 * webconfig.AUTH_CACHE_SIZE):            # the cache stays bounded
+    for i in range(3 * basic_auth.AUTH_CACHE_SIZE):            # the cache stays bounded
         _call(mw, basic("mallory", f"guess{i}"))
-    assert len(mw.cache) <= webconfig.AUTH_CACHE_SIZE
+    assert len(mw.cache) <= basic_auth.AUTH_CACHE_SIZE
 
 
 def test_unknown_user_costs_a_bcrypt_at_the_highest_configured_cost(tmp_path, monkeypatch):
@@ -559,8 +554,8 @@ def test_unknown_user_costs_a_bcrypt_at_the_highest_configured_cost(tmp_path, mo
     dear = bcrypt.hashpw(b"two", bcrypt.gensalt(6)).decode()
     mw = BasicAuthMiddleware(_app, _provider(tmp_path, f"basic_auth_users:\n  a: {cheap}\n  b: {dear}\n"))
     seen: list[bytes] = []
-    real = webconfig.bcrypt.checkpw
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", lambda pw, h: (seen.append(h), real(pw, h))[1])
+    real = basic_auth.bcrypt.checkpw
+    monkeypatch.setattr(basic_auth.bcrypt, "checkpw", lambda pw, h: (seen.append(h), real(pw, h))[1])
     assert _call(mw, basic("nobody", "two"))[0].startswith("401")
     assert len(seen) == 1 and seen[0][:7] == b"$2b$06$" and seen[0] not in (cheap.encode(), dear.encode())
     assert _call(mw, basic("b", "two"))[0] == "200 OK"
@@ -573,7 +568,7 @@ def test_unknown_user_pays_the_same_bcrypt_work_as_a_wrong_password(tmp_path, mo
     mw = BasicAuthMiddleware(_app, _provider(tmp_path, f"basic_auth_users:\n  alice: {hashed}\n"))
     checked: list[bytes] = []
     real = bcrypt.checkpw
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", lambda pw, h: (checked.append(h), real(pw, h))[1])
+    monkeypatch.setattr(basic_auth.bcrypt, "checkpw", lambda pw, h: (checked.append(h), real(pw, h))[1])
     for user in ("alice", "nobody"):
         checked.clear()
         assert _call(mw, basic(user, f"wrong-{user}"))[0].startswith("401")
@@ -597,8 +592,8 @@ def test_headers_rate_limit_and_long_passwords(tmp_path, htpasswd_hashes):
 def test_provider_rereads_only_when_the_file_changes(tmp_path, htpasswd_hashes, monkeypatch):
     provider = _provider(tmp_path, f"basic_auth_users:\n  alice: {htpasswd_hashes['alice']}\n")
     reads: list[Path] = []
-    real = webconfig._read_with_identity
-    monkeypatch.setattr(webconfig, "_read_with_identity", lambda p: (reads.append(p), real(p))[1])
+    real = config_file._read_with_identity
+    monkeypatch.setattr(config_file, "_read_with_identity", lambda p: (reads.append(p), real(p))[1])
     first = provider()
     assert all(provider() is first for _ in range(20)) and reads == []
     write_atomically(tmp_path / "web.yml", f"basic_auth_users:\n  bob: {htpasswd_hashes['bob']}\n")

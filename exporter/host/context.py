@@ -49,7 +49,7 @@ class Context:
     def error(self, path: str, problem: BaseException | str) -> None:
         message = _describe(problem)
         self.errors.append(ReadError(self.collector, path, message))
-        log.warning("collector=%s path=%s error=%s", self.collector, path, message)
+        log.warning("cannot read a host file", extra={"collector": self.collector, "path": path, "err": message})
 
     def load(self, hostpath: str, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
              purpose: str | None = None) -> T | None:

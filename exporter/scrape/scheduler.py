@@ -122,7 +122,8 @@ class _Lanes:
                 self.skipped[name] = CollectorRun(name, crashed=f"still running since a scrape {age:.0f} s "
                                                                 "ago timed out; not started again until it "
                                                                 "returns")
-                log.warning("collector %s: its run from %.0f s ago is still going; not started", name, age)
+                log.warning("not started: its run from an earlier scrape is still going",
+                            extra={"collector": name, "running_seconds": round(age)})
                 continue
             previous = {d: self.jobs[d].run.facts for d in deps
                         if d in self.jobs and self.jobs[d].run.facts is not None}
@@ -141,8 +142,8 @@ class _Lanes:
                     if self.current is job:
                         self.current = None
                     if job.abandoned:
-                        log.warning("collector %s returned %.1f s after it started, too late for its scrape; "
-                                    "it runs again in the next one", job.name, job.run.duration)
+                        log.warning("returned too late for its scrape; it runs again in the next one",
+                                    extra={"collector": job.name, "duration_seconds": round(job.run.duration, 1)})
                     self.cond.notify_all()
                 if self.closed or self.current is not None:
                     return
@@ -159,7 +160,7 @@ def _run(job: _Job) -> None:
         job.run.facts = job.collector.collect(job.ctx)
     except Exception as exc:  # noqa: BLE001 - a collector bug must not take the scrape down
         job.run.crashed = f"{type(exc).__name__}: {exc}"
-        log.exception("collector %s failed", job.name)
+        log.exception("collector failed", extra={"collector": job.name})
     job.run.duration = time.perf_counter() - start
     job.run.errors = job.ctx.errors
     if job.ctx.cache.misses != misses:
@@ -191,8 +192,8 @@ def gather(fs: HostFS, cache: FileCache, config: Config, enabled: frozenset[str]
                 break
             current = lanes.current
             if stall is not None and current is not None and now - current.started >= stall:
-                log.warning("collector %s has run %.1f s; starting the next collectors beside it",
-                            current.name, now - current.started)
+                log.warning("slow: starting the next collectors beside it",
+                            extra={"collector": current.name, "running_seconds": round(now - current.started, 1)})
                 lanes.current = None
                 lanes.worker()
                 continue
@@ -212,7 +213,8 @@ def gather(fs: HostFS, cache: FileCache, config: Config, enabled: frozenset[str]
                 runs[job.name] = CollectorRun(job.name, duration=time.monotonic() - job.started,
                                               crashed=f"timed out after {timeout:g} s (left running; not "
                                                       "started again until it returns)")
-                log.error("collector %s timed out after %g s; its thread is left to finish", job.name, timeout)
+                log.error("timed out; its thread is left to finish",
+                          extra={"collector": job.name, "timeout_seconds": timeout})
         for name in lanes.pending:
             waiting = ", ".join(d for d in lanes.registry[name].after if d in lanes.jobs and not lanes.jobs[d].done)
             runs[name] = CollectorRun(name, crashed="not started: the scrape timed out"

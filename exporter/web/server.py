@@ -1,11 +1,13 @@
 """`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
 
 wsgiref with a thread per request.  Concurrent scrapes queue: they share the single-flight
-host scrape (exporter/scrape.py) and render their responses RENDER_SLOTS at a time, so fifty
-scrapers at once all get an answer at the cost of about one scrape.  Only beyond
+host scrape (exporter/scrape/scraper.py) and render their responses RENDER_SLOTS at a time, so
+fifty scrapers at once all get an answer at the cost of about one scrape.  Only beyond
 MAX_QUEUED_REQUESTS waiting at once (a storm, not a fleet of Prometheus servers) does a
-scrape get a 503, which bounds the threads and memory a storm can take.  Nothing but a plain
-message ever reaches a client on error.
+scrape get a 503, which bounds the threads and memory a storm can take.  The body is
+client_python's exposition (exposition.py: OpenMetrics when asked, gzip, ``name[]``); with a
+web config, basic auth (basic_auth.py) and TLS (tls.py) wrap it.  Nothing but a plain message
+ever reaches a client on error (responses.py).
 """
 
 from __future__ import annotations
@@ -19,19 +21,20 @@ from socketserver import ThreadingMixIn
 from typing import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from .. import __version__
 from ..output.metrics import DkmsCollector
 from ..scrape import Scraper
-from .webconfig import BasicAuthMiddleware, WebConfigProvider, tls_server_class
+from .basic_auth import BasicAuthMiddleware
+from .config_file import WebConfigProvider
+from .exposition import metrics_response
+from .responses import StartResponse, plain, respond
+from .tls import tls_server_class
 
 log = logging.getLogger("dkms_exporter")
 
-# The classic text format every Prometheus (Debian 12 ships 2.42) parses; our names are ASCII,
-# so the body is the same in 0.0.4 and 1.0.0.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PORT = 10140
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
@@ -39,11 +42,11 @@ RENDER_SLOTS = 2               # of those, rendering at once (CPU-bound: more wo
 REQUEST_TIMEOUT_SECONDS = 60
 SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to be answered
 
-StartResponse = Callable[..., object]
-
 
 def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
-    registry = CollectorRegistry(auto_describe=False)
+    """Our collector (and the process metrics): no names up front, since they depend on the
+    host, so ``name[]`` filtering needs support_collectors_without_names."""
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     collector = DkmsCollector(scraper)
     registry.register(collector)
     if process:
@@ -64,42 +67,31 @@ class App:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
-            return _plain(start_response, "405 Method Not Allowed", "method not allowed\n",
-                          [("Allow", "GET, HEAD")])
+            return plain(environ, start_response, "405 Method Not Allowed", "method not allowed\n",
+                         [("Allow", "GET, HEAD")])
         if path == self.telemetry_path:
-            return self._metrics(start_response, method)
+            return self._metrics(environ, start_response)
         if path == "/":
-            body = _landing(self.telemetry_path).encode()
-            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                      ("Content-Length", str(len(body)))])
-            return [b"" if method == "HEAD" else body]
-        return _plain(start_response, "404 Not Found", "not found\n")
+            return respond(environ, start_response, "200 OK", [("Content-Type", "text/html; charset=utf-8")],
+                           _landing(self.telemetry_path).encode())
+        return plain(environ, start_response, "404 Not Found", "not found\n")
 
-    def _metrics(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
+    def _metrics(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if not self._admitted.acquire(blocking=False):
-            return _plain(start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
+            return plain(environ, start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
         try:
             if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
-                return _plain(start_response, "503 Service Unavailable", "scrape queue timed out\n")
+                return plain(environ, start_response, "503 Service Unavailable", "scrape queue timed out\n")
             try:
-                body = generate_latest(self.registry)
+                headers, body = metrics_response(self.registry, environ)
             finally:
                 self._render.release()
         except Exception:  # noqa: BLE001
             log.exception("scrape failed")
-            return _plain(start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
+            return plain(environ, start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
         finally:
             self._admitted.release()
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
-        return [b"" if method == "HEAD" else body]
-
-
-def _plain(start_response: StartResponse, status: str, text: str,
-           extra: list[tuple[str, str]] | None = None) -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body)))] + (extra or []))
-    return [body]
+        return respond(environ, start_response, "200 OK", headers, body)
 
 
 def _landing(telemetry_path: str) -> str:
@@ -114,7 +106,7 @@ class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        log.debug("http %s %s", self.address_string(), format % args)
+        log.debug("http request", extra={"client": self.address_string(), "request": format % args})
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -183,16 +175,17 @@ def serve(server: WSGIServer) -> None:
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("received signal %d, shutting down", signum)
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
         stop.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
     host, port = server.server_address[:2]
-    log.info("listening on %s:%d", host or "*", port)
+    address = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    log.info("listening on %s", address, extra={"address": address, "tls": hasattr(server, "contexts")})
     server.serve_forever(poll_interval=0.5)
     wait_idle = getattr(server, "wait_idle", None)
     if wait_idle is not None and not wait_idle(SHUTDOWN_GRACE_SECONDS):
-        log.warning("shutting down with requests still unanswered after %d s", SHUTDOWN_GRACE_SECONDS)
+        log.warning("shutting down with requests still unanswered", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
     server.server_close()
