@@ -1,8 +1,8 @@
 """`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
 
 wsgiref with a thread per request.  Concurrent scrapes queue: they share the single-flight
-host scrape (exporter/scrape.py) and render their responses RENDER_SLOTS at a time, so fifty
-scrapers at once all get an answer at the cost of about one scrape.  Only beyond
+host scrape (exporter/scrape/scraper.py) and render their responses RENDER_SLOTS at a time, so
+fifty scrapers at once all get an answer at the cost of about one scrape.  Only beyond
 MAX_QUEUED_REQUESTS waiting at once (a storm, not a fleet of Prometheus servers) does a
 scrape get a 503, which bounds the threads and memory a storm can take.  Nothing but a plain
 message ever reaches a client on error.
