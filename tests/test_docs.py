@@ -212,6 +212,23 @@ def test_every_exporter_file_and_function_a_doc_names_exists(doc):
     assert missing == [] and old == [], f"{doc.name} names code that does not exist: {missing + old}"
 
 
+def test_every_exporter_file_and_function_a_source_file_names_exists():
+    """Docstrings and comments (code, tests, scripts, deploy files) name real modules too."""
+    missing = []
+    for path in tracked_files():
+        if path.suffix not in (".py", ".sh", ".yaml", ".yml", ".toml", ".cfg", "") or path.name == "test_docs.py":
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        for rel, symbol in _code_refs(text):
+            target = EXPORTER / rel
+            if not target.is_file() or (symbol and not _defined(target, symbol.rstrip("."))):
+                missing.append(f"{path.relative_to(REPO)}: exporter/{rel}" + (f":{symbol}" if symbol else ""))
+    assert missing == [], "source files name code that does not exist:\n" + "\n".join(missing)
+
+
 def test_architecture_follows_the_code_by_name():
     """docs/architecture.md walks through real code: it must keep naming plenty of it, the
     worked example's steps included."""
