@@ -7,7 +7,8 @@ module_status_built_extra):
   dangling one) or a directory;
 - ``<v>/<k>/<a>`` (k must match ``+([0-9]).*``) is *built* when ``module/`` exists and every
   DEST_MODULE_NAME has ``module/<name>.ko`` or ``.ko<suffix>`` (suffix from the kernel's
-  modules.dep); >= 3.0.13 only needs ``module/``;
+  modules.dep); dkms >= 3.1.8 only needs ``module/``, and this reader already relaxes the rule
+  from 3.0.13, with the ``broken`` state (docs/formats.md, "The DKMS tree and `dkms status`");
 - *installed* when ``<m>/kernel-<k>-<a>`` resolves to ``<m>/<v>/<k>/<a>``;
 - a failed build is a leftover ``<m>/<v>/build/make.log`` with no ``<k>/<a>/module``.
 """

@@ -87,5 +87,6 @@ class DkmsFacts:
 
     @property
     def modern(self) -> bool:
-        """dkms >= 3.0.13: the 'broken' state and the relaxed 'built' rule."""
+        """dkms >= 3.0.13: the 'broken' state (and, in this reader, the relaxed 'built' rule that
+        dkms itself has from 3.1.8)."""
         return self.dkms_version is not None and compare(self.dkms_version, "3.0.13") >= 0

@@ -1,7 +1,7 @@
 """Boot Loader Specification entries (type #1 ``.conf`` files) and systemd-boot's loader.conf.
 
-Both are ``key value`` lines; the first occurrence of a key wins, as in systemd-boot's parser.
-Sources: docs/formats.md, "Boot loaders".
+Both are ``key value`` lines; the first occurrence of a key wins, as in GRUB's blscfg
+(systemd-boot keeps the last one).  Sources: docs/formats.md, "Boot loaders".
 """
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ def parse_grubenv(data: bytes) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         name, value = line.split("=", 1)
-        # left to right, as grub's envblk reads it: "\n" is a newline, "\x" is x (so a value
-        # holding a backslash and an n, written "\\n", is not mangled into backslash-newline)
+        # left to right: "\n" is read as a newline, "\x" as x.  GRUB's envblk.c writes a newline
+        # as backslash + the newline itself and reads backslash + any byte as that byte, so the
+        # two differ only for values holding a backslash or a newline (docs/formats.md, "Boot loaders")
         env[name] = _GRUBENV_ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
     return env
 

@@ -1,11 +1,13 @@
-"""Does one module work for one kernel?  The checks, in the order the kernel meets them.
+"""Does one module work for one kernel?  The checks, from building the module to booting with it.
 
-1. DKMS state (``not_built``, ``build_failed``, ``built_not_installed``);
-2. the file and depmod (``file_missing``, ``not_in_depmod``);
+1. DKMS state (``not_built``, ``build_failed``, ``built_not_installed``): one at most;
+2. the file and depmod (``file_missing``, ``not_in_depmod``): one at most, only with a build;
 3. the loader's own checks of the file (``module_unreadable``, ``vermagic_mismatch``,
    ``symbol_version_mismatch``, ``unknown_symbol``), then its signature (``unsigned``,
-   ``untrusted_key``);
-4. early boot: the initramfs (``missing_from_initramfs``, ``initramfs_stale``);
+   ``untrusted_key``): all that apply.  The kernel's load_module() checks the signature first;
+   every one of them is reported, so the order changes the listing, not the verdict;
+4. early boot: the initramfs (``missing_from_initramfs``, ``initramfs_stale``), only when
+   nothing so far is an error;
 5. ``blacklisted`` (a warning: the module still loads when asked for).
 
 docs/readiness.md lists them in this order; a test keeps the two in step.
@@ -30,7 +32,8 @@ from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
 from .trust import enforced_for, key_trusted
 
-# the module-level reasons, in the order assess_module() can report them (docs/readiness.md)
+# the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
+# first three exclude each other: no build (failed or never tried) comes before "not installed"
 CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
                "unsigned", "untrusted_key", "missing_from_initramfs", "initramfs_stale", "blacklisted")
