@@ -1,10 +1,13 @@
 """Next-boot kernel from GRUB (Debian's grub.cfg shape), BLS and systemd-boot."""
 
 import struct
+import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from conftest import scrape
+from conftest import require_tool, scrape
 from hostbuilder import ROOT_UUID
 from exporter.collectors.bootloader import grub_next_boot
 from exporter.formats.grub import parse_grubenv
@@ -152,3 +155,23 @@ def test_a_pkgbase_name_no_kernel_claims_stays_not_installed(host):
     assert s.facts.get(BootFacts).next_boot == "linux-lts"
     assert s.readiness.verdict == "not_ready"
     assert any("not installed" in n for n in s.readiness.notes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+                       st.text(st.sampled_from(list("ab\\n=# \t\n\\\\é")), max_size=12), min_size=1, max_size=4))
+def test_grubenv_reads_what_the_real_grub_editenv_writes(tmp_path_factory, values):
+    """grub-editenv escapes backslashes and newlines in what it writes; what we read back is what
+    was set, and what `grub-editenv list` prints."""
+    tool = require_tool("grub-editenv")
+    env = tmp_path_factory.mktemp("env") / "grubenv"
+    subprocess.run([tool, str(env), "create"], check=True)
+    subprocess.run([tool, str(env), "set", *(f"{k}={v}" for k, v in values.items())], check=True)
+    listed = subprocess.run([tool, str(env), "list"], check=True, capture_output=True).stdout.decode()
+    parsed = parse_grubenv(env.read_bytes())
+    assert parsed == values
+    assert "".join(f"{k}={v}\n" for k, v in parsed.items()) == listed
+
+
+def test_grubenv_backslash_takes_the_next_byte_as_it_is():
+    assert parse_grubenv(b"# GRUB Environment Block\na=1\\nz\nb=x\\\ny\n###") == {"a": "1nz", "b": "x\ny"}

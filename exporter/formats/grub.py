@@ -26,21 +26,30 @@ class MenuEntry:
     submenu: bool = False
 
 
-_GRUBENV_ESCAPE = re.compile(r"\\(.)", re.S)
-
-
 def parse_grubenv(data: bytes) -> dict[str, str]:
-    """grubenv: 1024-byte block of name=value lines, '#' padding, backslash escapes."""
+    """grubenv: a 1024-byte block of ``name=value`` lines after a '#' signature, '#' padding.
+
+    As GRUB's envblk.c reads it, left to right: a backslash takes the next byte literally (so
+    grub-editenv's backslash + newline is a newline inside the value, and backslash + 'n' is an
+    'n'); an unescaped newline ends the value; lines starting with '#' are comments."""
     env: dict[str, str] = {}
     text = data.decode("utf-8", "replace")
-    for line in text.split("\n"):
-        if not line or line.startswith("#") or "=" not in line:
+    i, n = 0, len(text)
+    while i < n:
+        end = text.find("\n", i)
+        end = n if end < 0 else end
+        if text.startswith("#", i) or "=" not in text[i:end]:
+            i = end + 1
             continue
-        name, value = line.split("=", 1)
-        # left to right: "\n" is read as a newline, "\x" as x.  GRUB's envblk.c writes a newline
-        # as backslash + the newline itself and reads backslash + any byte as that byte, so the
-        # two differ only for values holding a backslash or a newline (docs/formats.md, "Boot loaders")
-        env[name] = _GRUBENV_ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+        eq = text.index("=", i)
+        name, value, j = text[i:eq], [], eq + 1
+        while j < n and text[j] != "\n":
+            if text[j] == "\\" and j + 1 < n:
+                j += 1
+            value.append(text[j])
+            j += 1
+        env[name] = "".join(value)
+        i = j + 1
     return env
 
 
