@@ -387,7 +387,11 @@ def _locked(path: Path):
 
 
 def apt_download(package: str) -> Path:
-    """``apt-get download`` into the shared ``debs/`` cache once (atomic, locked)."""
+    """``apt-get download`` into the shared ``debs/`` cache once (atomic, locked).  The quick
+    tier never downloads, cached or not: a test that gets here must be marked slow."""
+    from testkit import slow_artifact   # here, not at the top: benchmarks import this module too
+
+    slow_artifact(f"a Debian package from the network ({package})")
     debs = cache_dir() / "debs"
     debs.mkdir(exist_ok=True)
     name = package.split("=")[0]

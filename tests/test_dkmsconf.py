@@ -74,6 +74,7 @@ def test_plain_assignments_equal_bash(name):
     assert set(theirs) - set(mine) == parse_dkms_conf(text, ENV).dynamic & set(theirs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", ["v4l2loopback-dkms", "acpi-call-dkms"])
 def test_real_debian_dkms_conf(package, tmp_path):
     """The dkms.conf files Debian ships, evaluated by bash with a kernel config that has the option."""

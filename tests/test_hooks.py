@@ -215,6 +215,7 @@ def test_hook_exits_0_when_the_refresh_fails(tmp_path, fixture_host, textfile_di
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_hung_exporter_is_killed_within_the_timeout(tmp_path, textfile_dir):
     """An exporter that ignores SIGTERM is killed 5 s after the timeout; the hook still exits 0."""
     stubborn = _fake_exporter(tmp_path, "trap '' TERM\nsleep 120 & wait\nsleep 120\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from testkit import slow_artifact
 
 from .reference import Reference, load_reference
 
@@ -35,12 +36,6 @@ def scenario_names() -> tuple[str, ...]:
 
 
 SCENARIOS = scenario_names()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "realhost: judged against the real Debian host built by tests/realhost/build.sh "
-                   "(cold build needs root and the network, about 7 minutes)")
 
 
 def tail(text: str, lines: int) -> str:
@@ -85,6 +80,7 @@ def run_build(out: list[str]) -> int:
 def realhost(request: pytest.FixtureRequest) -> RealHost:
     """Runs build.sh (warm: reuses the cache), its progress shown live past pytest's capture; a
     failed build fails with the end of its output."""
+    slow_artifact("the real-host build (tests/realhost/build.sh)")
     out: list[str] = []
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
