@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from conftest import require_tool  # noqa: E402
+from testkit import require_tool  # noqa: E402
 from example_hosts import EXAMPLES  # noqa: E402
 
 from alerts import generate  # noqa: E402

@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from conftest import scrape
+from testkit import scrape
 from hostbuilder import ROOT_UUID
 from exporter.collectors.bootloader import grub_next_boot
 from exporter.formats.grub import parse_grubenv

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 import modbuild
-from conftest import require_tool
+from testkit import require_tool
 from exporter.formats.dkmsconf import parse_dkms_conf
 
 VARS = ("PACKAGE_NAME", "PACKAGE_VERSION", "BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME",

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 from example_hosts import reboot_trap
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import REPO, example_root, require_tool
 
-REPO = Path(__file__).resolve().parent.parent
 HOOK = REPO / "deploy/hooks/kernel-postinst.d/zzz-dkms-exporter"
 POSTRM_HOOK = REPO / "deploy/hooks/kernel-postrm.d/zzz-dkms-exporter"
 APT_SNIPPET = REPO / "deploy/apt/99dkms-exporter"
@@ -38,9 +37,7 @@ MUST_RUN_BEFORE_US = {"dkms", "initramfs-tools", "zz-systemd-boot", "zz-update-g
 
 @pytest.fixture(scope="module")
 def fixture_host(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hooks") / "host"
-    reboot_trap(root)
-    return root
+    return example_root(tmp_path_factory, reboot_trap)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -35,10 +36,11 @@ from exporter.cli import main
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scrape, Scraper
+from example_hosts import NEW, OLD
 from hostbuilder import Host
 
 REPO = Path(__file__).resolve().parent.parent
-K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"   # two_kernels(): the running kernel, the one booted next
+K1, K2 = OLD, NEW   # two_kernels(): the running kernel, the one booted next (as in the example hosts)
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -121,6 +123,16 @@ def two_kernels(host: Host) -> Host:
     host.grub()
     host.finish()
     return host
+
+
+def realhost_scenarios() -> tuple[str, ...]:
+    """The scenario names of tests/realhost/scenarios.sh's SCENARIOS array, read from the
+    script so the real-host tests, the oracle and the builder agree on one list."""
+    text = (REPO / "tests/realhost/scenarios.sh").read_text()
+    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.MULTILINE)
+    if m is None:
+        raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
+    return tuple(m[1].split())
 
 
 def example_root(tmp_path_factory: pytest.TempPathFactory, build: Callable[[Path], Host]) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from testkit import slow_artifact
+from testkit import realhost_scenarios, slow_artifact
 
 from .reference import Reference, load_reference
 
@@ -26,16 +25,7 @@ BUILD_TIMEOUT = 45 * 60   # a cold build takes about 7 minutes on 2 cores; warm,
 EXPORTER_TIMEOUT = 120
 
 
-def scenario_names() -> tuple[str, ...]:
-    """The scenario names, read from scenarios.sh (its SCENARIOS array) so both sides agree."""
-    text = (HERE / "scenarios.sh").read_text()
-    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.MULTILINE)
-    if m is None:
-        raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
-    return tuple(m[1].split())
-
-
-SCENARIOS = scenario_names()
+SCENARIOS = realhost_scenarios()
 
 
 def tail(text: str, lines: int) -> str:
