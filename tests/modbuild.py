@@ -396,8 +396,11 @@ def apt_download(package: str) -> Path:
     debs.mkdir(exist_ok=True)
     name = package.split("=")[0]
     with _locked(debs / f".{name}.lock"):
+        wanted = _candidate_deb(package)
+        if wanted is not None and (debs / wanted).is_file():
+            return debs / wanted
         found = sorted(debs.glob(f"{name}_*.deb"))
-        if found:
+        if wanted is None and found:      # apt cannot say (no package lists): the newest cached copy
             return found[-1]
         with tempfile.TemporaryDirectory(dir=debs) as tmp:
             res = subprocess.run(
@@ -408,6 +411,19 @@ def apt_download(package: str) -> Path:
             (deb,) = Path(tmp).glob("*.deb")
             os.replace(deb, debs / deb.name)
             return debs / deb.name
+
+
+def _candidate_deb(package: str) -> str | None:
+    """The file `apt-get download PACKAGE` would write: apt's candidate, not whatever version is
+    cached (debs/ is shared with the real-host builds, whose debootstrap caches other suites'
+    packages there).  None when apt cannot say (no package lists yet)."""
+    res = subprocess.run([need_tool("apt-get"), "download", "--print-uris", package],
+                         capture_output=True, text=True, check=False)
+    for line in res.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1].endswith(".deb"):
+            return fields[1]
+    return None
 
 
 def newest_kernel_abi(offset: int = 0) -> str:
