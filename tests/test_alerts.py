@@ -132,6 +132,7 @@ def test_promtool_check_rules(tmp_path: Path) -> None:
     assert f"SUCCESS: {alerts} rules found" in result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests() -> None:
     promtool = require_tool("promtool")
     assert UNIT_TESTS, "tests/alerts/*.yaml are missing"

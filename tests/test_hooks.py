@@ -269,6 +269,7 @@ def _read_while_hooks_run(env: dict[str, str], textfile_dir: Path, runs: int) ->
     return reads[0], torn, stamps, names
 
 
+@pytest.mark.slow
 def test_concurrent_reader_never_sees_a_partial_file(tmp_path, fixture_host, textfile_dir):
     """node_exporter reads *.prom whenever Prometheus scrapes; it must only ever see whole files."""
     env = hook_env(defaults_file(tmp_path, **direct_settings(fixture_host, textfile_dir / "dkms.prom")))
