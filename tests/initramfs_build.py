@@ -129,7 +129,11 @@ _DEB = re.compile(r"linux-image-(6\.1\.0-\d+-amd64)_([^_]+)_amd64\.deb")
 
 
 def kernel_deb() -> Path:
-    """A Debian 12 linux-image .deb in the shared debs/ cache, downloaded if none is there."""
+    """A Debian 12 linux-image .deb in the shared debs/ cache, downloaded if none is there.
+    The quick tier never downloads, cached or not: a test that gets here must be marked slow."""
+    from testkit import slow_artifact   # here, not at the top: benchmarks import this module too
+
+    slow_artifact("a real Debian kernel package (linux-image)")
     debs = cache_dir() / "debs"
     debs.mkdir(exist_ok=True)
     cached = sorted((p for p in debs.iterdir() if _DEB.fullmatch(p.name)), key=_deb_order)

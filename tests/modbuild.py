@@ -387,13 +387,20 @@ def _locked(path: Path):
 
 
 def apt_download(package: str) -> Path:
-    """``apt-get download`` into the shared ``debs/`` cache once (atomic, locked)."""
+    """``apt-get download`` into the shared ``debs/`` cache once (atomic, locked).  The quick
+    tier never downloads, cached or not: a test that gets here must be marked slow."""
+    from testkit import slow_artifact   # here, not at the top: benchmarks import this module too
+
+    slow_artifact(f"a Debian package from the network ({package})")
     debs = cache_dir() / "debs"
     debs.mkdir(exist_ok=True)
     name = package.split("=")[0]
     with _locked(debs / f".{name}.lock"):
+        wanted = _candidate_deb(package)
+        if wanted is not None and (debs / wanted).is_file():
+            return debs / wanted
         found = sorted(debs.glob(f"{name}_*.deb"))
-        if found:
+        if wanted is None and found:      # apt cannot say (no package lists): the newest cached copy
             return found[-1]
         with tempfile.TemporaryDirectory(dir=debs) as tmp:
             res = subprocess.run(
@@ -404,6 +411,19 @@ def apt_download(package: str) -> Path:
             (deb,) = Path(tmp).glob("*.deb")
             os.replace(deb, debs / deb.name)
             return debs / deb.name
+
+
+def _candidate_deb(package: str) -> str | None:
+    """The file `apt-get download PACKAGE` would write: apt's candidate, not whatever version is
+    cached (debs/ is shared with the real-host builds, whose debootstrap caches other suites'
+    packages there).  None when apt cannot say (no package lists yet)."""
+    res = subprocess.run([need_tool("apt-get"), "download", "--print-uris", package],
+                         capture_output=True, text=True, check=False)
+    for line in res.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1].endswith(".deb"):
+            return fields[1]
+    return None
 
 
 def newest_kernel_abi(offset: int = 0) -> str:

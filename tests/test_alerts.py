@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from conftest import require_tool  # noqa: E402
+from testkit import require_tool  # noqa: E402
 from example_hosts import EXAMPLES  # noqa: E402
 
 from alerts import generate  # noqa: E402
@@ -132,6 +132,7 @@ def test_promtool_check_rules(tmp_path: Path) -> None:
     assert f"SUCCESS: {alerts} rules found" in result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests() -> None:
     promtool = require_tool("promtool")
     assert UNIT_TESTS, "tests/alerts/*.yaml are missing"

@@ -3,49 +3,23 @@ and never "ready" built on something that could not be read."""
 
 import os
 import random
-import subprocess
-import sys
 import threading
 import shutil
-from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
+from hostbuilder import Host
+from testkit import K1, K2, failed_collectors, metrics_of, run_as_nobody, samples, scrape, two_kernels
 
-from conftest import scrape
 from exporter.cli import main
 from exporter.formats.dkmsconf import DkmsConfError, parse_dkms_conf
 from exporter.host.rootfs import HostFS
 from exporter.facts.dkms import DkmsFacts
 from exporter.facts.kernel import KernelFacts
 
-K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
-REPO = Path(__file__).parent.parent
-
-
-def two_kernels(host):
-    host.kernel(K1, running=True)
-    host.kernel(K2)
-    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
-    for k in (K1, K2):
-        host.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
-    host.grub()
-    host.finish()
-    return host
-
-
-def metrics_text(root, capsys) -> dict[str, list]:
-    assert main(["metrics", "--path.rootfs", str(root)]) == 0
-    out = {}
-    for fam in text_string_to_metric_families(capsys.readouterr().out):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
 
 def test_unterminated_quote_in_dkms_conf(host, capsys):
     two_kernels(host)
     host.write("usr/src/acpi-call-1.2.2/dkms.conf", 'PACKAGE_NAME="acpi-call\nBUILT_MODULE_NAME[0]=acpi_call\n')
-    m = metrics_text(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert ({"collector": "dkms"}, 0.0) in m["dkms_scrape_collector_success"]
     assert "dkms_next_boot_ready" not in m
     assert m["dkms_next_boot_readiness_unknown"] == [({}, 1.0)]
@@ -75,32 +49,21 @@ def test_dangling_source_is_listed_as_added(host):
     assert "gone/0.1: added" in [l.render() for l in s.facts.get(DkmsFacts).status_lines()]
 
 
-def test_unreadable_files_as_a_real_unprivileged_user(host, tmp_path):
+def test_unreadable_files_as_a_real_unprivileged_user(public_tmp):
     """chmod 000 only bites non-root: run the exporter as nobody with setpriv."""
-    two_kernels(host)
+    host = two_kernels(Host(public_tmp / "host"))
     os.chmod(host.path(f"usr/lib/modules/{K2}/modules.dep"), 0)
     os.chmod(host.path("var/lib/dpkg/status"), 0)
     os.chmod(host.path("var/lib/dkms/acpi-call"), 0)
-    shutil.copytree(REPO / "exporter", tmp_path / "pkg" / "exporter")
-    for p in [tmp_path, *tmp_path.rglob("*")]:
-        if not p.is_symlink() and p.stat().st_mode & 0o777 != 0:
-            os.chmod(p, p.stat().st_mode | 0o055 | (0o011 if p.is_dir() else 0))
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "pkg") + os.pathsep + _site_packages())
-    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                          "exporter", "metrics", "--path.rootfs", str(host.root)],
-                         capture_output=True, text=True, env=env, cwd="/", timeout=60)
+    out = run_as_nobody(public_tmp, "metrics", "--path.rootfs", str(host.root), timeout=60)
     assert out.returncode == 0, out.stderr
     assert 'dkms_scrape_collector_success{collector="packages"} 0.0' in out.stdout
     assert 'dkms_scrape_collector_success{collector="dkms"} 0.0' in out.stdout
     assert 'dkms_scrape_collector_success{collector="kernel"} 0.0' in out.stdout
+    assert failed_collectors(samples(out.stdout)) == {"packages", "dkms", "kernel"}   # the tree was reachable
     assert "dkms_next_boot_readiness_unknown 1.0" in out.stdout
     assert "\ndkms_next_boot_ready " not in out.stdout
     assert "Permission denied" in out.stderr and "/var/lib/dpkg/status" in out.stderr
-
-
-def _site_packages() -> str:
-    import prometheus_client
-    return str(Path(prometheus_client.__file__).parent.parent)
 
 
 def test_names_that_are_not_utf8_or_have_spaces(host, capsys):
@@ -110,7 +73,7 @@ def test_names_that_are_not_utf8_or_have_spaces(host, capsys):
     raw = os.fsencode(host.path("var/lib/dkms")) + b"/bad\xffname/1.0"
     os.makedirs(raw)
     os.symlink(b"/usr/src/bad\xffname-1.0", raw + b"/source")
-    m = metrics_text(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     modules = {labels["module"] for labels, _ in m["dkms_module_state"]}
     assert "sp ace" in modules and "bad\ufffdname" in modules
 
@@ -127,7 +90,7 @@ def test_symlink_loop_and_dangling_build_link(host):
 
 
 def test_empty_root_is_unknown_not_ready(tmp_path, capsys):
-    m = metrics_text(tmp_path, capsys)
+    m = metrics_of(tmp_path, capsys)
     assert "dkms_next_boot_ready" not in m
     assert main(["check", "--path.rootfs", str(tmp_path)]) == 2
 

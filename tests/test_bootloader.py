@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import require_tool, scrape
+from testkit import require_tool, scrape
 from hostbuilder import ROOT_UUID
 from exporter.collectors.bootloader import grub_next_boot
 from exporter.formats.grub import parse_grubenv

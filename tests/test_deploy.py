@@ -23,13 +23,12 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
-from conftest import require_tool
+from testkit import REPO, by_collector, require_tool, samples
 
 from exporter import __version__
 from exporter.cli import build_parser
 from exporter.web.server import DEFAULT_PORT
 
-REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "deploy/systemd"
 K8S = REPO / "deploy/kubernetes"
 SERVE_UNIT, TEXTFILE_UNIT = "dkms-exporter.service", "dkms-exporter-textfile.service"
@@ -223,11 +222,6 @@ def root_only_host(tmp_path_factory) -> Path:
     return root
 
 
-def _collector_errors(text: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r'^dkms_scrape_collector_errors\{collector="([^"]+)"\} (\S+)$', text, re.M)}
-
-
 def test_serve_units_identity_reads_root_only_files(root_only_host):
     """Uid nobody with CAP_DAC_READ_SEARCH alone reads the 0600 files that plain nobody cannot."""
     grub = root_only_host / "boot/grub/grub.cfg"
@@ -238,7 +232,7 @@ def test_serve_units_identity_reads_root_only_files(root_only_host):
     r = subprocess.run([*unit_identity(SERVE_UNIT), str(exporter), f"--path.rootfs={root_only_host}", "metrics"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    errors = _collector_errors(r.stdout)
+    errors = by_collector(samples(r.stdout), "dkms_scrape_collector_errors")
     assert errors and not any(errors.values()), (errors, r.stderr)
     assert "Permission denied" not in r.stderr and "dkms_next_boot_ready 0.0" in r.stdout
 

@@ -5,11 +5,10 @@ import subprocess
 
 import pytest
 
-from conftest import require_tool, scrape
+from testkit import K1, K2, require_tool, scrape
 from exporter.facts.dkms import DkmsFacts
 from hostbuilder import Host
 
-K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
 
 
 def real_dkms_status(root) -> list[str]:

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 import modbuild
-from conftest import require_tool
+from testkit import require_tool
 from exporter.formats.dkmsconf import parse_dkms_conf
 
 VARS = ("PACKAGE_NAME", "PACKAGE_VERSION", "BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME",
@@ -74,6 +74,7 @@ def test_plain_assignments_equal_bash(name):
     assert set(theirs) - set(mine) == parse_dkms_conf(text, ENV).dynamic & set(theirs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", ["v4l2loopback-dkms", "acpi-call-dkms"])
 def test_real_debian_dkms_conf(package, tmp_path):
     """The dkms.conf files Debian ships, evaluated by bash with a kernel config that has the option."""

@@ -19,6 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from example_hosts import EXAMPLES
+from testkit import metrics_of, samples
+
 from exporter.cli import main
 from exporter.collectors import collectors
 from exporter.config import Config
@@ -43,12 +45,9 @@ def served(tmp_path, capsys) -> set[str]:
     names = set()
     for name, build in EXAMPLES.items():
         build(tmp_path / name)
-        main(["metrics", "--path.rootfs", str(tmp_path / name)])
-        for fam in text_string_to_metric_families(capsys.readouterr().out):
-            names.update(s.name for s in fam.samples)
+        names.update(metrics_of(tmp_path / name, capsys))
     main(["textfile", "--output", str(tmp_path / "dkms.prom"), "--path.rootfs", str(tmp_path / "healthy")])
-    for fam in text_string_to_metric_families((tmp_path / "dkms.prom").read_text()):
-        names.update(s.name for s in fam.samples)
+    names.update(samples((tmp_path / "dkms.prom").read_text()))
     return names
 
 

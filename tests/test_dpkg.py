@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import require_tool, scrape
+from testkit import require_tool, scrape
 from exporter.facts.packages import package_kind
 from exporter.formats.dpkg import DpkgStatusError, parse_status
 from exporter.facts.packages import PackageFacts

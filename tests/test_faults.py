@@ -11,18 +11,15 @@ import errno
 import os
 import re
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from testkit import (K1, K2, errors_of, failed_collectors, metrics_of, run_as_nobody, run_exporter, samples,
+                     scrape, success_of, two_kernels, wait_for)
 
-from conftest import require_tool
 from exporter import collectors as registry
 from exporter.host import cache as filecache
 from exporter.collectors import dkms as dkms_collector
@@ -34,46 +31,7 @@ from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
 from exporter.facts.kernel import KernelFacts
 
-K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
 UPDATES = f"/lib/modules/{K2}/updates/dkms"   # where the kernel collector finds K2's DKMS module
-REPO = Path(__file__).resolve().parent.parent
-
-
-def two_kernels(host):
-    """Running K1, newest K2 booted next, one DKMS module on both, images, Secure Boot on: ready."""
-    host.kernel(K1, running=True)
-    host.kernel(K2)
-    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
-    for k in (K1, K2):
-        host.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
-    host.secure_boot(True)
-    host.loaded(("acpi_call", "OE"))
-    for k in (K1, K2):
-        host.initramfs(k, ["e1000e"])
-    host.grub()
-    host.finish()
-    return host
-
-
-def samples(text: str) -> dict[str, list[tuple[dict, float]]]:
-    out: dict[str, list[tuple[dict, float]]] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
-def scrape_metrics(root: Path, capsys, *flags: str) -> dict[str, list[tuple[dict, float]]]:
-    assert main(["metrics", "--path.rootfs", str(root), *flags]) == 0
-    return samples(capsys.readouterr().out)
-
-
-def errors_of(m: dict, collector: str) -> float:
-    return next(v for labels, v in m["dkms_scrape_collector_errors"] if labels["collector"] == collector)
-
-
-def success_of(m: dict, collector: str) -> float:
-    return next(v for labels, v in m["dkms_scrape_collector_success"] if labels["collector"] == collector)
 
 
 def assert_unknown(root: Path, m: dict, capsys) -> None:
@@ -86,7 +44,7 @@ def assert_unknown(root: Path, m: dict, capsys) -> None:
 def test_the_fixture_host_is_ready_to_begin_with(host, capsys):
     """Every fault below turns this ready host into an undecidable or not-ready one."""
     two_kernels(host)
-    m = scrape_metrics(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert m["dkms_next_boot_ready"] == [({}, 1.0)]
     assert all(v == 0 for _, v in m["dkms_scrape_collector_errors"])
     assert main(["check", "--path.rootfs", str(host.root)]) == 0
@@ -116,7 +74,7 @@ def _after_listing(monkeypatch, where: str, name: str, action) -> list[str]:
 def test_module_file_vanishes_after_listing(host, capsys, monkeypatch):
     two_kernels(host)
     done = _after_listing(monkeypatch, UPDATES, "acpi_call.ko", lambda p: p.unlink())
-    s = Scraper(HostFS(host.root), Config()).scrape()
+    s = scrape(host.root)
     assert done and not any(r.crashed for r in s.facts.runs.values())
     k2 = s.readiness.kernel(K2)
     assert k2.verdict != "ready" and s.readiness.verdict != "ready"
@@ -125,7 +83,7 @@ def test_module_file_vanishes_after_listing(host, capsys, monkeypatch):
 def test_module_file_replaced_by_garbage_after_listing(host, monkeypatch):
     two_kernels(host)
     _after_listing(monkeypatch, UPDATES, "acpi_call.ko", lambda p: p.write_bytes(b"\x7fELF truncated"))
-    s = Scraper(HostFS(host.root), Config()).scrape()
+    s = scrape(host.root)
     mod = next(m for m in s.readiness.kernel(K2).modules if m.module == "acpi_call")
     assert "module_unreadable" in {p.reason for p in mod.problems} and s.readiness.verdict == "not_ready"
 
@@ -138,38 +96,13 @@ def test_module_file_replaced_by_a_directory_after_listing(host, capsys, monkeyp
         p.mkdir()
 
     _after_listing(monkeypatch, UPDATES, "acpi_call.ko", to_dir)
-    m = scrape_metrics(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert errors_of(m, "module") >= 1 and success_of(m, "module") == 0
     assert "dkms_next_boot_ready" not in m
 
 
 # ------------------------------------------------------------------------------------------------
 # EACCES, as a real unprivileged user (chmod 000 means nothing to root)
-
-
-@pytest.fixture
-def public_tmp():
-    """A directory nobody can reach (pytest's own tmp dirs sit under a 0700 /tmp/pytest-of-root,
-    where an unprivileged run would see EACCES everywhere and prove nothing)."""
-    path = Path(tempfile.mkdtemp(prefix="dkms-faults-"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _as_nobody(root: Path, work: Path, command: str) -> subprocess.CompletedProcess:
-    """Run the exporter as nobody: a readable copy of the package, every file readable but the
-    ones the test made mode 0."""
-    shutil.copytree(REPO / "exporter", work / "pkg" / "exporter", dirs_exist_ok=True)
-    for p in [work, *work.rglob("*")]:
-        if not p.is_symlink() and p.stat().st_mode & 0o777 != 0:
-            os.chmod(p, p.stat().st_mode | 0o044 | (0o011 if p.is_dir() else 0))
-    import prometheus_client
-    site = Path(prometheus_client.__file__).parent.parent
-    env = dict(os.environ, PYTHONPATH=f"{work / 'pkg'}{os.pathsep}{site}")
-    return subprocess.run([require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-m", "exporter", command, "--path.rootfs", str(root)],
-                          capture_output=True, text=True, env=env, cwd="/", timeout=120)
 
 
 @pytest.mark.parametrize("victim, collectors", [
@@ -183,14 +116,13 @@ def test_eacces_makes_readiness_unknown(public_tmp, victim, collectors):
     from hostbuilder import Host
     host = two_kernels(Host(public_tmp / "h"))
     os.chmod(host.path(victim), 0)
-    out = _as_nobody(host.root, public_tmp, "metrics")
+    out = run_as_nobody(public_tmp, "metrics", "--path.rootfs", str(host.root))
     assert out.returncode == 0, out.stderr[-2000:]
     m = samples(out.stdout)
-    failed = {labels["collector"] for labels, v in m["dkms_scrape_collector_success"] if v == 0}
-    assert failed == collectors, out.stderr[-2000:]           # only those that met the mode-0 file
+    assert failed_collectors(m) == collectors, out.stderr[-2000:]           # only those that met the mode-0 file
     assert all(errors_of(m, c) >= 1 for c in collectors) and "Permission denied" in out.stderr
     assert "dkms_next_boot_ready" not in m
-    check = _as_nobody(host.root, public_tmp, "check")
+    check = run_as_nobody(public_tmp, "check", "--path.rootfs", str(host.root))
     assert check.returncode == 2, check.stdout[-1000:] + check.stderr[-1000:]
 
 
@@ -210,7 +142,7 @@ def test_eio_reading_a_module_file(host, capsys, monkeypatch):
 
     monkeypatch.setattr(filecache, "read_bounded", failing)
     monkeypatch.setattr(module_collector, "read_bounded", failing)
-    m = scrape_metrics(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert errors_of(m, "module") == 1 and success_of(m, "module") == 0
     assert_unknown(host.root, m, capsys)
 
@@ -229,7 +161,7 @@ def test_a_fifo_where_a_file_was_is_an_error_not_a_hang(host, capsys, victim, co
     path.unlink()
     os.mkfifo(path)
     start = time.monotonic()
-    m = scrape_metrics(host.root, capsys, "--scrape.timeout", "20s")
+    m = metrics_of(host.root, capsys, "--scrape.timeout", "20s")
     assert time.monotonic() - start < 10
     assert errors_of(m, collector) >= 1 and success_of(m, collector) == 0
     if collector != "packages":   # held packages are not readiness evidence
@@ -265,9 +197,7 @@ def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host, m
     assert "still running" in second.facts.runs["dkms"].crashed and second.readiness.verdict == "unknown"
     assert scraper.inflight.names() == ["dkms"]
     unblock.set()                               # the hung read returns
-    deadline = time.monotonic() + 10
-    while scraper.inflight.names() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for("the hung read to return", lambda: not scraper.inflight.names(), timeout=10, every=0.05)
     log.unlink()
     third = scraper.scrape()
     assert third.facts.runs["dkms"].success and third.readiness.verdict == "ready"
@@ -315,9 +245,9 @@ def _loop(path: Path) -> None:
 def test_symlink_loops_are_read_errors(host, capsys, victim, collector):
     two_kernels(host)
     _loop(host.path(victim))
-    m = scrape_metrics(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert errors_of(m, collector) >= 1 and success_of(m, collector) == 0
-    others = {labels["collector"] for labels, v in m["dkms_scrape_collector_success"] if v == 0} - {collector}
+    others = failed_collectors(m) - {collector}
     assert others <= {"module", "dkms"}   # they read the same module file, or lack the kernel's facts
     if collector != "packages":
         assert_unknown(host.root, m, capsys)
@@ -327,7 +257,7 @@ def test_an_initramfs_that_is_a_symlink_loop_is_a_missing_image(host, capsys):
     """The bootloader cannot load it either: a fact about the kernel (not ready), not a read error."""
     two_kernels(host)
     _loop(host.path(f"boot/initrd.img-{K2}"))
-    m = scrape_metrics(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert ({"kernel": K2, "reason": "initramfs_missing"}, 1.0) in m["dkms_kernel_problem"]
     assert m["dkms_next_boot_ready"] == [({}, 0.0)]
     assert main(["check", "--path.rootfs", str(host.root)]) == 1
@@ -375,7 +305,7 @@ def test_2gib_sparse_files_named_like_an_initramfs_and_a_module(host, capsys):
     with open(ko, "r+b") as fh:
         fh.truncate(2 << 30)
     before, start = _bytes_read(), time.monotonic()
-    m = scrape_metrics(host.root, capsys)
+    m = metrics_of(host.root, capsys)
     assert time.monotonic() - start < 15 and _bytes_read() - before < 64 << 20
     problems = {(l["kernel"], l["reason"]) for l, v in m["dkms_kernel_problem"]}
     assert {(K1, "initramfs_unreadable"), (K2, "initramfs_unreadable")} <= problems
@@ -399,8 +329,7 @@ def test_reads_allocate_what_the_file_holds_not_the_bound(tmp_path):
     def limit_as() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (300 << 20, 300 << 20))
 
-    out = subprocess.run([sys.executable, "-m", "exporter", "metrics", "--path.rootfs", str(root)], cwd=REPO,
-                         capture_output=True, text=True, timeout=120, preexec_fn=limit_as)
+    out = run_exporter("metrics", "--path.rootfs", str(root), timeout=120, preexec_fn=limit_as)
     assert out.returncode == 0 and "MemoryError" not in out.stderr, out.stderr[-2000:]
     m = samples(out.stdout)
     assert all(v == 1 for _, v in m["dkms_scrape_collector_success"]), out.stderr[-2000:]

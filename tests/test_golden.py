@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
 from example_hosts import EXAMPLES
-from exporter.cli import main
+from testkit import cli, require_tool
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -24,11 +23,6 @@ _VOLATILE = re.compile(r"^((?:dkms_scrape_collector_duration_seconds|dkms_kernel
 def normalise(text: str) -> str:
     text = _VOLATILE.sub(lambda m: m.group(1) + " <volatile>", text)
     return re.sub(r'python_version="[^"]*"', 'python_version="<volatile>"', text)
-
-
-def run(capsys, *argv) -> tuple[int, str]:
-    code = main(list(argv))
-    return code, capsys.readouterr().out
 
 
 def compare(name: str, actual: str) -> None:
@@ -50,7 +44,7 @@ def hosts(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_metrics_golden_and_promtool(hosts, capsys, tmp_path, name):
-    code, out = run(capsys, "metrics", "--path.rootfs", str(hosts / name))
+    code, out = cli(capsys, "metrics", "--path.rootfs", str(hosts / name))
     assert code == 0
     compare(f"{name}.prom", normalise(out))
     prom = tmp_path / "m.prom"
@@ -62,16 +56,16 @@ def test_metrics_golden_and_promtool(hosts, capsys, tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_check_golden(hosts, capsys, name):
-    code, text = run(capsys, "check", "--path.rootfs", str(hosts / name))
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / name))
     compare(f"{name}.check.txt", text)
-    jcode, out = run(capsys, "check", "--json", "--path.rootfs", str(hosts / name))
+    jcode, out = cli(capsys, "check", "--json", "--path.rootfs", str(hosts / name))
     assert jcode == code
     compare(f"{name}.check.json", out)
     assert json.loads(out)["exit_code"] == code
 
 
 def test_reboot_trap_names_module_reason_and_fix(hosts, capsys):
-    code, text = run(capsys, "check", "--path.rootfs", str(hosts / "reboot-trap"))
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "reboot-trap"))
     assert code == 1
     assert "acpi_call" in text and "not_built" in text
     assert "apt-get install linux-headers-6.1.0-28-amd64 && dkms install acpi-call/1.2.2 -k 6.1.0-28-amd64" in text
@@ -79,13 +73,13 @@ def test_reboot_trap_names_module_reason_and_fix(hosts, capsys):
 
 
 def test_healthy_host_exits_zero(hosts, capsys):
-    assert run(capsys, "check", "--path.rootfs", str(hosts / "healthy"))[0] == 0
+    assert cli(capsys, "check", "--path.rootfs", str(hosts / "healthy"))[0] == 0
 
 
 def test_check_other_kernel(hosts, capsys):
-    code, text = run(capsys, "check", "--path.rootfs", str(hosts / "reboot-trap"), "--kernel", "6.1.0-27-amd64")
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "reboot-trap"), "--kernel", "6.1.0-27-amd64")
     assert code == 0 and "6.1.0-27-amd64" in text
-    code, text = run(capsys, "check", "--path.rootfs", str(hosts / "reboot-trap"), "--kernel", "9.9.9")
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "reboot-trap"), "--kernel", "9.9.9")
     assert code == 2 and "not installed" in text
 
 

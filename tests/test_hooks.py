@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 from example_hosts import reboot_trap
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import REPO, example_root, require_tool
 
-REPO = Path(__file__).resolve().parent.parent
 HOOK = REPO / "deploy/hooks/kernel-postinst.d/zzz-dkms-exporter"
 POSTRM_HOOK = REPO / "deploy/hooks/kernel-postrm.d/zzz-dkms-exporter"
 APT_SNIPPET = REPO / "deploy/apt/99dkms-exporter"
@@ -38,9 +37,7 @@ MUST_RUN_BEFORE_US = {"dkms", "initramfs-tools", "zz-systemd-boot", "zz-update-g
 
 @pytest.fixture(scope="module")
 def fixture_host(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hooks") / "host"
-    reboot_trap(root)
-    return root
+    return example_root(tmp_path_factory, reboot_trap)
 
 
 @pytest.fixture
@@ -215,6 +212,7 @@ def test_hook_exits_0_when_the_refresh_fails(tmp_path, fixture_host, textfile_di
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_hung_exporter_is_killed_within_the_timeout(tmp_path, textfile_dir):
     """An exporter that ignores SIGTERM is killed 5 s after the timeout; the hook still exits 0."""
     stubborn = _fake_exporter(tmp_path, "trap '' TERM\nsleep 120 & wait\nsleep 120\n")
@@ -271,6 +269,7 @@ def _read_while_hooks_run(env: dict[str, str], textfile_dir: Path, runs: int) ->
     return reads[0], torn, stamps, names
 
 
+@pytest.mark.slow
 def test_concurrent_reader_never_sees_a_partial_file(tmp_path, fixture_host, textfile_dir):
     """node_exporter reads *.prom whenever Prometheus scrapes; it must only ever see whole files."""
     env = hook_env(defaults_file(tmp_path, **direct_settings(fixture_host, textfile_dir / "dkms.prom")))

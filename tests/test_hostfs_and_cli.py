@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from conftest import scrape
 from example_hosts import healthy
+from testkit import cli, scrape
+
 from exporter.cli import build_parser, main
 from exporter.host.rootfs import HostFS
 
@@ -51,16 +52,15 @@ def test_procfs_flag_chooses_the_running_kernel(tmp_path, capsys):
     proc = tmp_path / "otherproc/sys/kernel"
     proc.mkdir(parents=True)
     (proc / "osrelease").write_text("6.1.0-28-amd64\n")
-    main(["metrics", "--path.rootfs", str(tmp_path / "h"), "--path.procfs", str(tmp_path / "otherproc")])
-    assert 'dkms_running_kernel_info{kernel="6.1.0-28-amd64"} 1.0' in capsys.readouterr().out
+    _, out = cli(capsys, "metrics", "--path.rootfs", str(tmp_path / "h"), "--path.procfs", str(tmp_path / "otherproc"))
+    assert 'dkms_running_kernel_info{kernel="6.1.0-28-amd64"} 1.0' in out
 
 
 def test_disabling_a_collector_readiness_depends_on_makes_it_unknown(tmp_path, capsys):
     healthy(tmp_path / "h")
     assert main(["check", "--path.rootfs", str(tmp_path / "h")]) == 0
     assert main(["check", "--no-collector.dkms", "--path.rootfs", str(tmp_path / "h")]) == 2
-    main(["metrics", "--no-collector.dpkg", "--path.rootfs", str(tmp_path / "h")])
-    out = capsys.readouterr().out
+    _, out = cli(capsys, "metrics", "--no-collector.dpkg", "--path.rootfs", str(tmp_path / "h"))
     assert 'collector="dpkg"' not in out and "dkms_next_boot_ready 1.0" in out
 
 

@@ -5,13 +5,12 @@ import os
 import pytest
 
 import exporter.collectors.initramfs as images
-from conftest import scrape
+from testkit import K1, K2, scrape
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
 from hostbuilder import FIXED_MTIME
 
-K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
 
 
 def zfs_host(host, new_image_modules=("zfake", "spl"), *, running_image=("zfake", "spl")):

@@ -17,7 +17,6 @@ import copy
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -38,16 +37,19 @@ sys.path.insert(0, str(REPO))
 from example_hosts import EXAMPLES  # noqa: E402
 from test_alerts import documented_metrics, metric_names  # noqa: E402
 from test_dashboard import panels  # noqa: E402
+from testkit import WAIT, free_port, run_exporter, slow_artifact, wait_for  # noqa: E402
 
 from alerts import generate  # noqa: E402
 from alerts.config import (DEFAULT, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
                            NON_BLOCKING_REASONS, PENDING_METRICS, SECURE_BOOT_REASONS)
 from alerts.rules import REBOOT_GATE_PREFIX, all_alerts, fleet_records  # noqa: E402
 
+pytestmark = pytest.mark.live
+
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 FOR = "2s"                      # every `for:` in test mode
-DEADLINE = 45.0                 # seconds: the longest any wait may take
+DEADLINE = WAIT                 # seconds: the longest any wait may take (wait_for's bound)
 JOB = "dkms-exporter"
 TEXTFILE_ONLY = {"dkms_textfile_last_run_timestamp_seconds"}
 BOARD = json.loads((REPO / generate.DASHBOARD).read_text())
@@ -56,28 +58,6 @@ GATE_REASON_ALERT = {**{r: "DkmsNextBootModuleRejectedBySecureBoot" for r in SEC
 
 
 # --- plumbing -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE, every: float = 0.25) -> Any:
-    """Call probe until it returns something truthy; fail naming `what` after `timeout`."""
-    end = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            last = probe()
-        except (OSError, ValueError) as exc:  # not up yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
 
 def get_json(url: str, params: dict | None = None) -> Any:
     if params:
@@ -193,6 +173,7 @@ def _alertmanager_config(receiver: str) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    slow_artifact("Debian's real Prometheus and Alertmanager")
     for binary in (PROMETHEUS, ALERTMANAGER):
         if not os.access(binary, os.X_OK):
             pytest.fail(f"{binary} is missing: scripts/test installs prometheus and "
@@ -219,9 +200,7 @@ def _start(s: Stack) -> None:
         port = free_port()
         s.start(f"exporter-{name}", _exporter_argv(root, port, *extra))
         s.exporters[name] = f"127.0.0.1:{port}"
-        s.checks[name] = json.loads(subprocess.run(
-            [sys.executable, "-m", "exporter", "--path.rootfs", str(root), *extra, "check", "--json"],
-            capture_output=True, text=True, timeout=60, cwd=REPO).stdout)
+        s.checks[name] = json.loads(run_exporter("--path.rootfs", str(root), *extra, "check", "--json").stdout)
     s.dead = f"127.0.0.1:{free_port()}"
 
     s.receiver = Receiver()

@@ -163,6 +163,7 @@ def test_signature_values_are_what_the_certificates_say(module_matrix, keys):
     assert read_module(module_matrix["unsigned", "zstd"]).signature is None
 
 
+@pytest.mark.slow
 def test_openssl_cms_signature_is_byte_identical_to_kernel_sign_file(workdir, keys, base_module):
     """The test signer is the real thing: the kernel's scripts/sign-file (Debian linux-kbuild)
     appends exactly the bytes modbuild.sign_module appends."""
@@ -429,6 +430,7 @@ def test_legacy_fields_nonzero(base_module, keys):
     assert e.value.code == "bad_signature"
 
 
+@pytest.mark.slow
 def test_skid_signer_identifier(workdir, base_module, keys):
     """`sign-file -k` identifies the key by subjectKeyIdentifier: modinfo shows nothing, the
     exporter keeps the SKID so trust can still be matched."""

@@ -5,12 +5,10 @@ import subprocess
 import pytest
 
 import modbuild
-from conftest import require_tool, scrape
+from testkit import K1, K2, cli, require_tool, scrape
 from exporter.facts.secureboot import TrustFacts
 from exporter.verdict.trust import enforced_for
 from hostbuilder import module_elf, signing_key, vermagic
-
-K1, K2 = "6.1.0-27-amd64", "6.1.0-28-amd64"
 
 
 def host_with(host, *, sb: bool | None, key="dkms-mok", mok=("dkms-mok",), content=None, built_against=None):
@@ -62,9 +60,7 @@ def test_foreign_key_is_untrusted(host):
 def test_dkms_key_not_enrolled_is_untrusted_and_shown_unenrolled(host, capsys):
     s = host_with(host, sb=True, mok=())
     assert reasons(s) == ["untrusted_key"]
-    from exporter.cli import main
-    main(["metrics", "--path.rootfs", str(host.root)])
-    out = capsys.readouterr().out
+    _, out = cli(capsys, "metrics", "--path.rootfs", str(host.root))
     assert ('dkms_signing_certificate_enrolled{key_id="3A:1F:00:C0:FF:EE:12:34",path="/var/lib/dkms/mok.pub",'
             'signer="DKMS module signing key"} 0.0') in out
 

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import require_tool
+from testkit import require_tool
 from hostbuilder import KEYS, Host, module_elf, signature_lists
 from initramfs_build import Entry, compress, cpio_archive
 

@@ -47,6 +47,7 @@ def vmlinux_only(exports: dict[str, Export]) -> dict[str, Export]:
 # Module.symvers parsing
 
 
+@pytest.mark.slow
 def test_real_module_symvers_parses_completely(new, exports):
     lines = new.symvers.read_text().splitlines()
     assert len(exports) == len({line.split("\t")[1] for line in lines}) > 20000
@@ -122,6 +123,7 @@ def test_real_module_vermagic_across_abis(new, kernels):
     assert not vermagic_matches(mod.vermagic, older, False)
 
 
+@pytest.mark.slow
 def test_foreign_vermagic_module_flagged(tmp_path, new):
     path = mb.build_module(mb.ModSpec(vermagic="5.10.0-30-amd64 SMP mod_unload modversions "), tmp_path / "old.ko")
     mod = read_module(path)
@@ -202,6 +204,7 @@ def gcc_module(tmp_path: Path, exports: dict[str, Export], **kw) -> Path:
     return mb.build_module(mb.ModSpec(undefined=undefined, versions=versions, **kw), tmp_path / "m.ko")
 
 
+@pytest.mark.slow
 def test_unknown_symbol_when_everything_is_described(tmp_path, exports):
     path = gcc_module(tmp_path, exports, undefined=("_printk", "no_such_symbol_xyz"), depends="")
     result = check_versions(read_module(path), exports)
@@ -209,12 +212,14 @@ def test_unknown_symbol_when_everything_is_described(tmp_path, exports):
     assert depmod_report([path], mb.real_kernels()[0].symvers, tmp_path)[1] == {"no_such_symbol_xyz"}
 
 
+@pytest.mark.slow
 def test_in_tree_dependency_is_described(tmp_path, exports):
     path = gcc_module(tmp_path, exports, undefined=("__video_register_device", "nope_xyz"), depends="videodev")
     result = check_versions(read_module(path), exports)
     assert result.unknown == ("nope_xyz",) and not result.undetermined
 
 
+@pytest.mark.slow
 def test_out_of_tree_dependency_makes_it_undetermined(tmp_path, exports):
     """Another DKMS module may export it: not claimed as unknown."""
     path = gcc_module(tmp_path, exports, undefined=("_printk", "vendor_helper_fn"), depends="vendor-core")
@@ -222,6 +227,7 @@ def test_out_of_tree_dependency_makes_it_undetermined(tmp_path, exports):
     assert result.unknown == () and result.undetermined == ("vendor_helper_fn",) and result.ok
 
 
+@pytest.mark.slow
 def test_gpl_only_symbol_in_proprietary_module(tmp_path, exports):
     gpl_sym = next(s for s, e in exports.items() if e.module == "vmlinux" and e.gpl_only and not e.namespace)
     prop = check_versions(read_module(gcc_module(tmp_path, exports, undefined=(gpl_sym,), license="NVIDIA")), exports)
@@ -230,6 +236,7 @@ def test_gpl_only_symbol_in_proprietary_module(tmp_path, exports):
     assert dual.gpl_only == () and dual.ok
 
 
+@pytest.mark.slow
 def test_namespace_must_be_imported(tmp_path, exports):
     sym, e = next((s, e) for s, e in exports.items() if e.namespace and e.module == "vmlinux")
     missing = check_versions(read_module(gcc_module(tmp_path, exports, undefined=(sym,))), exports)
@@ -238,6 +245,7 @@ def test_namespace_must_be_imported(tmp_path, exports):
     assert check_versions(read_module(imported), exports).missing_namespaces == ()
 
 
+@pytest.mark.slow
 def test_module_without_versions(tmp_path, exports):
     path = gcc_module(tmp_path, exports)
     bare = mb.build_module(mb.ModSpec(versions=None), tmp_path / "bare.ko")
@@ -247,6 +255,7 @@ def test_module_without_versions(tmp_path, exports):
     assert not check_versions(read_module(bare), no_crcs).no_versions
 
 
+@pytest.mark.slow
 def test_weak_undefined_is_never_unknown(tmp_path, exports):
     path = mb.build_module(
         mb.ModSpec(undefined=("_printk",), weak=("optional_hook_xyz",),

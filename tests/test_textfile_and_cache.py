@@ -3,9 +3,9 @@
 import builtins
 import os
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from example_hosts import reboot_trap
+from testkit import samples
+
 from exporter.cli import main
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
@@ -16,7 +16,7 @@ def test_textfile_is_complete_and_has_timestamp(tmp_path):
     reboot_trap(tmp_path / "h")
     out = tmp_path / "dkms.prom"
     assert main(["textfile", "--output", str(out), "--path.rootfs", str(tmp_path / "h")]) == 0
-    names = {s.name for f in text_string_to_metric_families(out.read_text()) for s in f.samples}
+    names = set(samples(out.read_text()))
     assert {"dkms_textfile_last_run_timestamp_seconds", "dkms_next_boot_ready"} <= names
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dkms.prom")] == []

@@ -327,6 +327,7 @@ def test_enrolled_untrusted_and_unsigned_modules(tmp_path, keys):
     assert read_module(paths["untrusted"]).signature.signer == enrolled[0].issuer_cn
 
 
+@pytest.mark.slow
 def test_skid_signed_module_trust(tmp_path, keys):
     base = mb.build_module(mb.ModSpec(), tmp_path / "base.ko")
     key = keys["enrolled"]

@@ -2,7 +2,7 @@ import subprocess
 
 from hypothesis import given, settings, strategies as st
 
-from conftest import require_tool
+from testkit import require_tool
 from exporter.formats.versions import compare, newest
 
 PAIRS = [

@@ -11,17 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from testkit import slow_artifact
 
 from . import artifacts
 from .harness import BootResult, BootSpec, boot
 from .judge import Row, judge_kernel
 from .scenarios import Case, SharedLock, cases, ensure_realhost, os_cpu_count
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "oracle: boots real Debian kernels under QEMU (TCG) and judges the exporter by "
-                   "what they do; needs qemu-system-x86, ovmf, mtools and the real-host trees")
 
 
 @dataclass
@@ -89,6 +84,7 @@ def _empty_plan_aliases(specs: dict[str, BootSpec]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def oracle_run(tmp_path_factory: pytest.TempPathFactory) -> OracleRun:
+    slow_artifact("QEMU boots of the real-host trees (the oracle)")
     work = tmp_path_factory.mktemp("oracle")
     try:
         return _run_all(work)

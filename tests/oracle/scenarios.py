@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from testkit import realhost_scenarios
+
 from . import artifacts
 from .harness import BootSpec, SecureBootSetup
 
@@ -32,15 +34,6 @@ REALHOST = REPO / "tests/realhost"
 EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 SHIM_LOCK = "605dab50-e046-4300-abb6-3dd810dd8b23"
 BUILD_TIMEOUT = 45 * 60
-
-
-def realhost_scenarios() -> tuple[str, ...]:
-    """The names in tests/realhost/scenarios.sh's SCENARIOS array."""
-    text = (REALHOST / "scenarios.sh").read_text()
-    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.MULTILINE)
-    if m is None:
-        raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
-    return tuple(m[1].split())
 
 
 # name -> (source scenario, what is changed, how)

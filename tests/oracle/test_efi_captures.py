@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import scrape
+from testkit import scrape
 from hostbuilder import KEYS
 
 from exporter.collectors.secureboot import (

@@ -160,7 +160,7 @@ def test_payload_starts_aligned_after_the_real_initramfs(tmp_path: Path) -> None
 
 def test_the_init_script_passes_shellcheck_as_posix_sh() -> None:
     """It runs under busybox ash inside the VM; a quoting slip there is a wrong verdict here."""
-    from conftest import require_tool
+    from testkit import require_tool
 
     from .artifacts import INIT_SCRIPT
 

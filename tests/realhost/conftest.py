@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from testkit import realhost_scenarios, slow_artifact
 
 from .reference import Reference, load_reference
 
@@ -25,22 +25,7 @@ BUILD_TIMEOUT = 45 * 60   # a cold build takes about 7 minutes on 2 cores; warm,
 EXPORTER_TIMEOUT = 120
 
 
-def scenario_names() -> tuple[str, ...]:
-    """The scenario names, read from scenarios.sh (its SCENARIOS array) so both sides agree."""
-    text = (HERE / "scenarios.sh").read_text()
-    m = re.search(r"^SCENARIOS=\(([^)]*)\)", text, re.MULTILINE)
-    if m is None:
-        raise RuntimeError("tests/realhost/scenarios.sh has no SCENARIOS=(...) array")
-    return tuple(m[1].split())
-
-
-SCENARIOS = scenario_names()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "realhost: judged against the real Debian host built by tests/realhost/build.sh "
-                   "(cold build needs root and the network, about 7 minutes)")
+SCENARIOS = realhost_scenarios()
 
 
 def tail(text: str, lines: int) -> str:
@@ -85,6 +70,7 @@ def run_build(out: list[str]) -> int:
 def realhost(request: pytest.FixtureRequest) -> RealHost:
     """Runs build.sh (warm: reuses the cache), its progress shown live past pytest's capture; a
     failed build fails with the end of its output."""
+    slow_artifact("the real-host build (tests/realhost/build.sh)")
     out: list[str] = []
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
