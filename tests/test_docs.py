@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from example_hosts import EXAMPLES
 from testkit import metrics_of, samples
