@@ -23,8 +23,8 @@ encoder writes it).  libkmod (libkmod-file.c) reads module files compressed with
 decompressor; everything else is an uncompressed file to them (``LIBKMOD``).
 
 The lz4 *frame* format (magic 04 22 4d 18, what ``lz4`` writes without ``-l``) is read nowhere
-that matters: lib/decompress.c knows only the legacy format (lib/decompress_unlz4.c), libkmod no
-lz4 at all, and symvers files are gzip or xz.  Such an initramfs segment is ``unknown_format``,
+that matters: lib/decompress.c recognises only the legacy magic (02 21), libkmod no lz4 at all,
+and symvers files are gzip or xz.  Such an initramfs segment is ``unknown_format``,
 as the kernel would fail it.  lzop data is ``unknown_format`` too: no maintained LZO decoder is a
 dependency.
 
