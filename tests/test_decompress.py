@@ -97,6 +97,15 @@ def test_one_shot_reads_adjacent_streams_as_one(fmt):
     assert decompress(compress(a, fmt) + padding + compress(b, fmt) + padding, 1 << 30) == a + b
 
 
+def test_one_shot_bound_counts_every_stream():
+    """xz streams after NUL padding are decoded run by run; the bound is over all of them."""
+    part = compress(bytes(MiB), "xz")
+    with pytest.raises(DecompressError) as info:
+        decompress((part + b"\0" * 4) * 3, 2 * MiB + 10)
+    assert (info.value.code, info.value.offset) == ("too_large", 0) and str(2 * MiB + 10) in str(info.value)
+    assert 2 * MiB + 10 < info.value.output_offset <= 2 * MiB + 11
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_one_shot_faults_say_where(fmt):
     packed = compress(_payload(200_000), fmt)

@@ -487,7 +487,8 @@ def decompress(data: bytes, limit: int, fmt: str | None = None) -> bytes:
     ``fmt`` defaults to what the magic says.  Every byte must belong to the data: adjacent
     streams of the format are read as one (gzip members, zstd frames, xz streams with NUL
     stream padding between and after them); anything else after the end is ``corrupt``.
-    Memory: the output, plus one chunk; a bomb stops at ``limit`` + 1 byte.
+    Memory: the output so far plus one chunk, so a bomb stops at ``limit`` + 1 byte; a good
+    result is briefly held twice, as chunks and joined.
     """
     fmt = fmt or sniff(data[:MAGIC_MAX])
     if fmt is None:
@@ -496,9 +497,15 @@ def decompress(data: bytes, limit: int, fmt: str | None = None) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
-        stream = open_stream(src, fmt, limit=limit - total)
-        while chunk := stream.read():
-            parts.append(bytes(chunk))
+        try:
+            stream = open_stream(src, fmt, limit=limit - total)
+            while chunk := stream.read():
+                parts.append(bytes(chunk))
+        except DecompressError as exc:
+            if exc.code != "too_large" or not total:
+                raise
+            raise DecompressError("too_large", 0, f"{fmt} data decompresses to more than {limit} bytes",
+                                  total + (exc.output_offset or 0)) from None
         total += stream.total
         if fmt == "xz":
             src.seek(_past_nuls(data, src.pos))
