@@ -8,20 +8,18 @@ PKCS#7 signature), cached by file identity: an unchanged module costs one stat p
 
 from __future__ import annotations
 
-import gzip
-import lzma
 import pathlib
 
 from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
+from ..formats import symvers
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
-from ..formats.symvers import Export, SymversError, parse_module_symvers
+from ..formats.symvers import Export, SymversError
 from ..host.context import Context, Unreadable
 from ..host.reader import FileTooLarge, read_bounded
 from . import register
 
-MAX_SYMVERS_BYTES = 64 * 1024 * 1024
 MAX_REFERENCE_CANDIDATES = 5
 
 
@@ -113,7 +111,7 @@ def _exports(ctx: Context, k: Kernel) -> tuple[dict[str, Export] | None, str]:
                    f"{MODULES_ROOT}/{k.release}/symvers.gz", f"{MODULES_ROOT}/{k.release}/symvers.xz"]
     for path in dict.fromkeys(candidates):
         try:
-            exports = ctx.load(path, _parse_symvers, limit=MAX_SYMVERS_BYTES, purpose="symvers")
+            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers")
         except Unreadable:
             return None, "none"
         if exports:
@@ -122,11 +120,9 @@ def _exports(ctx: Context, k: Kernel) -> tuple[dict[str, Export] | None, str]:
 
 
 def _parse_symvers(data: bytes) -> dict[str, Export]:
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    elif data[:6] == b"\xfd7zXZ\x00":
-        data = lzma.decompress(data)
+    """Exports of a symvers file; a damaged one or a bomb is ValueError (DecompressError is one),
+    which the context records as this file being unreadable."""
     try:
-        return parse_module_symvers(data.decode("utf-8", "replace"))
+        return symvers.parse_symvers_file(data)
     except SymversError as exc:
         raise ValueError(str(exc)) from None

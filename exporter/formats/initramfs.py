@@ -19,25 +19,22 @@ Not read: lzop segments (no maintained LZO decoder is a dependency; ``unknown_fo
 crc format's checksums (the kernel ignores them too).  The xz check type is not enforced either,
 although the kernel only accepts CRC32/none.
 
+Magic numbers and decoders (bounded, with their own limits): exporter.formats.decompress.
 Layout and sources: docs/formats.md, "Initramfs images" (linux init/initramfs.c,
 lib/decompress.c, initramfs-tools' unmkinitramfs, dracut's skipcpio).
 """
 
 from __future__ import annotations
 
-import bz2
 import errno
-import lzma
 import os
 import posixpath
 import re
 import stat
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-import lz4.block
-import zstandard
+from .decompress import CHUNK, MAGIC_MAX, DecompressError, FileSource, Stream, is_magic_prefix, open_stream, sniff
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -60,25 +57,8 @@ ERROR_CODES = frozenset(
 )
 
 _PATH_MAX = 4096  # the kernel skips longer names; no real tool writes one
-_IN_CHUNK = 1 << 20  # compressed bytes read from the image per call
-_OUT_CHUNK = 1 << 20  # decompressed bytes asked for per call: the memory high-water mark
-_ZSTD_MAX_EMPTY_BLOCKS = 1024  # a 2 GiB run of zero bytes parses as 700 million of them (minutes of CPU)
-_ZSTD_MAX_WINDOW = 1 << 27  # zstd's own default limit (128 MiB); --long=27 images still decode
-_LZMA_MEMLIMIT = 1 << 28  # xz -9 needs 65 MiB; refuse dictionaries that would take more than this
 _CPIO_HEADER = re.compile(rb"07070[12][0-9A-Fa-f]{104}")
 _TRAILER = b"TRAILER!!!"
-
-# (magic, format) as the kernel's lib/decompress.c recognises them; lzma-alone by props 0x5D + dict.
-_MAGICS: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"\x1f\x9e", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\x5d\x00\x00", "lzma"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x89LZO\x00\r\n\x1a\n", "lzo"),
-    (b"\x02\x21\x4c\x18", "lz4"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
 
 
 class InitramfsError(Exception):
@@ -133,30 +113,8 @@ class ImageListing:
 # The image file
 
 
-class _Image:
+class _Image(FileSource):
     """A regular file opened for listing, with the logical read position kept in one place."""
-
-    def __init__(self, fh: BinaryIO, size: int) -> None:
-        self._fh = fh
-        self.size = size
-        self.pos = 0
-
-    def read(self, n: int) -> bytes:
-        data = self._fh.read(n)
-        self.pos += len(data)
-        return data
-
-    def seek(self, pos: int) -> None:
-        self._fh.seek(pos)
-        self.pos = pos
-
-    def peek_at(self, pos: int, n: int) -> bytes:
-        """Read n bytes at pos without moving the logical position."""
-        here = self.pos
-        self._fh.seek(pos)
-        data = self._fh.read(n)
-        self._fh.seek(here)
-        return data
 
     def skip_nuls(self) -> None:
         """Move past a run of NUL padding (between archives, as the kernel does).
@@ -179,244 +137,16 @@ class _Image:
             self.pos += len(block)
 
 
-# --------------------------------------------------------------------------------------------
-# Decompressors: each reads one run of adjacent streams of its format from the image and hands
-# out decompressed bytes in bounded chunks; b"" means the run ended and the image position is just
-# past its last byte.
+def _fault(exc: DecompressError) -> InitramfsError:
+    """A decompression fault in the image's terms (same codes; offsets are image offsets)."""
+    return InitramfsError(exc.code, exc.offset, exc.detail, exc.output_offset)
 
 
-class _Decoder(Protocol):
-    def read(self, limit: int) -> bytes | memoryview: ...
-
-
-class _Faults:
-    """Builds errors for one compressed segment."""
-
-    def __init__(self, img: _Image, fmt: str) -> None:
-        self.img = img
-        self.fmt = fmt
-
-    def truncated(self) -> InitramfsError:
-        return InitramfsError("truncated", self.img.size, f"{self.fmt} stream ends before its end marker")
-
-    def corrupt(self, at: int, exc: Exception) -> InitramfsError:
-        return InitramfsError("corrupt", at, f"{self.fmt} data is corrupt near here: {exc}")
-
-
-class _GzipDecoder:
-    """gzip members via zlib; several adjacent members form one run (gzip -d does the same)."""
-
-    magic = (b"\x1f\x8b", b"\x1f\x9e")
-
-    def __init__(self, img: _Image) -> None:
-        self._img = img
-        self._faults = _Faults(img, "gzip")
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def read(self, limit: int) -> bytes:
-        img = self._img
-        while True:
-            z = self._z
-            if z.eof:
-                img.seek(img.pos - len(z.unused_data))
-                if not img.peek_at(img.pos, 2).startswith(self.magic):
-                    return b""
-                self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                continue
-            data = z.unconsumed_tail or img.read(_IN_CHUNK // 4)
-            try:
-                out = z.decompress(data, limit)
-            except zlib.error as exc:
-                raise self._faults.corrupt(img.pos - len(data), exc) from exc
-            if out:
-                return out
-            if not data and not z.eof:
-                raise self._faults.truncated()
-
-
-class _BufferingDecoder:
-    """lzma/xz/bzip2: the stdlib decompressors keep unconsumed input themselves."""
-
-    def __init__(self, img: _Image, fmt: str) -> None:
-        self._img = img
-        self._fmt = fmt
-        self._faults = _Faults(img, fmt)
-        self._d = self._new()
-
-    def _new(self) -> lzma.LZMADecompressor | bz2.BZ2Decompressor:
-        if self._fmt == "bzip2":
-            return bz2.BZ2Decompressor()
-        fmt = lzma.FORMAT_XZ if self._fmt == "xz" else lzma.FORMAT_ALONE
-        return lzma.LZMADecompressor(format=fmt, memlimit=_LZMA_MEMLIMIT)
-
-    def _next_is_same(self) -> bool:
-        head = self._img.peek_at(self._img.pos, 6)
-        return _sniff(head) == self._fmt
-
-    def read(self, limit: int) -> bytes:
-        img = self._img
-        while True:
-            d = self._d
-            if d.eof:
-                img.seek(img.pos - len(d.unused_data))
-                if not self._next_is_same():
-                    return b""
-                self._d = self._new()
-                continue
-            data = img.read(_IN_CHUNK // 4) if d.needs_input else b""
-            if d.needs_input and not data:
-                raise self._faults.truncated()
-            try:
-                out = d.decompress(data, limit)
-            except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
-                raise self._faults.corrupt(img.pos - len(data), exc) from exc
-            if out:
-                return out
-
-
-class _Window:
-    """The bytes [start, end) of the image as a file for zstandard's stream_reader."""
-
-    def __init__(self, img: _Image, end: int) -> None:
-        self._img = img
-        self._end = end
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._end - self._img.pos
-        if n < 0 or n > left:
-            n = left
-        return self._img.read(n) if n > 0 else b""
-
-    @property
-    def done(self) -> bool:
-        return self._img.pos >= self._end
-
-
-def _zstd_frame_end(img: _Image, start: int) -> int:
-    """Where the zstd frame at ``start`` ends, from its block headers (RFC 8878 section 3.1.1).
-
-    python-zstandard cannot say how much input a frame consumed, and feeding it more would lose the
-    bytes after the frame (a gzip overlay, NUL padding).  Walking the 3-byte block headers is cheap.
-    """
-    head = img.peek_at(start, 18)
+def _open_stream(img: _Image, fmt: str, limit: int) -> Stream:
     try:
-        pos = start + zstandard.frame_header_size(head)
-        has_checksum = zstandard.get_frame_parameters(head).has_checksum
-    except zstandard.ZstdError as exc:
-        if len(head) < 18 and start + len(head) == img.size:
-            raise InitramfsError("truncated", img.size, "zstd frame header cut off") from exc
-        raise InitramfsError("corrupt", start, f"bad zstd frame header: {exc}") from exc
-    buf, buf_at = b"", pos  # block headers are read from 1 MiB windows, not one syscall each
-    empty = 0  # empty blocks in a row: valid, but no encoder writes runs of them; zeros look like them
-    while True:
-        if pos + 3 > buf_at + len(buf):
-            buf, buf_at = img.peek_at(pos, _IN_CHUNK), pos
-        raw = buf[pos - buf_at : pos - buf_at + 3]
-        if len(raw) < 3:
-            raise InitramfsError("truncated", img.size, "zstd frame ends before its last block")
-        value = int.from_bytes(raw, "little")
-        block_type = (value >> 1) & 3
-        if block_type == 3:
-            raise InitramfsError("corrupt", pos, "reserved zstd block type")
-        pos += 3 + (1 if block_type == 1 else value >> 3)
-        if value & 1:
-            break
-        empty = empty + 1 if block_type < 2 and value >> 3 == 0 else 0
-        if empty > _ZSTD_MAX_EMPTY_BLOCKS:
-            raise InitramfsError("corrupt", pos, f"more than {_ZSTD_MAX_EMPTY_BLOCKS} empty zstd blocks in a row")
-    pos += 4 if has_checksum else 0
-    if pos > img.size:
-        raise InitramfsError("truncated", img.size, "zstd frame ends past the end of the image")
-    return pos
-
-
-class _ZstdDecoder:
-    """zstd frames, decompressed into one reused buffer (readinto: no per-chunk allocation)."""
-
-    def __init__(self, img: _Image) -> None:
-        self._img = img
-        self._dctx = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
-        self._scratch = memoryview(bytearray(_OUT_CHUNK))
-        self._start_frame()
-
-    def _start_frame(self) -> None:
-        self._frame_at = self._img.pos
-        self._window = _Window(self._img, _zstd_frame_end(self._img, self._frame_at))
-        self._reader = self._dctx.stream_reader(
-            self._window, read_size=_IN_CHUNK, read_across_frames=False, closefd=False
-        )
-
-    def read(self, limit: int) -> memoryview:
-        while True:
-            try:
-                n = self._reader.readinto(self._scratch[:limit])
-            except zstandard.ZstdError as exc:
-                raise InitramfsError("corrupt", self._frame_at, f"zstd data is corrupt: {exc}") from exc
-            if n:
-                return self._scratch[:n]
-            if not self._window.done:
-                raise InitramfsError("corrupt", self._frame_at, "zstd frame ended before its last block")
-            if _sniff(self._img.peek_at(self._img.pos, 4)) != "zstd":
-                return self._scratch[:0]
-            self._start_frame()
-
-
-class _Lz4LegacyDecoder:
-    """lz4 legacy (lz4 -l): 4-byte LE block sizes, each block an independent <= 8 MiB LZ4 block.
-
-    The format has no end marker: the run ends at end of file, at a size of 0 (NUL padding) or at
-    a value no block can have (the next format's magic), like lz4's own legacy reader.
-    """
-
-    _MAGIC = b"\x02\x21\x4c\x18"
-    _BLOCK = 8 << 20
-    _BOUND = _BLOCK + _BLOCK // 255 + 16  # LZ4_COMPRESSBOUND(8 MiB)
-
-    def __init__(self, img: _Image) -> None:
-        self._img = img
-        self.unterminated = False  # the run stopped at end of file (so a cut is indistinguishable)
-
-    def read(self, limit: int) -> bytes:
-        img = self._img
-        while True:
-            at = img.pos
-            head = img.read(4)
-            if head == self._MAGIC:
-                continue
-            size = int.from_bytes(head, "little")
-            if len(head) < 4 or size == 0 or size > self._BOUND:
-                img.seek(at)
-                self.unterminated = len(head) < 4
-                return b""
-            block = img.read(size)
-            if len(block) < size:
-                raise InitramfsError("truncated", img.size, "lz4 block extends past the end of the image")
-            try:
-                out = lz4.block.decompress(block, uncompressed_size=self._BLOCK)
-            except lz4.block.LZ4BlockError as exc:
-                raise InitramfsError("corrupt", at, f"lz4 block is corrupt: {exc}") from exc
-            if out:
-                return out
-
-
-def _decoder(img: _Image, fmt: str) -> _Decoder:
-    if fmt == "zstd":
-        return _ZstdDecoder(img)
-    if fmt == "gzip":
-        return _GzipDecoder(img)
-    if fmt == "lz4":
-        return _Lz4LegacyDecoder(img)
-    if fmt in ("xz", "lzma", "bzip2"):
-        return _BufferingDecoder(img, fmt)
-    # No maintained LZO decoder is a dependency (python-lzo would be one); say so, don't guess.
-    raise InitramfsError("unknown_format", img.pos, f"{fmt} (lzop) segments are not supported")
-
-
-def _sniff(head: bytes) -> str | None:
-    for magic, fmt in _MAGICS:
-        if head.startswith(magic):
-            return fmt
-    return None
+        return open_stream(img, fmt, limit=limit)
+    except DecompressError as exc:
+        raise _fault(exc) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,28 +192,35 @@ class _RawStream:
 class _DecodedStream:
     """A compressed segment's output: headers are copied out, data is dropped by count."""
 
-    def __init__(self, decoder: _Decoder, segment_at: int, budget: _Budget, img_size: int) -> None:
+    def __init__(self, decoder: Stream, budget: _Budget, img_size: int) -> None:
         self._decoder = decoder
         self._img_size = img_size
-        self._at = segment_at
+        self._at = decoder.start
         self._budget = budget
         self._buf: bytes | memoryview = b""
         self._i = 0  # read position in _buf
         self._base = 0  # decompressed bytes before _buf
-        self.total = 0  # decompressed bytes so far
 
     @property
     def pos(self) -> int:
         return self._base + self._i
 
+    @property
+    def total(self) -> int:
+        """Decompressed bytes so far."""
+        return self._decoder.total
+
     def _fill(self) -> bool:
         """Replace the (consumed) buffer with the next chunk; False at end of the segment."""
         self._base += len(self._buf)
         self._buf = b""  # let the previous chunk go before the next one is made
-        chunk = self._decoder.read(_OUT_CHUNK)
+        try:
+            chunk = self._decoder.read(CHUNK)
+        except DecompressError as exc:
+            if exc.code == "too_large":  # the decoder was given what is left of the image's bound
+                raise self._budget.exceeded(self._at, exc.output_offset) from exc
+            raise _fault(exc) from exc
         self._buf, self._i = chunk, 0
-        self.total += len(chunk)
-        self._budget.spend(len(chunk), self._at, self.total)
         return bool(chunk)
 
     def take(self, n: int) -> bytes:
@@ -530,7 +267,7 @@ class _DecodedStream:
 
     def _ended_inside(self, what: str) -> InitramfsError:
         """The decompressed data stopped mid-archive: a cut file, or a stream that is wrong."""
-        if getattr(self._decoder, "unterminated", False):  # lz4 legacy has no end marker
+        if self._decoder.unterminated:  # lz4 legacy has no end marker
             return InitramfsError("truncated", self._img_size, f"image ends inside {what}", self.pos)
         return self.fault("corrupt", f"compressed stream ends inside {what}", self.pos)
 
@@ -550,12 +287,17 @@ class _Budget:
         self.max_entries = max_entries
         self.spent = 0
 
+    @property
+    def left(self) -> int:
+        return self.max_bytes - self.spent
+
     def spend(self, n: int, offset: int, stream_offset: int | None) -> None:
         self.spent += n
         if self.spent > self.max_bytes:
-            raise InitramfsError(
-                "too_large", offset, f"more than {self.max_bytes} bytes of cpio data", stream_offset
-            )
+            raise self.exceeded(offset, stream_offset)
+
+    def exceeded(self, offset: int, stream_offset: int | None) -> InitramfsError:
+        return InitramfsError("too_large", offset, f"more than {self.max_bytes} bytes of cpio data", stream_offset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,7 +369,7 @@ def _read_archive(stream: _Stream, entries: _Entries) -> None:
 def _read_compressed(img: _Image, fmt: str, budget: _Budget, entries: _Entries) -> int:
     """Read every archive in one compressed run; returns its decompressed size."""
     start = img.pos
-    stream = _DecodedStream(_decoder(img, fmt), start, budget, img.size)
+    stream = _DecodedStream(_open_stream(img, fmt, budget.left), budget, img.size)
     if not stream.skip_nuls():
         raise InitramfsError("corrupt", start, f"{fmt} stream holds no cpio archive")
     while True:
@@ -636,6 +378,7 @@ def _read_compressed(img: _Image, fmt: str, budget: _Budget, entries: _Entries) 
             raise stream.fault("corrupt", "junk or broken padding in compressed archive", stream.pos)
         _read_archive(stream, entries)
         if not stream.skip_nuls():
+            budget.spend(stream.total, start, stream.total)  # within what the decoder was allowed
             return stream.total
 
 
@@ -667,14 +410,14 @@ def list_image(
         start = img.pos
         if start >= img.size:
             break
-        head = img.peek_at(start, 10)
+        head = img.peek_at(start, MAGIC_MAX)
         if head[:1] == b"0" and start % 4 == 0:
             _read_archive(_RawStream(img), entries)
             fmt, size = "none", img.pos - start
             budget.spend(size, start, None)
         else:
-            fmt = _sniff(head)
-            if fmt is None and start + len(head) == img.size and any(m.startswith(head) for m, _ in _MAGICS):
+            fmt = sniff(head)
+            if fmt is None and start + len(head) == img.size and is_magic_prefix(head):
                 raise InitramfsError("truncated", img.size, f"image ends inside a magic number ({head.hex()})")
             if fmt is None:
                 raise InitramfsError("unknown_format", start, f"no cpio header or known compression magic ({head[:6].hex()})")

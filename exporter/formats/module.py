@@ -6,24 +6,23 @@ What comes out is what decides whether the module loads: `.modinfo` (name, verma
 print them).  Byte layouts and sources: docs/formats.md, "Kernel module files".
 
 Every malformed input raises :class:`ModuleFileError` with a short stable ``code``; nothing
-else escapes, and decompression output is bounded (a bomb is ``too_large``, never an OOM).
+else escapes, and decompression (exporter.formats.decompress) is bounded: a bomb is ``too_large``,
+never an OOM.
 """
 
 from __future__ import annotations
 
 import io
-import lzma
 import struct
-import zlib
 from dataclasses import dataclass
 
-import zstandard
 from asn1crypto import cms
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from .decompress import LIBKMOD, MAGIC_MAX, DecompressError, decompress, sniff
 from .x509 import format_key_id, name_cn_like_kmod
 
 DEFAULT_MAX = 256 * 1024 * 1024
@@ -33,12 +32,6 @@ modules are a few MB, vendor GPU drivers tens of MB), far below what would hurt 
 SIG_MAGIC = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3sI")  # struct module_signature, sig_len big-endian
 PKEY_ID_PKCS7 = 2
-
-COMPRESSION_MAGIC = {
-    "zstd": b"\x28\xb5\x2f\xfd",
-    "xz": b"\xfd7zXZ\x00",
-    "gzip": b"\x1f\x8b",
-}
 
 # Undefined symbols the kernel's module loader resolves (or ignores) itself instead of looking
 # them up among exported symbols: kernel/module/main.c ignore_undef_symbol() (x86) and
@@ -164,103 +157,23 @@ class ModuleFile:
 
 
 def detect_compression(raw: bytes) -> str:
-    """Compression by magic bytes (as libkmod does), never by file name."""
-    for fmt, magic in COMPRESSION_MAGIC.items():
-        if raw.startswith(magic):
-            return fmt
-    return "none"
+    """Compression by magic bytes, as libkmod tells them (zstd, xz, gzip), never by file name."""
+    return sniff(raw[:MAGIC_MAX], LIBKMOD) or "none"
 
 
 def decompress_module(raw: bytes, max_bytes: int = DEFAULT_MAX) -> tuple[str, bytes]:
-    """Return (compression, decompressed bytes); output beyond ``max_bytes`` is ``too_large``."""
+    """Return (compression, decompressed bytes); output beyond ``max_bytes`` is ``too_large``,
+    any other fault of the compressed data ``bad_compression`` (with the offset in the file)."""
     fmt = detect_compression(raw)
     if fmt == "none":
         if len(raw) > max_bytes:
             raise ModuleFileError("too_large", f"{len(raw)} bytes is over the {max_bytes}-byte bound")
         return fmt, raw
-    decompress = {"zstd": _unzstd, "xz": _unxz, "gzip": _gunzip}[fmt]
-    return fmt, decompress(raw, max_bytes)
-
-
-def _too_large(fmt: str, max_bytes: int) -> ModuleFileError:
-    return ModuleFileError("too_large", f"{fmt} data decompresses to more than {max_bytes} bytes")
-
-
-def _unzstd(raw: bytes, max_bytes: int) -> bytes:
-    """Decompress all zstd frames, feeding small input chunks so output overshoots by <= ~8 MiB."""
-    out = bytearray()
-    pos = 0
-    while pos < len(raw):
-        try:
-            declared = zstandard.frame_content_size(raw[pos : pos + 18])
-        except zstandard.ZstdError as e:
-            raise ModuleFileError("bad_compression", f"zstd frame at offset {pos}: {e}") from None
-        if declared > max_bytes - len(out):
-            raise _too_large("zstd", max_bytes)
-        dobj = zstandard.ZstdDecompressor().decompressobj()
-        while not dobj.eof:
-            if pos >= len(raw):
-                raise ModuleFileError("bad_compression", f"zstd data truncated at offset {len(raw)}")
-            chunk = raw[pos : pos + 256]
-            pos += len(chunk)
-            try:
-                out += dobj.decompress(chunk)
-            except zstandard.ZstdError as e:
-                raise ModuleFileError("bad_compression", f"zstd near offset {pos}: {e}") from None
-            if len(out) > max_bytes:
-                raise _too_large("zstd", max_bytes)
-        pos -= len(dobj.unused_data)
-    return bytes(out)
-
-
-def _unxz(raw: bytes, max_bytes: int) -> bytes:
-    """Decompress concatenated xz streams (and their zero padding) with a hard output bound."""
-    out = bytearray()
-    rest = raw
-    while rest:
-        dec = lzma.LZMADecompressor(lzma.FORMAT_XZ)
-        feed = rest
-        try:
-            while not dec.eof:
-                out += dec.decompress(feed, max_length=max_bytes + 1 - len(out))
-                feed = b""
-                if len(out) > max_bytes:
-                    raise _too_large("xz", max_bytes)
-                if not dec.eof and dec.needs_input:
-                    raise ModuleFileError("bad_compression", f"xz data truncated at offset {len(raw)}")
-        except lzma.LZMAError as e:
-            raise ModuleFileError("bad_compression", f"xz: {e}") from None
-        rest = dec.unused_data.lstrip(b"\x00")
-        if rest and not rest.startswith(COMPRESSION_MAGIC["xz"]):
-            raise ModuleFileError(
-                "bad_compression", f"{len(rest)} bytes of trailing garbage after the xz stream"
-            )
-    return bytes(out)
-
-
-def _gunzip(raw: bytes, max_bytes: int) -> bytes:
-    """Decompress concatenated gzip members with a hard output bound."""
-    out = bytearray()
-    rest = raw
-    while rest:
-        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        feed = rest
-        try:
-            while not dec.eof:
-                out += dec.decompress(feed, max_bytes + 1 - len(out))
-                if len(out) > max_bytes:
-                    raise _too_large("gzip", max_bytes)
-                feed = dec.unconsumed_tail
-                if not dec.eof and not feed:
-                    raise ModuleFileError("bad_compression", f"gzip data truncated at offset {len(raw)}")
-        except zlib.error as e:
-            raise ModuleFileError("bad_compression", f"gzip: {e}") from None
-        rest = dec.unused_data
-        if rest and not rest.startswith(COMPRESSION_MAGIC["gzip"]):
-            raise ModuleFileError(
-                "bad_compression", f"{len(rest)} bytes of trailing garbage after the gzip member"
-            )
-    return bytes(out)
+    try:
+        return fmt, decompress(raw, max_bytes, fmt)
+    except DecompressError as exc:
+        code = "too_large" if exc.code == "too_large" else "bad_compression"
+        raise ModuleFileError(code, f"{exc.detail} (at offset {exc.offset} of the file)") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .decompress import MAGIC_MAX, decompress, sniff
+
+MAX_BYTES = 8 * 1024 * 1024
+"""Bound on a symvers file, as read and as decompressed.  Real ones are a few MB: Debian 12's
+6.1 Module.symvers is 1.7 MB (24,683 exports, 335 KB gzip'd); the /boot/symvers-K.gz of the
+RPM distributions is the same modpost output, gzip'd.  8 MiB leaves room for a kernel with
+several times as many exports, while a bomb stopped there costs less memory than parsing
+Debian's real file (13.5 MiB Python-heap peak), and a file of distinct lines at the bound
+(~8 bytes of heap per byte of text once parsed) peaks near 65 MiB."""
+
+COMPRESSIONS = ("gzip", "xz")
+"""What symvers-K.gz / .xz files are decompressed from (told by magic, not by name)."""
+
 
 class SymversError(Exception):
     """A Module.symvers line that is not `0xCRC<TAB>symbol<TAB>module<TAB>EXPORT_...[<TAB>ns]`."""
@@ -29,6 +42,14 @@ class Export:
     @property
     def gpl_only(self) -> bool:
         return self.export_type.endswith("_GPL")
+
+
+def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES) -> dict[str, Export]:
+    """A Module.symvers file's exports; gzip or xz data (by magic, whatever the name) is
+    decompressed first, to at most ``max_bytes`` (DecompressError beyond, or if it is damaged)."""
+    if sniff(data[:MAGIC_MAX]) in COMPRESSIONS:
+        data = decompress(data, max_bytes)
+    return parse_module_symvers(data.decode("utf-8", "replace"))
 
 
 def parse_module_symvers(text: str) -> dict[str, Export]:
