@@ -196,8 +196,10 @@ def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
     scraper = Scraper(HostFS(host_root), Config())
     registry, _ = build_registry(scraper, process=False)
     real = scraper.scrape
+    scraping = threading.Event()
 
     def slow():
+        scraping.set()
         time.sleep(1.5)
         return real()
 
@@ -210,7 +212,7 @@ def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
     result: list = []
     client = threading.Thread(target=lambda: result.append(http_request(port, timeout=SCRAPE_TIMEOUT)))
     client.start()
-    time.sleep(0.5)                        # the request is accepted and its scrape is running
+    assert scraping.wait(10)               # the request is accepted and its scrape is running
     srv.shutdown()                         # what SIGTERM triggers: no more accepts
     time.sleep(0.5)
     assert serve_thread.is_alive()         # the process would exit when serve() returns
