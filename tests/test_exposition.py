@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families as text_families
+from testkit import http_request, raw_head, serving
 
 from example_hosts import many_problems
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
-from exporter.web.server import App, build_registry
-from test_web_responses import serve  # noqa: F401 - the fixture
+from exporter.web.server import App, build_registry, make_http_server
 
 # what Debian 12's Prometheus (2.42) sends with every scrape (scrape/scrape.go's acceptHeader)
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -39,21 +40,23 @@ def app(tmp_path_factory) -> App:
 
 
 @pytest.fixture
-def served(serve, app):  # noqa: F811
-    return serve(app)
+def port(app) -> Iterator[int]:
+    """The app behind the exporter's own HTTP server on 127.0.0.1, in this process."""
+    with serving(make_http_server("127.0.0.1:0", app)) as port:
+        yield port
 
 
-def test_plain_get_is_the_classic_text_format(served):
-    status, headers, body = served.request("GET", "/metrics")
+def test_plain_get_is_the_classic_text_format(port):
+    status, headers, body = http_request(port)
     assert status == 200 and headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "content-encoding" not in headers and "Accept-Encoding" in headers["vary"]
     assert len(samples(text_families(body.decode()))) > 100
 
 
 @pytest.mark.parametrize("accept", [OPENMETRICS, PROMETHEUS_ACCEPT])
-def test_openmetrics_when_asked_with_the_same_samples(served, accept):
-    _, _, text = served.request("GET", "/metrics")
-    status, headers, body = served.request("GET", "/metrics", {"Accept": accept})
+def test_openmetrics_when_asked_with_the_same_samples(port, accept):
+    _, _, text = http_request(port)
+    status, headers, body = http_request(port, "/metrics", headers={"Accept": accept})
     assert status == 200 and headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
     assert body.endswith(b"# EOF\n") and not text.endswith(b"# EOF\n")
     om = list(openmetrics_families(body.decode()))            # the strict parser: raises on a bad line
@@ -62,28 +65,28 @@ def test_openmetrics_when_asked_with_the_same_samples(served, accept):
     assert types["dkms_next_boot_ready"] == "gauge" and "counter" in types.values()
 
 
-def test_gzip_when_accepted(served):
-    _, _, text = served.request("GET", "/metrics")
-    status, headers, body = served.request("GET", "/metrics", {"Accept-Encoding": "gzip"})
+def test_gzip_when_accepted(port):
+    _, _, text = http_request(port)
+    status, headers, body = http_request(port, "/metrics", headers={"Accept-Encoding": "gzip"})
     assert status == 200 and headers["content-encoding"] == "gzip"
     assert int(headers["content-length"]) == len(body) < len(text) / 3
     plain = gzip.decompress(body).decode()
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
     assert samples(text_families(plain)) == samples(text_families(text.decode()))
-    status, head_headers, head_body = served.head("/metrics", {"Accept-Encoding": "gzip"})
+    status, head_headers, head_body = raw_head(port, "/metrics", {"Accept-Encoding": "gzip"})
     assert status == 200 and head_body == b"" and head_headers["content-encoding"] == "gzip"
     # both at once, as Prometheus asks
-    _, headers, body = served.request("GET", "/metrics", {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
+    _, headers, body = http_request(port, headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
     assert headers["content-encoding"] == "gzip" and gzip.decompress(body).endswith(b"# EOF\n")
-    _, headers, _ = served.request("GET", "/metrics", {"Accept-Encoding": "identity"})
+    _, headers, _ = http_request(port, "/metrics", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in headers
 
 
-def test_name_filter_returns_only_those_families(served):
-    _, _, body = served.request("GET", "/metrics?name[]=dkms_next_boot_ready")
+def test_name_filter_returns_only_those_families(port):
+    _, _, body = http_request(port, "/metrics?name[]=dkms_next_boot_ready")
     assert [(f.name, len(f.samples)) for f in text_families(body.decode())] == [("dkms_next_boot_ready", 1)]
-    _, _, body = served.request("GET", "/metrics?name%5B%5D=dkms_next_boot_ready&name%5B%5D=process_open_fds",
-                                {"Accept": OPENMETRICS})
+    _, _, body = http_request(port, "/metrics?name%5B%5D=dkms_next_boot_ready&name%5B%5D=process_open_fds",
+                              headers={"Accept": OPENMETRICS})
     assert sorted(f.name for f in openmetrics_families(body.decode())) == ["dkms_next_boot_ready", "process_open_fds"]
-    _, _, body = served.request("GET", "/metrics?name[]=no_such_metric")
+    _, _, body = http_request(port, "/metrics?name[]=no_such_metric")
     assert body == b""

@@ -5,20 +5,19 @@ the process cleanly, every response that started is whole."""
 
 from __future__ import annotations
 
-import dataclasses
 import concurrent.futures
+import contextlib
+import dataclasses
 import http.client
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from testkit import Served, by_collector, example_root, http_request, samples, serving, wait_for
 
 from example_hosts import many_problems
 from exporter import collectors as collector_registry
@@ -27,28 +26,12 @@ from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
 from exporter.web.server import App, build_registry, make_http_server
 
-REPO = Path(__file__).resolve().parent.parent
 CLIENTS = 50
 SECONDS = 4.0
+SCRAPE_TIMEOUT = 30.0   # seconds a client waits for one scrape: fifty at once queue
 # values that legitimately differ between two scrapes of an unchanged host
 VOLATILE = re.compile(r"^(process_|python_|dkms_scrape_collector_duration_seconds|dkms_exporter_file_cache_|"
                       r"dkms_kernel_initramfs_listing_duration_seconds|dkms_boot_(free|size)_bytes)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(port: int, timeout: float = 30) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        return resp.status, resp.read()     # IncompleteRead if the body is cut short
-    finally:
-        conn.close()
 
 
 def stable(body: bytes) -> str:
@@ -61,38 +44,21 @@ def rss_kib(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def host_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("load") / "h"
-    many_problems(root)
-    return root
+    return example_root(tmp_path_factory, many_problems)
 
 
 @pytest.fixture
-def serve(host_root):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--web.listen-address", f"127.0.0.1:{port}",
-                             "--path.rootfs", str(host_root), "--log.level", "warn"],
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("serve did not start: " + proc.stderr.read())
-    yield port, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def served(host_root) -> Iterator[Served]:
+    with Served(host_root, "--log.level", "warn") as s:
+        yield s
 
 
-def test_fifty_concurrent_scrapers(serve):
-    port, proc = serve
-    status, first = get(port)
-    assert status == 200
-    expected = stable(first)
+@pytest.mark.slow   # a 4 s load loop by design
+def test_fifty_concurrent_scrapers(served):
+    port, proc = served.port, served.proc
+    first = http_request(port, timeout=SCRAPE_TIMEOUT)
+    assert first.status == 200
+    expected = stable(first.body)
     assert "dkms_next_boot_ready 0.0" in expected
     rss: list[int] = []
     stop = threading.Event()
@@ -107,14 +73,14 @@ def test_fifty_concurrent_scrapers(serve):
         while time.monotonic() < end:
             start = time.monotonic()
             try:
-                status, body = get(port)
+                r = http_request(port, timeout=SCRAPE_TIMEOUT)
             except (OSError, http.client.HTTPException) as exc:
                 problems.append(f"{type(exc).__name__}: {exc}")
                 continue
             latencies.append(time.monotonic() - start)
-            if status != 200:
-                problems.append(f"HTTP {status}: {body[:80]!r}")
-            elif stable(body) != expected:
+            if r.status != 200:
+                problems.append(f"HTTP {r.status}: {r.body[:80]!r}")
+            elif stable(r.body) != expected:
                 problems.append("a different answer")
             else:
                 ok += 1
@@ -141,19 +107,19 @@ def test_fifty_concurrent_scrapers(serve):
     assert proc.poll() is None
 
 
-def test_sigterm_with_clients_connected_exits_cleanly(serve):
+def test_sigterm_with_clients_connected_exits_cleanly(served):
     """Clients keep scraping while SIGTERM arrives: the process exits 0 promptly; every response
     that started is complete; after that, connections are refused."""
-    port, proc = serve
-    assert get(port)[0] == 200
+    port = served.port
+    assert http_request(port, timeout=SCRAPE_TIMEOUT).status == 200
     stop = threading.Event()
     outcomes: list[str] = []
 
     def client() -> None:
         while not stop.is_set():
             try:
-                status, body = get(port, timeout=10)
-                outcomes.append("ok" if status == 200 and body.endswith(b"\n") else f"bad {status}")
+                r = http_request(port, timeout=10)
+                outcomes.append("ok" if r.status == 200 and r.body.endswith(b"\n") else f"bad {r.status}")
             except ConnectionRefusedError:
                 outcomes.append("refused")
                 time.sleep(0.05)
@@ -166,15 +132,15 @@ def test_sigterm_with_clients_connected_exits_cleanly(serve):
     for t in threads:
         t.start()
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
+    served.proc.send_signal(signal.SIGTERM)
     start = time.monotonic()
-    code = proc.wait(timeout=15)
+    code = served.wait(15)
     took = time.monotonic() - start
     time.sleep(0.3)
     stop.set()
     for t in threads:
         t.join(timeout=15)
-    stderr = proc.stderr.read()
+    stderr = served.log_text
     assert code == 0 and took < 10, (code, took, stderr[-2000:])
     assert "Traceback" not in stderr, stderr[-2000:]
     assert outcomes.count("ok") > 20 and "TRUNCATED" not in outcomes
@@ -199,19 +165,15 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
     monkeypatch.setitem(collector_registry.REGISTRY, "secureboot", dataclasses.replace(real, collect=stuck))
     scraper = Scraper(HostFS(host_root), Config(), timeout=2.5)
     registry, _ = build_registry(scraper, process=False)
-    server = make_http_server("127.0.0.1:0", App(registry))
-    port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
+    with contextlib.ExitStack() as cleanup:
+        port = cleanup.enter_context(serving(make_http_server("127.0.0.1:0", App(registry))))
+        cleanup.callback(release.set)       # first, also when a check fails: unstick, then shut down
+
         def scrape() -> tuple[float, dict[str, float], str]:
             start = time.monotonic()
-            status, body = get(port)
-            assert status == 200
-            text = body.decode()
-            success = {s.labels["collector"]: s.value for f in text_string_to_metric_families(text)
-                       for s in f.samples if s.name == "dkms_scrape_collector_success"}
-            return time.monotonic() - start, success, text
+            r = http_request(port, timeout=SCRAPE_TIMEOUT)
+            assert r.status == 200
+            return time.monotonic() - start, by_collector(samples(r.text), "dkms_scrape_collector_success"), r.text
 
         took, success, text = scrape()
         assert 2.4 < took < 6, took
@@ -222,15 +184,9 @@ def test_a_stuck_collector_costs_a_scrape_its_timeout_and_the_others_nothing(hos
         assert all(t < 2.0 and s["secureboot"] == 0 for t, s, _ in later), [t for t, _, _ in later]
         assert len(calls) == 1                      # one stuck thread, never a second
         release.set()
-        deadline = time.monotonic() + 10
-        while scraper.inflight.names() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for("the stuck collector to return", lambda: not scraper.inflight.names(), timeout=10, every=0.05)
         took, success, text = scrape()
         assert set(success.values()) == {1.0} and "\ndkms_next_boot_ready 0.0" in text
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
 
 
 def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
@@ -240,8 +196,10 @@ def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
     scraper = Scraper(HostFS(host_root), Config())
     registry, _ = build_registry(scraper, process=False)
     real = scraper.scrape
+    scraping = threading.Event()
 
     def slow():
+        scraping.set()
         time.sleep(1.5)
         return real()
 
@@ -249,16 +207,16 @@ def test_shutdown_waits_for_accepted_requests(host_root, monkeypatch):
     srv = make_http_server("127.0.0.1:0", App(registry))
     port = srv.server_address[1]
     monkeypatch.setattr(server_mod.signal, "signal", lambda *a: None)   # serve() in a thread: no handlers
-    serving = threading.Thread(target=server_mod.serve, args=(srv,))
-    serving.start()
+    serve_thread = threading.Thread(target=server_mod.serve, args=(srv,))
+    serve_thread.start()
     result: list = []
-    client = threading.Thread(target=lambda: result.append(get(port)))
+    client = threading.Thread(target=lambda: result.append(http_request(port, timeout=SCRAPE_TIMEOUT)))
     client.start()
-    time.sleep(0.5)                        # the request is accepted and its scrape is running
+    assert scraping.wait(10)               # the request is accepted and its scrape is running
     srv.shutdown()                         # what SIGTERM triggers: no more accepts
     time.sleep(0.5)
-    assert serving.is_alive()              # the process would exit when serve() returns
-    serving.join(timeout=10)
+    assert serve_thread.is_alive()         # the process would exit when serve() returns
+    serve_thread.join(timeout=10)
     client.join(timeout=10)
-    assert not serving.is_alive() and result and result[0][0] == 200
-    assert result[0][1].endswith(b"\n") and b"dkms_next_boot_ready 0.0" in result[0][1]
+    assert not serve_thread.is_alive() and result and result[0].status == 200
+    assert result[0].body.endswith(b"\n") and b"dkms_next_boot_ready 0.0" in result[0].body

@@ -11,17 +11,16 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from gotools import go_program
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testkit import REPO, Served, wait_for
 
 from example_hosts import reboot_trap
 from exporter.logfmt import LogfmtFormatter
 
-REPO = Path(__file__).resolve().parent.parent
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 NOT_UTF8 = os.fsdecode(b"mod\xff\xfe.ko")            # how Python hands us such a file name
@@ -122,21 +121,10 @@ def test_the_exporters_own_log_lines(tmp_path):
     assert {"collector": "dkms", "path": '/var/lib/dkms/we ird"=\n\\xff/1.0/source/dkms.conf',
             "err": "Is a directory", "level": "warn"}.items() <= records[0].items(), records
 
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--path.rootfs", str(root),
-                             "--web.listen-address", "127.0.0.1:0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if "listening on" in line:
-                return
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(30)
-    proc.kill()
-    proc.wait()
-    started, listening = [dict(r) for r in decode("".join(lines))][-2:]
+    with Served(root) as s:
+        wait_for("serve's 'listening on' line", lambda: "listening on" in s.log_text, timeout=30)
+    started, listening = [dict(r) for r in decode(s.log_text)][-2:]   # all it logged (killed: no shutdown lines)
     assert started["msg"] == "starting dkms-exporter" and started["rootfs"] == str(root)
     assert re.fullmatch(r"listening on 127\.0\.0\.1:\d+", listening["msg"])
     assert listening["address"] == listening["msg"].split()[-1] and listening["caller"].startswith("web/server.py:")
+    assert listening["address"] == f"127.0.0.1:{s.port}"        # the port it really listens on

@@ -3,15 +3,15 @@ HEAD gets GET's headers, Content-Length included, and no body."""
 
 from __future__ import annotations
 
-import http.client
-import socket
+import contextlib
 import subprocess
-import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import require_tool
 from prometheus_client import CollectorRegistry
+from testkit import http_request, raw_head, require_tool, serving
 
 from example_hosts import reboot_trap
 from exporter.config import Config
@@ -23,54 +23,12 @@ from exporter.web.config_file import WebConfigProvider
 from exporter.web.server import App, build_registry, make_http_server
 
 
-class Served:
-    """A WSGI app behind the exporter's own HTTP server on 127.0.0.1, in this process."""
-
-    def __init__(self, app) -> None:
-        self.server = make_http_server("127.0.0.1:0", app)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            conn.close()
-
-    def head(self, path: str, headers: dict[str, str] | None = None):
-        """HEAD on a raw socket, read to EOF: http.client would hide a body sent after the headers."""
-        lines = [f"HEAD {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Connection: close",
-                 *(f"{k}: {v}" for k, v in (headers or {}).items())]
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-            raw = b""
-            while chunk := sock.recv(65536):
-                raw += chunk
-        head, _, body = raw.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        return (int(status_line.split()[1]),
-                {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}, body)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def serve():
-    started: list[Served] = []
-
-    def start(app) -> Served:
-        started.append(Served(app))
-        return started[-1]
-    yield start
-    for s in started:
-        s.close()
+def serve() -> Iterator[Callable[[Any], int]]:
+    """serve(app): a WSGI app behind the exporter's own HTTP server on 127.0.0.1, in this
+    process; returns its port; shut down after the test."""
+    with contextlib.ExitStack() as started:
+        yield lambda app: started.enter_context(serving(make_http_server("127.0.0.1:0", app)))
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +38,11 @@ def registry(tmp_path_factory):
     return build_registry(Scraper(HostFS(root), Config()), process=False)[0]
 
 
-def assert_head_matches_get(served: Served, path: str, status: int, headers: dict[str, str] | None = None,
+def assert_head_matches_get(port: int, path: str, status: int, headers: dict[str, str] | None = None,
                             slack: int = 0) -> bytes:
     """``slack``: how many bytes two renders may differ by (a scrape's durations are its own)."""
-    got_status, got_headers, body = served.request("GET", path, headers)
-    head_status, head_headers, head_body = served.head(path, headers)
+    got_status, got_headers, body = http_request(port, path, headers=headers)
+    head_status, head_headers, head_body = raw_head(port, path, headers)
     assert got_status == head_status == status
     assert head_body == b"" and body != b""
     assert int(got_headers["content-length"]) == len(body)
@@ -94,14 +52,14 @@ def assert_head_matches_get(served: Served, path: str, status: int, headers: dic
 
 
 def test_pages_and_not_found(serve, registry):
-    s = serve(App(registry))
-    assert b"dkms_next_boot_ready 0.0" in assert_head_matches_get(s, "/metrics", 200, slack=64)
-    assert b'href="/metrics"' in assert_head_matches_get(s, "/", 200)
-    assert assert_head_matches_get(s, "/nope", 404) == b"not found\n"
+    port = serve(App(registry))
+    assert b"dkms_next_boot_ready 0.0" in assert_head_matches_get(port, "/metrics", 200, slack=64)
+    assert b'href="/metrics"' in assert_head_matches_get(port, "/", 200)
+    assert assert_head_matches_get(port, "/nope", 404) == b"not found\n"
 
 
 def test_method_not_allowed_names_get_and_head(serve, registry):
-    status, headers, body = serve(App(registry)).request("DELETE", "/metrics")
+    status, headers, body = http_request(serve(App(registry)), "/metrics", method="DELETE")
     assert status == 405 and headers["allow"] == "GET, HEAD" and body == b"method not allowed\n"
     assert int(headers["content-length"]) == len(body)
 
@@ -132,8 +90,8 @@ def alice_hash() -> str:
 def test_unauthorized_and_rate_limited(serve, registry, alice_hash, tmp_path: Path):
     (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  alice: {alice_hash}\n"
                                       "rate_limit:\n  interval: 1h\n  burst: 4\n")
-    s = serve(BasicAuthMiddleware(App(registry), WebConfigProvider(tmp_path / "web.yml")))
-    body = assert_head_matches_get(s, "/metrics", 401)             # two of the four tokens
+    port = serve(BasicAuthMiddleware(App(registry), WebConfigProvider(tmp_path / "web.yml")))
+    body = assert_head_matches_get(port, "/metrics", 401)          # two of the four tokens
     assert body == b"Unauthorized\n"
-    assert_head_matches_get(s, "/", 401)                           # the last two
-    assert assert_head_matches_get(s, "/metrics", 429) == b"Too Many Requests\n"
+    assert_head_matches_get(port, "/", 401)                        # the last two
+    assert assert_head_matches_get(port, "/metrics", 429) == b"Too Many Requests\n"

@@ -7,34 +7,32 @@ from the real `htpasswd` (the tool exporter-toolkit's docs tell operators to use
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import http.client
 import ipaddress
 import os
-import re
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import pytest
-from conftest import require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from testkit import REPO, Served, require_tool, run_exporter, wait_for
 
 from exporter.web import basic_auth, config_file
 from exporter.web.basic_auth import BasicAuthMiddleware
 from exporter.web.config_file import WebConfigError, WebConfigProvider, interval_seconds, load_web_config
 from exporter.web.tls import GO_CIPHER_SUITES
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 # --- a test PKI ------------------------------------------------------------------------------
@@ -135,51 +133,6 @@ def write_atomically(path: Path, text: str) -> None:
 
 # --- the real serve on loopback -------------------------------------------------------------
 
-class Served:
-    """`dkms-exporter serve` on 127.0.0.1 with an ephemeral port, its log collected."""
-
-    def __init__(self, web_config: Path, rootfs: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--path.rootfs", str(rootfs),
-             "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(web_config)],
-            stderr=subprocess.PIPE, text=True, cwd=REPO)
-        self.log: list[str] = []
-        self._listening = threading.Event()
-        self.port = 0
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._listening.wait(20):
-            self.stop()
-            pytest.fail("serve did not start:\n" + "".join(self.log))
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                self._listening.set()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()        # graceful SIGTERM is tests/test_server.py's subject
-            self.proc.wait()
-
-    def request(self, path: str = "/metrics", *, tls: ssl.SSLContext | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-        conn: http.client.HTTPConnection
-        if tls is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        else:
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=tls)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
-        finally:
-            conn.close()
-
-
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
     root = tmp_path / "host"
@@ -188,16 +141,10 @@ def rootfs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def serve(rootfs):
-    started: list[Served] = []
-
-    def start(web_config: Path) -> Served:
-        s = Served(web_config, rootfs)
-        started.append(s)
-        return s
-    yield start
-    for s in started:
-        s.stop()
+def serve(rootfs) -> Iterator[Callable[[Path], Served]]:
+    """serve(web_config): `serve --web.config.file web_config` of an empty tree; stopped after the test."""
+    with contextlib.ExitStack() as started:
+        yield lambda web_config: started.enter_context(Served(rootfs, "--web.config.file", str(web_config)))
 
 
 def client_context(pki: PKI, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
@@ -218,8 +165,8 @@ def test_tls_serves_metrics_with_the_configured_certificate(pki, serve):
     cfg = pki.dir / "web-tls.yml"
     cfg.write_text(tls_config(pki))
     s = serve(cfg)
-    status, headers, body = s.request(tls=client_context(pki))
-    assert status == 200 and body.startswith("# HELP") and "dkms_exporter_build_info" in body
+    r = s.request(tls=client_context(pki))
+    assert r.status == 200 and r.text.startswith("# HELP") and "dkms_exporter_build_info" in r.text
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw, \
             client_context(pki).wrap_socket(raw, server_hostname="localhost") as tls:
         served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
@@ -231,7 +178,7 @@ def test_tls_serves_metrics_with_the_configured_certificate(pki, serve):
     # plain HTTP to the TLS port gets no HTTP answer at all
     with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
         s.request()
-    assert "TLS on" in "".join(s.log)
+    wait_for("the 'TLS on' line in the log", lambda: "TLS on" in s.log_text, timeout=5)
 
 
 def test_min_version_is_enforced(pki, serve):
@@ -242,7 +189,7 @@ def test_min_version_is_enforced(pki, serve):
     old.maximum_version = ssl.TLSVersion.TLSv1_2
     with pytest.raises(ssl.SSLError):
         s.request(tls=old)
-    assert s.request(tls=client_context(pki))[0] == 200
+    assert s.request(tls=client_context(pki)).status == 200
 
 
 def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(pki, serve):
@@ -250,7 +197,7 @@ def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(pki, se
     cfg.write_text(tls_config(pki, "  client_auth_type: RequireAndVerifyClientCert\n"
                                    "  client_ca_file: ca.crt\n"))
     s = serve(cfg)
-    assert s.request(tls=client_context(pki, (pki.client_crt, pki.client_key)))[0] == 200
+    assert s.request(tls=client_context(pki, (pki.client_crt, pki.client_key))).status == 200
     for who in (None, (pki.rogue_crt, pki.rogue_key)):       # no certificate; another CA's certificate
         with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
             s.request(tls=client_context(pki, who))
@@ -265,7 +212,7 @@ def test_client_allowed_sans_and_changes_without_restart(pki, serve):
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
         s.request(tls=good)
     write_atomically(cfg, mtls + "  client_allowed_sans: [spiffe://t/prom]\n")
-    assert s.request(tls=good)[0] == 200
+    assert s.request(tls=good).status == 200
 
 
 def test_turning_on_mutual_tls_applies_to_the_next_connection(pki, serve, tmp_path):
@@ -273,12 +220,12 @@ def test_turning_on_mutual_tls_applies_to_the_next_connection(pki, serve, tmp_pa
     cfg.write_text(f"tls_server_config:\n  cert_file: {pki.server_crt}\n  key_file: {pki.server_key}\n")
     s = serve(cfg)
     anonymous = client_context(pki)
-    assert s.request(tls=anonymous)[0] == 200
+    assert s.request(tls=anonymous).status == 200
     write_atomically(cfg, cfg.read_text() + f"  client_auth_type: RequireAndVerifyClientCert\n"
                                             f"  client_ca_file: {pki.ca}\n")
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
         s.request(tls=anonymous)
-    assert s.request(tls=client_context(pki, (pki.client_crt, pki.client_key)))[0] == 200
+    assert s.request(tls=client_context(pki, (pki.client_crt, pki.client_key))).status == 200
 
 
 def test_rotated_certificate_is_served_without_restart(pki, serve, tmp_path):
@@ -309,7 +256,7 @@ def test_silent_client_does_not_block_others(pki, serve):
     silent = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(5)]
     try:
         t0 = time.monotonic()
-        assert s.request(tls=client_context(pki))[0] == 200
+        assert s.request(tls=client_context(pki)).status == 200
         assert time.monotonic() - t0 < 5
     finally:
         for c in silent:
@@ -325,38 +272,38 @@ def test_basic_auth_right_wrong_and_unknown_user(pki, serve, htpasswd_hashes):
                    "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n")
     s = serve(cfg)
     ctx = client_context(pki)
-    status, headers, body = s.request(tls=ctx, headers={"Authorization": basic("alice", "alice-secret")})
-    assert status == 200 and "dkms_exporter_build_info" in body
-    assert headers["x-content-type-options"] == "nosniff"
+    r = s.request(tls=ctx, headers={"Authorization": basic("alice", "alice-secret")})
+    assert r.status == 200 and "dkms_exporter_build_info" in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
     for auth in (basic("alice", "bob-secret"), basic("mallory", "alice-secret"), basic("alice", ""),
                  "Basic !!!notbase64", "Bearer alice-secret", None):
-        status, headers, body = s.request(tls=ctx, headers={"Authorization": auth} if auth else {})
-        assert status == 401, auth
-        assert headers["www-authenticate"].startswith("Basic ")
-        assert headers["x-content-type-options"] == "nosniff"
-        assert "dkms_" not in body
+        r = s.request(tls=ctx, headers={"Authorization": auth} if auth else {})
+        assert r.status == 401, auth
+        assert r.headers["www-authenticate"].startswith("Basic ")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert "dkms_" not in r.text
     # every path is protected, the landing page too
-    assert s.request("/", tls=ctx)[0] == 401
+    assert s.request("/", tls=ctx).status == 401
 
 
 def test_changed_users_are_picked_up_without_restart(pki, serve, htpasswd_hashes, tmp_path):
     cfg = tmp_path / "web.yml"
     cfg.write_text(f"basic_auth_users:\n  alice: {htpasswd_hashes['alice']}\n")
     s = serve(cfg)
-    assert s.request(headers={"Authorization": basic("alice", "alice-secret")})[0] == 200
-    assert s.request(headers={"Authorization": basic("bob", "bob-secret")})[0] == 401
+    assert s.request(headers={"Authorization": basic("alice", "alice-secret")}).status == 200
+    assert s.request(headers={"Authorization": basic("bob", "bob-secret")}).status == 401
     write_atomically(cfg, f"basic_auth_users:\n  bob: {htpasswd_hashes['bob']}\n")
-    assert s.request(headers={"Authorization": basic("bob", "bob-secret")})[0] == 200
-    assert s.request(headers={"Authorization": basic("alice", "alice-secret")})[0] == 401
+    assert s.request(headers={"Authorization": basic("bob", "bob-secret")}).status == 200
+    assert s.request(headers={"Authorization": basic("alice", "alice-secret")}).status == 401
     # a file broken while serving fails closed (500, logged once), and recovers when fixed
     write_atomically(cfg, "basic_auth_users: [oops\n")
     for _ in range(3):
-        status, _, body = s.request(headers={"Authorization": basic("bob", "bob-secret")})
-        assert status == 500 and "Traceback" not in body and "oops" not in body
+        r = s.request(headers={"Authorization": basic("bob", "bob-secret")})
+        assert r.status == 500 and "Traceback" not in r.text and "oops" not in r.text
     write_atomically(cfg, f"basic_auth_users:\n  bob: {htpasswd_hashes['bob']}\n")
-    assert s.request(headers={"Authorization": basic("bob", "bob-secret")})[0] == 200
-    log = "".join(s.log)
-    assert log.count("not valid YAML") == 1 and "reloaded" in log
+    assert s.request(headers={"Authorization": basic("bob", "bob-secret")}).status == 200
+    wait_for("the 'reloaded' line in the log", lambda: "reloaded" in s.log_text, timeout=5)
+    assert s.log_text.count("not valid YAML") == 1
 
 
 def test_no_listing_and_no_traceback_to_clients(pki, serve, htpasswd_hashes, tmp_path):
@@ -365,11 +312,11 @@ def test_no_listing_and_no_traceback_to_clients(pki, serve, htpasswd_hashes, tmp
     s = serve(cfg)
     auth = {"Authorization": basic("alice", "alice-secret")}
     for path in ("/etc/", "/../../etc/passwd", "/metrics/../", "/%2e%2e/"):
-        status, _, body = s.request(path, headers=auth)
-        assert status == 404 and "root:" not in body and "<a href" not in body
+        r = s.request(path, headers=auth)
+        assert r.status == 404 and "root:" not in r.text and "<a href" not in r.text
     # a mangled header is a plain 401, never a stack trace
-    status, _, body = s.request(headers={"Authorization": "Basic " + "\u00e9" * 10})
-    assert status == 401 and "Traceback" not in body and body == "Unauthorized\n"
+    r = s.request(headers={"Authorization": "Basic " + "\u00e9" * 10})
+    assert r.status == 401 and "Traceback" not in r.text and r.text == "Unauthorized\n"
 
 
 # --- a bad file at start -------------------------------------------------------------------
@@ -386,9 +333,8 @@ def test_bad_web_config_refuses_to_start_with_a_clear_message(pki, rootfs, text,
     cfg = pki.dir / "bad.yml"
     cfg.write_text(text)
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "exporter", "serve", "--path.rootfs", str(rootfs),
-                        "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(cfg)],
-                       capture_output=True, text=True, timeout=30, cwd=REPO)
+    r = run_exporter("serve", "--path.rootfs", str(rootfs), "--web.listen-address", "127.0.0.1:0",
+                     "--web.config.file", str(cfg), timeout=30)
     assert r.returncode == 2 and time.monotonic() - t0 < 20
     assert r.stderr.startswith("dkms-exporter: --web.config.file: ") and message in r.stderr
     assert "Traceback" not in r.stderr and "hunter2" not in r.stderr and "listening" not in r.stderr

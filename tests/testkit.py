@@ -5,7 +5,8 @@
 - fixture hosts: `two_kernels` (K1 running, K2 booted next), `example_root`;
 - metrics text: `samples`, `by_collector`, `success_of`, `errors_of`, `failed_collectors`, `metrics_of`;
 - the exporter on loopback: `Served` (`serve` in a subprocess on an ephemeral port),
-  `serving` (an in-process server in a thread), `http_request`, `free_port`, `listening_ports`;
+  `serving` (an in-process server in a thread), `http_request`, `raw_head`, `free_port`,
+  `listening_ports`;
 - waiting: `wait_for`.
 
 tests/conftest.py puts tests/ on sys.path, so this imports as ``testkit`` from any test file,
@@ -258,6 +259,24 @@ def http_request(port: int, path: str = "/metrics", *, method: str = "GET", head
         return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
     finally:
         conn.close()
+
+
+def raw_head(port: int, path: str = "/metrics", headers: dict[str, str] | None = None,
+             timeout: float = 10) -> Reply:
+    """HEAD to 127.0.0.1:port on a raw socket, read to EOF: http.client knows a HEAD response
+    has no body and would hide one the server wrongly sends after the headers, so only this
+    way can a test see it.  The Reply's body is every byte after the headers."""
+    lines = [f"HEAD {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close",
+             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    return Reply(int(status_line.split()[1]),
+                 {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}, body)
 
 
 class Served:
