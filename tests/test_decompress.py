@@ -347,6 +347,7 @@ CASES = [f"{site}-{fmt}" for site in SITES for fmt in FORMATS
          or (site == "symvers" and fmt in ("gzip", "xz"))]
 
 
+@pytest.mark.slow  # builds 1-4 GiB bombs once (~12 s) and runs each site in a fresh process
 @pytest.mark.parametrize("case", CASES)
 def test_bomb_is_an_error_within_bounded_memory(bombs, case):
     site = case.split("-")[0]
@@ -364,6 +365,7 @@ def test_bomb_is_an_error_within_bounded_memory(bombs, case):
     assert got["rss"] < (bound_mib + WORKING_SET.get(fmt, 16)) * MiB, got
 
 
+@pytest.mark.slow
 def test_bombs_in_formats_a_site_does_not_decompress_are_not_decompressed(bombs):
     """libkmod reads no lz4/bzip2/lzma module: such a file is not an ELF (and not expanded);
     a symvers file in zstd is not a symvers file."""
@@ -415,6 +417,7 @@ def _metrics(root: Path) -> tuple[str, str, int]:
     return proc.stdout, proc.stderr, int(re.search(r"VmHWM (\d+)", proc.stderr).group(1)) * 1024
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["gzip", "xz"])
 def test_symvers_bomb_host_keeps_its_usual_peak_rss_and_says_the_file_is_unreadable(tmp_path, bombs, fmt):
     suffix = {"gzip": "gz", "xz": "xz"}[fmt]
