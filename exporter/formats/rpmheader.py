@@ -1,0 +1,241 @@
+"""rpm header blobs: the package records of every rpmdb backend (sqlite, Berkeley DB, ndb).
+
+A blob is what rpm stores per installed package (rpm's lib/header.c ``headerExport``; the
+``8e ad e8 01`` magic of package files is not stored): big-endian ``il`` (entries) and ``dl``
+(data bytes), ``il`` index entries of tag, type, offset, count, then ``dl`` bytes of data.  The
+first entry is usually the immutable region (tag 63): the entries of the package file as built;
+entries after the region ("dribbles", e.g. INSTALLTIME) were added at install time and replace
+region entries of the same tag.  The checks are rpm's own (``hdrblobInit``,
+``hdrblobVerifyRegion``, ``hdrblobVerifyInfo``): a blob rpm would refuse is refused here, with
+rpm's reason.  Tag numbers and type codes are rpm's include/rpm/rpmtag.h names.
+Sources: docs/formats.md, "rpm headers".
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# include/rpm/rpmtag.h: rpmTag_e (the ones the exporter reads; region tags from header.h)
+RPMTAG_HEADERIMAGE = 61
+RPMTAG_HEADERSIGNATURES = 62
+RPMTAG_HEADERIMMUTABLE = 63
+RPMTAG_HEADERI18NTABLE = 100
+RPMTAG_NAME = 1000
+RPMTAG_VERSION = 1001
+RPMTAG_RELEASE = 1002
+RPMTAG_EPOCH = 1003
+RPMTAG_BUILDTIME = 1006
+RPMTAG_INSTALLTIME = 1008
+RPMTAG_ARCH = 1022
+RPMTAG_OLDFILENAMES = 1027
+RPMTAG_SOURCERPM = 1044
+RPMTAG_PROVIDENAME = 1047
+RPMTAG_REQUIRENAME = 1049
+RPMTAG_PROVIDEFLAGS = 1112
+RPMTAG_PROVIDEVERSION = 1113
+RPMTAG_DIRINDEXES = 1116
+RPMTAG_BASENAMES = 1117
+RPMTAG_DIRNAMES = 1118
+RPMTAG_INSTALLTID = 1128
+
+# include/rpm/rpmtag.h: rpmTagType_e
+RPM_NULL_TYPE = 0
+RPM_CHAR_TYPE = 1
+RPM_INT8_TYPE = 2
+RPM_INT16_TYPE = 3
+RPM_INT32_TYPE = 4
+RPM_INT64_TYPE = 5
+RPM_STRING_TYPE = 6
+RPM_BIN_TYPE = 7
+RPM_STRING_ARRAY_TYPE = 8
+RPM_I18NSTRING_TYPE = 9
+
+_STRING_CLASS = (RPM_STRING_TYPE, RPM_STRING_ARRAY_TYPE, RPM_I18NSTRING_TYPE)
+_INT_FORMATS = {RPM_CHAR_TYPE: "B", RPM_INT8_TYPE: "B", RPM_INT16_TYPE: "H", RPM_INT32_TYPE: "I",
+                RPM_INT64_TYPE: "Q"}
+# lib/header.c typeSizes / typeAlign (-1: variable length)
+_TYPE_SIZE = {RPM_NULL_TYPE: 0, RPM_CHAR_TYPE: 1, RPM_INT8_TYPE: 1, RPM_INT16_TYPE: 2, RPM_INT32_TYPE: 4,
+              RPM_INT64_TYPE: 8, RPM_STRING_TYPE: -1, RPM_BIN_TYPE: 1, RPM_STRING_ARRAY_TYPE: -1,
+              RPM_I18NSTRING_TYPE: -1}
+_TYPE_ALIGN = {RPM_INT16_TYPE: 2, RPM_INT32_TYPE: 4, RPM_INT64_TYPE: 8}
+# the types rpm knows for the tags read here (hdrchkTagType: a known tag of another type is refused)
+_TAG_TYPES = {RPMTAG_EPOCH: RPM_INT32_TYPE, RPMTAG_BUILDTIME: RPM_INT32_TYPE, RPMTAG_INSTALLTIME: RPM_INT32_TYPE,
+              RPMTAG_PROVIDEFLAGS: RPM_INT32_TYPE, RPMTAG_DIRINDEXES: RPM_INT32_TYPE,
+              RPMTAG_INSTALLTID: RPM_INT32_TYPE}
+_STRING_TAGS = (RPMTAG_NAME, RPMTAG_VERSION, RPMTAG_RELEASE, RPMTAG_ARCH, RPMTAG_SOURCERPM, RPMTAG_PROVIDENAME,
+                RPMTAG_REQUIRENAME, RPMTAG_PROVIDEVERSION, RPMTAG_BASENAMES, RPMTAG_DIRNAMES, RPMTAG_OLDFILENAMES)
+
+HEADER_TAGS_MAX = 0x0000FFFF
+HEADER_DATA_MAX = 0x0FFFFFFF
+HEADER_ARRAY_MAX = 0x000FFFFF
+HEADER_MAX_BYTES = 256 * 1024 * 1024
+_ENTRY = struct.Struct(">iIiI")     # tag, type, offset (signed: region trailers), count
+_REGION_TAG_COUNT = 16
+
+
+class RpmHeaderError(ValueError):
+    """A blob rpm would refuse (its words where it has them: "region trailer: BAD", ...)."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tag: int
+    type: int
+    offset: int
+    count: int
+
+
+class Header:
+    """One parsed blob: its index (region entries replaced by dribbles) over its data."""
+
+    __slots__ = ("_data", "_index")
+
+    def __init__(self, data: bytes, index: dict[int, _Entry]) -> None:
+        self._data = data
+        self._index = index
+
+    def __contains__(self, tag: int) -> bool:
+        return tag in self._index
+
+    def tags(self) -> list[int]:
+        return sorted(self._index)
+
+    def strings(self, tag: int) -> list[str]:
+        """A string-class entry as a list (STRING: one item); [] when absent."""
+        e = self._index.get(tag)
+        if e is None:
+            return []
+        if e.type not in _STRING_CLASS:
+            raise RpmHeaderError(f"tag {tag}: type {e.type} where a string was expected")
+        count = 1 if e.type == RPM_STRING_TYPE else e.count
+        out, pos = [], e.offset
+        for _ in range(count):
+            end = self._data.index(b"\0", pos)     # verified to exist when the blob was parsed
+            out.append(self._data[pos:end].decode("utf-8", "replace"))
+            pos = end + 1
+        return out
+
+    def string(self, tag: int) -> str | None:
+        """The first string of a string-class entry (rpm's headerGetString), None when absent."""
+        found = self.strings(tag)
+        return found[0] if found else None
+
+    def integers(self, tag: int) -> list[int]:
+        e = self._index.get(tag)
+        if e is None:
+            return []
+        fmt = _INT_FORMATS.get(e.type)
+        if fmt is None:
+            raise RpmHeaderError(f"tag {tag}: type {e.type} where an integer was expected")
+        return list(struct.unpack_from(f">{e.count}{fmt}", self._data, e.offset))
+
+    def integer(self, tag: int) -> int | None:
+        found = self.integers(tag)
+        return found[0] if found else None
+
+    def filenames(self) -> list[str]:
+        """The package's paths: DIRNAMES[DIRINDEXES[i]] + BASENAMES[i] (OLDFILENAMES in rpm 3 headers)."""
+        basenames = self.strings(RPMTAG_BASENAMES)
+        if not basenames:
+            return self.strings(RPMTAG_OLDFILENAMES)
+        dirnames, indexes = self.strings(RPMTAG_DIRNAMES), self.integers(RPMTAG_DIRINDEXES)
+        if len(indexes) != len(basenames) or any(i >= len(dirnames) for i in indexes):
+            raise RpmHeaderError("BASENAMES, DIRINDEXES and DIRNAMES do not agree")
+        return [dirnames[i] + b for i, b in zip(indexes, basenames)]
+
+
+def parse_header(blob: bytes) -> Header:
+    """Parse an rpmdb header blob (no magic) the way rpm's headerImport reads it."""
+    if len(blob) < 8:
+        raise RpmHeaderError("hdr length: BAD")
+    il, dl = struct.unpack_from(">II", blob)
+    if il > HEADER_TAGS_MAX:
+        raise RpmHeaderError(f"hdr tags: BAD, no. of tags({il}) out of range")
+    if dl > HEADER_DATA_MAX:
+        raise RpmHeaderError(f"hdr data: BAD, no. of bytes({dl}) out of range")
+    pvlen = 8 + 16 * il + dl
+    if pvlen >= HEADER_MAX_BYTES or pvlen != len(blob):
+        raise RpmHeaderError(f"blob size({len(blob)}): BAD, 8 + 16 * il({il}) + dl({dl})")
+    if il < 1:
+        raise RpmHeaderError("region: no tags")
+    entries = [_Entry(*_ENTRY.unpack_from(blob, 8 + 16 * i)) for i in range(il)]
+    data = blob[8 + 16 * il:]
+    region, ril, rdl = _region(entries, data, dl, il)
+    _verify_entries(entries[1:] if region else entries, data, dl, region, rdl)
+    index: dict[int, _Entry] = {}
+    for e in entries[1:ril] if region else entries:
+        index[e.tag] = e
+    for e in entries[ril:] if region else ():   # dribbles replace duplicate region entries
+        index[e.tag] = e
+        if e.tag == RPMTAG_BASENAMES:
+            index.pop(RPMTAG_OLDFILENAMES, None)
+    return Header(data, index)
+
+
+def _region(entries: list[_Entry], data: bytes, dl: int, il: int) -> tuple[int, int, int]:
+    """(region tag, ril, rdl) per hdrblobVerifyRegion; region tag 0 for a header without one."""
+    first = entries[0]
+    if first.tag not in (RPMTAG_HEADERIMAGE, RPMTAG_HEADERSIGNATURES, RPMTAG_HEADERIMMUTABLE):
+        return 0, il, dl
+    tag = first.tag
+    if first.type != RPM_BIN_TYPE or first.count != _REGION_TAG_COUNT:
+        raise RpmHeaderError(f"region tag: BAD, tag {tag} type {first.type} offset {first.offset} "
+                             f"count {first.count}")
+    if first.offset < 0 or first.offset + _REGION_TAG_COUNT > dl:
+        raise RpmHeaderError(f"region offset: BAD, tag {tag} type {first.type} offset {first.offset} "
+                             f"count {first.count}")
+    trailer = _Entry(*_ENTRY.unpack_from(data, first.offset))
+    ttag = RPMTAG_HEADERSIGNATURES if (tag == RPMTAG_HEADERSIGNATURES and trailer.tag == RPMTAG_HEADERIMAGE) \
+        else trailer.tag
+    if ttag != tag or trailer.type != RPM_BIN_TYPE or trailer.count != _REGION_TAG_COUNT:
+        raise RpmHeaderError(f"region trailer: BAD, tag {trailer.tag} type {trailer.type} offset "
+                             f"{-trailer.offset} count {trailer.count}")
+    size = -trailer.offset
+    rdl = first.offset + _REGION_TAG_COUNT
+    ril = size // 16
+    if size % 16 or not 0 <= ril <= il or rdl > dl:
+        raise RpmHeaderError(f"region {tag} size: BAD, ril {ril} il {il} rdl {rdl} dl {dl}")
+    return tag, max(ril, 1), rdl
+
+
+def _verify_entries(entries: list[_Entry], data: bytes, dl: int, region: int, rdl: int) -> None:
+    """hdrblobVerifyInfo: every entry's tag, type, count, alignment and extent, in index order."""
+    typechk = region in (RPMTAG_HEADERIMMUTABLE, RPMTAG_HEADERIMAGE)
+    end = 0
+    for i, e in enumerate(entries):
+        bad = (end > e.offset or e.tag < RPMTAG_HEADERI18NTABLE or e.type not in _TYPE_SIZE
+               or e.count < 1 or e.count > dl or e.offset < 0 or e.offset > dl
+               or e.offset % _TYPE_ALIGN.get(e.type, 1)
+               or (e.type != RPM_BIN_TYPE and e.count > HEADER_ARRAY_MAX)
+               or (typechk and not _type_ok(e)))
+        length = -1 if bad else _data_length(e, data, dl)
+        if bad or length <= 0 or e.offset + length > dl or \
+                (region and e.offset + length > rdl - _REGION_TAG_COUNT and e.offset < rdl):
+            raise RpmHeaderError(f"tag[{i}]: BAD, tag {e.tag} type {e.type} offset {e.offset} count {e.count} "
+                                 f"len {max(length, 0)}")
+        end = e.offset + length
+
+
+def _type_ok(e: _Entry) -> bool:
+    if e.tag in _STRING_TAGS:
+        return e.type in _STRING_CLASS
+    expected = _TAG_TYPES.get(e.tag)
+    return expected is None or expected == e.type
+
+
+def _data_length(e: _Entry, data: bytes, dl: int) -> int:
+    """lib/header.c dataLength for data on disk: strings are walked to their NULs, within dl."""
+    if e.type == RPM_STRING_TYPE and e.count != 1:
+        return -1
+    size = _TYPE_SIZE[e.type]
+    if size >= 0:
+        length = size * e.count
+        return length if dl - e.offset >= length else -1
+    pos = e.offset
+    for _ in range(e.count):
+        end = data.find(b"\0", pos, dl)
+        if end < 0:
+            return -1
+        pos = end + 1
+    return pos - e.offset
