@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..facts.packages import PackageFacts
-from ..host.context import Context
+from ..facts.system import RebootRequired
+from ..formats.versions import release_key
+from ..host.context import Context, Unreadable
 
 
 class Distro:
@@ -17,6 +19,30 @@ class Distro:
     def read_packages(self, ctx: Context) -> PackageFacts:
         """Installed, held and half-configured packages; no database known: manager None."""
         return PackageFacts(None, (), ())
+
+    def reboot_required(self, ctx: Context) -> RebootRequired:
+        """/run/reboot-required (Debian's update-notifier and the kernel's postinst write it) and
+        the packages listed in /run/reboot-required.pkgs."""
+        flag = "/run/reboot-required"
+        st = ctx.stat(flag) or ctx.stat("/var/run/reboot-required")
+        pkgs: tuple[str, ...] = ()
+        try:
+            raw = ctx.load(f"{flag}.pkgs", bytes, limit=1024 * 1024, purpose="raw")
+            if raw:
+                pkgs = tuple(dict.fromkeys(line.strip() for line in raw.decode("utf-8", "replace").splitlines()
+                                           if line.strip()))
+        except Unreadable:
+            pass
+        return RebootRequired(st is not None, st.st_mtime if st else None, pkgs)
+
+    def release_key(self, release: str):
+        """Sort key of kernel releases, newest last, in the order the family's tools use (dpkg's
+        here: GRUB's 10_linux sorts with dpkg --compare-versions)."""
+        return release_key(release)
+
+    def blscfg_variant(self, os_release: dict[str, str]) -> str:
+        """Which blscfg menu order this family's GRUB uses (formats.bls.blscfg_order)."""
+        return "current"
 
     def headers_package(self, kernel: str) -> str | None:
         """The package that ships ``kernel``'s headers, when the family names it after the kernel."""
@@ -44,6 +70,18 @@ class Distro:
     def enrol_dkms_key(self) -> str:
         return ("enrol DKMS's signing key: mokutil --import /var/lib/dkms/mok.pub, then confirm in MokManager at "
                 "the next boot")
+
+    def rebuild_akmod(self, kernel: str, name: str) -> str:
+        return f"akmods --force --kernels {kernel} --kmod {name}"
+
+    def add_weak_modules(self, kernel: str) -> str:
+        return f"weak-modules --add-kernel {kernel}"
+
+    def install_kmod_for(self, kernel: str, package: str) -> str:
+        return f"install a build of {package} made for {kernel}"
+
+    def enrol_akmods_key(self) -> str:
+        return "enrol akmods' signing key: mokutil --import /etc/pki/akmods/certs/public_key.der"
 
 
 UNKNOWN = Distro()

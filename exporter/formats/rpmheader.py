@@ -239,3 +239,36 @@ def _data_length(e: _Entry, data: bytes, dl: int) -> int:
             return -1
         pos = end + 1
     return pos - e.offset
+
+
+RPM_LEAD_MAGIC = b"\xed\xab\xee\xdb"
+HEADER_MAGIC = b"\x8e\xad\xe8\x01"
+_LEAD_SIZE = 96
+
+
+def parse_package_header(head: bytes) -> Header:
+    """The main header of a package file (.rpm, .src.rpm) from its first bytes: the 96-byte
+    lead, the signature header (magic, region 62, padded to 8 bytes), then the header, as rpm's
+    rpmReadPackageFile lays them out (lib/package.c, lib/rpmlead.c).  ``head`` must hold both."""
+    if head[:4] != RPM_LEAD_MAGIC or len(head) < _LEAD_SIZE:
+        raise RpmHeaderError("lead magic: BAD (not an rpm package file)")
+    sig_blob, _ = _with_magic(head, _LEAD_SIZE, "signature ")
+    parse_header(sig_blob)     # rpm refuses the package when its signature header is bad
+    blob, _ = _with_magic(head, _LEAD_SIZE + _padded(len(sig_blob) + 8), "")
+    return parse_header(blob)
+
+
+def _padded(n: int) -> int:
+    return n + (8 - n % 8) % 8
+
+
+def _with_magic(data: bytes, at: int, what: str) -> tuple[bytes, int]:
+    if data[at:at + 4] != HEADER_MAGIC or len(data) < at + 16:
+        raise RpmHeaderError(f"{what}hdr magic: BAD")
+    il, dl = struct.unpack_from(">II", data, at + 8)
+    if il > HEADER_TAGS_MAX or dl > HEADER_DATA_MAX:
+        raise RpmHeaderError(f"{what}hdr size: BAD, il {il} dl {dl}")
+    end = at + 16 + 16 * il + dl
+    if end > len(data):
+        raise RpmHeaderError(f"{what}header ends at byte {end}, past the {len(data)} bytes read")
+    return data[at + 8:end], end

@@ -9,10 +9,12 @@ from ..facts.os import OsFacts
 
 # Problem reasons: one stable label value each (docs/metrics.md, docs/runbooks.md).
 REASONS = {
-    "not_built": "DKMS has no build of the module for this kernel",
-    "build_failed": "the DKMS build for this kernel failed",
+    "not_built": "DKMS (or akmods) has no build of the module for this kernel",
+    "build_failed": "the DKMS (or akmods) build for this kernel failed",
     "built_not_installed": "DKMS built the module for this kernel but did not install it",
     "file_missing": "no module file for this kernel where DKMS or depmod says it is",
+    "weak_update_missing": "another kernel's kmod fits this kernel's symbol versions, but weak-modules has not linked it",
+    "kabi_mismatch": "only another kernel has the module, and its symbol versions do not fit this kernel (weak-modules will not link it)",
     "not_in_depmod": "the module file exists but depmod does not resolve the module to it",
     "headers_missing": "no kernel headers for this kernel (DKMS cannot rebuild)",
     "module_unreadable": "the module file is not a loadable kernel module (truncated, corrupt, too large)",
@@ -37,13 +39,26 @@ class Fixes:
         self.distro = distro
 
     def __call__(self, reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
-                 cause: str = "") -> str:
+                 cause: str = "", akmod: str = "", package: str = "") -> str:
         d = self.distro
         if reason in ("missing_from_initramfs", "initramfs_stale", "initramfs_unreadable"):
             return d.update_initramfs(kernel)
         if reason == "initramfs_missing":
             return d.create_initramfs(kernel)
         install_headers = d.install_headers(kernel)
+        if akmod and reason in ("not_built", "build_failed"):
+            rebuild = d.rebuild_akmod(kernel, akmod)
+            if not headers or cause == "headers_missing":
+                return f"{install_headers} && {rebuild}"
+            if cause == "compiler_missing":
+                return f"{d.install_build_tools()} && {rebuild}"
+            if cause == "kernel_api_mismatch":
+                return f"upgrade akmod-{akmod} to a version that supports {kernel}, then {rebuild}"
+            return rebuild
+        if reason == "weak_update_missing":
+            return d.add_weak_modules(kernel)
+        if reason == "kabi_mismatch":
+            return d.install_kmod_for(kernel, package or f"the kmod package that ships {module}")
         rebuild = f"dkms install {dkms} -k {kernel}" if dkms else f"dkms autoinstall -k {kernel}"
         if reason == "headers_missing":
             return install_headers
