@@ -86,11 +86,11 @@ def _files_line(path: str) -> str:
     return f'"{path}"'
 
 
-def rpmbuild(spec: Spec) -> Path:
-    """The .rpm for ``spec`` (cached by content), built by the real rpmbuild."""
+def rpmbuild(spec: Spec, *, source: bool = False) -> Path:
+    """The .rpm (``source``: the .src.rpm) for ``spec`` (cached by content), built by the real rpmbuild."""
     rpmbuild_bin = require_tool("rpmbuild")
     version = subprocess.run([rpmbuild_bin, "--version"], capture_output=True, text=True).stdout.strip()
-    key = hashlib.sha256((spec.key() + version).encode()).hexdigest()[:24]
+    key = hashlib.sha256((spec.key() + version + ("src" if source else "")).encode()).hexdigest()[:24]
     out = cache_dir() / "built" / key
     found = sorted(out.glob("*.rpm")) if out.is_dir() else []
     if found:
@@ -109,13 +109,13 @@ def rpmbuild(spec: Spec) -> Path:
     (work / "SPECS").mkdir()
     (work / "SPECS/p.spec").write_text(spec.text())
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(FIXED_TIME)}
-    argv = [rpmbuild_bin, "-bb", "--quiet", "--define", f"_topdir {work}", "--define", "_build_id_links none",
+    argv = [rpmbuild_bin, "-bs" if source else "-bb", "--quiet", "--define", f"_topdir {work}", "--define", "_build_id_links none",
             "--define", "use_source_date_epoch_as_buildtime 1", "--define", "clamp_mtime_to_source_date_epoch 1",
             "--define", "_buildhost dkms-exporter-tests", "--define", "__os_install_post %{nil}",
             "--define", "debug_package %{nil}", "--define", "_binary_payload w9.gzdio",
             "--target", spec.arch if spec.arch != "noarch" else "x86_64", str(work / "SPECS/p.spec")]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
-    built = sorted((work / "RPMS").rglob("*.rpm"))
+    built = sorted((work / ("SRPMS" if source else "RPMS")).rglob("*.rpm"))
     if proc.returncode != 0 or not built:
         raise AssertionError(f"rpmbuild failed for {spec.name}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     out.mkdir(parents=True, exist_ok=True)
@@ -126,12 +126,13 @@ def rpmbuild(spec: Spec) -> Path:
     return out / built[0].name
 
 
-def rpm(root: Path, *args: str, check: bool = True, faketime: bool = False,
+def rpm(root: Path, *args: str, check: bool = True, faketime: bool | int = False,
         dbpath: str = DBPATH) -> subprocess.CompletedProcess:
     """The real rpm on the tree ``root`` (--root, --dbpath given; scriptlets run chrooted)."""
     argv = [require_tool("rpm"), "--root", str(root), "--dbpath", dbpath, *args]
     if faketime:
-        argv = [require_tool("faketime"), "-f", f"@{_iso(FIXED_TIME)}", *argv]
+        when = FIXED_TIME if faketime is True else int(faketime)
+        argv = [require_tool("faketime"), "-f", _iso(when), *argv]   # absolute: the clock stands still
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"$ {' '.join(argv)}\nexit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -143,9 +144,10 @@ def _iso(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def install(root: Path, *packages: Path, justdb: bool = False, faketime: bool = False,
+def install(root: Path, *packages: Path, justdb: bool = False, faketime: bool | int = False,
             extra: tuple[str, ...] = ()) -> None:
-    """`rpm -i` into the tree (creating its rpmdb); --nodeps: the test packages stand alone."""
+    """`rpm -i` into the tree (creating its rpmdb); --nodeps: the test packages stand alone.
+    ``faketime``: True for FIXED_TIME, or the epoch second rpm should believe it is."""
     (root / DBPATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
     args = ["-i", "--nodeps", "--ignorearch", "--ignoreos", *extra]
     if justdb:

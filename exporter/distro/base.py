@@ -77,7 +77,9 @@ class Distro:
     def add_weak_modules(self, kernel: str) -> str:
         return f"weak-modules --add-kernel {kernel}"
 
-    def install_kmod_for(self, kernel: str, package: str) -> str:
+    def install_kmod_for(self, kernel: str, package: str, fallback: str = "") -> str:
+        """A kernel-module package built for another kernel's symbol versions: get one for K (or
+        keep booting ``fallback``, the kernel it was built for)."""
         return f"install a build of {package} made for {kernel}"
 
     def enrol_akmods_key(self) -> str:

@@ -131,10 +131,10 @@ class Rhel(Distro):
     def add_weak_modules(self, kernel: str) -> str:
         return f"weak-modules --add-kernel {kernel}"
 
-    def install_kmod_for(self, kernel: str, package: str) -> str:
+    def install_kmod_for(self, kernel: str, package: str, fallback: str = "") -> str:
         name = re.sub(r"-(\d+:)?[^-]+-[^-]+$", "", package) if package.startswith("kmod-") else package
-        return (f"dnf upgrade {name} to a build for {kernel}'s kABI (or keep the kernel that runs it: "
-                f"{self.set_default_kernel('<that kernel>')})")
+        keep = f", or keep booting {fallback}: {self.set_default_kernel(fallback)}" if fallback else ""
+        return f"dnf upgrade {name} (a build for {kernel}'s kABI){keep}"
 
     def release_hold(self, package: str, source: str) -> str:
         if source.endswith("versionlock.list") or source.endswith("versionlock.toml"):

@@ -183,6 +183,13 @@ class Nevra:
         """Whether it names a version or release (a "*" names none: addFilter skips it)."""
         return self.version not in ("", "*") or self.release not in ("", "*")
 
+    def exact(self) -> bool:
+        """Whether it names one version and one release (no glob in either)."""
+        return all(part and not _GLOB_CHARS.search(part) for part in (self.version, self.release))
+
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
 
 def parse_nevra(spec: str, form: str) -> Nevra | None:
     """Nevra::parse: None when the spec is not of that form."""
@@ -297,18 +304,22 @@ def parse_locklist(text: str, source: str) -> list[Rule]:
 
 
 def held_by_versionlock(rules: list[Rule], packages: list[PackageLike]) -> dict[str, Rule]:
-    """name -> the rule that holds it, the plugin's way: a lock adds the name of every form tried
-    up to the first that matches (versionlock.py lines 100-108) and every package whose name
-    matches one of those globs is kept at the locked versions (line 116); an exclude holds what
-    it matches when it names no version."""
+    """name -> the rule that holds it, the plugin's way (plugins/versionlock.py sack()): a lock
+    adds the name of every form it tries, up to the first that matches a package (lines 92-108),
+    and every other version of those names is excluded (lines 115-118).  So a lock holds when
+    the form it was read in names one exact version and release ("kernel-core-0:5.14.0-427.el9.*",
+    what `dnf versionlock add` writes); a bare name or a version glob matches the newer versions
+    too and holds nothing.  An exclude ('!', lines 88-90) holds what it matches when it names no
+    version."""
     held: dict[str, Rule] = {}
     for rule in rules:
         tried, found = first_match(rule.spec, VERSIONLOCK_FORMS, packages)
         if rule.kind == "lock":
             for nevra in tried:
-                for p in packages:
-                    if fnmatch(nevra.name, p.name):
-                        held.setdefault(p.name, rule)
+                if nevra.exact():
+                    for p in packages:
+                        if fnmatch(nevra.name, p.name):
+                            held.setdefault(p.name, rule)
         elif tried and found and not tried[-1].constrains_version():
             for p in found:
                 held.setdefault(p.name, rule)

@@ -218,7 +218,7 @@ def weak_modules_problem(kernel: Kernel, name: str, ev: Evidence) -> Problem | N
     package = (ev.module_packages or {}).get(path, "")
     return Problem("kabi_mismatch", f"{path} (built for {other}) does not fit {k}: "
                    f"{', '.join(bad[:3]) or 'no symbol versions'}{more}; weak-modules will not link it",
-                   ev.fix("kabi_mismatch", k, module=name, package=package))
+                   ev.fix("kabi_mismatch", k, module=name, package=package, fallback=other))
 
 
 def _failure_for(entry: DkmsEntry, kernel: Kernel):

@@ -39,7 +39,7 @@ class Fixes:
         self.distro = distro
 
     def __call__(self, reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
-                 cause: str = "", akmod: str = "", package: str = "") -> str:
+                 cause: str = "", akmod: str = "", package: str = "", fallback: str = "") -> str:
         d = self.distro
         if reason in ("missing_from_initramfs", "initramfs_stale", "initramfs_unreadable"):
             return d.update_initramfs(kernel)
@@ -58,7 +58,7 @@ class Fixes:
         if reason == "weak_update_missing":
             return d.add_weak_modules(kernel)
         if reason == "kabi_mismatch":
-            return d.install_kmod_for(kernel, package or f"the kmod package that ships {module}")
+            return d.install_kmod_for(kernel, package or f"the kmod package that ships {module}", fallback)
         rebuild = f"dkms install {dkms} -k {kernel}" if dkms else f"dkms autoinstall -k {kernel}"
         if reason == "headers_missing":
             return install_headers
