@@ -131,7 +131,7 @@ def _bls(ctx: Context, env: dict[str, str], mtime: float | None, variant: str) -
     if not entries:
         return BootFacts("grub-bls", None, "", "blscfg in grub.cfg but no /boot/loader/entries", mtime)
     spec = env.get("next_entry") or env.get("saved_entry") or ""
-    how = f"saved_entry={spec}" if spec else "newest BLS entry"
+    how = (f"next_entry={spec}" if env.get("next_entry") else f"saved_entry={spec}") if spec else "newest BLS entry"
     chosen = None
     if spec:
         if is_index(spec) and int(spec) < len(entries):
