@@ -387,14 +387,19 @@ def dracut(b: Builder, t: Path, k: str, early: list[str]) -> None:
 
 
 def kernel_install(b: Builder, t: Path, k: str) -> None:
-    """systemd's kernel-install add K with only 90-loaderentry (layout=bls) in a private mount
-    namespace where the tree's /boot is a mount point and /etc/os-release is the tree's."""
+    """systemd's kernel-install add K with only 90-loaderentry (layout=bls), in a private mount
+    namespace where /etc/os-release is the tree's and BOOT_ROOT a tmpfs (the plugin names files
+    relative to the mount point /boot is on: ``stat -c %m``); what it writes is copied into the
+    tree's /boot."""
     (t / "etc/kernel/install.conf").write_text("layout=bls\n")
     (t / "etc/kernel/cmdline").write_text("root=UUID=3f1c2b8e-6a7d-4c1e-9b2a-5d8e7f6a1b2c ro rhgb quiet\n")
-    (t / f"boot/{MACHINE_ID}").mkdir(exist_ok=True)
-    script = (f'mount --bind "{t}/boot" "{t}/boot" && mount --bind "{t}/etc/os-release" /etc/os-release && '
-              f'exec kernel-install add "{k}" "{t}/boot/vmlinuz-{k}" "{t}/boot/initramfs-{k}.img"')
-    env = {**os.environ, "MACHINE_ID": MACHINE_ID, "BOOT_ROOT": f"{t}/boot", "KERNEL_INSTALL_CONF_ROOT": f"{t}/etc/kernel",
+    boot = b.out / "kernel-install-boot"
+    boot.mkdir(exist_ok=True)
+    script = (f'mount -t tmpfs tmpfs "{boot}" && mkdir -p "{boot}/{MACHINE_ID}" "{boot}/loader/entries" && '
+              f'mount --bind "{t}/etc/os-release" /etc/os-release && '
+              f'kernel-install add "{k}" "{t}/boot/vmlinuz-{k}" "{t}/boot/initramfs-{k}.img" && '
+              f'cp -a "{boot}/." "{t}/boot/"')
+    env = {**os.environ, "MACHINE_ID": MACHINE_ID, "BOOT_ROOT": str(boot), "KERNEL_INSTALL_CONF_ROOT": f"{t}/etc/kernel",
            "KERNEL_INSTALL_PLUGINS": "/usr/lib/kernel/install.d/90-loaderentry.install"}
     b.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=env)
 
