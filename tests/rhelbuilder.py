@@ -62,7 +62,9 @@ class RhelHost(Host):
         self.write("etc/dnf/dnf.conf", "[main]\ngpgcheck=1\ninstallonly_limit=3\nclean_requirements_on_remove=True\n"
                    "best=True\nskip_if_unavailable=False\n")
         self.write("usr/sbin/dkms", '#!/bin/bash\n# fixture stand-in\necho $"dkms-3.0.13"\n', mode=0o755)
-        self.write("proc/stat", f"cpu  1 0 1 1 0 0 0 0 0 0\nbtime {FIXED_MTIME - 3600}\n")
+        # booted 10 minutes after the packages of FIXED_TIME were installed; installed_at= later is after boot
+        self.write("proc/stat", f"cpu  1 0 1 1 0 0 0 0 0 0\nbtime {FIXED_MTIME + 600}\n")
+        (self.root / "proc/1").mkdir(parents=True, exist_ok=True)
         self.rpm("dkms", "3.0.13", "1.el9", arch="noarch")
         self.rpm("grub2-tools", "2.06", "77.el9")
 
@@ -229,8 +231,11 @@ class RhelHost(Host):
             for release, k in self.kernels.items():
                 if k.modules_dep:
                     self.depmod(release)
-        db = self.path("var/lib/rpm")
+        db = self.path("usr/lib/sysimage/rpm" if self.os_id == "fedora" else "var/lib/rpm")
         shutil.rmtree(db, ignore_errors=True)
+        db.mkdir(parents=True)
+        if self.os_id == "fedora":          # Fedora >= 36: the rpmdb moved, the old path links there
+            self.symlink("var/lib/rpm", "../../usr/lib/sysimage/rpm")
         for when in sorted({at for _, at in self.specs}):
             install(self.root, *(rpmbuild(s) for s, at in self.specs if at == when), justdb=True, faketime=when)
         for volatile in ("rpmdb.sqlite-shm",):          # rpm's shared-memory index: random salts

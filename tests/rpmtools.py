@@ -129,7 +129,7 @@ def rpmbuild(spec: Spec, *, source: bool = False) -> Path:
 def rpm(root: Path, *args: str, check: bool = True, faketime: bool | int = False,
         dbpath: str = DBPATH) -> subprocess.CompletedProcess:
     """The real rpm on the tree ``root`` (--root, --dbpath given; scriptlets run chrooted)."""
-    argv = [require_tool("rpm"), "--root", str(root), "--dbpath", dbpath, *args]
+    argv = [require_tool("rpm"), "--root", str(Path(root).resolve()), "--dbpath", dbpath, *args]
     if faketime:
         when = FIXED_TIME if faketime is True else int(faketime)
         argv = [require_tool("faketime"), "-f", _iso(when), *argv]   # absolute: the clock stands still
@@ -148,6 +148,7 @@ def install(root: Path, *packages: Path, justdb: bool = False, faketime: bool | 
             extra: tuple[str, ...] = ()) -> None:
     """`rpm -i` into the tree (creating its rpmdb); --nodeps: the test packages stand alone.
     ``faketime``: True for FIXED_TIME, or the epoch second rpm should believe it is."""
+    root = Path(root).resolve()
     (root / DBPATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
     args = ["-i", "--nodeps", "--ignorearch", "--ignoreos", *extra]
     if justdb:

@@ -32,3 +32,16 @@ def test_every_served_metric_is_documented_and_every_documented_one_served(tmp_p
     s, d = served(tmp_path, capsys), documented()
     assert s - d == set(), f"served but not in docs/metrics.md: {sorted(s - d)}"
     assert d - s == set(), f"documented but never served by an example host: {sorted(d - s)}"
+
+
+def test_readiness_doc_lists_every_check_in_code_order():
+    """docs/readiness.md's table of checks names every module reason, in CHECK_ORDER's order."""
+    from exporter.verdict.checks import CHECK_ORDER
+    from exporter.verdict.fixes import REASONS
+    text = (Path(__file__).parent.parent / "docs" / "readiness.md").read_text()
+    table = text.split("## When a module works for K", 1)[1].split("\n\n## ", 1)[0]
+    reasons = " ".join(line.rstrip(" |").rsplit("|", 1)[-1] for line in table.splitlines() if line.startswith("|"))
+    positions = [reasons.find(f"`{reason}`") for reason in CHECK_ORDER]
+    assert all(p >= 0 for p in positions), [r for r, p in zip(CHECK_ORDER, positions) if p < 0]
+    assert positions == sorted(positions), "docs/readiness.md lists the checks in another order than the code"
+    assert set(CHECK_ORDER) <= set(REASONS)

@@ -20,6 +20,19 @@ class Distro:
         """Installed, held and half-configured packages; no database known: manager None."""
         return PackageFacts(None, (), ())
 
+    def dkms_dest_for(self, os_release: dict[str, str]) -> str | None:
+        """dkms's override_dest_module_location (dkms.in): decided by os-release's first ID_LIKE
+        word, else ID (distro_version), not by the family: fedora*/rhel*/ovm* -> /extra,
+        sles*/suse*/opensuse* -> /updates, debian*/ubuntu*/arch* -> /updates/dkms, others keep
+        the dkms.conf's own DEST_MODULE_LOCATION (None)."""
+        like = os_release.get("ID_LIKE", "")
+        word = os_release.get("ID", "") if os_release.get("ID") == "ubuntu" or not like else like
+        for prefixes, dest in ((("fedora", "rhel", "ovm"), "/extra"), (("sles", "suse", "opensuse"), "/updates"),
+                               (("debian", "ubuntu", "arch"), "/updates/dkms")):
+            if word.startswith(prefixes):
+                return dest
+        return self.dkms_dest if not os_release else None
+
     def reboot_required(self, ctx: Context) -> RebootRequired:
         """/run/reboot-required (Debian's update-notifier and the kernel's postinst write it) and
         the packages listed in /run/reboot-required.pkgs."""
