@@ -8,6 +8,7 @@ this module finds and reads the files.  Sources: docs/formats.md, "dnf holds".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..formats.dnfconf import (DnfConfError, Rule, append_list, boolean, exclude_options, held_by_dnf5,
                                held_by_excludes, held_by_versionlock, parse_ini, parse_locklist,
@@ -79,28 +80,47 @@ def installonly(conf: DnfConfig) -> frozenset[str]:
     return frozenset(conf.list_option("installonlypkgs", INSTALLONLYPKGS))
 
 
-def held(ctx: Context, conf: DnfConfig, packages: list[InstalledPackage]) -> dict[str, Rule]:
-    """name -> the rule that keeps every newer version of it from being installed."""
-    out: dict[str, Rule] = {}
+@dataclass(frozen=True)
+class HoldRules:
+    """Every rule that may hold a package, as read from the files (hashable: the evaluation
+    over the installed packages is cached on it and the database, see ``evaluate``)."""
+
+    excludes: tuple[Rule, ...] = ()        # dnf.conf [main] and enabled repos (spec prefixed [repo])
+    versionlock: tuple[Rule, ...] = ()     # the plugin's list, when the plugin is on
+    dnf5: tuple = ()                       # versionlock.toml entries
+    dnf5_source: str = DNF5_VERSIONLOCK
+
+
+def hold_rules(ctx: Context, conf: DnfConfig) -> HoldRules:
+    excludes: list[Rule] = []
     disabled = set(conf.list_option("disable_excludes"))
     if "all" not in disabled:
         if "main" not in disabled and conf.source:
-            rules = [Rule(conf.source, s, "exclude") for s in exclude_options(conf.main, "main")]
-            out.update(held_by_excludes(rules, packages))
+            excludes += [Rule(conf.source, s, "exclude") for s in exclude_options(conf.main, "main")]
         for path, section, specs in _repo_excludes(ctx, conf, disabled):
-            for name, rule in held_by_excludes([Rule(path, s, "exclude") for s in specs], packages).items():
-                out.setdefault(name, Rule(rule.source, f"[{section}] {rule.spec}", rule.kind))
-    for name, rule in _versionlock(ctx, conf, packages).items():
-        out.setdefault(name, rule)
+            excludes += [Rule(path, s, "exclude", section) for s in specs]
+    locks: tuple = ()
     text = _text(ctx, DNF5_VERSIONLOCK)
     if text is not None:
         try:
-            locks = parse_versionlock_toml(text)
+            locks = tuple(parse_versionlock_toml(text))
         except DnfConfError as exc:
             ctx.error(DNF5_VERSIONLOCK, exc)
-            locks = []
-        for name, rule in held_by_dnf5(locks, packages, DNF5_VERSIONLOCK).items():
-            out.setdefault(name, rule)
+    return HoldRules(tuple(excludes), tuple(_versionlock(ctx, conf)), locks)
+
+
+@lru_cache(maxsize=16)
+def evaluate(rules: HoldRules, packages: tuple[InstalledPackage, ...]) -> dict[str, Rule]:
+    """name -> the rule that keeps every newer version of it from being installed (first rule
+    wins: excludes, then versionlock, then dnf5).  Cached: an unchanged host matches no globs."""
+    pkgs = list(packages)
+    out: dict[str, Rule] = {}
+    for name, rule in held_by_excludes(list(rules.excludes), pkgs).items():
+        out.setdefault(name, rule)
+    for name, rule in held_by_versionlock(list(rules.versionlock), pkgs).items():
+        out.setdefault(name, rule)
+    for name, rule in held_by_dnf5(list(rules.dnf5), pkgs, rules.dnf5_source).items():
+        out.setdefault(name, rule)
     return out
 
 
@@ -127,23 +147,21 @@ def _repo_excludes(ctx: Context, conf: DnfConfig, disabled: set[str]):
                     yield path, section, specs
 
 
-def _versionlock(ctx: Context, conf: DnfConfig, packages: list[InstalledPackage]) -> dict[str, Rule]:
-    """The dnf 4 plugin: installed, plugins on in dnf.conf, not disabled in its own conf (the
-    pluginconfpath directories, later ones winning), and a locklist named there
+def _versionlock(ctx: Context, conf: DnfConfig) -> list[Rule]:
+    """The dnf 4 plugin's rules: installed, plugins on in dnf.conf, not disabled in its own conf
+    (the pluginconfpath directories, later ones winning), and a locklist named there
     (plugins/versionlock.py config() and _read_locklist())."""
     if boolean(conf.option("plugins") or "1") is False or not _versionlock_plugin_installed(ctx):
-        return {}
+        return []
     main: dict[str, str] = {}
     for directory in conf.list_option("pluginconfpath", (PLUGIN_CONF_DIR,)):
         for section, key, value in _ini(ctx, f"{directory.rstrip('/')}/versionlock.conf") or ():
             if section == "main":
                 main[key] = value
     if boolean(main.get("enabled", "1")) is False or not main.get("locklist"):
-        return {}
+        return []
     text = _text(ctx, main["locklist"])
-    if text is None:
-        return {}
-    return held_by_versionlock(parse_locklist(text, main["locklist"]), packages)
+    return parse_locklist(text, main["locklist"]) if text is not None else []
 
 
 def _versionlock_plugin_installed(ctx: Context) -> bool:

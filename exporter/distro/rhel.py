@@ -32,7 +32,7 @@ DB_FILES = ("rpmdb.sqlite", "Packages")          # sqlite first: rpm 4.16+ on a 
 MAX_RPMDB_BYTES = 4 * 1024 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)          # compared and hashed by identity: one parse, one object
 class RpmDatabase:
     path: str                                    # host path of the file read
     backend: str                                 # sqlite | bdb-hash
@@ -57,8 +57,9 @@ class Rhel(Distro):
                 if not ctx.exists(path):
                     continue
                 if name == "rpmdb.sqlite":
-                    return ctx.compute(path, "rpmdb-sqlite", _read_sqlite, companions=(f"{path}-wal",))
-                return ctx.compute(path, "rpmdb-bdb", _read_bdb)
+                    return ctx.compute(path, "rpmdb-sqlite", lambda p, st, host=path: _read_sqlite(p, host),
+                                       companions=(f"{path}-wal",))
+                return ctx.compute(path, "rpmdb-bdb", lambda p, st, host=path: _read_bdb(p, host))
         return None
 
     def read_packages(self, ctx: Context) -> PackageFacts:
@@ -71,13 +72,7 @@ class Rhel(Distro):
         if db is None:
             return PackageFacts(None, (), ())
         conf = dnf.dnf_config(ctx)
-        holds = dnf.held(ctx, conf, list(db.packages))
-        packages = tuple(Package(p.name, p.evr, p.arch, "installed", p.name in holds, p.installtime, p.provides,
-                                 p.nevra) for p in db.packages)
-        findings = [PackageProblem(f"header #{hnum}", "corrupt-header") for hnum, _ in db.bad]
-        findings += duplicates(db.packages, dnf.installonly(conf))
-        modules = tuple(PackageModule(p.nevra, path) for p in db.packages for path in p.module_files)
-        return PackageFacts("rpm", packages, tuple(findings), db.path, modules)
+        return _package_facts(db, dnf.hold_rules(ctx, conf), dnf.installonly(conf))
 
     def reboot_required(self, ctx: Context) -> RebootRequired:
         """`dnf needs-restarting -r`: a package providing one of NEED_REBOOT (or named in
@@ -156,7 +151,7 @@ RHEL = Rhel()
 # Reading the database files
 
 
-def _read_sqlite(path, st) -> RpmDatabase:
+def _read_sqlite(path, host: str) -> RpmDatabase:
     def convert(row):
         hnum, blob = row
         try:
@@ -164,10 +159,10 @@ def _read_sqlite(path, st) -> RpmDatabase:
         except RpmHeaderError as exc:
             return (hnum, str(exc))
     rows = query_sqlite(path, "SELECT hnum, blob FROM Packages", MAX_RPMDB_BYTES, convert)
-    return _database(str(path), "sqlite", rows)
+    return _database(host, "sqlite", rows)
 
 
-def _read_bdb(path, st) -> RpmDatabase:
+def _read_bdb(path, host: str) -> RpmDatabase:
     with open_regular(path) as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size
@@ -186,7 +181,7 @@ def _read_bdb(path, st) -> RpmDatabase:
                     rows.append((hnum, str(exc)))
         except RpmdbError as exc:
             raise ValueError(f"{path}: {exc}") from None
-    return _database(str(path), "bdb-hash", rows)
+    return _database(host, "bdb-hash", rows)
 
 
 def _database(path: str, backend: str, rows: list) -> RpmDatabase:
@@ -195,6 +190,18 @@ def _database(path: str, backend: str, rows: list) -> RpmDatabase:
     for hnum, why in bad:
         log.warning("rpmdb %s: header #%s skipped, as rpm skips it: %s", path, hnum, why)
     return RpmDatabase(path, backend, good, bad)
+
+
+@functools.lru_cache(maxsize=4)
+def _package_facts(db: RpmDatabase, rules: dnf.HoldRules, installonly: frozenset[str]) -> PackageFacts:
+    """The facts of one database state and one set of rules: made once, reused while both hold."""
+    holds = dnf.evaluate(rules, db.packages)
+    packages = tuple(Package(p.name, p.evr, p.arch, "installed", p.name in holds, p.installtime, p.provides,
+                             p.nevra) for p in db.packages)
+    findings = [PackageProblem(f"header #{hnum}", "corrupt-header") for hnum, _ in db.bad]
+    findings += duplicates(db.packages, installonly)
+    modules = tuple(PackageModule(p.nevra, path) for p in db.packages for path in p.module_files)
+    return PackageFacts("rpm", packages, tuple(findings), db.path, modules)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -289,6 +289,7 @@ class Rule:
     source: str              # host path of the file
     spec: str
     kind: str                # "lock" (versionlock entry) or "exclude"
+    section: str = ""        # the repository of a repo file's excludepkgs
 
 
 def parse_locklist(text: str, source: str) -> list[Rule]:

@@ -14,7 +14,6 @@ Sources: docs/formats.md, "rpm headers".
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 # include/rpm/rpmtag.h: rpmTag_e (the ones the exporter reads; region tags from header.h)
 RPMTAG_HEADERIMAGE = 61
@@ -78,12 +77,8 @@ class RpmHeaderError(ValueError):
     """A blob rpm would refuse (its words where it has them: "region trailer: BAD", ...)."""
 
 
-@dataclass(frozen=True)
-class _Entry:
-    tag: int
-    type: int
-    offset: int
-    count: int
+# an index entry: (tag, type, offset, count), as struct unpacks it (tuples: a header has ~50)
+_Entry = tuple
 
 
 class Header:
@@ -106,10 +101,11 @@ class Header:
         e = self._index.get(tag)
         if e is None:
             return []
-        if e.type not in _STRING_CLASS:
-            raise RpmHeaderError(f"tag {tag}: type {e.type} where a string was expected")
-        count = 1 if e.type == RPM_STRING_TYPE else e.count
-        out, pos = [], e.offset
+        _, etype, offset, ecount = e
+        if etype not in _STRING_CLASS:
+            raise RpmHeaderError(f"tag {tag}: type {etype} where a string was expected")
+        count = 1 if etype == RPM_STRING_TYPE else ecount
+        out, pos = [], offset
         for _ in range(count):
             end = self._data.index(b"\0", pos)     # verified to exist when the blob was parsed
             out.append(self._data[pos:end].decode("utf-8", "replace"))
@@ -125,10 +121,11 @@ class Header:
         e = self._index.get(tag)
         if e is None:
             return []
-        fmt = _INT_FORMATS.get(e.type)
+        _, etype, offset, count = e
+        fmt = _INT_FORMATS.get(etype)
         if fmt is None:
-            raise RpmHeaderError(f"tag {tag}: type {e.type} where an integer was expected")
-        return list(struct.unpack_from(f">{e.count}{fmt}", self._data, e.offset))
+            raise RpmHeaderError(f"tag {tag}: type {etype} where an integer was expected")
+        return list(struct.unpack_from(f">{count}{fmt}", self._data, offset))
 
     def integer(self, tag: int) -> int | None:
         found = self.integers(tag)
@@ -159,40 +156,34 @@ def parse_header(blob: bytes) -> Header:
         raise RpmHeaderError(f"blob size({len(blob)}): BAD, 8 + 16 * il({il}) + dl({dl})")
     if il < 1:
         raise RpmHeaderError("region: no tags")
-    entries = [_Entry(*_ENTRY.unpack_from(blob, 8 + 16 * i)) for i in range(il)]
+    entries = list(_ENTRY.iter_unpack(blob[8:8 + 16 * il]))
     data = blob[8 + 16 * il:]
     region, ril, rdl = _region(entries, data, dl, il)
     _verify_entries(entries[1:] if region else entries, data, dl, region, rdl)
-    index: dict[int, _Entry] = {}
-    for e in entries[1:ril] if region else entries:
-        index[e.tag] = e
+    index: dict[int, _Entry] = {e[0]: e for e in (entries[1:ril] if region else entries)}
     for e in entries[ril:] if region else ():   # dribbles replace duplicate region entries
-        index[e.tag] = e
-        if e.tag == RPMTAG_BASENAMES:
+        index[e[0]] = e
+        if e[0] == RPMTAG_BASENAMES:
             index.pop(RPMTAG_OLDFILENAMES, None)
     return Header(data, index)
 
 
 def _region(entries: list[_Entry], data: bytes, dl: int, il: int) -> tuple[int, int, int]:
     """(region tag, ril, rdl) per hdrblobVerifyRegion; region tag 0 for a header without one."""
-    first = entries[0]
-    if first.tag not in (RPMTAG_HEADERIMAGE, RPMTAG_HEADERSIGNATURES, RPMTAG_HEADERIMMUTABLE):
+    tag, etype, offset, count = entries[0]
+    if tag not in (RPMTAG_HEADERIMAGE, RPMTAG_HEADERSIGNATURES, RPMTAG_HEADERIMMUTABLE):
         return 0, il, dl
-    tag = first.tag
-    if first.type != RPM_BIN_TYPE or first.count != _REGION_TAG_COUNT:
-        raise RpmHeaderError(f"region tag: BAD, tag {tag} type {first.type} offset {first.offset} "
-                             f"count {first.count}")
-    if first.offset < 0 or first.offset + _REGION_TAG_COUNT > dl:
-        raise RpmHeaderError(f"region offset: BAD, tag {tag} type {first.type} offset {first.offset} "
-                             f"count {first.count}")
-    trailer = _Entry(*_ENTRY.unpack_from(data, first.offset))
-    ttag = RPMTAG_HEADERSIGNATURES if (tag == RPMTAG_HEADERSIGNATURES and trailer.tag == RPMTAG_HEADERIMAGE) \
-        else trailer.tag
-    if ttag != tag or trailer.type != RPM_BIN_TYPE or trailer.count != _REGION_TAG_COUNT:
-        raise RpmHeaderError(f"region trailer: BAD, tag {trailer.tag} type {trailer.type} offset "
-                             f"{-trailer.offset} count {trailer.count}")
-    size = -trailer.offset
-    rdl = first.offset + _REGION_TAG_COUNT
+    if etype != RPM_BIN_TYPE or count != _REGION_TAG_COUNT:
+        raise RpmHeaderError(f"region tag: BAD, tag {tag} type {etype} offset {offset} count {count}")
+    if offset < 0 or offset + _REGION_TAG_COUNT > dl:
+        raise RpmHeaderError(f"region offset: BAD, tag {tag} type {etype} offset {offset} count {count}")
+    ttag, ttype, toffset, tcount = _ENTRY.unpack_from(data, offset)
+    if tag == RPMTAG_HEADERSIGNATURES and ttag == RPMTAG_HEADERIMAGE:
+        ttag = RPMTAG_HEADERSIGNATURES
+    if ttag != tag or ttype != RPM_BIN_TYPE or tcount != _REGION_TAG_COUNT:
+        raise RpmHeaderError(f"region trailer: BAD, tag {ttag} type {ttype} offset {-toffset} count {tcount}")
+    size = -toffset
+    rdl = offset + _REGION_TAG_COUNT
     ril = size // 16
     if size % 16 or not 0 <= ril <= il or rdl > dl:
         raise RpmHeaderError(f"region {tag} size: BAD, ril {ril} il {il} rdl {rdl} dl {dl}")
@@ -203,43 +194,38 @@ def _verify_entries(entries: list[_Entry], data: bytes, dl: int, region: int, rd
     """hdrblobVerifyInfo: every entry's tag, type, count, alignment and extent, in index order."""
     typechk = region in (RPMTAG_HEADERIMMUTABLE, RPMTAG_HEADERIMAGE)
     end = 0
-    for i, e in enumerate(entries):
-        bad = (end > e.offset or e.tag < RPMTAG_HEADERI18NTABLE or e.type not in _TYPE_SIZE
-               or e.count < 1 or e.count > dl or e.offset < 0 or e.offset > dl
-               or e.offset % _TYPE_ALIGN.get(e.type, 1)
-               or (e.type != RPM_BIN_TYPE and e.count > HEADER_ARRAY_MAX)
-               or (typechk and not _type_ok(e)))
-        length = -1 if bad else _data_length(e, data, dl)
-        if bad or length <= 0 or e.offset + length > dl or \
-                (region and e.offset + length > rdl - _REGION_TAG_COUNT and e.offset < rdl):
-            raise RpmHeaderError(f"tag[{i}]: BAD, tag {e.tag} type {e.type} offset {e.offset} count {e.count} "
+    sizes, aligns, find = _TYPE_SIZE, _TYPE_ALIGN, data.find
+    trailer_from = rdl - _REGION_TAG_COUNT
+    for i, (tag, etype, offset, count) in enumerate(entries):
+        size = sizes.get(etype)
+        bad = (size is None or end > offset or tag < RPMTAG_HEADERI18NTABLE or count < 1 or count > dl
+               or offset < 0 or offset > dl or offset % aligns.get(etype, 1)
+               or (etype != RPM_BIN_TYPE and count > HEADER_ARRAY_MAX)
+               or (typechk and not _type_ok(tag, etype)))
+        length = -1
+        if not bad:
+            if size >= 0:
+                length = size * count if dl - offset >= size * count else -1
+            elif etype != RPM_STRING_TYPE or count == 1:
+                pos = offset
+                for _ in range(count):
+                    nul = find(b"\0", pos, dl)
+                    if nul < 0:
+                        pos = -1
+                        break
+                    pos = nul + 1
+                length = pos - offset if pos >= 0 else -1
+        if bad or length <= 0 or offset + length > dl or (region and offset + length > trailer_from and offset < rdl):
+            raise RpmHeaderError(f"tag[{i}]: BAD, tag {tag} type {etype} offset {offset} count {count} "
                                  f"len {max(length, 0)}")
-        end = e.offset + length
+        end = offset + length
 
 
-def _type_ok(e: _Entry) -> bool:
-    if e.tag in _STRING_TAGS:
-        return e.type in _STRING_CLASS
-    expected = _TAG_TYPES.get(e.tag)
-    return expected is None or expected == e.type
-
-
-def _data_length(e: _Entry, data: bytes, dl: int) -> int:
-    """lib/header.c dataLength for data on disk: strings are walked to their NULs, within dl."""
-    if e.type == RPM_STRING_TYPE and e.count != 1:
-        return -1
-    size = _TYPE_SIZE[e.type]
-    if size >= 0:
-        length = size * e.count
-        return length if dl - e.offset >= length else -1
-    pos = e.offset
-    for _ in range(e.count):
-        end = data.find(b"\0", pos, dl)
-        if end < 0:
-            return -1
-        pos = end + 1
-    return pos - e.offset
-
+def _type_ok(tag: int, etype: int) -> bool:
+    if tag in _STRING_TAGS:
+        return etype in _STRING_CLASS
+    expected = _TAG_TYPES.get(tag)
+    return expected is None or expected == etype
 
 RPM_LEAD_MAGIC = b"\xed\xab\xee\xdb"
 HEADER_MAGIC = b"\x8e\xad\xe8\x01"
