@@ -31,6 +31,24 @@ def cache_dir() -> Path:
     return path
 
 
+def dnf_plugins() -> tuple[str, str]:
+    """(pluginpath, PYTHONPATH) of Debian's dnf-plugins-core, downloaded (apt-get download) and
+    unpacked into the test cache, never installed: the package Breaks zypper, which the SUSE
+    tests need on the same machine.  dnf runs it with --setopt=pluginpath= and PYTHONPATH."""
+    import modbuild
+    deb = modbuild.apt_download("dnf-plugins-core")
+    dest = cache_dir().parent / "dnf-plugins-core" / deb.stem
+    site = dest / "usr/lib/python3/dist-packages"
+    if not (site / "dnf-plugins/versionlock.py").exists():
+        tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)], check=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    return str(site / "dnf-plugins"), str(site)
+
+
 def rpm_python(script: str, payload: object) -> object:
     """Run ``script`` with the system python3 (python3-rpm, python3-hawkey) on a JSON payload
     given as stdin; its stdout is JSON.  A missing binding fails with the package to install."""

@@ -1,5 +1,6 @@
 """dnf's holds, duplicates and reboot rule against the real dnf (Debian's dnf 4.14 with
-dnf-plugins-core 4.3's versionlock and needs-restarting plugins) on an rpm --root tree.
+dnf-plugins-core 4.3's versionlock and needs-restarting plugins, unpacked from its .deb:
+rpmtools.dnf_plugins) on an rpm --root tree.
 
 Holds: a local repository (createrepo_c) offers a newer version *and* release of every installed
 package (and for tool a newer one inside a version glob); `dnf upgrade --assumeno` shows what dnf would install; a package is held when dnf
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool, scrape
-from rpmtools import FIXED_TIME, Spec, install, rpmbuild
+from rpmtools import Spec, dnf_plugins, install, rpmbuild
 from exporter.facts.packages import PackageFacts
 from exporter.facts.system import SystemFacts
 from exporter.formats.dnfconf import (Rule, fnmatch, held_by_dnf5, held_by_excludes, held_by_versionlock,
@@ -98,10 +99,13 @@ def dnf(root: Path, *args: str, home: Path) -> subprocess.CompletedProcess:
     confdir.mkdir(exist_ok=True)
     conf = (root / "etc/dnf/plugins/versionlock.conf").read_text()
     (confdir / "versionlock.conf").write_text(conf.replace("/etc/dnf", f"{root}/etc/dnf"))
+    pluginpath, pythonpath = dnf_plugins()
     argv = [require_tool("dnf"), "--installroot", str(root), "--config", str(root / "etc/dnf/dnf.conf"),
             f"--setopt=reposdir={root}/etc/yum.repos.d", f"--setopt=pluginconfpath={confdir}",
-            f"--setopt=cachedir={home}/cache", "--releasever=9", "--disableplugin=needs-restarting", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(home)})
+            f"--setopt=pluginpath={pluginpath}", f"--setopt=cachedir={home}/cache", "--releasever=9",
+            "--disableplugin=needs-restarting", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HOME": str(home), "PYTHONPATH": pythonpath})
 
 
 def dnf_would_upgrade(root: Path, home: Path) -> set[str]:
@@ -129,7 +133,7 @@ def test_held_packages_are_the_ones_dnf_will_not_upgrade(tmp_path, repo, case):
     assert facts is not None and facts.manager == "rpm"
     assert {p.name for p in facts.held} == dnf_held, (case, upgraded)
     if case == "lock as versionlock add writes it":
-        out = dnf(root, "versionlock", "list", home=tmp_path / "home").stdout.split()
+        out = dnf(root, "-q", "versionlock", "list", home=tmp_path / "home").stdout.split()
         assert out == [f"kernel-core-0:5.14.0-{'427.13.1.el9_4'}.*"]
 
 
@@ -167,8 +171,10 @@ def test_reboot_required_is_what_needs_restarting_decides(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / ".rpmmacros").write_text("%_dbpath /var/lib/rpm\n")
+    pluginpath, pythonpath = dnf_plugins()
     proc = subprocess.run([require_tool("dnf"), "--installroot", str(root), "-q", "--setopt=reposdir=/nonexistent",
-                           "needs-restarting", "-r"], capture_output=True, text=True, env={**os.environ, "HOME": str(home)})
+                           f"--setopt=pluginpath={pluginpath}", "needs-restarting", "-r"], capture_output=True,
+                          text=True, env={**os.environ, "HOME": str(home), "PYTHONPATH": pythonpath})
     assert proc.returncode == 1 and "glibc" in proc.stdout and "tool" not in proc.stdout, proc.stdout + proc.stderr
     facts = scrape(root, procfs="/proc").facts.get(SystemFacts)
     assert facts.reboot_required and facts.reboot_required_packages == ("glibc",)

@@ -297,16 +297,18 @@ def test_dnf_action_is_read_by_the_real_plugin_and_runs_the_same_hook():
     """deploy/dnf/dkms-exporter.action as dnf-plugins-core's post-transaction-actions plugin parses
     it (its own _parse_actions, run by the system python3): one action, every package, any state,
     the same hook command as apt's."""
-    from rpmtools import rpm_python
-    action_dir = REPO / "deploy/dnf"
+    from rpmtools import dnf_plugins, rpm_python
+    pluginpath, pythonpath = dnf_plugins()
     parsed = rpm_python("""
         import json, logging, sys, importlib.util
-        spec = importlib.util.spec_from_file_location("pta", "/usr/lib/python3/dist-packages/dnf-plugins/post-transaction-actions.py")
+        args = json.load(sys.stdin)
+        sys.path.insert(0, args["site"])
+        spec = importlib.util.spec_from_file_location("pta", args["plugins"] + "/post-transaction-actions.py")
         pta = importlib.util.module_from_spec(spec); spec.loader.exec_module(pta)
         class Fake: pass
-        fake = Fake(); fake.actiondir = json.load(sys.stdin) + "/"; fake.logger = logging.getLogger("x")
+        fake = Fake(); fake.actiondir = args["dir"] + "/"; fake.logger = logging.getLogger("x")
         print(json.dumps(pta.PostTransactionActions._parse_actions(fake)))
-        """, str(action_dir))
+        """, {"dir": str(REPO / "deploy/dnf"), "plugins": pluginpath, "site": pythonpath})
     assert len(parsed) == 1
     key, state, command = parsed[0]
     assert (key, state) == ("*", "any")

@@ -488,9 +488,11 @@ def versionlock(b: Builder, t: Path, specs: list[str]) -> None:
     (home / "plugins").mkdir(parents=True, exist_ok=True)
     (home / ".rpmmacros").write_text("%_dbpath /var/lib/rpm\n")
     (home / "plugins/versionlock.conf").write_text(f"[main]\nenabled = 1\nlocklist = {t}/etc/dnf/plugins/versionlock.list\n")
+    pluginpath, pythonpath = rpmtools.dnf_plugins()
     b.run(["dnf", "--installroot", t, "--config", t / "etc/dnf/dnf.conf", f"--setopt=reposdir={t}/etc/yum.repos.d",
-           f"--setopt=pluginconfpath={home}/plugins", f"--setopt=cachedir={home}/cache", "--releasever=9",
-           "versionlock", "add", *specs], env={**os.environ, "HOME": str(home)})
+           f"--setopt=pluginconfpath={home}/plugins", f"--setopt=pluginpath={pluginpath}",
+           f"--setopt=cachedir={home}/cache", "--releasever=9", "versionlock", "add", *specs],
+          env={**os.environ, "HOME": str(home), "PYTHONPATH": pythonpath})
 
 
 def bdb_from_sqlite(b: Builder, t: Path) -> None:
