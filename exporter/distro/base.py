@@ -95,6 +95,14 @@ class Distro:
         keep booting ``fallback``, the kernel it was built for)."""
         return f"install a build of {package} made for {kernel}"
 
+    def release_hold(self, package: str, source: str) -> str:
+        """The command that lets ``package`` be upgraded again ("" when the family has none here)."""
+        return ""
+
+    def headers_package_name(self, kernel: str) -> str | None:
+        """The name (without version) of the package ``headers_package`` names, for holds."""
+        return None
+
     def enrol_akmods_key(self) -> str:
         return "enrol akmods' signing key: mokutil --import /etc/pki/akmods/certs/public_key.der"
 

@@ -132,9 +132,12 @@ class Rhel(Distro):
         return f"dnf upgrade {name} (a build for {kernel}'s kABI){keep}"
 
     def release_hold(self, package: str, source: str) -> str:
-        if source.endswith("versionlock.list") or source.endswith("versionlock.toml"):
+        if source.endswith(("versionlock.list", "versionlock.toml")):
             return f"dnf versionlock delete {package}"
-        return f"remove the exclude of {package} from {source}"
+        return f"remove {package} from exclude= in {source}"
+
+    def headers_package_name(self, kernel: str) -> str:
+        return re.sub(r"-[^-]+-[^-]+$", "", headers_package(kernel))
 
     def set_default_kernel(self, kernel: str) -> str:
         return f"grubby --set-default /boot/vmlinuz-{kernel}"
@@ -197,7 +200,7 @@ def _package_facts(db: RpmDatabase, rules: dnf.HoldRules, installonly: frozenset
     """The facts of one database state and one set of rules: made once, reused while both hold."""
     holds = dnf.evaluate(rules, db.packages)
     packages = tuple(Package(p.name, p.evr, p.arch, "installed", p.name in holds, p.installtime, p.provides,
-                             p.nevra) for p in db.packages)
+                             p.nevra, holds[p.name].source if p.name in holds else "") for p in db.packages)
     findings = [PackageProblem(f"header #{hnum}", "corrupt-header") for hnum, _ in db.bad]
     findings += duplicates(db.packages, installonly)
     modules = tuple(PackageModule(p.nevra, path) for p in db.packages for path in p.module_files)

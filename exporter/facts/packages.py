@@ -41,6 +41,7 @@ class Package:
     installtime: int | None = None       # rpm: INSTALLTIME (what `dnf needs-restarting -r` compares)
     provides: tuple[str, ...] = ()       # rpm: PROVIDENAME
     nevra: str = ""                      # rpm: NAME-[EPOCH:]VERSION-RELEASE.ARCH (kernel-devel-K is one)
+    held_by: str = ""                    # the file whose rule holds it (versionlock.list, dnf.conf, ...)
 
     @property
     def label(self) -> str:

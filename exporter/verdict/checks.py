@@ -97,7 +97,8 @@ def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | No
             if evidence.modules else None
         if isinstance(parsed, ModuleFile):
             signature, signed = parsed.signature, parsed.signature is not None
-        problems += module_truth_problems(kernel, name, entry, file, parsed, evidence)
+        problems += module_truth_problems(kernel, name, entry, file, parsed, evidence,
+                                          akmod.name if akmod else "")
     early = name in evidence.early_boot
     in_image = None
     image = evidence.image
@@ -131,7 +132,7 @@ def initramfs_problems(kernel: Kernel, name: str, file: str | None, ev: Evidence
 
 
 def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str,
-                          parsed: ModuleFile | ModuleFileError | None, ev: Evidence) -> list[Problem]:
+                          parsed: ModuleFile | ModuleFileError | None, ev: Evidence, akmod: str = "") -> list[Problem]:
     """Will the kernel's loader accept this file? vermagic, symbol CRCs, signature and key."""
     ident = f"{entry.module}/{entry.version}" if entry else ""
     k = kernel.release
@@ -166,7 +167,7 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
         elif ev.trust_known and not _key_trusted(sig, ev):
             out.append(Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
                                "enrolled (MokListRT, db) nor the kernel's own key",
-                               ev.fix("untrusted_key", k, ident, name)))
+                               ev.fix("untrusted_key", k, ident, name, akmod=akmod)))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..distro import Distro, for_family
 from ..facts import HostFacts
 from ..facts.os import OsFacts
+from ..facts.packages import PackageFacts
 
 # Problem reasons: one stable label value each (docs/metrics.md, docs/runbooks.md).
 REASONS = {
@@ -35,8 +36,17 @@ class Fixes:
     """Fix commands for one host: DKMS's own commands are the same everywhere; installing headers
     or a compiler, rebuilding an initramfs and signing keys are the distribution's."""
 
-    def __init__(self, distro: Distro) -> None:
+    def __init__(self, distro: Distro, holds: dict[str, str] | None = None) -> None:
         self.distro = distro
+        self.holds = holds or {}             # held package name -> the file holding it
+
+    def install_headers(self, kernel: str) -> str:
+        """The distribution's headers install, after releasing a hold on that package (a dnf
+        versionlock on kernel-devel keeps every newer one out, so `dnf install` alone fails)."""
+        d = self.distro
+        name = d.headers_package_name(kernel)
+        release = d.release_hold(name, self.holds[name]) if name in self.holds else ""
+        return f"{release} && {d.install_headers(kernel)}" if release else d.install_headers(kernel)
 
     def __call__(self, reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
                  cause: str = "", akmod: str = "", package: str = "", fallback: str = "") -> str:
@@ -45,7 +55,7 @@ class Fixes:
             return d.update_initramfs(kernel)
         if reason == "initramfs_missing":
             return d.create_initramfs(kernel)
-        install_headers = d.install_headers(kernel)
+        install_headers = self.install_headers(kernel)
         if akmod and reason in ("not_built", "build_failed"):
             rebuild = d.rebuild_akmod(kernel, akmod)
             if not headers or cause == "headers_missing":
@@ -88,6 +98,8 @@ class Fixes:
         if reason == "unsigned":
             return f"{d.sign_module()}, or let DKMS sign it: {rebuild_force}"
         if reason == "untrusted_key":
+            if akmod:
+                return d.enrol_akmods_key()
             if dkms:
                 return d.enrol_dkms_key()
             return (f"enrol the certificate of the key that signed {module} (mokutil --import CERT.der, then "
@@ -96,6 +108,9 @@ class Fixes:
 
 
 def fixes_for(facts: HostFacts) -> Fixes:
-    """The fix vocabulary of the host the facts are from (its os collector's family)."""
+    """The fix vocabulary of the host the facts are from (its os collector's family, and the
+    package holds a fix has to lift first)."""
     found = facts.get(OsFacts)
-    return Fixes(for_family(found.family if found else None))
+    packages = facts.get(PackageFacts)
+    holds = {p.name: p.held_by for p in packages.held if p.held_by} if packages else {}
+    return Fixes(for_family(found.family if found else None), holds)
