@@ -227,6 +227,7 @@ _MODULE_NAME = re.compile(r"\.ko(?:\.[a-z0-9]+)?$")
 def installed_package(hnum: int, blob: bytes) -> InstalledPackage:
     """The package one rpmdb blob describes (RpmHeaderError when rpm would refuse the blob)."""
     h = parse_header(blob)
+    h.verify_digests()          # rpm skips a header whose digest does not match, and so do we
     name = h.string(RPMTAG_NAME)
     version, release = h.string(RPMTAG_VERSION), h.string(RPMTAG_RELEASE)
     if not name or version is None or release is None:

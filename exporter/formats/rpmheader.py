@@ -13,6 +13,7 @@ Sources: docs/formats.md, "rpm headers".
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 # include/rpm/rpmtag.h: rpmTag_e (the ones the exporter reads; region tags from header.h)
@@ -20,6 +21,8 @@ RPMTAG_HEADERIMAGE = 61
 RPMTAG_HEADERSIGNATURES = 62
 RPMTAG_HEADERIMMUTABLE = 63
 RPMTAG_HEADERI18NTABLE = 100
+RPMTAG_SHA1HEADER = 269
+RPMTAG_SHA256HEADER = 273
 RPMTAG_NAME = 1000
 RPMTAG_VERSION = 1001
 RPMTAG_RELEASE = 1002
@@ -58,12 +61,37 @@ _TYPE_SIZE = {RPM_NULL_TYPE: 0, RPM_CHAR_TYPE: 1, RPM_INT8_TYPE: 1, RPM_INT16_TY
               RPM_INT64_TYPE: 8, RPM_STRING_TYPE: -1, RPM_BIN_TYPE: 1, RPM_STRING_ARRAY_TYPE: -1,
               RPM_I18NSTRING_TYPE: -1}
 _TYPE_ALIGN = {RPM_INT16_TYPE: 2, RPM_INT32_TYPE: 4, RPM_INT64_TYPE: 8}
-# the types rpm knows for the tags read here (hdrchkTagType: a known tag of another type is refused)
-_TAG_TYPES = {RPMTAG_EPOCH: RPM_INT32_TYPE, RPMTAG_BUILDTIME: RPM_INT32_TYPE, RPMTAG_INSTALLTIME: RPM_INT32_TYPE,
-              RPMTAG_PROVIDEFLAGS: RPM_INT32_TYPE, RPMTAG_DIRINDEXES: RPM_INT32_TYPE,
-              RPMTAG_INSTALLTID: RPM_INT32_TYPE}
-_STRING_TAGS = (RPMTAG_NAME, RPMTAG_VERSION, RPMTAG_RELEASE, RPMTAG_ARCH, RPMTAG_SOURCERPM, RPMTAG_PROVIDENAME,
-                RPMTAG_REQUIRENAME, RPMTAG_PROVIDEVERSION, RPMTAG_BASENAMES, RPMTAG_DIRNAMES, RPMTAG_OLDFILENAMES)
+# The type of every tag rpm 4.18 knows (include/rpm/rpmtag.h, the type noted at each tag; rpm's
+# tag table is generated from those notes): hdrchkTagType refuses a known tag of another type in
+# an immutable region, except that string-class types stand in for each other.
+_KNOWN_TAGS = {
+    RPM_CHAR_TYPE: (1029,),
+    RPM_INT16_TYPE: (1030, 1033,),
+    RPM_INT32_TYPE: (277, 1003, 1006, 1008, 1009, 1028, 1031, 1032, 1034, 1037, 1045, 1046, 1048, 1051, 1052, 1053, 1068,
+                     1069, 1080, 1095, 1096, 1105, 1106, 1112, 1114, 1116, 1119, 1127, 1128, 1129,
+                     1134, 1136, 1138, 1139, 1140, 1141, 1143, 1144, 1145, 1158, 1161, 1162, 1174,
+                     1175, 1176, 1177, 1179, 1180, 1184, 1185, 1187, 1189, 1190, 1191, 1192, 1195,
+                     5011, 5017, 5018, 5019, 5020, 5021, 5022, 5023, 5024, 5025, 5026, 5027, 5032,
+                     5033, 5037, 5045, 5048, 5051, 5054, 5057, 5068, 5070, 5072, 5078, 5080, 5082,
+                     5084, 5085, 5091, 5093, 5094,),
+    RPM_INT64_TYPE: (270, 271, 5004, 5008, 5009,),
+    RPM_STRING_TYPE: (269, 273, 1000, 1001, 1002, 1007, 1010, 1011, 1014, 1015, 1020, 1021, 1022, 1023, 1024, 1025, 1026,
+                      1044, 1056, 1057, 1058, 1063, 1064, 1079, 1094, 1122, 1123, 1124, 1125, 1126,
+                      1131, 1132, 1137, 1151, 1152, 1155, 1163, 1170, 1181, 1196, 5012, 5013, 5014,
+                      5015, 5016, 5034, 5062, 5083, 5095, 5096, 5098, 5099, 5100, 5101,),
+    RPM_BIN_TYPE: (259, 260, 261, 262, 267, 268, 1012, 1013, 1043, 1146,),
+    RPM_STRING_ARRAY_TYPE: (266, 276, 1017, 1018, 1019, 1027, 1035, 1036, 1039, 1040, 1047, 1049, 1050, 1054, 1055, 1059, 1060,
+                            1061, 1062, 1065, 1066, 1067, 1081, 1082, 1085, 1086, 1087, 1088, 1089,
+                            1090, 1091, 1092, 1097, 1098, 1099, 1113, 1115, 1117, 1118, 1120, 1121,
+                            1133, 1135, 1142, 1147, 1148, 1149, 1153, 1154, 1156, 1157, 1159, 1160,
+                            1164, 1165, 1166, 1167, 1168, 1169, 1178, 1182, 1183, 1186, 1188, 5000,
+                            5001, 5002, 5003, 5005, 5006, 5007, 5010, 5029, 5030, 5031, 5035, 5036,
+                            5038, 5039, 5040, 5041, 5042, 5043, 5044, 5046, 5047, 5049, 5050, 5052,
+                            5053, 5055, 5056, 5058, 5059, 5060, 5061, 5066, 5067, 5069, 5071, 5076,
+                            5077, 5079, 5081, 5086, 5087, 5088, 5089, 5090, 5092, 5097,),
+    RPM_I18NSTRING_TYPE: (1004, 1005, 1016,),
+}
+_TAG_TYPES = {tag: t for t, tags in _KNOWN_TAGS.items() for tag in tags}
 
 HEADER_TAGS_MAX = 0x0000FFFF
 HEADER_DATA_MAX = 0x0FFFFFFF
@@ -84,11 +112,26 @@ _Entry = tuple
 class Header:
     """One parsed blob: its index (region entries replaced by dribbles) over its data."""
 
-    __slots__ = ("_data", "_index")
+    __slots__ = ("_data", "_index", "_region")
 
-    def __init__(self, data: bytes, index: dict[int, _Entry]) -> None:
+    def __init__(self, data: bytes, index: dict[int, _Entry], region: bytes | None = None) -> None:
         self._data = data
         self._index = index
+        self._region = region
+
+    def verify_digests(self) -> None:
+        """The header digests rpm checks before it trusts an rpmdb header (lib/package.c
+        headerCheck): SHA256HEADER and SHA1HEADER over the header magic, the region's il and dl,
+        its index entries and data (updateHdrDigests).  A mismatch is RpmHeaderError."""
+        if self._region is None:
+            return
+        for tag, algo, label in ((RPMTAG_SHA256HEADER, "sha256", "SHA256"), (RPMTAG_SHA1HEADER, "sha1", "SHA1")):
+            expected = self.string(tag) if tag in self._index else None
+            if expected is None:
+                continue
+            actual = hashlib.new(algo, self._region).hexdigest()
+            if actual != expected.lower():
+                raise RpmHeaderError(f"Header {label} digest: BAD (Expected {expected} != {actual})")
 
     def __contains__(self, tag: int) -> bool:
         return tag in self._index
@@ -165,7 +208,9 @@ def parse_header(blob: bytes) -> Header:
         index[e[0]] = e
         if e[0] == RPMTAG_BASENAMES:
             index.pop(RPMTAG_OLDFILENAMES, None)
-    return Header(data, index)
+    digest_input = (HEADER_MAGIC + b"\0\0\0\0" + struct.pack(">II", ril, rdl) + blob[8:8 + 16 * ril] + data[:rdl]) \
+        if region else None
+    return Header(data, index, digest_input)
 
 
 def _region(entries: list[_Entry], data: bytes, dl: int, il: int) -> tuple[int, int, int]:
@@ -191,41 +236,43 @@ def _region(entries: list[_Entry], data: bytes, dl: int, il: int) -> tuple[int, 
 
 
 def _verify_entries(entries: list[_Entry], data: bytes, dl: int, region: int, rdl: int) -> None:
-    """hdrblobVerifyInfo: every entry's tag, type, count, alignment and extent, in index order."""
+    """hdrblobVerifyInfo: every entry's tag, type, count, alignment and extent, in index order.
+
+    rpm walks each string entry to its last NUL and then requires the next entry (in index
+    order) to start after it, and nothing before the region trailer to reach into it.  The same
+    is decided here by counting NULs up to that limit (the next entry's offset, the trailer, or
+    ``dl``): ``count`` strings fit exactly when that many NULs are there, a C-speed count rather
+    than a walk per string (a header holds tens of thousands of file-name strings)."""
     typechk = region in (RPMTAG_HEADERIMMUTABLE, RPMTAG_HEADERIMAGE)
-    end = 0
-    sizes, aligns, find = _TYPE_SIZE, _TYPE_ALIGN, data.find
+    sizes, aligns, nuls = _TYPE_SIZE, _TYPE_ALIGN, data.count
     trailer_from = rdl - _REGION_TAG_COUNT
+    last = len(entries) - 1
     for i, (tag, etype, offset, count) in enumerate(entries):
         size = sizes.get(etype)
-        bad = (size is None or end > offset or tag < RPMTAG_HEADERI18NTABLE or count < 1 or count > dl
+        limit = entries[i + 1][2] if i < last else dl
+        if region and offset < rdl:
+            limit = min(limit, trailer_from)
+        limit = min(limit, dl)
+        bad = (size is None or tag < RPMTAG_HEADERI18NTABLE or count < 1 or count > dl
                or offset < 0 or offset > dl or offset % aligns.get(etype, 1)
                or (etype != RPM_BIN_TYPE and count > HEADER_ARRAY_MAX)
                or (typechk and not _type_ok(tag, etype)))
-        length = -1
         if not bad:
-            if size >= 0:
-                length = size * count if dl - offset >= size * count else -1
-            elif etype != RPM_STRING_TYPE or count == 1:
-                pos = offset
-                for _ in range(count):
-                    nul = find(b"\0", pos, dl)
-                    if nul < 0:
-                        pos = -1
-                        break
-                    pos = nul + 1
-                length = pos - offset if pos >= 0 else -1
-        if bad or length <= 0 or offset + length > dl or (region and offset + length > trailer_from and offset < rdl):
-            raise RpmHeaderError(f"tag[{i}]: BAD, tag {tag} type {etype} offset {offset} count {count} "
-                                 f"len {max(length, 0)}")
-        end = offset + length
+            if size > 0:
+                bad = offset + size * count > limit
+            elif size == 0 or (etype == RPM_STRING_TYPE and count != 1):
+                bad = True
+            else:
+                bad = offset >= limit or nuls(b"\0", offset, limit) < count
+        if bad:
+            raise RpmHeaderError(f"tag[{i}]: BAD, tag {tag} type {etype} offset {offset} count {count}")
 
 
 def _type_ok(tag: int, etype: int) -> bool:
-    if tag in _STRING_TAGS:
-        return etype in _STRING_CLASS
     expected = _TAG_TYPES.get(tag)
-    return expected is None or expected == etype
+    if expected is None or expected == etype:
+        return True
+    return expected in _STRING_CLASS and etype in _STRING_CLASS
 
 RPM_LEAD_MAGIC = b"\xed\xab\xee\xdb"
 HEADER_MAGIC = b"\x8e\xad\xe8\x01"
