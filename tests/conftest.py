@@ -25,7 +25,7 @@ import testkit  # noqa: E402
 from hostbuilder import Host  # noqa: E402
 from testkit import require_tool, scrape  # noqa: E402,F401  (still importable from conftest)
 
-SLOW_KINDS = ("realhost", "oracle", "live")   # markers that imply slow
+SLOW_KINDS = ("realhost", "rhelhost", "oracle", "live")   # markers that imply slow
 QUICK_BUDGET = 5.0                            # seconds per test (setup + call + teardown)
 _spent: dict[str, float] = {}                 # quick tier: node id -> seconds
 

@@ -150,5 +150,99 @@ def write_all(target: Path) -> None:
         build(dest)
 
 
+
+# --- RPM family (tests/rhelbuilder.py: a real rpmdb made by rpm from rpmbuild's packages) -------
+
+EL_OLD, EL_NEW = "5.14.0-427.13.1.el9_4.x86_64", "5.14.0-503.11.1.el9_5.x86_64"
+FC_OLD, FC_NEW = "6.8.5-301.fc40.x86_64", "6.9.4-200.fc40.x86_64"
+LATER = 1_700_000_000 + 3600          # installed after the boot (/proc/stat btime, /proc/1)
+NVFAKE_API_LOG = """\
+2023/11/14 23:13:20 akmods: Building RPM using the command '/usr/sbin/akmodsbuild --target x86_64 --kernels {k} /usr/src/akmods/nvfake-kmod.latest'
+2023/11/14 23:13:41 akmodsbuild: /tmp/akmodsbuild.XXXXXX/BUILD/nvfake-kmod-550.1/_kmod_build_{k}/nvfake_main.c: In function 'nvfake_probe':
+2023/11/14 23:13:41 akmodsbuild: /tmp/akmodsbuild.XXXXXX/BUILD/nvfake-kmod-550.1/_kmod_build_{k}/nvfake_main.c:212:9: error: implicit declaration of function 'pci_enable_pcie_error_reporting' [-Werror=implicit-function-declaration]
+2023/11/14 23:13:41 akmodsbuild: cc1: some warnings being treated as errors
+2023/11/14 23:13:41 akmodsbuild: error: Bad exit status from /var/tmp/rpm-tmp.Q8sT2b (%build)
+2023/11/14 23:13:41 akmods: Building rpms failed; see /var/cache/akmods/nvfake/550.1-1-for-{k}.failed.log for details
+"""
+
+
+def rhel9_trap(root: Path):
+    """RHEL 9.4 -> 9.5: dnf upgrade installed 503.11.1 and grubby made it the default; its
+    kernel-devel is kept back by a versionlock, so DKMS built nothing for it, and the ELRepo-style
+    kmod built for 427's kABI does not fit 503's (weak-modules left it out)."""
+    from rhelbuilder import RhelHost
+    h = RhelHost(root, os_id="rhel", version_id="9.4")
+    h.kernel(EL_OLD, running=True)
+    h.kernel(EL_NEW, headers=False, installed_at=LATER)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", EL_OLD, dest=["acpi_call"])
+    h.rpm("dkms", "3.0.13", "1.el9", arch="noarch")
+    h.kmod("nvfake", "550.1", "1.el9_4", built_for=EL_OLD)
+    h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
+    for k in (EL_OLD, EL_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.grub(default=f"{MACHINE_ID}-{EL_NEW}")
+    h.versionlock("kernel-devel-0:5.14.0-427.13.1.el9_4.*")
+    h.finish()
+    return h
+
+
+def rhel9_healthy(root: Path):
+    """RHEL 9.4 -> 9.4.z: the new kernel keeps the kABI (the kmod is linked into its weak-updates/),
+    kernel-devel came with it and DKMS built for it."""
+    from rhelbuilder import RhelHost
+    new = "5.14.0-427.16.1.el9_4.x86_64"
+    h = RhelHost(root, os_id="rhel", version_id="9.4")
+    h.kernel(EL_OLD, running=True)
+    h.kernel(new, kabi=EL_OLD)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    for k in (EL_OLD, new):
+        h.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
+    h.kmod("nvfake", "550.1", "1.el9_4", built_for=EL_OLD)
+    h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
+    for k in (EL_OLD, new):
+        h.initramfs(k, ["e1000e"])
+    h.grub(default=f"{MACHINE_ID}-{new}")
+    h.finish()
+    return h
+
+
+def fedora_trap(root: Path):
+    """Fedora 40: dnf upgrade brought 6.9; akmods' build of the akmod for it failed on a kernel API
+    change, so after the reboot there is no driver."""
+    from rhelbuilder import RhelHost
+    h = RhelHost(root, os_id="fedora", version_id="40")
+    h.kernel(FC_OLD, running=True)
+    h.kernel(FC_NEW, installed_at=LATER)
+    h.rpm("akmods", "0.5.8", "8.fc40", arch="noarch")
+    h.akmod("nvfake", "550.1", "1.fc40", built=(FC_OLD,), failed={FC_NEW: NVFAKE_API_LOG.format(k=FC_NEW)})
+    h.loaded(("nvfake", "POE"), ("e1000e", ""))
+    for k in (FC_OLD, FC_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.grub(default=f"{MACHINE_ID}-{FC_NEW}")
+    h.finish()
+    return h
+
+
+def fedora_healthy(root: Path):
+    from rhelbuilder import RhelHost
+    h = RhelHost(root, os_id="fedora", version_id="40")
+    h.kernel(FC_OLD, running=True)
+    h.kernel(FC_NEW)
+    h.rpm("akmods", "0.5.8", "8.fc40", arch="noarch")
+    h.akmod("nvfake", "550.1", "1.fc40", built=(FC_OLD, FC_NEW))
+    h.loaded(("nvfake", "POE"), ("e1000e", ""))
+    for k in (FC_OLD, FC_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.grub(default=f"{MACHINE_ID}-{FC_NEW}")
+    h.finish()
+    return h
+
+
+MACHINE_ID = "4f1f5a5c0c5e4d0f9d3b2a1c8e7f6a5b"
+EXAMPLES.update({"rhel9-trap": rhel9_trap, "rhel9-healthy": rhel9_healthy, "fedora-trap": fedora_trap,
+                 "fedora-healthy": fedora_healthy})
+
+
 if __name__ == "__main__":
     write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "examples/hosts"))

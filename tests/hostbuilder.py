@@ -41,9 +41,14 @@ def vermagic(release: str) -> str:
     return f"{release} SMP preempt mod_unload modversions "
 
 
+# kernels that keep another's symbol versions (RHEL's kABI within a minor release): release -> that one
+KABI: dict[str, str] = {}
+
+
 def kernel_crc(release: str, symbol: str) -> int:
-    """Each test kernel exports its symbols with its own CRCs, as an ABI bump does."""
-    return zlib.crc32(f"{release}:{symbol}".encode())
+    """Each test kernel exports its symbols with its own CRCs, as an ABI bump does (a kernel
+    registered in KABI keeps the CRCs of the one it names)."""
+    return zlib.crc32(f"{KABI.get(release, release)}:{symbol}".encode())
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +74,7 @@ def module_elf(name: str, kernel: str, *, intree: bool = False, key: str | None 
     spec = modbuild.ModSpec(name=name.replace("-", "_"), vermagic=vermagic(against), intree=intree,
                             version=version, versions=tuple((s, kernel_crc(against, s)) for s in SYMBOLS),
                             undefined=tuple(s for s in SYMBOLS if s != "module_layout"))
-    digest = hashlib.sha256(repr((spec, key, compression)).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(repr((spec, key, compression, KABI.get(against))).encode()).hexdigest()[:32]
     cached = modbuild.cache_dir() / "hostbuilder-elf" / f"{digest}.ko"
     if not cached.exists():
         obj = modbuild.build_module(spec, cached.with_suffix(".o"))
@@ -131,6 +136,8 @@ class Host:
     packages: list[str] = field(default_factory=list)
     running: str | None = None
     _finished: bool = False
+    dkms_dest: str = "updates/dkms"                  # dkms's module location on Debian
+    depmod_rank: dict = field(default_factory=lambda: {"updates": 0})   # depmod.d search order
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -299,7 +306,7 @@ class Host:
                                                         version=version)
             self.write(f"{kdir}/module/{d}.ko", data)
             if installed and copy_to_kernel:
-                self.write(f"usr/lib/modules/{kernel}/updates/dkms/{d}.ko", data)
+                self.write(f"usr/lib/modules/{kernel}/{self.dkms_dest}/{d}.ko", data)
         if installed:
             self.symlink(f"var/lib/dkms/{name}/kernel-{kernel}-{arch}", f"{version}/{kernel}/{arch}")
         return self
@@ -416,7 +423,7 @@ class Host:
         """modules.dep as depmod writes it: updates/ shadows same-named modules elsewhere."""
         base = self.path(f"usr/lib/modules/{release}")
         found: dict[str, str] = {}
-        rank = {"updates": 0}
+        rank = self.depmod_rank
         entries = []
         for path in sorted(base.rglob("*.ko*")):
             rel = path.relative_to(base).as_posix()

@@ -100,3 +100,33 @@ def _tree(root: Path) -> dict[str, str]:
         elif p.is_file():
             out[rel] = p.read_bytes().hex()
     return out
+
+
+def test_rpm_trap_hosts_name_module_reason_and_the_rhel_fix(hosts, capsys):
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "rhel9-trap"))
+    k = "5.14.0-503.11.1.el9_5.x86_64"
+    assert code == 1 and "acpi_call" in text and "not_built" in text and "kabi_mismatch" in text
+    assert f"dnf versionlock delete kernel-devel && dnf install kernel-devel-{k} && dkms install acpi-call/1.2.2 -k {k}" \
+        in text                                     # the lock that kept kernel-devel back goes first
+    assert "apt-get" not in text
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "fedora-trap"))
+    k = "6.9.4-200.fc40.x86_64"
+    assert code == 1 and "nvfake" in text and "build_failed" in text
+    assert f"akmods --force --kernels {k} --kmod nvfake" in text and "implicit declaration" in text
+
+
+def test_rpm_healthy_hosts_exit_zero(hosts, capsys):
+    for name in ("rhel9-healthy", "fedora-healthy"):
+        assert cli(capsys, "check", "--path.rootfs", str(hosts / name))[0] == 0, name
+
+
+def test_rpm_example_databases_are_what_rpm_reads(hosts, capsys):
+    """The example hosts' rpmdb, read by the real rpm, lists what the exporter lists."""
+    import subprocess
+    from rpmtools import QUERY_FORMAT
+    for name, dbpath in (("rhel9-trap", "/var/lib/rpm"), ("fedora-trap", "/usr/lib/sysimage/rpm")):
+        out = subprocess.run([require_tool("rpm"), "--root", str(hosts / name), "--dbpath", dbpath, "-qa", "--qf",
+                              QUERY_FORMAT], capture_output=True, text=True, check=True).stdout
+        assert len(out.splitlines()) >= 8
+        code, _ = cli(capsys, "metrics", "--path.rootfs", str(hosts / name))
+        assert code == 0

@@ -290,3 +290,26 @@ def test_the_reader_loop_catches_a_writer_that_is_not_atomic(tmp_path, fixture_h
     settings = direct_settings(fixture_host, textfile_dir / "dkms.prom", bin=naive)
     _, torn, _, _ = _read_while_hooks_run(hook_env(defaults_file(tmp_path, **settings)), textfile_dir, 4)
     assert torn
+
+
+def test_dnf_action_is_read_by_the_real_plugin_and_runs_the_same_hook():
+    """deploy/dnf/dkms-exporter.action as dnf-plugins-core's post-transaction-actions plugin parses
+    it (its own _parse_actions, run by the system python3): one action, every package, any state,
+    the same hook command as apt's."""
+    from rpmtools import dnf_plugins, rpm_python
+    pluginpath, pythonpath = dnf_plugins()
+    parsed = rpm_python("""
+        import json, logging, sys, importlib.util
+        args = json.load(sys.stdin)
+        sys.path.insert(0, args["site"])
+        spec = importlib.util.spec_from_file_location("pta", args["plugins"] + "/post-transaction-actions.py")
+        pta = importlib.util.module_from_spec(spec); spec.loader.exec_module(pta)
+        class Fake: pass
+        fake = Fake(); fake.actiondir = args["dir"] + "/"; fake.logger = logging.getLogger("x")
+        print(json.dumps(pta.PostTransactionActions._parse_actions(fake)))
+        """, {"dir": str(REPO / "deploy/dnf"), "plugins": pluginpath, "site": pythonpath})
+    assert len(parsed) == 1
+    key, state, command = parsed[0]
+    assert (key, state) == ("*", "any")
+    assert "/etc/kernel/postinst.d/zzz-dkms-exporter" in command and "timeout -k 5 90" in command
+    assert command.rstrip().endswith("fi")

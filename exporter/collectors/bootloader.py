@@ -8,17 +8,20 @@ import fnmatch
 import re
 from dataclasses import replace
 
+from ..distro import detect
 from ..distro.arch import release_of_pkgbase
 from ..facts.bootloader import BootFacts
 from ..facts.kernel import MODULES_ROOT
-from ..formats.bls import parse_bls_entry
+from ..formats.bls import blscfg_order, parse_bls_entry
 from ..formats.efi import LOADER_GUID, efi_string
 from ..formats.grub import IMAGE_IN_PATH, is_index, parse_grub_cfg, parse_grubenv, select_entry
 from ..formats.versions import release_key
 from ..host.context import Context, Unreadable
 from . import register
 
-GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
+# RHEL 8 on EFI keeps the real grub.cfg in the ESP (RHEL 9 leaves a stub there that loads /boot/grub2's)
+GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg") + tuple(
+    f"/boot/efi/EFI/{vendor}/grub.cfg" for vendor in ("redhat", "centos", "rocky", "almalinux", "fedora"))
 GRUBENVS = ("/boot/grub/grubenv", "/boot/grub2/grubenv")
 ESP_DIRS = ("/boot/efi", "/efi", "/boot")
 MAX_CFG = 4 * 1024 * 1024
@@ -49,10 +52,10 @@ def _choose(ctx: Context) -> BootFacts:
         env = _grubenv(ctx, cfg_path.rsplit("/", 1)[0] + "/grubenv")
         st = ctx.stat(cfg_path)
         if re.search(r"^\s*blscfg\b", text, re.M):
-            return _bls(ctx, env, st.st_mtime if st else None)
+            return _bls(ctx, env, st.st_mtime if st else None, _blscfg_variant(ctx))
         return grub_next_boot(text, env, st.st_mtime if st else None)
     if ctx.listdir("/boot/loader/entries"):
-        return _bls(ctx, {}, None)
+        return _bls(ctx, {}, None, _blscfg_variant(ctx))
     return BootFacts("unknown", None, "", "no grub.cfg, BLS entries or systemd-boot loader.conf found")
 
 
@@ -87,7 +90,14 @@ def grub_next_boot(cfg: str, env: dict[str, str], mtime: float | None = None) ->
     return BootFacts("grub", entry.kernel, how, "", mtime)
 
 
-def _bls_entries(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]]]:
+def _blscfg_variant(ctx: Context) -> str:
+    distro, release, _ = detect(ctx)
+    return distro.blscfg_variant(release)
+
+
+def _bls_files(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]]]:
+    """(id, fields) of every readable entry, in file-name order (GRUB reads the directory in the
+    file system's order, which for these few files is not known from here)."""
     entries = []
     for name in ctx.listdir(directory) or []:
         if not name.endswith(".conf"):
@@ -98,7 +108,12 @@ def _bls_entries(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]
             continue
         if fields:
             entries.append((name[:-5], fields))
-    # BLS order: newest version first, then file name
+    return entries
+
+
+def _bls_entries(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]]]:
+    """systemd-boot's entries, newest version first, then file name."""
+    entries = _bls_files(ctx, directory)
     entries.sort(key=lambda e: e[0], reverse=True)
     entries.sort(key=lambda e: release_key(_bls_kernel(e[1]) or "0"), reverse=True)
     return entries
@@ -109,12 +124,14 @@ def _bls_kernel(fields: dict[str, str]) -> str | None:
     return m.group(1) if m else (fields.get("version") or None)
 
 
-def _bls(ctx: Context, env: dict[str, str], mtime: float | None) -> BootFacts:
-    entries = _bls_entries(ctx, "/boot/loader/entries")
+def _bls(ctx: Context, env: dict[str, str], mtime: float | None, variant: str) -> BootFacts:
+    """GRUB's blscfg: its own menu order (formats.bls.blscfg_order), then the default as GRUB
+    resolves it (next_entry, else saved_entry: index, id or title; not found: the first)."""
+    entries = blscfg_order(_bls_files(ctx, "/boot/loader/entries"), variant)
     if not entries:
         return BootFacts("grub-bls", None, "", "blscfg in grub.cfg but no /boot/loader/entries", mtime)
     spec = env.get("next_entry") or env.get("saved_entry") or ""
-    how = f"saved_entry={spec}" if spec else "newest BLS entry"
+    how = (f"next_entry={spec}" if env.get("next_entry") else f"saved_entry={spec}") if spec else "newest BLS entry"
     chosen = None
     if spec:
         if is_index(spec) and int(spec) < len(entries):

@@ -293,4 +293,5 @@ def _dkms_version(ctx: Context) -> str | None:
 
 def _distro_dest(ctx: Context) -> str | None:
     """override_dest_module_location: where dkms installs modules on this distribution."""
-    return detect(ctx)[0].dkms_dest
+    distro, release, _ = detect(ctx)
+    return distro.dkms_dest_for(release)

@@ -9,13 +9,14 @@ import re
 from ..facts.kernel import MODULES_ROOT, OUT_OF_TREE_DIRS, Kernel, KernelFacts
 from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_dep, parse_modules_dep_bin
 from ..formats.kconfig import parse_kernel_config
-from ..formats.versions import newest, release_key
+from ..distro import detect
 from ..host.context import Context, Unreadable
 from . import register
 
 _IMAGE = re.compile(r"^(?:vmlinuz|vmlinux|Image|bzImage)-(.+)$")
 _NOT_A_KERNEL = re.compile(r"(\.old|\.bak|\.efi\.signed|\.dpkg-\w+|\.sig|~)$")
 MAX_WALK_ENTRIES = 20000
+WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules")
 
 
 @register("kernel", KernelFacts, readiness=True)
@@ -25,11 +26,14 @@ def collect_kernels(ctx: Context) -> KernelFacts:
     for release in module_dirs:
         if release not in images and ctx.exists(f"{MODULES_ROOT}/{release}/vmlinuz"):
             images[release] = f"{MODULES_ROOT}/{release}/vmlinuz"  # Fedora/Arch keep it here
+    key = detect(ctx)[0].release_key        # dpkg's order on Debian, rpm's on RHEL
     kernels = [_kernel(ctx, release, images[release], release in module_dirs)
-               for release in sorted(images, key=release_key)]
-    orphans = tuple(sorted((d for d in module_dirs if d not in images), key=release_key))
+               for release in sorted(images, key=key)]
+    orphans = tuple(sorted((d for d in module_dirs if d not in images), key=key))
     running = _running(ctx)
-    return KernelFacts(tuple(kernels), orphans, running, newest(list(images)), os.uname().machine)
+    weak = next((p for p in WEAK_MODULES if ctx.exists(p)), None)
+    return KernelFacts(tuple(kernels), orphans, running, max(images, key=key) if images else None,
+                       os.uname().machine, weak)
 
 
 def _boot_images(ctx: Context) -> dict[str, str]:

@@ -22,7 +22,8 @@ from ..host.context import Context, Unreadable
 from ..host.reader import FileTooLarge, read_optional
 from . import register
 
-SIGNING_CERTS = ("/var/lib/dkms/mok.pub", "/var/lib/shim-signed/mok/MOK.der")
+# DKMS's key, Ubuntu's shim-signed MOK, and akmods' (kmodtool's kmodgenca writes it; akmods signs with it)
+SIGNING_CERTS = ("/var/lib/dkms/mok.pub", "/var/lib/shim-signed/mok/MOK.der", "/etc/pki/akmods/certs/public_key.der")
 MAX_CERT_BYTES = 1024 * 1024
 T = TypeVar("T")
 

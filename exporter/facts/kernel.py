@@ -35,7 +35,7 @@ class KernelFacts:
     running: str | None
     newest: str | None
     arch: str
-
+    weak_modules: str | None = None      # host path of weak-modules (RHEL's kmod), which links kABI kmods
     def get(self, release: str) -> Kernel | None:
         return next((k for k in self.kernels if k.release == release), None)
 

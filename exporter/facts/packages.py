@@ -11,18 +11,20 @@ import re
 from dataclasses import dataclass
 
 _KIND_PATTERNS = (
-    ("kernel-headers", re.compile(r"^(linux-headers-|kernel-devel|kernel-headers)")),
-    ("kernel-image", re.compile(r"^(linux-image-|linux-modules-|kernel$|kernel-core|kernel-modules)")),
+    ("kernel-headers", re.compile(r"^(linux-headers-|kernel(-[a-z0-9]+)?-devel$|kernel-devel|kernel-headers)")),
+    ("kernel-image", re.compile(r"^(linux-image-|linux-modules-|kernel$|kernel-core|kernel-modules"
+                                r"|kernel-(rt|debug|rt-debug|64k|64k-debug|16k|16k-debug)(-core|-modules[a-z-]*)?$)")),
     ("kernel-meta", re.compile(r"^linux-(generic|virtual|lowlatency|aws|azure|gcp|oracle|kvm|image|headers)"
                                r"(-[a-z0-9.]+)*$")),
     ("dkms", re.compile(r"(^dkms$|-dkms$)")),
-    ("boot", re.compile(r"^(grub|shim|systemd-boot|initramfs-tools|dracut|linux-base|kmod)")),
+    ("kmod", re.compile(r"^(kmod|akmod)-")),
+    ("boot", re.compile(r"^(grub|shim|systemd-boot|initramfs-tools|dracut|linux-base|kmod$|kmod-libs|grubby)")),
 )
 
 
 def package_kind(name: str) -> str:
     """What a package is to a kernel upgrade, for alert routing: kernel-image, kernel-headers,
-    kernel-meta, dkms, boot or other."""
+    kernel-meta, dkms, kmod (RPM kernel-module packages: kmod-NAME, akmod-NAME), boot or other."""
     for kind, pattern in _KIND_PATTERNS:
         if pattern.search(name):
             return kind
@@ -36,6 +38,15 @@ class Package:
     arch: str
     state: str          # "installed", or the manager's word for a package that is not (fully)
     held: bool          # kept back from upgrades (apt-mark hold, dnf versionlock, IgnorePkg, ...)
+    installtime: int | None = None       # rpm: INSTALLTIME (what `dnf needs-restarting -r` compares)
+    provides: tuple[str, ...] = ()       # rpm: PROVIDENAME
+    nevra: str = ""                      # rpm: NAME-[EPOCH:]VERSION-RELEASE.ARCH (kernel-devel-K is one)
+    held_by: str = ""                    # the file whose rule holds it (versionlock.list, dnf.conf, ...)
+
+    @property
+    def label(self) -> str:
+        """How the manager names this one package among others of its name (rpm: its NEVRA)."""
+        return self.nevra or self.name
 
     @property
     def kind(self) -> str:
@@ -49,10 +60,20 @@ class PackageProblem:
 
 
 @dataclass(frozen=True)
+class PackageModule:
+    """A kernel module file a package installed out of tree (rpm kmod packages)."""
+
+    package: str        # the package's label (NEVRA)
+    path: str           # /lib/modules/K/extra/...
+
+
+@dataclass(frozen=True)
 class PackageFacts:
     manager: str | None                  # dpkg | rpm | pacman; None: no package database found
     packages: tuple[Package, ...]
     findings: tuple[PackageProblem, ...]
+    database: str = ""                   # host path of the database read
+    module_files: tuple[PackageModule, ...] = ()
 
     @property
     def present(self) -> bool:
@@ -63,4 +84,5 @@ class PackageFacts:
         return [p for p in self.packages if p.held]
 
     def installed(self, name: str) -> bool:
-        return any(p.name == name and p.state == "installed" for p in self.packages)
+        """A package of that name (or, for rpm, that NEVRA: kernel-devel-K) is installed."""
+        return any((p.name == name or p.nevra == name) and p.state == "installed" for p in self.packages)

@@ -66,12 +66,14 @@ def classify_make_log(data: bytes) -> MakeLog:
         if m:
             module, version = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
             kernel, arch = m.group(5), m.group(6)
-    cause = "other"
+    cause, telling = "other", None
     for name, pattern in _CAUSES:
-        if any(pattern.search(line) for line in lines):
-            cause = name
+        hits = [line for line in lines if pattern.search(line)]
+        if hits:
+            cause, telling = name, hits[-1].strip()[:300]
             break
-    return MakeLog(module, version, kernel, arch, cause, _detail(lines))
+    # the line that shows the cause, not a later summary ("error: Bad exit status from ... (%build)")
+    return MakeLog(module, version, kernel, arch, cause, telling or _detail(lines))
 
 
 def _detail(lines: list[str]) -> str:

@@ -79,3 +79,97 @@ release_key = functools.cmp_to_key(compare)
 
 def newest(releases: list[str]) -> str | None:
     return max(releases, key=release_key) if releases else None
+
+
+# ---------------------------------------------------------------------------------------------
+# rpm's order (rpmio/rpmvercmp.c rpmvercmp; lib/rpmver.c rpmverCmp for EVRs)
+
+
+def _rpm_alnum(c: str) -> bool:
+    return ("0" <= c <= "9") or ("a" <= c <= "z") or ("A" <= c <= "Z")   # risalnum: ASCII only
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """-1, 0, 1 like rpm's rpmvercmp: runs of other characters separate segments (``1.0`` ==
+    ``1_0``); ``~`` sorts before anything, even the end; ``^`` after the end but before anything
+    else; a numeric segment beats an alphabetic one; numbers compare without leading zeros;
+    what is left over wins (``1.0a`` > ``1.0``)."""
+    if a == b:
+        return 0
+    i = j = 0
+    la, lb = len(a), len(b)
+    while i < la or j < lb:
+        while i < la and not _rpm_alnum(a[i]) and a[i] not in "~^":
+            i += 1
+        while j < lb and not _rpm_alnum(b[j]) and b[j] not in "~^":
+            j += 1
+        ca, cb = a[i] if i < la else "", b[j] if j < lb else ""
+        if ca == "~" or cb == "~":
+            if ca != "~":
+                return 1
+            if cb != "~":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if ca == "^" or cb == "^":
+            if not ca:
+                return -1
+            if not cb:
+                return 1
+            if ca != "^":
+                return 1
+            if cb != "^":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if not (ca and cb):
+            break
+        numeric = ca.isascii() and ca.isdigit()
+        kind = (lambda c: "0" <= c <= "9") if numeric else (lambda c: ("a" <= c <= "z") or ("A" <= c <= "Z"))
+        ei, ej = i, j
+        while ei < la and kind(a[ei]):
+            ei += 1
+        while ej < lb and kind(b[ej]):
+            ej += 1
+        if ej == j:          # segments of different kinds: the numeric one is newer
+            return 1 if numeric else -1
+        one, two = a[i:ei], b[j:ej]
+        if numeric:
+            one, two = one.lstrip("0"), two.lstrip("0")
+            if len(one) != len(two):
+                return 1 if len(one) > len(two) else -1
+        if one != two:
+            return 1 if one > two else -1
+        i, j = ei, ej
+    if i >= la and j >= lb:
+        return 0
+    return -1 if i >= la else 1
+
+
+def split_evr(evr: str) -> tuple[str | None, str, str | None]:
+    """(epoch, version, release) of ``[E:]V[-R]`` as rpm's parseEVR splits it: the epoch is the
+    leading digits before a ':' (None without one, "0" when empty), the release what follows
+    the last '-' (None without one)."""
+    digits = len(evr) - len(evr.lstrip("0123456789"))
+    epoch: str | None = None
+    version = evr
+    if evr[digits:digits + 1] == ":":
+        epoch, version = evr[:digits] or "0", evr[digits + 1:]
+    head, sep, release = version.rpartition("-")
+    return (epoch, head, release) if sep else (epoch, version, None)
+
+
+def rpm_evr_compare(a: str, b: str) -> int:
+    """EVR order as rpm's rpmverCmp (and python-rpm's labelCompare) has it: epoch (absent is
+    "0"), version, release, each with rpmvercmp; an absent part is older than a present one."""
+    (ea, va, ra), (eb, vb, rb) = split_evr(a), split_evr(b)
+    return _compare_values(ea or "0", eb or "0") or _compare_values(va, vb) or _compare_values(ra, rb)
+
+
+def _compare_values(a: str | None, b: str | None) -> int:
+    if a is None or b is None:
+        return (a is not None) - (b is not None)
+    return rpmvercmp(a, b)
+
+
+rpm_release_key = functools.cmp_to_key(rpm_evr_compare)

@@ -23,9 +23,16 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _identity_or_none(path: str | Path) -> tuple[int, int, int, int] | None:
+    try:
+        return identity(os.stat(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 @dataclass
 class _Entry:
-    ident: tuple[int, int, int, int]
+    ident: tuple
     value: object
     error: BaseException | None
     generation: int
@@ -55,10 +62,13 @@ class FileCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def compute(self, path: str | Path, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T:
-        """fn(path, stat) cached by the file's identity. OSError from stat/fn propagates."""
+    def compute(self, path: str | Path, purpose: str, fn: Callable[[Path, os.stat_result], T],
+                companions: tuple[str | Path, ...] = ()) -> T:
+        """fn(path, stat) cached by the file's identity (and that of ``companions``, files that
+        change its meaning, such as an SQLite database's -wal; absent ones count as absent).
+        OSError from stat/fn propagates."""
         st = os.stat(path)
-        ident = identity(st)
+        ident = identity(st) + tuple(_identity_or_none(c) for c in companions)
         key = (str(path), purpose)
         with self._lock:
             entry = self._entries.get(key)

@@ -64,10 +64,13 @@ class Context:
             self.error(hostpath, exc)
             raise Unreadable(hostpath) from exc
 
-    def compute(self, hostpath: str, purpose: str, fn: Callable[[Path, os.stat_result], T]) -> T | None:
-        """fn(local path, stat) for files that are not read whole; cached by identity."""
+    def compute(self, hostpath: str, purpose: str, fn: Callable[[Path, os.stat_result], T],
+                companions: tuple[str, ...] = ()) -> T | None:
+        """fn(local path, stat) for files that are not read whole; cached by identity (the
+        file's, and that of the host files in ``companions``)."""
         try:
-            return self.cache.compute(self.fs.local(hostpath), purpose, fn)
+            return self.cache.compute(self.fs.local(hostpath), purpose, fn,
+                                      tuple(self.fs.local(c) for c in companions))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except Exception as exc:  # noqa: BLE001

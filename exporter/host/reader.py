@@ -10,6 +10,7 @@ never truncated into a half-truth.
 from __future__ import annotations
 
 import errno
+import sqlite3
 import os
 import stat
 from pathlib import Path
@@ -97,3 +98,61 @@ def read_ends(path: str | Path, head: int, tail: int) -> tuple[bytes, bytes]:
         first = f.read(head)
         f.seek(size - tail)
         return first, f.read(tail)
+
+
+class ChangedWhileRead(OSError):
+    """A file was rewritten while it was being read: the next scrape reads it again."""
+
+
+def query_sqlite(path: str | Path, sql: str, limit: int, convert=None) -> list:
+    """Rows of ``sql`` on an SQLite database another program (rpm) may be writing, read without
+    taking its locks or creating files on the host.  Sources: docs/formats.md, "The rpm database".
+
+    - no ``-wal`` file, or an empty one (rpm checkpoints and truncates it when it closes the
+      database): opened ``immutable`` (no locks, no -shm/-wal created); the file's identity is
+      compared before and after, so a checkpoint during the read is noticed, not served;
+    - a ``-wal`` with frames and its ``-shm``: opened ``mode=ro``, SQLite's own protocol for
+      readers of a WAL database, which sees the last committed transaction and never blocks a
+      writer;
+    - a ``-wal`` with frames and no ``-shm`` (a writer that crashed), or a hot rollback
+      ``-journal``: refused, since reading would need the host's files changed.
+
+    ``convert(row)`` maps each row while the database is open (blobs need not all be held)."""
+    path = Path(path)
+    with open_regular(path) as f:
+        before = os.fstat(f.fileno())
+    if before.st_size > limit:
+        raise FileTooLarge(f"{path}: {before.st_size} bytes, larger than {limit}")
+    wal, shm, journal = (Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal"))
+    if _size(journal):
+        raise ChangedWhileRead(errno.EBUSY, "a rollback journal is present (a transaction is in progress "
+                               "or was interrupted)", str(journal))
+    wal_size = _size(wal)
+    if wal_size and not shm.exists():
+        raise ChangedWhileRead(errno.EBUSY, "write-ahead log without its -shm index (reading it would "
+                               "create files on the host)", str(wal))
+    uri = f"{path.as_uri()}?" + ("mode=ro" if wal_size else "immutable=1")
+    con = sqlite3.connect(uri, uri=True, timeout=2.0, check_same_thread=False)
+    try:
+        con.execute("PRAGMA query_only = 1")
+        rows = [convert(r) if convert else r for r in con.execute(sql)]
+        failure = None
+    except sqlite3.DatabaseError as exc:
+        rows, failure = [], exc
+    finally:
+        con.close()
+    if not wal_size:
+        after = os.stat(path)
+        if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns) \
+                or _size(wal):
+            raise ChangedWhileRead(errno.EAGAIN, "rewritten while it was read", str(path))
+    if failure is not None:
+        raise ValueError(f"{path}: sqlite: {failure}") from None
+    return rows
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return 0

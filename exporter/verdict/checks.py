@@ -1,7 +1,9 @@
 """Does one module work for one kernel?  The checks, from building the module to booting with it.
 
-1. DKMS state (``not_built``, ``build_failed``, ``built_not_installed``): one at most;
-2. the file and depmod (``file_missing``, ``not_in_depmod``): one at most, only with a build;
+1. DKMS or akmods state (``not_built``, ``build_failed``, ``built_not_installed``): one at most;
+2. the file and depmod (``file_missing``, or for a kmod of another kernel that weak-modules
+   would link, ``weak_update_missing`` / ``kabi_mismatch``; ``not_in_depmod``): one at most,
+   only with a build;
 3. the loader's own checks of the file (``module_unreadable``, ``vermagic_mismatch``,
    ``symbol_version_mismatch``, ``unknown_symbol``), then its signature (``unsigned``,
    ``untrusted_key``): all that apply.  The kernel's load_module() checks the signature first;
@@ -18,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..facts import HostFacts
+from ..facts.akmods import AkmodEntry
 from ..facts.dkms import DkmsEntry
 from ..facts.initramfs import InitramfsFacts, KernelImage
 from ..facts.kernel import OUT_OF_TREE_DIRS, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
+from ..facts.packages import PackageFacts
 from ..facts.secureboot import TrustFacts
 from ..formats.depmod import modname_of_path
 from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
@@ -34,7 +38,8 @@ from .trust import enforced_for, key_trusted
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
-CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "not_in_depmod",
+CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "weak_update_missing",
+               "kabi_mismatch", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
                "unsigned", "untrusted_key", "missing_from_initramfs", "initramfs_stale", "blacklisted")
 
@@ -51,11 +56,15 @@ class Evidence:
     fix: Fixes
     early_boot: frozenset[str] = frozenset()
     image: KernelImage | None = None
+    kernels: KernelFacts | None = None
+    all_modules: dict[str, KernelModuleFacts] | None = None   # every kernel's, for weak-modules' candidates
+    module_packages: dict[str, str] | None = None             # module file path -> the package that ships it
 
     @staticmethod
     def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
         modules, trust = facts.get(ModuleFacts), facts.get(TrustFacts)
         kernels, loaded, initramfs = facts.get(KernelFacts), facts.get(LoadedFacts), facts.get(InitramfsFacts)
+        packages = facts.get(PackageFacts)
         mf = modules.kernels.get(kernel.release) if modules else None
         enforced = None
         if trust is not None:
@@ -63,11 +72,15 @@ class Evidence:
         return Evidence(mf, enforced, trust.trusted_certificates if trust else (),
                         bool(trust and trust.keys_known), mf.builtin_signer if mf else None,
                         loaded.blacklisted if loaded else frozenset(), fix, early_boot,
-                        initramfs.images.get(kernel.release) if initramfs else None)
+                        initramfs.images.get(kernel.release) if initramfs else None, kernels,
+                        modules.kernels if modules else None,
+                        {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None)
 
 
-def assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple[str, ...],
+def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | None, why: tuple[str, ...],
                    evidence: Evidence) -> ModuleVerdict:
+    akmod = source if isinstance(source, AkmodEntry) else None
+    entry = source if isinstance(source, DkmsEntry) else None
     arch_builds = [b for b in (entry.builds if entry else ()) if b.kernel == kernel.release]
     build = next((b for b in arch_builds if b.state == "installed"), None) or \
         next(iter(arch_builds), None)
@@ -75,8 +88,12 @@ def assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple
                                        "build_failed" if _failure_for(entry, kernel) else "added")
     file = _module_file(kernel, name)
     problem = _dkms_problem(kernel, name, entry, build, evidence.fix) if entry is not None else None
+    if akmod is not None:
+        problem = _akmod_problem(kernel, name, akmod, evidence.fix)
     if problem is None:
         problem = _file_problem(kernel, name, entry, file, evidence.fix)
+        if problem is not None and problem.reason == "file_missing" and entry is None and akmod is None:
+            problem = weak_modules_problem(kernel, name, evidence) or problem
     problems: list[Problem] = [problem] if problem else []
     signature, signed = None, None
     if problem is None and file is not None:
@@ -84,7 +101,8 @@ def assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple
             if evidence.modules else None
         if isinstance(parsed, ModuleFile):
             signature, signed = parsed.signature, parsed.signature is not None
-        problems += module_truth_problems(kernel, name, entry, file, parsed, evidence)
+        problems += module_truth_problems(kernel, name, entry, file, parsed, evidence,
+                                          akmod.name if akmod else "")
     early = name in evidence.early_boot
     in_image = None
     image = evidence.image
@@ -96,7 +114,8 @@ def assess_module(kernel: Kernel, name: str, entry: DkmsEntry | None, why: tuple
         problems.append(Problem("blacklisted", f"modprobe.d blacklists {name}: it will not load automatically",
                                 f"remove 'blacklist {name}' from /etc/modprobe.d", severity="warning"))
     return ModuleVerdict(kernel.release, name, f"{entry.module}/{entry.version}" if entry else "",
-                         why, state, file, tuple(problems), signature, signed, early, in_image)
+                         why, state, file, tuple(problems), signature, signed, early, in_image,
+                         f"akmods:{akmod.name}/{akmod.version}" if akmod else "")
 
 
 def initramfs_problems(kernel: Kernel, name: str, file: str | None, ev: Evidence) -> list[Problem]:
@@ -117,7 +136,7 @@ def initramfs_problems(kernel: Kernel, name: str, file: str | None, ev: Evidence
 
 
 def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str,
-                          parsed: ModuleFile | ModuleFileError | None, ev: Evidence) -> list[Problem]:
+                          parsed: ModuleFile | ModuleFileError | None, ev: Evidence, akmod: str = "") -> list[Problem]:
     """Will the kernel's loader accept this file? vermagic, symbol CRCs, signature and key."""
     ident = f"{entry.module}/{entry.version}" if entry else ""
     k = kernel.release
@@ -152,7 +171,7 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
         elif ev.trust_known and not _key_trusted(sig, ev):
             out.append(Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
                                "enrolled (MokListRT, db) nor the kernel's own key",
-                               ev.fix("untrusted_key", k, ident, name)))
+                               ev.fix("untrusted_key", k, ident, name, akmod=akmod)))
     return out
 
 
@@ -160,6 +179,51 @@ def _key_trusted(sig: ModuleSignature, ev: Evidence) -> bool:
     if ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
         return True
     return key_trusted(sig, ev.trusted)
+
+
+def _akmod_problem(kernel: Kernel, name: str, akmod: AkmodEntry, fix: Fixes) -> Problem | None:
+    """akmods' kmod for K is under extra/NAME/; without it, its failed build, or no build yet."""
+    k = kernel.release
+    if any(p.startswith(f"extra/{akmod.name}/") for p in kernel.out_of_tree.get(name, ())):
+        return None
+    failure = akmod.failure_for(k)
+    if failure is not None:
+        return Problem("build_failed", f"{failure.cause}: {failure.detail} (see {failure.log})",
+                       fix("build_failed", k, module=name, headers=kernel.headers, cause=failure.cause,
+                           akmod=akmod.name))
+    detail = f"akmods has no kmod of {akmod.name} {akmod.verrel} for {k} (no /lib/modules/{k}/extra/{akmod.name}/)"
+    if not kernel.headers:
+        detail += f": headers for {k} are not installed"
+    return Problem("not_built", detail, fix("not_built", k, module=name, headers=kernel.headers, akmod=akmod.name))
+
+
+def weak_modules_problem(kernel: Kernel, name: str, ev: Evidence) -> Problem | None:
+    """A module K lacks that another kernel has in extra/ (a kmod package): weak-modules links it
+    into K's weak-updates/ when its CRCs all match K's symvers (RHEL's weak-modules runs
+    ``depmod -aeE symvers-K`` for that), and only then.  Decided with the loader's own CRC check;
+    None when the host has no weak-modules, K's CRCs are unknown, or no other kernel has it."""
+    kernels, mods = ev.kernels, ev.all_modules
+    if kernels is None or mods is None or not kernels.weak_modules or ev.modules is None or not ev.modules.exports:
+        return None
+    candidates = [(k.release, rel) for k in kernels.kernels if k.release != kernel.release
+                  for rel in k.out_of_tree.get(name, ()) if rel.startswith("extra/")]
+    if not candidates:
+        return None
+    other, rel = candidates[-1]          # weak-modules links every kernel's in turn: the newest stays
+    parsed = mods.get(other, KernelModuleFacts(None, "", None, "", None)).files.get(rel)
+    if not isinstance(parsed, ModuleFile):
+        return None
+    path, k = f"/lib/modules/{other}/{rel}", kernel.release
+    vc = check_versions(parsed, ev.modules.exports)
+    if vc.ok and not vc.no_versions:
+        return Problem("weak_update_missing", f"{path} (built for {other}) fits {k}'s symbol versions, but "
+                       f"/lib/modules/{k}/weak-updates/ has no link to it", ev.fix("weak_update_missing", k, module=name))
+    bad = [f"{s} (0x{m:08x}, {k} has 0x{c:08x})" for s, m, c in vc.mismatches] + [f"{s} (not exported)" for s in vc.unknown]
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    package = (ev.module_packages or {}).get(path, "")
+    return Problem("kabi_mismatch", f"{path} (built for {other}) does not fit {k}: "
+                   f"{', '.join(bad[:3]) or 'no symbol versions'}{more}; weak-modules will not link it",
+                   ev.fix("kabi_mismatch", k, module=name, package=package, fallback=other))
 
 
 def _failure_for(entry: DkmsEntry, kernel: Kernel):

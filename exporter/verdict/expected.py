@@ -1,8 +1,10 @@
 """Which modules a kernel needs (docs/readiness.md, "Modules a kernel K needs").
 
 1. DKMS modules installed for the running kernel; 2. DKMS modules DKMS means to build for K
-(AUTOINSTALL), minus those BUILD_EXCLUSIVE_* keeps away from K; 3. out-of-tree modules loaded
-now (taint O); early-boot modules; and the operator's required_modules, minus ignored_modules.
+(AUTOINSTALL), minus those BUILD_EXCLUSIVE_* keeps away from K; 3. the running kernel's modules
+in extra/ and weak-updates/ (kmod packages, akmods' kmods, vendor installers); 4. what akmods
+builds for every kernel; 5. out-of-tree modules loaded now (taint O); early-boot modules; and the
+operator's required_modules, minus ignored_modules.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 
 from ..config import Config, modname
 from ..facts import HostFacts
+from ..facts.akmods import AkmodEntry, AkmodsFacts
 from ..facts.dkms import DkmsEntry, DkmsFacts
 from ..facts.initramfs import InitramfsFacts
 from ..facts.kernel import Kernel, KernelFacts
@@ -31,13 +34,18 @@ def early_boot_modules(facts: HostFacts, config: Config) -> frozenset[str]:
     return frozenset(names)
 
 
+Source = DkmsEntry | AkmodEntry | None
+# where the running kernel keeps modules no DKMS tree describes (RHEL: kmod packages, weak-modules)
+PACKAGED_DIRS = ("extra/", "weak-updates/")
+
+
 def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | None, config: Config,
                      loaded: LoadedFacts | None = None, early_boot: frozenset[str] = frozenset(),
-                     ) -> dict[str, tuple[DkmsEntry | None, tuple[str, ...]]]:
-    """modname -> (the DKMS entry that should provide it, or None; why it is expected)."""
-    expected: dict[str, tuple[DkmsEntry | None, list[str]]] = {}
+                     akmods: AkmodsFacts | None = None) -> dict[str, tuple[Source, tuple[str, ...]]]:
+    """modname -> (the DKMS entry or akmod that should provide it, or None; why it is expected)."""
+    expected: dict[str, tuple[Source, list[str]]] = {}
 
-    def want(name: str, entry: DkmsEntry | None, why: str) -> None:
+    def want(name: str, entry: Source, why: str) -> None:
         current = expected.get(name)
         if current is None:
             expected[name] = (entry, [why])
@@ -65,6 +73,13 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
             if _autoinstall(provider, kernel.release, arch, dkms):
                 for name in dest_modnames(provider, kernel.release, arch, dkms):
                     want(name, provider, "autoinstall")
+    running = kernels.get(kernels.running) if kernels.running else None
+    for name, paths in sorted(running.out_of_tree.items()) if running else ():
+        if name not in excluded and any(p.startswith(PACKAGED_DIRS) for p in paths):
+            want(name, None, "installed_for_running_kernel")
+    for akmod in akmods.entries if akmods else ():
+        for name in akmod_modnames(akmod, kernels):
+            want(name, akmod, "akmods")
     for name in (loaded.out_of_tree if loaded else ()):
         if name not in excluded:
             want(name, None, "loaded_out_of_tree")
@@ -75,6 +90,15 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
     for name in config.ignored_modules:
         expected.pop(name, None)
     return {k: (v[0], tuple(v[1])) for k, v in expected.items()}
+
+
+def akmod_modnames(akmod: AkmodEntry, kernels: KernelFacts) -> list[str]:
+    """The modules an akmod's kmods hold: whatever any kernel has under extra/NAME/ (akmods
+    installs kmod-NAME-K there); before its first build, the akmod's own name."""
+    prefix = f"extra/{akmod.name}/"
+    names = sorted({name for k in kernels.kernels for name, paths in k.out_of_tree.items()
+                    if any(p.startswith(prefix) for p in paths)})
+    return names or [modname(akmod.name)]
 
 
 def _by_module(dkms: DkmsFacts) -> dict[str, list[DkmsEntry]]:

@@ -6,13 +6,16 @@ from __future__ import annotations
 from ..distro import Distro, for_family
 from ..facts import HostFacts
 from ..facts.os import OsFacts
+from ..facts.packages import PackageFacts
 
 # Problem reasons: one stable label value each (docs/metrics.md, docs/runbooks.md).
 REASONS = {
-    "not_built": "DKMS has no build of the module for this kernel",
-    "build_failed": "the DKMS build for this kernel failed",
+    "not_built": "DKMS (or akmods) has no build of the module for this kernel",
+    "build_failed": "the DKMS (or akmods) build for this kernel failed",
     "built_not_installed": "DKMS built the module for this kernel but did not install it",
     "file_missing": "no module file for this kernel where DKMS or depmod says it is",
+    "weak_update_missing": "another kernel's kmod fits this kernel's symbol versions, but weak-modules has not linked it",
+    "kabi_mismatch": "only another kernel has the module, and its symbol versions do not fit this kernel (weak-modules will not link it)",
     "not_in_depmod": "the module file exists but depmod does not resolve the module to it",
     "headers_missing": "no kernel headers for this kernel (DKMS cannot rebuild)",
     "module_unreadable": "the module file is not a loadable kernel module (truncated, corrupt, too large)",
@@ -33,17 +36,39 @@ class Fixes:
     """Fix commands for one host: DKMS's own commands are the same everywhere; installing headers
     or a compiler, rebuilding an initramfs and signing keys are the distribution's."""
 
-    def __init__(self, distro: Distro) -> None:
+    def __init__(self, distro: Distro, holds: dict[str, str] | None = None) -> None:
         self.distro = distro
+        self.holds = holds or {}             # held package name -> the file holding it
+
+    def install_headers(self, kernel: str) -> str:
+        """The distribution's headers install, after releasing a hold on that package (a dnf
+        versionlock on kernel-devel keeps every newer one out, so `dnf install` alone fails)."""
+        d = self.distro
+        name = d.headers_package_name(kernel)
+        release = d.release_hold(name, self.holds[name]) if name in self.holds else ""
+        return f"{release} && {d.install_headers(kernel)}" if release else d.install_headers(kernel)
 
     def __call__(self, reason: str, kernel: str, dkms: str = "", module: str = "", *, headers: bool = True,
-                 cause: str = "") -> str:
+                 cause: str = "", akmod: str = "", package: str = "", fallback: str = "") -> str:
         d = self.distro
         if reason in ("missing_from_initramfs", "initramfs_stale", "initramfs_unreadable"):
             return d.update_initramfs(kernel)
         if reason == "initramfs_missing":
             return d.create_initramfs(kernel)
-        install_headers = d.install_headers(kernel)
+        install_headers = self.install_headers(kernel)
+        if akmod and reason in ("not_built", "build_failed"):
+            rebuild = d.rebuild_akmod(kernel, akmod)
+            if not headers or cause == "headers_missing":
+                return f"{install_headers} && {rebuild}"
+            if cause == "compiler_missing":
+                return f"{d.install_build_tools()} && {rebuild}"
+            if cause == "kernel_api_mismatch":
+                return f"upgrade akmod-{akmod} to a version that supports {kernel}, then {rebuild}"
+            return rebuild
+        if reason == "weak_update_missing":
+            return d.add_weak_modules(kernel)
+        if reason == "kabi_mismatch":
+            return d.install_kmod_for(kernel, package or f"the kmod package that ships {module}", fallback)
         rebuild = f"dkms install {dkms} -k {kernel}" if dkms else f"dkms autoinstall -k {kernel}"
         if reason == "headers_missing":
             return install_headers
@@ -73,6 +98,8 @@ class Fixes:
         if reason == "unsigned":
             return f"{d.sign_module()}, or let DKMS sign it: {rebuild_force}"
         if reason == "untrusted_key":
+            if akmod:
+                return d.enrol_akmods_key()
             if dkms:
                 return d.enrol_dkms_key()
             return (f"enrol the certificate of the key that signed {module} (mokutil --import CERT.der, then "
@@ -81,6 +108,9 @@ class Fixes:
 
 
 def fixes_for(facts: HostFacts) -> Fixes:
-    """The fix vocabulary of the host the facts are from (its os collector's family)."""
+    """The fix vocabulary of the host the facts are from (its os collector's family, and the
+    package holds a fix has to lift first)."""
     found = facts.get(OsFacts)
-    return Fixes(for_family(found.family if found else None))
+    packages = facts.get(PackageFacts)
+    holds = {p.name: p.held_by for p in packages.held if p.held_by} if packages else {}
+    return Fixes(for_family(found.family if found else None), holds)

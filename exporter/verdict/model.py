@@ -29,6 +29,7 @@ class ModuleVerdict:
     signed: bool | None = None                 # None: the file could not be read
     early_boot: bool = False                   # needed in the initramfs
     in_initramfs: bool | None = None           # None: no readable image for this kernel
+    provider: str = ""                         # a non-DKMS builder of it: "akmods:NAME/VERSION"
 
     @property
     def working(self) -> bool:

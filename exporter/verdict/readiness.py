@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..config import Config
 from ..facts import HostFacts
+from ..facts.akmods import AkmodsFacts
 from ..facts.bootloader import BootFacts
 from ..facts.dkms import DkmsFacts
 from ..facts.initramfs import InitramfsFacts
@@ -57,7 +58,8 @@ def assess(facts: HostFacts, config: Config) -> Readiness:
 def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, config: Config,
                    targets: tuple[str, ...], next_boot: str | None, failed: list[str], fix: Fixes) -> KernelVerdict:
     early = early_boot_modules(facts, config)
-    expected = expected_modules(kernel, kernels, facts.get(DkmsFacts), config, facts.get(LoadedFacts), early)
+    expected = expected_modules(kernel, kernels, facts.get(DkmsFacts), config, facts.get(LoadedFacts), early,
+                                facts.get(AkmodsFacts))
     evidence = Evidence.of(kernel, facts, fix, early)
     modules = tuple(assess_module(kernel, name, source, why, evidence)
                     for name, (source, why) in sorted(expected.items()))

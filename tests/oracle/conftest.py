@@ -47,10 +47,12 @@ class OracleRun:
 
 
 def _run_all(work: Path) -> OracleRun:
+    from rhelhost.build import ensure_rhelhost
     realhost = ensure_realhost()
-    with SharedLock(realhost):
+    rhelhost = ensure_rhelhost()
+    with SharedLock(realhost), SharedLock(rhelhost):
         start = time.monotonic()
-        all_cases = cases(realhost)
+        all_cases = cases(realhost, rhelhost)
         specs = {c.spec.key(): c.spec for c in all_cases}
         aliases = _empty_plan_aliases(specs)
         workers = max(1, min(2, os_cpu_count()))

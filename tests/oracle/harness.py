@@ -54,6 +54,8 @@ class BootSpec:
     modules: tuple[str, ...]      # names to try, in this order
     secure_boot: SecureBootSetup | None = None
     capture: bool = False
+    extra_files: tuple[str, ...] = ()   # module files (tree paths) loaded as they are, after the plan:
+                                        # another kernel's kmod that weak-modules would or would not link
 
     @property
     def payload_modules(self) -> tuple[str, ...]:
@@ -78,6 +80,8 @@ class BootSpec:
         for rel in sorted(resolve_files(self.tree, self.release, self.payload_modules)):
             path = self.tree / "lib/modules" / self.release / rel
             h.update(rel.encode() + (_file_digest(path) if path.exists() else b"-"))
+        for rel in self.extra_files:
+            h.update(b"extra " + rel.encode() + _file_digest(self.tree / rel.lstrip("/")))
         if self.secure_boot is not None:
             h.update(b"secure-boot")
             for der in self.secure_boot.mok_certificates:
@@ -137,9 +141,15 @@ def resolve_files(tree: Path, release: str, modules: Iterable[str]) -> set[str]:
     return files
 
 
+def extra_payload_path(rel: str) -> str:
+    """Where an extra file is in the VM: /oracle/extra/ + its tree path, '/' as '_'."""
+    return "/oracle/extra/" + rel.strip("/").replace("/", "_")
+
+
 def _plan(spec: BootSpec) -> str:
     return (f"RELEASE='{spec.release}'\nMODULES='{' '.join(spec.modules)}'\n"
-            f"CAPTURE={1 if spec.capture else 0}\n")
+            f"CAPTURE={1 if spec.capture else 0}\n"
+            f"EXTRA='{' '.join(extra_payload_path(f) for f in spec.extra_files)}'\n")
 
 
 def build_payload(spec: BootSpec, work: Path) -> Path:
@@ -165,6 +175,10 @@ def build_payload(spec: BootSpec, work: Path) -> Path:
             continue  # modules.dep names a file the tree does not have: the VM must miss it too
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src / rel, dst / rel)
+    for rel in spec.extra_files:
+        dest = stage / extra_payload_path(rel).lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(spec.tree / rel.lstrip("/"), dest)
     names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
     out = work / "oracle.cpio"
     with open(out, "wb") as f:
@@ -334,6 +348,7 @@ class KernelView:
     modules: dict[str, ModuleOutcome] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     dmesg: list[str] = field(default_factory=list)
+    extra: dict[str, int | None] = field(default_factory=dict)   # extra file (VM path) -> errno, None: loaded
 
     def module(self, name: str) -> ModuleOutcome:
         name = name.replace("-", "_")
@@ -378,6 +393,8 @@ def parse_console(text: str) -> KernelView:
             view.module(words[0]).resolved = words[1] == "found"
         elif what == "dep" and len(words) == 2:
             current_dep[words[1]] = words[0]
+        elif what == "load" and len(words) >= 2 and words[0].startswith("/oracle/extra/"):
+            view.extra[words[0]] = None if words[1] == "ok" else int(words[1].removeprefix("errno="))
         elif what == "load" and len(words) >= 2:
             owner = current_dep.get(words[0], _modname(words[0]))
             err = None if words[1] == "ok" else int(words[1].removeprefix("errno="))

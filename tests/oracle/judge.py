@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from .harness import BootResult, ModuleOutcome
+import re
+
+from .harness import BootResult, ModuleOutcome, extra_payload_path
 
 # Reasons that mean "there is no file for the kernel to load": modprobe cannot find it.
 ABSENT = {"not_built", "build_failed", "built_not_installed", "file_missing", "not_in_depmod"}
@@ -109,14 +111,38 @@ def judge_module(kernel: str, module: dict, result: BootResult) -> Row:
         return Row(kernel, name, said, did, True)
     if not errors:
         return Row(kernel, name, said, did, False, "not working without an error reason")
-    wrong = [reason for reason in errors if not _kernel_agrees(reason, m, result, loaded)]
+    details = {p["reason"]: p.get("detail", "") for p in module["problems"]}
+    for detail in details.values():
+        candidate = candidate_file(detail)
+        if candidate is not None:
+            outcome = result.view.extra.get(extra_payload_path(candidate), "absent")
+            did += f"; {candidate} loaded as it is: " + ("ok" if outcome is None else "not tried" if outcome == "absent"
+                                                          else f"refused {errno.errorcode.get(outcome, outcome)}")
+    wrong = [reason for reason in errors if not _kernel_agrees(reason, m, result, loaded, details.get(reason, ""))]
     if len(wrong) == len(errors):
         return Row(kernel, name, said, did, False, f"the kernel did not do what {', '.join(errors)} means")
     return Row(kernel, name, said, did, True)
 
 
-def _kernel_agrees(reason: str, m: ModuleOutcome, result: BootResult, loaded: bool) -> bool:
+def candidate_file(detail: str) -> str | None:
+    """The other kernel's module file a weak-modules reason names (its detail starts with it)."""
+    m = re.match(r"^(/\S+\.ko\S*) \(built for ", detail)
+    return m.group(1) if m else None
+
+
+def _kernel_agrees(reason: str, m: ModuleOutcome, result: BootResult, loaded: bool, detail: str = "") -> bool:
     """Whether the kernel's outcome is the one ``reason`` predicts."""
+    if reason in ("weak_update_missing", "kabi_mismatch"):
+        # K cannot find the module in its tree, and the other kernel's file, loaded as it is, is
+        # accepted (weak_update_missing: it fits) or refused for its symbol versions (kabi_mismatch)
+        candidate = candidate_file(detail)
+        if loaded or m.resolved is not False or candidate is None:
+            return False
+        outcome = result.view.extra.get(extra_payload_path(candidate), "absent")
+        if reason == "weak_update_missing":
+            return outcome is None
+        return outcome in (errno.ENOEXEC, errno.EINVAL) and any(
+            "disagrees about version of symbol" in line for line in result.view.dmesg)
     if reason in ABSENT:
         # modprobe does not find it, or modules.dep names a file that is not there
         return not loaded and (m.resolved is False or (m.resolved is True and m.tree_sha256 == "none"))

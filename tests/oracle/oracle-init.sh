@@ -26,8 +26,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 
+EXTRA=
 # shellcheck source=/dev/null
-. /oracle/plan   # RELEASE, MODULES (space-separated names), CAPTURE (0/1)
+. /oracle/plan   # RELEASE, MODULES (space-separated names), CAPTURE (0/1), EXTRA (file paths)
 K=$(uname -r)
 say begin "release=$K" "uptime=$(cut -d' ' -f1 /proc/uptime)"
 say fact "plan_release=$RELEASE"
@@ -86,6 +87,13 @@ for n in $MODULES; do
         esac
     done </tmp/deps
     if loaded "$n"; then say state "$n" loaded; else say state "$n" notloaded; fi
+done
+
+# 3b. Module files loaded as they are (EXTRA): another kernel's kmod, to ask this kernel whether its
+# symbol versions fit (what weak-modules decides before it links one into weak-updates/).
+# shellcheck disable=SC2086
+for f in $EXTRA; do
+    loadmod "$f"
 done
 
 # 4. The kernel's trust facts.

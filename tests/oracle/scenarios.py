@@ -43,8 +43,14 @@ DERIVED = {
 }
 
 
+def rhel_scenarios() -> tuple[str, ...]:
+    """The RHEL/Fedora-layout trees of tests/rhelhost/build.py."""
+    from rhelhost.build import scenarios
+    return tuple(s.name for s in scenarios("NEW", "OLD"))
+
+
 def scenario_names() -> tuple[str, ...]:
-    return realhost_scenarios() + tuple(DERIVED)
+    return realhost_scenarios() + tuple(DERIVED) + rhel_scenarios()
 
 
 def ensure_realhost() -> Path:
@@ -71,7 +77,7 @@ class SharedLock:
 
     def __init__(self, build: Path) -> None:
         self.build = build
-        self.path = build.parents[1] / ".lock"
+        self.path = build.parents[1] / ".lock"      # realhost/.lock, rhelhost/.lock
 
     def __enter__(self) -> Self:
         self.handle = open(self.path, "a+")
@@ -120,9 +126,11 @@ def derived_tree(realhost: Path, name: str) -> Path:
     return tree
 
 
-def tree_of(realhost: Path, scenario: str) -> Path:
+def tree_of(realhost: Path, scenario: str, rhelhost: Path | None = None) -> Path:
     if scenario in DERIVED:
         return derived_tree(realhost, scenario)
+    if rhelhost is not None and scenario in rhel_scenarios():
+        return rhelhost / "scenarios" / scenario / "tree"
     return realhost / "scenarios" / scenario / "tree"
 
 
@@ -171,18 +179,33 @@ def exporter_check(tree: Path, kernel: str) -> dict:
 def modules_to_try(tree: Path, kernel: str, doc: dict) -> tuple[str, ...]:
     """The exporter's needed modules for K, plus every DKMS module file on disk for K."""
     names = [m["module"] for k in doc.get("kernels", []) if k["kernel"] == kernel for m in k["modules"]]
-    for sub in ("updates/dkms", "updates", "extra"):
+    for sub in ("updates", "extra", "weak-updates"):
         d = tree / "lib/modules" / kernel / sub
         if d.is_dir():
-            names += [re.sub(r"\.ko(\..*)?$", "", p.name) for p in d.iterdir() if ".ko" in p.name]
+            names += sorted(re.sub(r"\.ko(\..*)?$", "", p.name) for p in d.rglob("*.ko*"))
     return tuple(dict.fromkeys(n.replace("-", "_") for n in names))
+
+
+def extra_files(kernel: str, doc: dict) -> tuple[str, ...]:
+    """Other kernels' module files the exporter's weak-modules reasons name, to load as they are."""
+    from .judge import candidate_file
+    found = [candidate_file(p["detail"]) for k in doc.get("kernels", []) if k["kernel"] == kernel
+             for m in k["modules"] for p in m["problems"]]
+    return tuple(dict.fromkeys(f for f in found if f))
+
+
+def initrd_of(tree: Path, kernel: str) -> Path:
+    """initramfs-tools' /boot/initrd.img-K, else dracut's /boot/initramfs-K.img (RHEL, Fedora)."""
+    debian = tree / "boot" / f"initrd.img-{kernel}"
+    return debian if debian.exists() else tree / "boot" / f"initramfs-{kernel}.img"
 
 
 def boot_spec(tree: Path, kernel: str, doc: dict, *, capture: bool | None = None) -> BootSpec:
     sb = secure_boot_setup(tree)
     return BootSpec(tree=tree, release=kernel, vmlinuz=tree / "boot" / f"vmlinuz-{kernel}",
-                    initrd=tree / "boot" / f"initrd.img-{kernel}", modules=modules_to_try(tree, kernel, doc),
-                    secure_boot=sb, capture=sb is not None if capture is None else capture)
+                    initrd=initrd_of(tree, kernel), modules=modules_to_try(tree, kernel, doc),
+                    secure_boot=sb, capture=sb is not None if capture is None else capture,
+                    extra_files=extra_files(kernel, doc))
 
 
 @dataclass(frozen=True)
@@ -196,10 +219,11 @@ class Case:
     spec: BootSpec
 
 
-def cases(realhost: Path) -> list[Case]:
+def cases(realhost: Path, rhelhost: Path | None = None) -> list[Case]:
     """Every scenario x installed kernel with the exporter's verdict (one `check` process each, two
     at a time: each is about a second of Python)."""
-    pairs = [(scenario, tree_of(realhost, scenario)) for scenario in scenario_names()]
+    names = scenario_names() if rhelhost is not None else realhost_scenarios() + tuple(DERIVED)
+    pairs = [(scenario, tree_of(realhost, scenario, rhelhost)) for scenario in names]
     todo = [(scenario, tree, kernel) for scenario, tree in pairs for kernel in installed_kernels(tree)]
     with ThreadPoolExecutor(max(1, min(2, os_cpu_count()))) as pool:
         docs = list(pool.map(lambda item: exporter_check(item[1], item[2]), todo))

@@ -156,3 +156,28 @@ def test_a_module_depmod_does_not_know_cannot_be_found(oracle_run) -> None:
 def test_the_oracle_stage_fits_the_ci_budget(oracle_run) -> None:
     """A few minutes on 2 cores without KVM (the figures go to docs/testing.md)."""
     assert oracle_run.seconds < 8 * 60, oracle_run.report()
+
+
+def _rhel_case(oracle_run, scenario: str, kernel_abi: str):
+    return next(c for c in oracle_run.cases if c.scenario == scenario and f"-{kernel_abi}-" in c.kernel)
+
+
+def test_weak_modules_decision_is_the_kernels(oracle_run) -> None:
+    """RHEL layout: the kmod built for 56 loads into 57 through its weak-updates link (their
+    symbol versions are the same); without the link 57 cannot find it, though the file itself
+    loads (weak_update_missing); 54 refuses the file for its symbol versions (kabi_mismatch)."""
+    from .harness import extra_payload_path
+    new = oracle_run.cases and sorted({c.kernel for c in oracle_run.cases if c.scenario == "rhel9_healthy"})[-1]
+    abi = new.split("-")[1]
+    healthy = oracle_run.result(_rhel_case(oracle_run, "rhel9_healthy", abi))
+    assert healthy.status == "ok" and healthy.view.module("kabidemo").loaded, healthy.describe()
+    missing = _rhel_case(oracle_run, "rhel9_weak_missing", abi)
+    r = oracle_run.result(missing)
+    assert r.view.module("kabidemo").resolved is False, r.view.module("kabidemo")
+    (candidate,) = missing.spec.extra_files
+    assert r.view.extra[extra_payload_path(candidate)] is None, r.describe()
+    broken = next(c for c in oracle_run.cases if c.scenario == "rhel9_kabi_break" and c.kernel != "6.1.0-56-amd64")
+    r = oracle_run.result(broken)
+    (candidate,) = broken.spec.extra_files
+    assert r.view.extra[extra_payload_path(candidate)] in (errno.ENOEXEC, errno.EINVAL), r.describe()
+    assert any("kabidemo: disagrees about version of symbol" in line for line in r.view.dmesg), r.view.dmesg

@@ -14,13 +14,13 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from ...scrape import Scrape, Scraper
-from . import dkms, exporter, initramfs, kernel, module, os, packages, readiness, secureboot, system
+from . import akmods, dkms, exporter, initramfs, kernel, module, os, packages, readiness, secureboot, system
 from .families import Families, clean
 
 __all__ = ["DkmsCollector", "clean", "families"]
 
 # in exposition order; exporter's own section first (it takes the cache counters)
-SECTIONS = (kernel, readiness, dkms, module, secureboot, initramfs, packages, system, os)
+SECTIONS = (kernel, readiness, dkms, akmods, module, secureboot, initramfs, packages, system, os)
 
 
 def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0) -> list[Metric]:
