@@ -6,8 +6,8 @@ ensure_venv() {
   if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     if [[ $(id -u) -ne 0 ]]; then echo "!! python3-venv is missing: apt-get install python3-venv (as root)" >&2; exit 1; fi
     echo ">> installing python3-venv"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends python3-venv >/dev/null
   fi
   if [[ ! -x "$venv/bin/python" ]]; then
     echo ">> creating virtualenv $venv"
