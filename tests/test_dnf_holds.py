@@ -123,6 +123,7 @@ def dnf_would_upgrade(root: Path, home: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_held_packages_are_the_ones_dnf_will_not_upgrade(tmp_path, repo, case):
     locklist, main, repo_extra, enabled = CASES[case]
@@ -137,6 +138,7 @@ def test_held_packages_are_the_ones_dnf_will_not_upgrade(tmp_path, repo, case):
         assert out == [f"kernel-core-0:5.14.0-{'427.13.1.el9_4'}.*"]
 
 
+@pytest.mark.slow
 def test_duplicates_are_what_dnf_check_lists(tmp_path):
     """Two tool.x86_64 (an interrupted transaction's mark), two kernel-core (install-only: fine)."""
     root = tmp_path / "dup"
@@ -159,6 +161,7 @@ def test_duplicates_are_what_dnf_check_lists(tmp_path):
     assert [(f.package, f.problem) for f in facts.findings] == [("tool-1.1-1.x86_64", "duplicate")]
 
 
+@pytest.mark.slow
 def test_reboot_required_is_what_needs_restarting_decides(tmp_path):
     """glibc installed after boot, tool before, judged by this machine's boot time on both sides.
     dnf-plugins-core generations disagree on boot time: Debian's 4.3 takes /proc/1's mtime, the

@@ -292,6 +292,7 @@ def test_the_reader_loop_catches_a_writer_that_is_not_atomic(tmp_path, fixture_h
     assert torn
 
 
+@pytest.mark.slow
 def test_dnf_action_is_read_by_the_real_plugin_and_runs_the_same_hook():
     """deploy/dnf/dkms-exporter.action as dnf-plugins-core's post-transaction-actions plugin parses
     it (its own _parse_actions, run by the system python3): one action, every package, any state,
