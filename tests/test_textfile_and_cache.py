@@ -95,3 +95,24 @@ def test_warm_scrape_walks_no_export_table(tmp_path, monkeypatch):
         again = scraper.scrape()
     assert calls == {"check": 0, "names": 0} and opened == [] and scraper.cache.misses == misses
     assert again.readiness == first.readiness
+
+
+def test_module_rewritten_in_place_keeping_size_and_mtime_is_read_again(tmp_path):
+    """cp -p / rsync -t / a restore: same inode, size and mtime, new content. Only the ctime
+    tells, so a running scraper must key its cache on it (or keep the old verdict until restart)."""
+    root = tmp_path / "h"
+    healthy(root)
+    scraper = Scraper(HostFS(root), Config())
+    assert scraper.scrape().readiness.verdict == "ready"
+    module = next(root.glob("usr/lib/modules/*/updates/dkms/acpi_call.ko*"))
+    st = module.stat()
+    with open(module, "r+b") as f:          # in place: same inode, same size
+        f.write(b"\0" * st.st_size)
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = module.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    misses = scraper.cache.misses
+    readiness = scraper.scrape().readiness
+    assert scraper.cache.misses > misses
+    problems = {p.reason for k in readiness.kernels for m in k.modules for p in m.problems}
+    assert "module_unreadable" in problems
