@@ -84,10 +84,11 @@ class Shape:
     kernels: int = 6
     modules: int = 12
     image: str = "most"      # most | list | none
+    exports: int = 0         # kernel exports in each Module.symvers (0: the handful the test modules use)
 
     @property
     def label(self) -> str:
-        return f"k{self.kernels}-m{self.modules}-{self.image}"
+        return f"k{self.kernels}-m{self.modules}-{self.image}" + (f"-e{self.exports}" if self.exports else "")
 
 
 def kernel_releases(n: int) -> list[str]:
@@ -199,6 +200,8 @@ def _build(root: Path, shape: Shape, log) -> None:
     h = Host(root, absolute_source_links=False)   # dkms resolves `source` outside the root
     for i, k in enumerate(releases):
         h.kernel(k, running=(k == running), headers=True, in_tree=[])
+        if shape.exports:
+            _big_symvers(h, k, shape.exports)
     modules = dkms_modules(shape.modules)
     late: list[tuple[str, bytes]] = []   # files installed after depmod ran
     for m in modules:
@@ -302,6 +305,21 @@ def _in_tree(h: Host, k: str, comp: str, log) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(first, target)
+
+
+def _big_symvers(h: Host, k: str, n: int) -> None:
+    """A Module.symvers the size of a real distribution kernel's (Debian 12's 6.1: 24,683
+    exports from vmlinux and ~1,500 modules): the symbols the test modules use, with the CRCs
+    hostbuilder gives them, then filler exports spread over the real kernel's module paths, in
+    modpost's 5-column format with GPL-only and namespaced ones mixed in."""
+    paths = [p.split("/", 1)[1] for p in _real_module_paths()[:1500]]
+    lines = [f"0x{kernel_crc(k, sym):08x}\t{sym}\tvmlinux\tEXPORT_SYMBOL\t\n" for sym in SYMBOLS]
+    for i in range(max(0, n - len(SYMBOLS))):
+        module = "vmlinux" if i % 3 else paths[i % len(paths)]
+        kind = "EXPORT_SYMBOL_GPL" if i % 2 else "EXPORT_SYMBOL"
+        ns = "CXL" if i % 97 == 0 else ""
+        lines.append(f"0x{kernel_crc(k, f'filler_{i}'):08x}\tfiller_export_{i}\t{module}\t{kind}\t{ns}\n")
+    h.write(f"usr/src/linux-headers-{k}/Module.symvers", "".join(lines))
 
 
 def _real_module_paths() -> list[str]:

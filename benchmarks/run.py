@@ -45,8 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchhost  # noqa: E402
 from benchhost import REPO, Shape  # noqa: E402
 
-TARGETS = {"cold_ratio": 10.0, "warm_ratio": 200.0, "warm_p99_ms": 50.0, "rss_mib": 45.0}
+TARGETS = {"cold_ratio": 10.0, "warm_ratio": 200.0, "warm_p99_ms": 50.0, "rss_mib": 45.0, "warm_small_ms": 10.0}
 MAIN = Shape(6, 12, "most")
+SMALL = Shape(2, 2, "most", exports=25_000)
+"""The shape of a plain Debian 12 host (and of tests/realhost's tree): 2 kernels, 2 DKMS modules,
+~4,000 in-tree modules and a real-sized export table per kernel.  Its warm scrape once cost
+40-77 ms because every scrape walked each kernel's ~25,000 exports per module; it is measured
+on every run so such a cost cannot hide behind the big host's numbers again."""
 SCALING = (
     Shape(1, 12, "most"), Shape(3, 12, "most"), MAIN, Shape(12, 12, "most"),
     Shape(6, 3, "most"), Shape(6, 24, "most"),
@@ -243,7 +248,15 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def report_main(r: Result, imports: float) -> None:
+def report_small(r: Result) -> None:
+    """The small real-Debian-like host: the same figures, and the warm target of a plain host."""
+    report_main(r, None)
+    p50 = r.warm_pct(0.50)
+    print(f"  warm p50 <= {TARGETS['warm_small_ms']:.0f} ms (plain host)       {p50 * 1000:8.2f} ms     "
+          f"{_verdict(p50 * 1000 <= TARGETS['warm_small_ms'])}")
+
+
+def report_main(r: Result, imports: float | None) -> None:
     p50, p99 = r.warm_pct(0.50), r.warm_pct(0.99)
     cold_ratio = r.checklist_s / r.cold_s
     warm_ratio = r.checklist_s / p50
@@ -251,8 +264,8 @@ def report_main(r: Result, imports: float) -> None:
     print(f"\nhost {r.shape.label}: {r.shape.kernels} kernels, {r.shape.modules} DKMS modules, "
           f"initramfs {r.shape.image}")
     print(f"  shell checklist        median {r.checklist_s:8.3f} s   (min {min(r.checklist):.3f}, n={len(r.checklist)})")
-    print(f"  exporter cold metrics  median {r.cold_s:8.3f} s   (min {min(r.cold):.3f}, n={len(r.cold)}; "
-          f"of which interpreter + imports {imports:.3f} s)")
+    of_which = f"; of which interpreter + imports {imports:.3f} s" if imports is not None else ""
+    print(f"  exporter cold metrics  median {r.cold_s:8.3f} s   (min {min(r.cold):.3f}, n={len(r.cold)}{of_which})")
     print(f"  serve first scrape            {r.first_serve_scrape:8.3f} s")
     print(f"  serve warm scrape      p50 {p50 * 1000:7.2f} ms   p99 {p99 * 1000:7.2f} ms   "
           f"mean {statistics.mean(r.warm) * 1000:.2f} ms   (n={len(r.warm)})")
@@ -287,6 +300,8 @@ def main() -> int:
     parser.add_argument("--no-scaling", action="store_true", help="only the main host")
     parser.add_argument("--scrapes", type=int, default=None, help="warm scrapes on the main host (default 1000)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one cold scrape in-process")
+    parser.add_argument("--host", choices=("all", "main", "small"), default="all",
+                        help="which host(s) to measure: the big one, the small real-Debian-like one, or both")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: building the host's initramfs images needs mkinitramfs in a mount namespace",
@@ -296,6 +311,10 @@ def main() -> int:
     scrapes = args.scrapes or (200 if args.quick else 1000)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     load0 = os.getloadavg()[0]
+    if args.host in ("all", "small"):
+        report_small(measure(SMALL, reps=reps, scrapes=scrapes, rss=True, log=log))
+        if args.host == "small":
+            return 0
     main_result = measure(MAIN, reps=reps, scrapes=scrapes, rss=True, log=log)
     imports = import_time()
     report_main(main_result, imports)

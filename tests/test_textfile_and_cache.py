@@ -3,13 +3,15 @@
 import builtins
 import os
 
-from example_hosts import reboot_trap
+from example_hosts import healthy, reboot_trap
 from testkit import samples
 
 from exporter.cli import main
 from exporter.config import Config
+from exporter.formats import symvers
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
+from exporter.verdict import loader
 
 
 def test_textfile_is_complete_and_has_timestamp(tmp_path):
@@ -53,3 +55,64 @@ def test_unchanged_host_is_not_reread(tmp_path, monkeypatch):
     os.utime(status, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     scraper.scrape()
     assert opened == [str(status)]
+
+
+def test_warm_scrape_walks_no_export_table(tmp_path, monkeypatch):
+    """A warm scrape of an unchanged host opens nothing, parses nothing and derives no verdict
+    from a kernel's export table again: the table's summaries and each module's symbol check are
+    computed once per identity of the files they come from (counted, not timed)."""
+    root = tmp_path / "h"
+    healthy(root)
+    scraper = Scraper(HostFS(root), Config())
+    calls = {"check": 0, "names": 0}
+    real_check, real_names = loader._check_versions, symvers.module_name_of
+
+    def counting_check(*a, **kw):
+        calls["check"] += 1
+        return real_check(*a, **kw)
+
+    def counting_names(*a, **kw):
+        calls["names"] += 1
+        return real_names(*a, **kw)
+
+    monkeypatch.setattr(loader, "_check_versions", counting_check)
+    monkeypatch.setattr(symvers, "module_name_of", counting_names)
+    first = scraper.scrape()
+    assert calls["check"] >= 4 and calls["names"] >= 1   # 2 DKMS modules x 2 kernels, checked once
+    calls.update(check=0, names=0)
+    misses = scraper.cache.misses
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *a, **kw):
+        f = real_open(file, *a, **kw)
+        if str(file).startswith(str(root)) and not str(file).startswith((str(root / "proc"), str(root / "sys"))):
+            opened.append(str(file))
+        return f
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    for _ in range(3):
+        again = scraper.scrape()
+    assert calls == {"check": 0, "names": 0} and opened == [] and scraper.cache.misses == misses
+    assert again.readiness == first.readiness
+
+
+def test_module_rewritten_in_place_keeping_size_and_mtime_is_read_again(tmp_path):
+    """cp -p / rsync -t / a restore: same inode, size and mtime, new content. Only the ctime
+    tells, so a running scraper must key its cache on it (or keep the old verdict until restart)."""
+    root = tmp_path / "h"
+    healthy(root)
+    scraper = Scraper(HostFS(root), Config())
+    assert scraper.scrape().readiness.verdict == "ready"
+    module = next(root.glob("usr/lib/modules/*/updates/dkms/acpi_call.ko*"))
+    st = module.stat()
+    with open(module, "r+b") as f:          # in place: same inode, same size
+        f.write(b"\0" * st.st_size)
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = module.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    misses = scraper.cache.misses
+    readiness = scraper.scrape().readiness
+    assert scraper.cache.misses > misses
+    problems = {p.reason for k in readiness.kernels for m in k.modules for p in m.problems}
+    assert "module_unreadable" in problems

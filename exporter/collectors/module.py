@@ -15,7 +15,7 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
-from ..formats.symvers import Export, SymversError
+from ..formats.symvers import ExportTable, SymversError
 from ..host.context import Context, Unreadable
 from ..host.reader import FileTooLarge, read_bounded
 from . import register
@@ -100,7 +100,7 @@ def _reference(ctx: Context, k: Kernel) -> tuple[str | None, str, ModuleSignatur
     return None, "", None
 
 
-def _exports(ctx: Context, k: Kernel) -> tuple[dict[str, Export] | None, str]:
+def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
     """Exported symbols with CRCs: Module.symvers from the headers, or the symvers file
     Fedora/RHEL ship with the kernel. System.map carries no CRCs (scripts/mksysmap drops them)."""
     candidates = []
@@ -119,7 +119,7 @@ def _exports(ctx: Context, k: Kernel) -> tuple[dict[str, Export] | None, str]:
     return None, "none"
 
 
-def _parse_symvers(data: bytes) -> dict[str, Export]:
+def _parse_symvers(data: bytes) -> ExportTable:
     """Exports of a symvers file; a damaged one or a bomb is ValueError (DecompressError is one),
     which the context records as this file being unreadable."""
     try:

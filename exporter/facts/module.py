@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
-from ..formats.symvers import Export
+from ..formats.symvers import ExportTable
 
 
 @dataclass(frozen=True)
 class KernelModuleFacts:
     vermagic: str | None            # what the kernel expects, from one of its in-tree modules
     vermagic_source: str            # host path of that module, or "" when unknown
-    exports: dict[str, Export] | None
+    exports: ExportTable | None
     exports_source: str             # "Module.symvers" path, or "none"
     builtin_signer: ModuleSignature | None   # the key that signs the kernel's own modules
     files: dict[str, ModuleFile | ModuleFileError] = field(default_factory=dict)  # relpath -> parsed

@@ -7,6 +7,7 @@ The checks a loader makes against them are in exporter.verdict.loader.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .decompress import MAGIC_MAX, decompress, sniff
 
@@ -44,7 +45,30 @@ class Export:
         return self.export_type.endswith("_GPL")
 
 
-def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES) -> dict[str, Export]:
+class ExportTable(dict[str, Export]):
+    """A kernel's exports (symbol -> Export) with the whole-table summaries the loader checks
+    need, derived once per table instead of once per module per scrape: the table is cached by
+    the symvers file's identity, so an unchanged kernel costs nothing proportional to its
+    ~25,000 exports on a warm scrape.  ``memo`` holds per-module results keyed by the checker
+    (see exporter.verdict.loader); it lives and dies with the table.  Treat it as read-only
+    after parsing: the summaries are not recomputed when it changes."""
+
+    @cached_property
+    def has_crcs(self) -> bool:
+        """Any non-zero CRC: the kernel was built with CONFIG_MODVERSIONS."""
+        return any(e.crc for e in self.values())
+
+    @cached_property
+    def module_names(self) -> frozenset[str]:
+        """modnames of every module that exports something here (``vmlinux`` included)."""
+        return frozenset(module_name_of(m) for m in {e.module for e in self.values()})
+
+    @cached_property
+    def memo(self) -> dict:
+        return {}
+
+
+def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES) -> ExportTable:
     """A Module.symvers file's exports; gzip or xz data (by magic, whatever the name) is
     decompressed first, to at most ``max_bytes`` (DecompressError beyond, or if it is damaged)."""
     if sniff(data[:MAGIC_MAX]) in COMPRESSIONS:
@@ -52,10 +76,10 @@ def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES) -> dict[str, Exp
     return parse_module_symvers(data.decode("utf-8", "replace"))
 
 
-def parse_module_symvers(text: str) -> dict[str, Export]:
+def parse_module_symvers(text: str) -> ExportTable:
     """Parse Module.symvers: 5 columns (crc, symbol, module, type, namespace; 5.8+), 4 columns
     (before namespaces) and the 5.4-5.7 order with the namespace third."""
-    exports: dict[str, Export] = {}
+    exports = ExportTable()
     for line_no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

@@ -1,7 +1,10 @@
 """Parse results cached by file identity, so an unchanged host costs stat calls only.
 
-Identity is (device, inode, size, mtime_ns): every writer we care about (dpkg, dkms,
-update-initramfs, depmod) replaces or rewrites files, which changes at least one of them.
+Identity is (device, inode, size, mtime_ns, ctime_ns): every writer we care about (dpkg, dkms,
+update-initramfs, depmod) replaces or rewrites files, which changes at least one of them.  The
+ctime is there for the writers that keep the rest: a file rewritten in place with the same size
+and its old mtime put back (cp -p, rsync -t, install -p, a restore) still gets a new ctime, which
+no unprivileged call can set back.
 Parse errors are cached too, so a corrupt 100 MB image is not re-read on every scrape;
 OS errors are not (the next scrape tries again).
 """
@@ -19,11 +22,11 @@ from .reader import DEFAULT_READ_LIMIT, read_bounded
 T = TypeVar("T")
 
 
-def identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+def identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _identity_or_none(path: str | Path) -> tuple[int, int, int, int] | None:
+def _identity_or_none(path: str | Path) -> tuple[int, int, int, int, int] | None:
     try:
         return identity(os.stat(path))
     except (FileNotFoundError, NotADirectoryError):

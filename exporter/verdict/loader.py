@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..formats.module import ModuleFile
-from ..formats.symvers import Export, module_name_of
+from ..formats.symvers import Export, ExportTable, module_name_of
+
+MEMO_MAX = 4096
+"""Per-table bound on remembered module checks: a table lives as long as its symvers file is
+unchanged, and modules rewritten meanwhile leave stale entries behind; past the bound the memo
+is cleared and rebuilt from what the next scrapes ask for."""
 
 # kernel/module/main.c license_is_gpl_compatible() (6.1)
 GPL_COMPATIBLE_LICENSES = frozenset(
@@ -72,8 +77,27 @@ def check_versions(module: ModuleFile, exports: Mapping[str, Export]) -> Version
     CRCs are compared for every ``__versions`` entry the kernel exports (that covers the
     undefined symbols and modpost's extra ``module_layout``); a symbol missing from
     ``__versions`` only draws a warning from the kernel, so it is not reported.
+
+    Against an ExportTable (what the collectors give) the result is remembered per module
+    object: both are cached by their files' identities, so a warm scrape of an unchanged host
+    looks the answer up instead of walking the module's symbols again.
     """
-    kernel_has_crcs = any(e.crc for e in exports.values())
+    if not isinstance(exports, ExportTable):
+        return _check_versions(module, exports, any(e.crc for e in exports.values()),
+                               frozenset(module_name_of(e.module) for e in exports.values()))
+    memo = exports.memo
+    hit = memo.get(id(module))
+    if hit is not None and hit[0] is module:
+        return hit[1]
+    result = _check_versions(module, exports, exports.has_crcs, exports.module_names)
+    if len(memo) >= MEMO_MAX:
+        memo.clear()
+    memo[id(module)] = (module, result)      # the module is kept alive, so its id is not reused
+    return result
+
+
+def _check_versions(module: ModuleFile, exports: Mapping[str, Export], kernel_has_crcs: bool,
+                    known_modules: frozenset[str]) -> VersionCheck:
     mismatches = tuple(
         (sym, crc, exports[sym].crc)
         for sym, crc in module.versions
@@ -81,7 +105,6 @@ def check_versions(module: ModuleFile, exports: Mapping[str, Export]) -> Version
     )
     used = [(sym, exports[sym]) for sym in module.undefined if sym in exports]
     missing = tuple(sym for sym in module.undefined if sym not in exports)
-    known_modules = {module_name_of(e.module) for e in exports.values()}
     outside = [d for d in module.depends if d.replace("-", "_") not in known_modules]
     gpl_compatible = (module.license or "") in GPL_COMPATIBLE_LICENSES
     imported = set(module.modinfo_values("import_ns"))
