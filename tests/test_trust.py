@@ -35,7 +35,7 @@ from exporter.formats.efi import (
 from exporter.formats.errors import TrustDataError
 from exporter.formats.kconfig import parse_kernel_config
 from exporter.formats.x509 import load_certificate
-from exporter.verdict.trust import key_trusted, signature_enforced
+from exporter.verdict.trust import signature_enforced, signing_certificate
 
 ATTR_BS_RT = 0x6
 ATTR_NV_BS_RT = 0x7
@@ -320,8 +320,8 @@ def test_enrolled_untrusted_and_unsigned_modules(tmp_path, keys):
     ):
         paths[label] = tmp_path / f"{label}.ko.zst"
         paths[label].write_bytes(mb.compress(data, "zstd"))
-    assert key_trusted(read_module(paths["trusted"]).signature, enrolled)
-    assert not key_trusted(read_module(paths["untrusted"]).signature, enrolled)
+    assert signing_certificate(read_module(paths["trusted"]).signature, enrolled) is not None
+    assert signing_certificate(read_module(paths["untrusted"]).signature, enrolled) is None
     assert read_module(paths["unsigned"]).signature is None
     # same CN, different serial: still untrusted (the issuerAndSerialNumber must match)
     assert read_module(paths["untrusted"]).signature.signer == enrolled[0].issuer_cn
@@ -336,8 +336,8 @@ def test_skid_signed_module_trust(tmp_path, keys):
         check=True, capture_output=True,
     )
     sig = read_module(base).signature
-    assert key_trusted(sig, [read_certificate(key.cert_der)])
-    assert not key_trusted(sig, [read_certificate(keys["other"].cert_der)])
+    assert signing_certificate(sig, [read_certificate(key.cert_der)]) is not None
+    assert signing_certificate(sig, [read_certificate(keys["other"].cert_der)]) is None
 
 
 # ---------------------------------------------------------------------------------------------

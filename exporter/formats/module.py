@@ -12,9 +12,10 @@ never an OOM.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from asn1crypto import cms
 from elftools.common.exceptions import ELFError
@@ -114,6 +115,15 @@ class ModuleSignature:
     key_id: str
     hash_algo: str
     skid: str | None = None
+    # What verifying it takes (exporter/formats/modsig.py), not part of its identity: the digest
+    # of the bytes before the signature (None when hashlib has no such digest), the SignerInfo's
+    # signature value and algorithm OID, the signed attributes re-encoded as the SET OF that was
+    # signed (None without any) and the encapsulated content type.
+    content_digest: bytes | None = field(default=None, compare=False, repr=False)
+    signature_value: bytes = field(default=b"", compare=False, repr=False)
+    signature_algo: str = field(default="", compare=False, repr=False)
+    signed_attrs: bytes | None = field(default=None, compare=False, repr=False)
+    content_type: str = field(default="1.2.840.113549.1.7.1", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -207,11 +217,31 @@ def split_signature(data: bytes) -> tuple[bytes, ModuleSignature | None]:
             "bad_signature", f"module_signature at offset {ms_off} has non-zero legacy fields"
         )
     blob_off = ms_off - sig_len
-    return data[:blob_off], parse_pkcs7_signature(data[blob_off:ms_off], blob_off)
+    sig = parse_pkcs7_signature(data[blob_off:ms_off], blob_off)
+    return data[:blob_off], _with_digest(sig, memoryview(data)[:blob_off])
+
+
+def _with_digest(sig: ModuleSignature, content: memoryview) -> ModuleSignature:
+    """``sig`` with the digest of the signed content, hashed in place (no copy of the module)."""
+    name = _HASHLIB_NAMES.get(sig.hash_algo)
+    if name is None:
+        return sig
+    h = hashlib.new(name)
+    for start in range(0, len(content), _DIGEST_CHUNK):
+        h.update(content[start:start + _DIGEST_CHUNK])
+    return replace(sig, content_digest=h.digest())
+
+
+# hash_algo names (above) that hashlib knows under another or the same name; the kernel's
+# crypto API knows these too (sm3 and the rest: the exporter cannot verify, says so)
+_HASHLIB_NAMES = {"sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
+                  "sha512": "sha512", "sha3-256": "sha3_256", "sha3-384": "sha3_384", "sha3-512": "sha3_512"}
+_DIGEST_CHUNK = 1 << 20
 
 
 def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
-    """Signer identity of a module's detached PKCS#7 SignedData (first SignerInfo)."""
+    """Signer identity of a module's detached PKCS#7 SignedData (first SignerInfo), with what
+    verifying it needs (the kernel's pkcs7_parser.c reads the same fields)."""
     try:
         info = cms.ContentInfo.load(blob)
         if info["content_type"].dotted != "1.2.840.113549.1.7.2":
@@ -224,6 +254,14 @@ def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
         si = signer_infos[0]
         oid = si["digest_algorithm"]["algorithm"].dotted
         hash_algo = _KMOD30_DIGEST_NAMES.get(oid) or _OPENSSL_DIGEST_NAMES.get(oid, oid)
+        attrs = si["signed_attrs"].dump()  # b"" when absent
+        verify = dict(
+            signature_value=bytes(si["signature"].native),
+            signature_algo=si["signature_algorithm"]["algorithm"].dotted,
+            # [0] IMPLICIT in the message, signed as the universal SET OF (RFC 5652 5.4)
+            signed_attrs=b"\x31" + attrs[1:] if attrs else None,
+            content_type=signed["encap_content_info"]["content_type"].dotted,
+        )
         sid = si["sid"]
         if sid.name == "issuer_and_serial_number":
             ias = sid.chosen
@@ -232,8 +270,9 @@ def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
                 name_cn_like_kmod(ias["issuer"]),
                 format_key_id(ias["serial_number"].native),
                 hash_algo,
+                **verify,
             )
-        return ModuleSignature("PKCS#7", "", "", hash_algo, skid=bytes(sid.chosen.native).hex())
+        return ModuleSignature("PKCS#7", "", "", hash_algo, skid=bytes(sid.chosen.native).hex(), **verify)
     except _PARSER_ERRORS as e:
         raise ModuleFileError(
             "bad_signature", f"PKCS#7 blob at offset {offset} ({len(blob)} bytes): {e}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import TextIO
 
 from ..facts.bootloader import BootFacts
@@ -60,7 +60,7 @@ def _kernel_json(kv: KernelVerdict) -> dict:
         "modules": [{"module": m.module, "dkms": m.dkms, "state": m.state, "working": m.working,
                      "expected_because": list(m.expected_because), "file": m.file,
                      "early_boot": m.early_boot, "in_initramfs": m.in_initramfs,
-                     "signature": asdict(m.signature) if m.signature else None,
+                     "signature": _identity(m.signature) if m.signature else None,
                      "problems": [asdict(p) for p in m.problems]} for m in kv.modules],
     }
 
@@ -122,3 +122,8 @@ def render_json(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:
     json.dump(doc, out, indent=2, sort_keys=False)
     out.write("\n")
     return doc["exit_code"]
+
+
+def _identity(sig) -> dict:
+    """A signature's identity fields (what modinfo prints), not the bytes verifying it takes."""
+    return {f.name: getattr(sig, f.name) for f in fields(sig) if f.compare}

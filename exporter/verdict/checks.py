@@ -6,7 +6,7 @@
    only with a build;
 3. the loader's own checks of the file (``module_unreadable``, ``vermagic_mismatch``,
    ``symbol_version_mismatch``, ``unknown_symbol``), then its signature (``unsigned``,
-   ``untrusted_key``): all that apply.  The kernel's load_module() checks the signature first;
+   ``untrusted_key``, ``signature_invalid``): all that apply.  The kernel's load_module() checks the signature first;
    every one of them is reported, so the order changes the listing, not the verdict;
 4. early boot: the initramfs (``missing_from_initramfs``, ``initramfs_stale``), only when
    nothing so far is an error;
@@ -34,14 +34,15 @@ from ..formats.x509 import Certificate
 from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
-from .trust import enforced_for, key_trusted
+from ..formats.modsig import policy_rejection, verify
+from .trust import enforced_for, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
 CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "weak_update_missing",
                "kabi_mismatch", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
-               "unsigned", "untrusted_key", "missing_from_initramfs", "initramfs_stale", "blacklisted")
+               "unsigned", "untrusted_key", "signature_invalid", "missing_from_initramfs", "initramfs_stale", "blacklisted")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Evidence:
     kernels: KernelFacts | None = None
     all_modules: dict[str, KernelModuleFacts] | None = None   # every kernel's, for weak-modules' candidates
     module_packages: dict[str, str] | None = None             # module file path -> the package that ships it
+    sig_checked: bool | None = None     # CONFIG_MODULE_SIG=y: the kernel checks every signature it finds
 
     @staticmethod
     def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
@@ -74,7 +76,8 @@ class Evidence:
                         loaded.blacklisted if loaded else frozenset(), fix, early_boot,
                         initramfs.images.get(kernel.release) if initramfs else None, kernels,
                         modules.kernels if modules else None,
-                        {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None)
+                        {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None,
+                        kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None)
 
 
 def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | None, why: tuple[str, ...],
@@ -163,22 +166,39 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
             more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
             out.append(Problem("unknown_symbol", f"Unknown symbol {', '.join(unknown[:3])}{more}",
                                ev.fix("unknown_symbol", k, ident, name)))
-    if ev.enforced:
-        sig = parsed.signature
-        if sig is None:
-            out.append(Problem("unsigned", f"{k} enforces module signatures and {file} is unsigned",
-                               ev.fix("unsigned", k, ident, name)))
-        elif ev.trust_known and not _key_trusted(sig, ev):
-            out.append(Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
-                               "enrolled (MokListRT, db) nor the kernel's own key",
-                               ev.fix("untrusted_key", k, ident, name, akmod=akmod)))
+    sig = parsed.signature
+    if ev.enforced and sig is None:
+        out.append(Problem("unsigned", f"{k} enforces module signatures and {file} is unsigned",
+                           ev.fix("unsigned", k, ident, name)))
+    if sig is not None and (ev.sig_checked or ev.enforced):
+        out += _signature_problems(k, name, ident, sig, ev, akmod)
     return out
 
 
-def _key_trusted(sig: ModuleSignature, ev: Evidence) -> bool:
+def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
+                        akmod: str) -> list[Problem]:
+    """The kernel's module_sig_check() on a signed file: a message it refuses outright, an
+    unknown key (fatal only when enforced), or a signature that fails with the key it found
+    (fatal always: "all other errors are fatal ... even if signatures aren't required")."""
+    invalid = lambda detail: [Problem("signature_invalid", detail,  # noqa: E731
+                                      ev.fix("signature_invalid", k, ident, name))]
+    refused = policy_rejection(sig)
+    if refused is not None:
+        return invalid(refused)
     if ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
-        return True
-    return key_trusted(sig, ev.trusted)
+        return []  # K's own build key: its certificate is in vmlinuz, not read yet (issue 15 point 2)
+    cert = signing_certificate(sig, ev.trusted)
+    if cert is None:
+        if ev.enforced and ev.trust_known:
+            return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
+                            "enrolled (MokListRT, db) nor the kernel's own key",
+                            ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
+        return []
+    check = verify(sig, cert)
+    if check.ok:
+        return []
+    return invalid(f"signed by '{sig.signer}' (key {sig.key_id}, certificate sha256 {cert.sha256[:16]}…): "
+                   f"{check.detail}")
 
 
 def _akmod_problem(kernel: Kernel, name: str, akmod: AkmodEntry, fix: Fixes) -> Problem | None:

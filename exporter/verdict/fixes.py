@@ -24,6 +24,7 @@ REASONS = {
     "unknown_symbol": "the module needs a symbol the kernel does not export to it",
     "unsigned": "the kernel enforces module signatures and the module is unsigned",
     "untrusted_key": "the module is signed by a key the machine does not trust",
+    "signature_invalid": "the module's signature does not verify (it changed after signing, or the kernel refuses its form)",
     "blacklisted": "modprobe.d blacklists the module (warning: it loads only when asked for)",
     "missing_from_initramfs": "the module is needed in early boot but the kernel's initramfs lacks it",
     "initramfs_stale": "the kernel's initramfs is older than the installed module file",
@@ -91,7 +92,7 @@ class Fixes:
             return f"depmod -a {kernel}"
         rebuild_force = f"dkms install --force {dkms} -k {kernel}" if dkms else \
             f"reinstall the package that ships {module} for {kernel}"
-        if reason in ("module_unreadable", "vermagic_mismatch", "symbol_version_mismatch"):
+        if reason in ("module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "signature_invalid"):
             return rebuild_force if headers else f"{install_headers} && {rebuild_force}"
         if reason == "unknown_symbol":
             return f"upgrade the package that ships {dkms or module} to a version built for {kernel}, then {rebuild}"

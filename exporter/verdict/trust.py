@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..facts.secureboot import TrustFacts
+from ..formats.modsig import matches
 from ..formats.module import ModuleSignature
 from ..formats.x509 import Certificate
 
@@ -18,17 +19,11 @@ _CMD_SIG_ENFORCE = re.compile(r"(?:^|\s)module\.sig_enforce(?:=(\S+))?(?:\s|$)")
 _CMD_LOCKDOWN = re.compile(r"(?:^|\s)lockdown=(integrity|confidentiality|none)(?:\s|$)")
 
 
-def key_trusted(sig: ModuleSignature, trusted_certs: Iterable[Certificate]) -> bool:
-    """Whether the module's signing key is one of ``trusted_certs``: signer == issuer CN and
-    key id == serial (what the PKCS#7 issuerAndSerialNumber names), or the SKID for
-    `sign-file -k` signatures."""
-    for cert in trusted_certs:
-        if sig.skid is not None:
-            if cert.skid == sig.skid:
-                return True
-        elif sig.signer == cert.issuer_cn and sig.key_id == cert.serial:
-            return True
-    return False
+def signing_certificate(sig: ModuleSignature, trusted_certs: Iterable[Certificate]) -> Certificate | None:
+    """The certificate among ``trusted_certs`` the kernel would pick to verify ``sig``: by
+    issuer and serial (the PKCS#7 issuerAndSerialNumber), or by SKID for `sign-file -k`
+    signatures.  Finding it is not trusting the signature: exporter.formats.modsig.verify is."""
+    return next((cert for cert in trusted_certs if matches(sig, cert)), None)
 
 
 @dataclass(frozen=True)
