@@ -28,6 +28,10 @@ NON_BLOCKING_REASONS = ("blacklisted",)
 KERNEL_BREAKING_REASONS = ("initramfs_missing", "initramfs_unreadable")
 
 
+INSTANCE = "{{ $labels.instance }}"
+ANY_EXPORTER_INSTANCE = '{{ with query "dkms_exporter_build_info" }}{{ . | first | label "instance" }}{{ end }}'
+
+
 @dataclass(frozen=True)
 class Config:
     # Label matchers that select dkms-exporter's series.  `serve` scraped as its own job:
@@ -36,9 +40,13 @@ class Config:
     selector: str = 'job="dkms-exporter"'
     # Labels that identify one host across dkms-exporter's series (joins use them).
     host_labels: tuple[str, ...] = ("job", "instance")
-    # docs/runbooks.md as published; each alert links to its section (#alertname, lowercase).
-    # The project has no public home yet: set this to where your copy of the docs lives.
-    runbook_url_base: str = "https://dkms-exporter.example/docs/runbooks.md"
+    # Where each alert's runbook_url points (then #alertname, lowercase).  A Prometheus template:
+    # by default the /runbooks page of the very exporter the alert is about (`serve` renders
+    # docs/runbooks.md there), so a default install can open it with nothing else deployed.
+    # With TLS (--web.config.file) make it https://; in textfile mode (the instance is
+    # node_exporter, which serves no runbooks) or to use a published copy, set a fixed URL,
+    # e.g. "https://docs.internal/dkms-exporter/runbooks.md" (GitHub's heading anchors match).
+    runbook_url_base: str = "http://{{ $labels.instance }}/runbooks"
     # How long DKMS and initramfs-tools may take after a kernel install before a boot
     # target without working modules pages: a large DKMS build (nvidia, zfs) takes minutes.
     readiness_for: str = "30m"
@@ -48,6 +56,20 @@ class Config:
     boot_free_bytes_min: int = 150 * 1024 * 1024  # a Debian kernel + initrd needs ~100 MiB
     # Test mode only: every `for:` becomes this (the live end-to-end test uses seconds).
     for_override: str | None = None
+
+    def runbook_base(self, own_instance: bool = True) -> str:
+        """The base for one alert.  An alert whose instance serves no runbooks (the exporter is
+        down, absent: no instance at all, or the target is not a dkms-exporter) links to those
+        of any dkms-exporter Prometheus does scrape (no selector: it finds one even when the
+        selector is what is wrong)."""
+        if own_instance:
+            return self.runbook_url_base
+        return self.runbook_url_base.replace(INSTANCE, ANY_EXPORTER_INSTANCE)
+
+    @property
+    def dashboard_runbook_url(self) -> str:
+        """The dashboard's link: the selected host's exporter (Grafana's `$instance`)."""
+        return self.runbook_url_base.replace(INSTANCE, "${instance}")
 
     @property
     def on_host(self) -> str:

@@ -6,7 +6,8 @@
 
 Generated: the Prometheus rule files (alerts/), the PrometheusRule for the Prometheus
 Operator, example Prometheus and Alertmanager configs, Grafana provisioning, and the
-Grafana dashboard (dashboards/).  Plain data structures dumped with PyYAML and json: the
+Grafana dashboard (dashboards/), and the /runbooks page the exporter serves
+(exporter/web/runbooks.html, from docs/runbooks.md: alerts/runbooks.py).  Plain data structures dumped with PyYAML and json: the
 output is the artifact people read and review, PyYAML is already a runtime dependency, and
 a dashboard SDK would add a pinned dependency whose API follows Grafana's releases for what
 is here a few dozen dicts.
@@ -26,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `alerts` and `dashboards`
 
 from alerts.config import DEFAULT, Config  # noqa: E402
 from alerts.rules import REBOOT_GATE_PREFIX, alert_groups, record_groups  # noqa: E402
+from alerts.runbooks import RUNBOOKS_HTML, RUNBOOKS_MD, render_html  # noqa: E402
 from dashboards.dashboard import dashboard  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,6 +137,7 @@ def render(cfg: Config = DEFAULT) -> dict[str, str]:
         GRAFANA_DATASOURCE: example_header + to_yaml(grafana_datasource()),
         GRAFANA_DASHBOARDS: example_header + to_yaml(grafana_dashboards()),
         DASHBOARD: json.dumps(dashboard(cfg), indent=2, sort_keys=False) + "\n",
+        RUNBOOKS_HTML: render_html((REPO / RUNBOOKS_MD).read_text()),
     }
 
 

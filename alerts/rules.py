@@ -36,6 +36,15 @@ class Alert:
     description: str
     labels: dict[str, str] = field(default_factory=dict)
 
+    # The alert's `instance` serves no runbooks (it is down, absent, or not a dkms-exporter):
+    # its runbook_url names another exporter Prometheus scrapes (alerts/config.py: runbook_base).
+    elsewhere: bool = False
+
+    @property
+    def has_instance(self) -> bool:
+        """absent() returns no `instance` label."""
+        return not self.expr.startswith("absent(")
+
     def anchor(self) -> str:
         return self.name.lower()
 
@@ -46,7 +55,7 @@ class Alert:
             rule["for"] = duration
         rule["labels"] = {"severity": self.severity, **self.labels}
         rule["annotations"] = {"summary": self.summary, "description": self.description,
-                               "runbook_url": f"{cfg.runbook_url_base}#{self.anchor()}"}
+                               "runbook_url": f"{cfg.runbook_base(not self.elsewhere)}#{self.anchor()}"}
         return rule
 
 
@@ -248,17 +257,17 @@ def exporter_alerts(cfg: Config) -> list[Alert]:
         Alert("DkmsExporterDown", f"{cfg.sel('up')} == 0", "10m", "warning",
               "Prometheus cannot scrape a dkms-exporter target.",
               "{{ $labels.instance }} ({{ $labels.job }}) is down: nobody will be warned before a reboot "
-              "into a kernel without its modules."),
+              "into a kernel without its modules.", elsewhere=True),
         Alert("DkmsExporterAbsent", f"absent({cfg.sel('dkms_exporter_build_info')})", "15m", "warning",
               "No dkms-exporter metrics reach Prometheus at all.",
               "No series matches dkms_exporter_build_info{" + cfg.selector.replace('"', "'") + "}: the "
-              "exporter is not deployed, not discovered, or the selector in alerts/config.py is wrong."),
+              "exporter is not deployed, not discovered, or the selector in alerts/config.py is wrong.", elsewhere=True),
         Alert("DkmsMetricsMissing",
               f"{cfg.sel('up')} == 1\nunless on ({on}) {cfg.sel('dkms_exporter_build_info')}",
               "15m", "warning",
               "A target is up but serves no dkms-exporter metrics.",
               "{{ $labels.instance }} ({{ $labels.job }}) answers scrapes without dkms metrics (textfile "
-              "mode: the .prom file is missing or unreadable by node_exporter)."),
+              "mode: the .prom file is missing or unreadable by node_exporter).", elsewhere=True),
         Alert("DkmsCollectorFailing", f"{cfg.sel('dkms_scrape_collector_success')} == 0", "15m", "warning",
               "A dkms-exporter collector keeps failing.",
               "{{ $labels.instance }}: collector {{ $labels.collector }} has failed for 15 minutes: files "

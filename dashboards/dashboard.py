@@ -337,7 +337,7 @@ def dashboard(cfg: Config) -> dict:
         "refresh": "5m",
         "schemaVersion": 39,
         "version": 1,
-        "links": [{"title": "Runbooks", "type": "link", "icon": "doc", "url": cfg.runbook_url_base,
+        "links": [{"title": "Runbooks", "type": "link", "icon": "doc", "url": cfg.dashboard_runbook_url,
                    "targetBlank": True}],
         "annotations": {"list": []},
         "templating": {"list": variables(cfg)},

@@ -158,7 +158,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     registry, _ = build_registry(scraper)
     try:
-        server = make_http_server(args.listen, App(registry, args.telemetry_path), web_config)
+        server = make_http_server(args.listen, App(registry, args.telemetry_path, scraper), web_config)
     except (OSError, ValueError) as exc:
         print(f"dkms-exporter: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1

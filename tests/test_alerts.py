@@ -184,7 +184,7 @@ def test_alert_conventions() -> None:
         assert annotations["summary"].endswith("."), alert.name
         if not alert.expr.startswith("absent("):
             assert "{{ $labels.instance }}" in annotations["description"], alert.name
-        assert annotations["runbook_url"] == f"{DEFAULT.runbook_url_base}#{alert.name.lower()}"
+        assert annotations["runbook_url"] == f"{DEFAULT.runbook_base(not alert.elsewhere)}#{alert.name.lower()}"
         assert rule.get("for"), f"{alert.name}: every alert waits before firing"
         by_name.setdefault(alert.name, set()).add((annotations["summary"], annotations["runbook_url"]))
     assert all(len(v) == 1 for v in by_name.values()), "severity variants must share summary and runbook"

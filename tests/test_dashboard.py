@@ -71,7 +71,7 @@ def test_identity_and_variables() -> None:
         assert variables[name]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
     assert DEFAULT.selector in variables["job"]["query"]["query"], "the job list follows alerts/config.py"
     assert JOB in variables["instance"]["query"]["query"]
-    assert board["links"][0]["url"] == DEFAULT.runbook_url_base
+    assert board["links"][0]["url"] == DEFAULT.dashboard_runbook_url == "http://${instance}/runbooks"
 
 
 def test_every_panel_uses_the_datasource_variable() -> None:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from example_hosts import EXAMPLES  # noqa: E402
 from test_alerts import documented_metrics, metric_names  # noqa: E402
 from test_dashboard import panels  # noqa: E402
+from test_runbooks import ids_of  # noqa: E402
 from testkit import WAIT, free_port, run_exporter, slow_artifact, wait_for  # noqa: E402
 
 from alerts import generate  # noqa: E402
@@ -308,6 +309,18 @@ def test_gate_alert_reaches_the_receiver_for_trapped_hosts_only(stack: Stack, de
         assert labels["instance"] in annotations["description"]
 
 
+def test_every_delivered_runbook_url_opens(stack: Stack, delivered: set) -> None:
+    """The runbook_url Prometheus expanded and Alertmanager delivered, followed as on-call would:
+    the alert's own exporter serves /runbooks and the page has the alert's anchor."""
+    urls = {a["annotations"]["runbook_url"] for a in stack.receiver.alerts()}
+    assert urls
+    for url in sorted(urls):
+        page, _, fragment = url.partition("#")
+        with urllib.request.urlopen(page, timeout=5) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/html"), url
+            assert fragment in ids_of(r.read().decode()).ids, url
+
+
 def test_healthy_host_never_alerts(stack: Stack, delivered: set) -> None:
     healthy = stack.exporters["healthy"]
     assert [a["labels"] for a in stack.receiver.alerts() if a["labels"].get("instance") == healthy] == []
@@ -356,7 +369,10 @@ def test_routes_and_severities(stack: Stack, delivered: set) -> None:
         for alert in notification["alerts"]:
             labels = alert["labels"]
             assert (labels["alertname"], labels["severity"]) in severities
-            assert alert["annotations"]["runbook_url"].startswith(DEFAULT.runbook_url_base + "#")
+            own = next(a for a in all_alerts(DEFAULT) if a.name == labels["alertname"]).elsewhere is False
+            host = labels["instance"] if own else urllib.parse.urlsplit(alert["annotations"]["runbook_url"]).netloc
+            assert own or host in stack.exporters.values(), "an exporter that is up serves its runbooks"
+            assert alert["annotations"]["runbook_url"] == f"http://{host}/runbooks#{labels['alertname'].lower()}"
             assert path == ("/default" if labels["severity"] == "info" else "/dkms-oncall"), labels
     summary: dict[str, int] = {}
     for path, notification in list(stack.receiver.notifications):

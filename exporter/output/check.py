@@ -42,7 +42,7 @@ def as_json(scrape: Scrape, kernel: str | None = None) -> dict:
                       "loader": boot.loader if boot else "unknown"},
         "targets": list(scrape.readiness.targets),
         "rollback_kernels_ready": scrape.readiness.rollback_ready,
-        "kernels": [_kernel_json(kv) for kv in chosen],
+        "kernels": [kernel_json(kv) for kv in chosen],
         "collectors": {name: {"success": run.success, "crashed": run.crashed,
                               "errors": [{"path": e.path, "error": e.message} for e in run.errors]}
                        for name, run in facts.runs.items()},
@@ -50,7 +50,7 @@ def as_json(scrape: Scrape, kernel: str | None = None) -> dict:
     }
 
 
-def _kernel_json(kv: KernelVerdict) -> dict:
+def kernel_json(kv: KernelVerdict) -> dict:
     return {
         "kernel": kv.kernel, "verdict": kv.verdict,
         "roles": [r for r, on in (("running", kv.running), ("newest", kv.newest),
@@ -65,48 +65,72 @@ def _kernel_json(kv: KernelVerdict) -> dict:
     }
 
 
-def render_text(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:
-    chosen, verdict, notes = select(scrape, kernel)
+def header(scrape: Scrape) -> str:
+    """running · newest · next boot (and how the bootloader was read)."""
     k = scrape.facts.get(KernelFacts)
     r = scrape.readiness
-    out.write(f"running {k.running if k else '?'} · newest {k.newest if k else '?'} · next boot "
-              f"{r.next_boot or 'unknown'}" + (f" ({r.next_boot_how})" if r.next_boot_how else "") + "\n")
-    rows = [("KERNEL", "MODULE", "DKMS", "STATE", "VERDICT", "REASON", "FIX")]
+    return (f"running {k.running if k else '?'} · newest {k.newest if k else '?'} · next boot "
+            f"{r.next_boot or 'unknown'}" + (f" ({r.next_boot_how})" if r.next_boot_how else ""))
+
+
+COLUMNS = ("KERNEL", "MODULE", "DKMS", "STATE", "VERDICT", "REASON", "FIX")
+
+
+def rows(chosen: list[KernelVerdict]) -> list[tuple[str, ...]]:
+    """One row per working module and per problem: the table `check` prints and the landing
+    page shows (same columns as COLUMNS)."""
+    out: list[tuple[str, ...]] = []
     for kv in chosen:
         for m in kv.modules:
             if m.working:
-                rows.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", "ok", "-", "-"))
+                out.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", "ok", "-", "-"))
             for p in m.problems:
                 mark = "BROKEN" if p.severity == "error" else "warning"
-                rows.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", mark, p.reason, p.fix))
+                out.append((kv.kernel, m.module, m.dkms or "-", m.state or "-", mark, p.reason, p.fix))
         for p in kv.kernel_problems:
-            rows.append((kv.kernel, "-", "-", "-", "BROKEN" if p.severity == "error" else "warning",
-                         p.reason, p.fix))
+            out.append((kv.kernel, "-", "-", "-", "BROKEN" if p.severity == "error" else "warning",
+                        p.reason, p.fix))
         if not kv.modules and not kv.kernel_problems:
-            rows.append((kv.kernel, "-", "-", "-", "ok", "no out-of-tree modules needed", "-"))
-    _table(rows, out)
-    details = [f"{kv.kernel} {m.module}: {p.reason}: {p.detail}" for kv in chosen for m in kv.modules
-               for p in m.problems]
-    details += [f"{kv.kernel}: {p.reason}: {p.detail}" for kv in chosen for p in kv.kernel_problems]
-    for line in details:
-        out.write(f"\n{line}")
-    if details:
-        out.write("\n")
-    for kv in chosen:
-        for why in kv.unknown_because:
-            out.write(f"\n{kv.kernel}: undecidable: {why}")
+            out.append((kv.kernel, "-", "-", "-", "ok", "no out-of-tree modules needed", "-"))
+    return out
+
+
+def details(chosen: list[KernelVerdict]) -> list[str]:
+    """Why each problem is one, in the verdict's words."""
+    lines = [f"{kv.kernel} {m.module}: {p.reason}: {p.detail}" for kv in chosen for m in kv.modules
+             for p in m.problems]
+    return lines + [f"{kv.kernel}: {p.reason}: {p.detail}" for kv in chosen for p in kv.kernel_problems]
+
+
+def diagnostics(scrape: Scrape, chosen: list[KernelVerdict], notes: list[str]) -> list[str]:
+    """What made a verdict undecidable, every file a collector could not read, and notes."""
+    lines = [f"{kv.kernel}: undecidable: {why}" for kv in chosen for why in kv.unknown_because]
     for run in scrape.facts.runs.values():
-        for e in run.errors:
-            out.write(f"\nerror: {run.name}: {e.path}: {e.message}")
+        lines += [f"error: {run.name}: {e.path}: {e.message}" for e in run.errors]
         if run.crashed:
-            out.write(f"\nerror: collector {run.name} crashed: {run.crashed}")
-    for note in notes:
-        out.write(f"\nnote: {note}")
+            lines.append(f"error: collector {run.name} crashed: {run.crashed}")
+    return lines + [f"note: {note}" for note in notes]
+
+
+def summary(chosen: list[KernelVerdict], verdict: str, notes: list[str]) -> str:
     names = ", ".join(kv.kernel for kv in chosen) or "no kernel"
-    summary = {"ready": f"READY: every needed module works on {names}",
-               "not_ready": f"NOT READY: do not reboot into {names} before fixing the modules above",
-               "unknown": f"UNKNOWN: cannot decide for {names}" + (" (see above)" if chosen or notes else "")}[verdict]
-    out.write(f"\n{summary}\n")
+    return {"ready": f"READY: every needed module works on {names}",
+            "not_ready": f"NOT READY: do not reboot into {names} before fixing the modules above",
+            "unknown": f"UNKNOWN: cannot decide for {names}" + (" (see above)" if chosen or notes else "")}[verdict]
+
+
+def render_text(scrape: Scrape, out: TextIO, kernel: str | None = None) -> int:
+    chosen, verdict, notes = select(scrape, kernel)
+    out.write(header(scrape) + "\n")
+    _table([COLUMNS, *rows(chosen)], out)
+    why = details(chosen)
+    for line in why:
+        out.write(f"\n{line}")
+    if why:
+        out.write("\n")
+    for line in diagnostics(scrape, chosen, notes):
+        out.write(f"\n{line}")
+    out.write(f"\n{summary(chosen, verdict, notes)}\n")
     return EXIT[verdict]
 
 

@@ -1,4 +1,5 @@
-"""`serve`: the HTTP endpoint.  A landing page at /, metrics at the telemetry path.
+"""`serve`: the HTTP endpoint.  The host's report at /, metrics at the telemetry path, the
+runbooks at /runbooks (docs/runbooks.md, rendered by alerts/generate.py into package data).
 
 wsgiref with a thread per request.  Concurrent scrapes queue: they share the single-flight
 host scrape (exporter/scrape/scraper.py) and render their responses RENDER_SLOTS at a time, so
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+from importlib import resources
 import signal
 import socket
 import threading
@@ -26,6 +28,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from .. import __version__
 from ..output.metrics import DkmsCollector
+from ..output.report import render_report
 from ..scrape import Scraper
 from .basic_auth import BasicAuthMiddleware
 from .config_file import WebConfigProvider
@@ -35,6 +38,8 @@ from .tls import tls_server_class
 
 log = logging.getLogger("dkms_exporter")
 
+HTML = [("Content-Type", "text/html; charset=utf-8")]
+RUNBOOKS_PATH = "/runbooks"
 DEFAULT_PORT = 10140
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
@@ -57,9 +62,11 @@ def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorReg
 class App:
     """The WSGI application: routes, a concurrency cap, and no tracebacks to clients."""
 
-    def __init__(self, registry: CollectorRegistry, telemetry_path: str = "/metrics") -> None:
+    def __init__(self, registry: CollectorRegistry, telemetry_path: str = "/metrics",
+                 scraper: Scraper | None = None) -> None:
         self.registry = registry
         self.telemetry_path = telemetry_path
+        self.scraper = scraper             # the landing page's report; None: links only
         self._admitted = threading.BoundedSemaphore(MAX_QUEUED_REQUESTS)
         self._render = threading.BoundedSemaphore(RENDER_SLOTS)
 
@@ -72,8 +79,9 @@ class App:
         if path == self.telemetry_path:
             return self._metrics(environ, start_response)
         if path == "/":
-            return respond(environ, start_response, "200 OK", [("Content-Type", "text/html; charset=utf-8")],
-                           _landing(self.telemetry_path).encode())
+            return self._landing(environ, start_response)
+        if path == RUNBOOKS_PATH:
+            return respond(environ, start_response, "200 OK", HTML, runbooks_page())
         return plain(environ, start_response, "404 Not Found", "not found\n")
 
     def _metrics(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -94,12 +102,36 @@ class App:
         return respond(environ, start_response, "200 OK", headers, body)
 
 
+    def _landing(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """The host's report (one scrape, shared with /metrics' single flight), admitted like a
+        scrape so a page storm cannot take more threads than a scrape storm."""
+        if self.scraper is None:
+            return respond(environ, start_response, "200 OK", HTML, _landing(self.telemetry_path).encode())
+        if not self._admitted.acquire(blocking=False):
+            return plain(environ, start_response, "503 Service Unavailable", "too many concurrent requests\n")
+        try:
+            body = render_report(self.scraper.scrape(), self.telemetry_path, RUNBOOKS_PATH).encode()
+        except Exception:  # noqa: BLE001
+            log.exception("report failed")
+            return plain(environ, start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
+        finally:
+            self._admitted.release()
+        return respond(environ, start_response, "200 OK", HTML, body)
+
+
+def runbooks_page() -> bytes:
+    """exporter/web/runbooks.html, shipped as package data (read per request: it is small,
+    and a cached copy would need invalidating for nothing)."""
+    return resources.files(__package__).joinpath("runbooks.html").read_bytes()
+
+
 def _landing(telemetry_path: str) -> str:
     p = html.escape(telemetry_path)
     return (f"<!DOCTYPE html><html><head><title>dkms-exporter</title></head><body>"
             f"<h1>dkms-exporter {html.escape(__version__)}</h1>"
             f"<p>Will every out-of-tree kernel module work on the kernel this host boots next?</p>"
-            f"<ul><li><a href=\"{p}\">Metrics</a></li></ul></body></html>\n")
+            f"<ul><li><a href=\"{p}\">Metrics</a></li><li><a href=\"{RUNBOOKS_PATH}\">Runbooks</a></li></ul>"
+            f"</body></html>\n")
 
 
 class _Handler(WSGIRequestHandler):
