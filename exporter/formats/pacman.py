@@ -4,7 +4,8 @@
   empty line (libalpm be_local.c ``local_db_read``); unknown sections are skipped, as alpm skips them.
 - ``.../files``: ``%FILES%`` (paths relative to the root, directories ending in ``/``) and
   ``%BACKUP%`` (``path<TAB>md5``), what ``pacman -Ql`` lists.
-- ``/etc/pacman.conf``: ini lines, ``#`` starts a comment anywhere, ``key = value``, ``Include``
+- ``/etc/pacman.conf``: ini lines, ``#`` starts a comment only at the start of a line
+  (``IgnorePkg = a # b`` holds ``a``, ``#`` and ``b``: pacman 6.0's ini.c), ``key = value``, ``Include``
   glob-expanded (sorted, as glob(3)) in any section, 10 levels at most; a section header inside an
   included file changes the section of the including file too (pacman's conf.c keeps one
   section state).  ``IgnorePkg``/``IgnoreGroup`` in ``[options]`` are whitespace-separated,
@@ -127,8 +128,8 @@ def _parse_file(path: str, load, glob, state: _State) -> None:
     if data is None:
         raise PacmanConfError(f"config file {path} could not be read")
     for number, raw in enumerate(data.decode("utf-8", "surrogateescape").split("\n"), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        line = raw.strip()
+        if not line or line.startswith("#"):      # pacman 6: whole-line comments only
             continue
         if line.startswith("[") and line.endswith("]"):
             if len(line) <= 2:
