@@ -173,3 +173,84 @@ def _compare_values(a: str | None, b: str | None) -> int:
 
 
 rpm_release_key = functools.cmp_to_key(rpm_evr_compare)
+
+
+# pacman's order (libalpm version.c alpm_pkg_vercmp): rpm's old algorithm, in the C locale
+
+def _alpm_segments_cmp(a: bytes, b: bytes) -> int:
+    """libalpm's rpmvercmp on bytes: no ``~``/``^``; separators are skipped but a different
+    separator length decides (``1.0`` < ``1..0``); numeric beats alpha; a leftover alpha loses
+    to the end (``1.0a`` < ``1.0``), a leftover number wins."""
+    if a == b:
+        return 0
+    one = ptr1 = two = ptr2 = 0
+    la, lb = len(a), len(b)
+    alnum, digit, alpha = _ALNUM, _DIGITS, _ALPHA
+    while one < la and two < lb:
+        while one < la and a[one] not in alnum:
+            one += 1
+        while two < lb and b[two] not in alnum:
+            two += 1
+        if not (one < la and two < lb):
+            break
+        if one - ptr1 != two - ptr2:
+            return -1 if one - ptr1 < two - ptr2 else 1
+        ptr1, ptr2 = one, two
+        kind = digit if a[ptr1] in digit else alpha
+        isnum = kind is digit
+        while ptr1 < la and a[ptr1] in kind:
+            ptr1 += 1
+        while ptr2 < lb and b[ptr2] in kind:
+            ptr2 += 1
+        if two == ptr2:
+            return 1 if isnum else -1
+        x, y = a[one:ptr1], b[two:ptr2]
+        if isnum:
+            x, y = x.lstrip(b"0"), y.lstrip(b"0")
+            if len(x) != len(y):
+                return 1 if len(x) > len(y) else -1
+        if x != y:
+            return 1 if x > y else -1
+        one, two = ptr1, ptr2
+    if one >= la and two >= lb:
+        return 0
+    if (one >= la and not (two < lb and b[two] in alpha)) or (one < la and a[one] in alpha):
+        return -1
+    return 1
+
+
+_DIGITS = frozenset(b"0123456789")
+_ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ALNUM = _DIGITS | _ALPHA
+
+
+def _alpm_evr(evr: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """libalpm's parseEVR: epoch = leading digits before ':' ("0" when absent or empty), release =
+    after the last '-' of what follows the epoch digits (None without one)."""
+    s = len(evr) - len(evr.lstrip(b"0123456789"))
+    dash = evr.rfind(b"-", s)
+    if evr[s:s + 1] == b":":
+        epoch, version = evr[:s] or b"0", evr[s + 1:]
+        dash -= s + 1
+    else:
+        epoch, version = b"0", evr
+    if dash >= 0:
+        return epoch, version[:dash], version[dash + 1:]
+    return epoch, version, None
+
+
+def alpm_vercmp(a: str, b: str) -> int:
+    """-1, 0, 1 like pacman's ``vercmp`` (alpm_pkg_vercmp): epoch, version, then the release only
+    when both have one (``1.0`` == ``1.0-2``)."""
+    if a == b:
+        return 0
+    x = a.encode("utf-8", "surrogateescape")
+    y = b.encode("utf-8", "surrogateescape")
+    (ea, va, ra), (eb, vb, rb) = _alpm_evr(x), _alpm_evr(y)
+    ret = _alpm_segments_cmp(ea, eb) or _alpm_segments_cmp(va, vb)
+    if ret == 0 and ra is not None and rb is not None:
+        ret = _alpm_segments_cmp(ra, rb)
+    return ret
+
+
+alpm_release_key = functools.cmp_to_key(alpm_vercmp)
