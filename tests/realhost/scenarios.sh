@@ -9,8 +9,8 @@
 #   MokListRT                   the copy shim makes of MokNew at boot (mokutil --import wrote MokNew)
 # After each scenario the real tools run inside its tree; their outputs go to scenarios/NAME/ref/.
 #
-# Uses from build.sh: OUT BASE_TREE LOG NEW_K OLD_K NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG NEW_ABI
-#                     KSERIES MOUNTED step logged die enter leave leave_proc in_tree apt_in
+# Uses from build.sh: OUT BASE_TREE LOG NEW_K OLD_K NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG
+#                     HDR_COMMON_PKG SUITE MOUNTED step logged die enter leave leave_proc in_tree apt_in
 #                     remove_tree pin
 # A scenario may start from an earlier one (new_scenario NAME FROM): SCENARIOS is the build order.
 
@@ -82,7 +82,7 @@ scenario_unregistered() {
   new_scenario unregistered "$BASE_TREE"
   enter "$t"
   step "  apt-get purge $HDR_PKG and its -common package"
-  logged apt_in "$t" purge "$HDR_PKG" "linux-headers-$KSERIES-$NEW_ABI-common"
+  logged apt_in "$t" purge "$HDR_PKG" "$HDR_COMMON_PKG"
   step "  apt-get remove $NEW_PKG (kernel prerm hook: dkms remove; the last kernel, so DKMS forgets the modules)"
   logged apt_in "$t" remove "$NEW_PKG"
   step "  apt-get install $NEW_PKG (kernel postinst hook: dkms autoinstall skipped, no headers)"
@@ -184,9 +184,13 @@ scenario_initramfs_stale() {
 }
 
 scenario_signed_sb_off() {
-  local t=$OUT/scenarios/signed_sb_off/tree hash mod
+  local t=$OUT/scenarios/signed_sb_off/tree hash mod sign
   new_scenario signed_sb_off "$BASE_TREE"
-  step "  test key made with openssl (host); the tree's sign-file (linux-kbuild-6.1) signs v4l2loopback for $NEW_K"
+  # The kernel's sign-file, as the headers link it (linux-kbuild-6.1 or linux-kbuild-6.12.N+deb13).
+  sign=$(readlink -f "$t/usr/src/linux-headers-$NEW_K/scripts/sign-file")
+  sign=${sign#"$(readlink -f "$t")"}
+  [[ -f $t$sign ]] || die "no sign-file for $NEW_K in the tree"
+  step "  test key made with openssl (host); the tree's sign-file ($sign) signs v4l2loopback for $NEW_K"
   openssl req -new -x509 -nodes -days 36500 -subj "/CN=$TEST_KEY_CN" -newkey rsa:2048 \
     -keyout "$t/var/lib/dkms/mok.key" -outform DER -out "$t/var/lib/dkms/mok.pub" >>"$LOG" 2>&1
   chmod 600 "$t/var/lib/dkms/mok.key"
@@ -194,7 +198,7 @@ scenario_signed_sb_off() {
   hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\(.*\)"$/\1/p' "$t/boot/config-$NEW_K")
   mod=$(cd "$t" && ls usr/lib/modules/"$NEW_K"/updates/dkms/v4l2loopback.ko*)
   enter "$t"
-  logged in_tree "$t" /usr/lib/linux-kbuild-6.1/scripts/sign-file "${hash:-sha512}" \
+  logged in_tree "$t" "$sign" "${hash:-sha512}" \
     /var/lib/dkms/mok.key /var/lib/dkms/mok.pub "/$mod"
   leave "$t"
   write_efivar "$t" "SecureBoot-$EFI_GLOBAL_GUID" 06 00
