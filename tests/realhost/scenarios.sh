@@ -87,9 +87,23 @@ scenario_unregistered() {
   logged apt_in "$t" remove "$NEW_PKG"
   step "  apt-get install $NEW_PKG (kernel postinst hook: dkms autoinstall skipped, no headers)"
   logged apt_in "$t" install "$(pin "$NEW_PKG")"
+  # dkms 3.0.10's prerm hook (dkms remove) forgets a module with its last kernel; dkms 3.2's
+  # (dkms kernel_prerm) only uninstalls it and keeps it added: there DKMS is told to forget it.
+  local m v
+  if [[ $SUITE != bookworm ]]; then
+    for m in v4l2loopback acpi-call; do
+      for v in "$t"/var/lib/dkms/"$m"/*/; do
+        [[ -d $v ]] || continue
+        v=${v%/}; v=${v##*/}
+        [[ $v != kernel-* ]] || continue
+        step "  dkms remove $m/$v --all ($SUITE's prerm hook kept it added)"
+        logged in_tree "$t" dkms remove "$m/$v" --all
+      done
+    done
+  fi
   leave "$t"
   [[ ! -e $t/var/lib/dkms/v4l2loopback && ! -e $t/var/lib/dkms/acpi-call ]] || die "DKMS still knows the modules after $NEW_PKG was removed"
-  finish_scenario unregistered "Headers of $NEW_K purged, $NEW_PKG removed (its prerm hook ran dkms remove: DKMS forgot both modules) and installed again; v4l2loopback-dkms and acpi-call-dkms stay installed with their /usr/src trees."
+  finish_scenario unregistered "Headers of $NEW_K purged, $NEW_PKG removed (its prerm hook ran dkms remove: DKMS forgot both modules; on trixie the hook keeps them added and dkms remove --all is run) and installed again; v4l2loopback-dkms and acpi-call-dkms stay installed with their /usr/src trees."
 }
 
 scenario_headers_missing() {
