@@ -9,8 +9,8 @@ module_status_built_extra):
   ``/usr/src/<m>-<v>`` exists); a plain directory without that source is not listed;
 - ``<v>/<k>/<a>`` (k must match ``+([0-9]).*``) is *built* when ``module/`` exists and every
   DEST_MODULE_NAME has ``module/<name>.ko`` or ``.ko<suffix>`` (suffix from the kernel's
-  modules.dep); dkms >= 3.1.8 only needs ``module/`` (docs/formats.md, "The DKMS tree and
-  `dkms status`");
+  modules.dep); dkms >= 3.1.8 only needs ``module/``
+  (docs/formats.md, "The DKMS tree and `dkms status`");
 - *installed* when ``<m>/kernel-<k>-<a>`` resolves to ``<m>/<v>/<k>/<a>``;
 - a failed build is a leftover ``<m>/<v>/build/make.log`` with no ``<k>/<a>/module``.
 """
