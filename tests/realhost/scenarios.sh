@@ -218,9 +218,11 @@ scenario_signed_sb_off() {
     *.ko.xz)
       # sign-file signs ELF only: unpack, sign, pack again with the options dkms 3.2 uses
       # (dkms.in: compress_xz_opts), as DKMS itself signs before it compresses.
-      logged in_tree "$t" xz -d "/$mod"
-      logged in_tree "$t" "$sign" "${hash:-sha512}" /var/lib/dkms/mok.key /var/lib/dkms/mok.pub "/${mod%.xz}"
-      logged in_tree "$t" xz --check=crc32 --lzma2=dict=1MiB -f "/${mod%.xz}" ;;
+      # The file is a hardlink into the base: the signed one replaces it by rename.
+      logged in_tree "$t" sh -c 'xz -dc "$1" >/tmp/signing.ko' sh "/$mod"
+      logged in_tree "$t" "$sign" "${hash:-sha512}" /var/lib/dkms/mok.key /var/lib/dkms/mok.pub /tmp/signing.ko
+      logged in_tree "$t" xz --check=crc32 --lzma2=dict=1MiB -f /tmp/signing.ko
+      mv -f "$t/tmp/signing.ko.xz" "$t/$mod" ;;
     *) die "signed_sb_off: no way to sign $mod" ;;
   esac
   [[ -f $t/$mod ]] || die "signed_sb_off: $mod is gone after signing"
