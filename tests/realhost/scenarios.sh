@@ -219,6 +219,7 @@ scenario_signed_sb_off() {
       # sign-file signs ELF only: unpack, sign, pack again with the options dkms 3.2 uses
       # (dkms.in: compress_xz_opts), as DKMS itself signs before it compresses.
       # The file is a hardlink into the base: the signed one replaces it by rename.
+      # shellcheck disable=SC2016  # $1 is expanded by the sh inside the tree
       logged in_tree "$t" sh -c 'xz -dc "$1" >/tmp/signing.ko' sh "/$mod"
       logged in_tree "$t" "$sign" "${hash:-sha512}" /var/lib/dkms/mok.key /var/lib/dkms/mok.pub /tmp/signing.ko
       logged in_tree "$t" xz --check=crc32 --lzma2=dict=1MiB -f /tmp/signing.ko
