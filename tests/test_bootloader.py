@@ -175,3 +175,63 @@ def test_grubenv_reads_what_the_real_grub_editenv_writes(tmp_path_factory, value
 
 def test_grubenv_backslash_takes_the_next_byte_as_it_is():
     assert parse_grubenv(b"# GRUB Environment Block\na=1\\nz\nb=x\\\ny\n###") == {"a": "1nz", "b": "x\ny"}
+
+
+LOADER = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+
+
+def loader_var(host, name: str, value: str) -> None:
+    host.write(f"sys/firmware/efi/efivars/{name}-{LOADER}",
+               struct.pack("<I", 7) + f"{value}\0".encode("utf-16-le"))
+
+
+@pytest.fixture()
+def sdboot(host):
+    """Three systemd-boot entries (newest first in its menu: c, b, a) on an ESP at /boot/efi."""
+    for k, name in (("6.12.1-1-amd64", "a"), ("6.12.2-1-amd64", "b"), ("6.12.3-1-amd64", "c")):
+        host.kernel(k)
+        host.write(f"boot/efi/loader/entries/{name}.conf", f"title {name}\nversion {k}\nlinux /{name}/linux\n")
+    return host
+
+
+def next_boot(host) -> tuple[str | None, str]:
+    host.finish()
+    boot = scrape(host.root).facts.get(BootFacts)
+    return boot.next_boot, boot.entry
+
+
+def test_loader_conf_keeps_the_last_value_of_a_repeated_key(sdboot):
+    sdboot.write("boot/efi/loader/loader.conf", "default a.conf\ntimeout 3\ndefault b.conf\n")
+    assert next_boot(sdboot)[0] == "6.12.2-1-amd64"
+
+
+@pytest.mark.parametrize("var", ["LoaderEntryOneShot", "LoaderEntryDefault"])
+def test_a_variable_that_matches_no_entry_falls_through(sdboot, var):
+    """boot.c config_select_default_entry: a pattern that finds nothing is passed over."""
+    sdboot.write("boot/efi/loader/loader.conf", "default a.conf\n")
+    loader_var(sdboot, var, "gone.conf")
+    kernel, how = next_boot(sdboot)
+    assert kernel == "6.12.1-1-amd64"
+    assert f"{var}=gone.conf (matches no entry)" in how and "loader.conf default=a.conf" in how
+
+
+def test_oneshot_wins_over_default(sdboot):
+    sdboot.write("boot/efi/loader/loader.conf", "default a.conf\n")
+    loader_var(sdboot, "LoaderEntryDefault", "b.conf")
+    loader_var(sdboot, "LoaderEntryOneShot", "C.CONF")   # ids and patterns are case-folded
+    assert next_boot(sdboot)[0] == "6.12.3-1-amd64"
+
+
+@pytest.mark.parametrize("where", ["loader.conf", "LoaderEntryDefault"])
+def test_saved_is_the_entry_booted_last(sdboot, where):
+    sdboot.write("boot/efi/loader/loader.conf", "default @saved\n" if where == "loader.conf" else "timeout 3\n")
+    if where == "LoaderEntryDefault":
+        loader_var(sdboot, "LoaderEntryDefault", "@saved")
+    loader_var(sdboot, "LoaderEntryLastBooted", "a.conf")
+    kernel, how = next_boot(sdboot)
+    assert kernel == "6.12.1-1-amd64" and "LoaderEntryLastBooted=a.conf" in how
+
+
+def test_saved_with_nothing_booted_yet_is_the_first_entry(sdboot):
+    sdboot.write("boot/efi/loader/loader.conf", "default @saved\n")
+    assert next_boot(sdboot) == ("6.12.3-1-amd64", "first entry")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..distro import detect
 from ..distro.arch import release_of_pkgbase
 from ..facts.bootloader import BootFacts
 from ..facts.kernel import MODULES_ROOT
-from ..formats.bls import blscfg_order, parse_bls_entry
+from ..formats.bls import blscfg_order, parse_bls_entry, parse_loader_conf
 from ..formats.efi import LOADER_GUID, efi_string
 from ..formats.grub import IMAGE_IN_PATH, is_index, parse_grub_cfg, parse_grubenv, select_entry
 from ..formats.versions import release_key
@@ -144,11 +145,14 @@ def _bls(ctx: Context, env: dict[str, str], mtime: float | None, variant: str) -
 
 
 def _systemd_boot(ctx: Context) -> BootFacts | None:
-    """systemd-boot: one-shot / default EFI variables, then loader.conf's default glob."""
+    """systemd-boot's default entry (boot.c, config_select_default_entry): the first of
+    LoaderEntryOneShot, LoaderEntryDefault and loader.conf's ``default`` whose glob matches an
+    entry; ``@saved`` in either of the last two stands for LoaderEntryLastBooted; one that
+    matches nothing falls through to the next; none matching: the first entry."""
     for esp in ESP_DIRS:
         conf_path = f"{esp}/loader/loader.conf"
         try:
-            conf = ctx.load(conf_path, parse_bls_entry, limit=65536, purpose="bls")
+            conf = ctx.load(conf_path, parse_loader_conf, limit=65536, purpose="loader.conf")
         except Unreadable:
             continue
         if conf is None:
@@ -156,20 +160,44 @@ def _systemd_boot(ctx: Context) -> BootFacts | None:
         entries = _bls_entries(ctx, f"{esp}/loader/entries")
         if not entries:
             continue
-        oneshot = _efi_string(ctx, "LoaderEntryOneShot")
-        default = _efi_string(ctx, "LoaderEntryDefault")
-        pattern = oneshot or default or conf.get("default", "")
-        how = ("LoaderEntryOneShot" if oneshot else "LoaderEntryDefault" if default else "loader.conf default") \
-            + f"={pattern}" if pattern else "first entry"
-        chosen = _match_glob(entries, pattern) if pattern and pattern != "@saved" else None
-        chosen = chosen or entries[0]
-        return BootFacts("systemd-boot", _bls_kernel(chosen[1]), how, "", None)
+        chosen, how = _default_entry(entries, conf.get("default") or None,
+                                     lambda name: _efi_string(ctx, name) or None)
+        return BootFacts("systemd-boot", _bls_kernel((chosen or entries[0])[1]), how, "", None)
     return None
 
 
+def _default_entry(entries: list[tuple[str, dict[str, str]]], conf_default: str | None,
+                   efivar: Callable[[str], str | None]):
+    """(the chosen entry or None, how) by systemd-boot's rule; `efivar` reads a loader variable."""
+    saved = efivar("LoaderEntryLastBooted")
+    default_var = efivar("LoaderEntryDefault")
+    tried: list[str] = []
+    candidates = [("LoaderEntryOneShot", efivar("LoaderEntryOneShot"))]
+    if default_var == "@saved":
+        candidates.append(("LoaderEntryDefault=@saved: LoaderEntryLastBooted", saved))
+    else:
+        candidates.append(("LoaderEntryDefault", default_var))
+    if conf_default == "@saved":
+        # "No need to do the same thing twice": LastBooted was tried already through the variable.
+        candidates.append(("loader.conf default @saved: LoaderEntryLastBooted",
+                           None if default_var == "@saved" else saved))
+    else:
+        candidates.append(("loader.conf default", conf_default))
+    for source, pattern in candidates:
+        if not pattern:
+            continue
+        found = _match_glob(entries, pattern)
+        if found is not None:
+            return found, "; ".join([*tried, f"{source}={pattern}"])
+        tried.append(f"{source}={pattern} (matches no entry)")
+    return None, "; ".join([*tried, "first entry"])
+
+
 def _match_glob(entries: list[tuple[str, dict[str, str]]], pattern: str):
+    """The first entry whose id the glob matches; systemd-boot folds both to lower case."""
+    pattern = pattern.lower()
     pattern = pattern[:-5] if pattern.endswith(".conf") else pattern
-    return next((e for e in entries if fnmatch.fnmatchcase(e[0], pattern)), None)
+    return next((e for e in entries if fnmatch.fnmatchcase(e[0].lower(), pattern)), None)
 
 
 def _efi_string(ctx: Context, name: str) -> str | None:

@@ -4,11 +4,13 @@ Ubuntu 24.04, and the ``broken`` state of >= 3.0.13), plus failed builds.
 Rules (dkms.in: module_status, is_module_added, is_module_built, _is_module_installed,
 module_status_built_extra):
 - ``<tree>/<m>/<v>`` is listed when it is a directory and ``source`` is a link (even a
-  dangling one) or a directory;
+  dangling one) or a directory; from 3.0.13 only when ``source`` is a link to a directory
+  (added) or the version is *broken* (a dangling link, or a plain directory while
+  ``/usr/src/<m>-<v>`` exists); a plain directory without that source is not listed;
 - ``<v>/<k>/<a>`` (k must match ``+([0-9]).*``) is *built* when ``module/`` exists and every
   DEST_MODULE_NAME has ``module/<name>.ko`` or ``.ko<suffix>`` (suffix from the kernel's
-  modules.dep); dkms >= 3.1.8 only needs ``module/``, and this reader already relaxes the rule
-  from 3.0.13, with the ``broken`` state (docs/formats.md, "The DKMS tree and `dkms status`");
+  modules.dep); dkms >= 3.1.8 only needs ``module/``
+  (docs/formats.md, "The DKMS tree and `dkms status`");
 - *installed* when ``<m>/kernel-<k>-<a>`` resolves to ``<m>/<v>/<k>/<a>``;
 - a failed build is a leftover ``<m>/<v>/build/make.log`` with no ``<k>/<a>/module``.
 """
@@ -20,7 +22,7 @@ import hashlib
 import re
 
 from ..distro import detect
-from ..facts.dkms import BuildFailure, DkmsBuild, DkmsEntry, DkmsFacts
+from ..facts.dkms import BROKEN_STATE_FROM, RELAXED_BUILT_FROM, BuildFailure, DkmsBuild, DkmsEntry, DkmsFacts, at_least
 from ..formats.depmod import ModulesDep, parse_modules_dep
 from ..formats.dkmsconf import MAX_CONF_BYTES, SOURCE_TREE, DkmsConfError, evaluate_conf, parse_dkms_conf
 from ..formats.makelog import MAX_LOG_BYTES, MakeLog, classify_make_log
@@ -43,14 +45,15 @@ def collect_dkms(ctx: Context) -> DkmsFacts:
     version = _dkms_version(ctx)
     distro_dest = _distro_dest(ctx)
     facts_entries: list[DkmsEntry] = []
-    modern = version is not None and compare(version, "3.0.13") >= 0
+    modern = at_least(version, BROKEN_STATE_FROM)
+    relaxed = at_least(version, RELAXED_BUILT_FROM)
     for module in ctx.listdir(tree) or []:
         mdir = f"{tree}/{module}"
         try:
             if not ctx.is_dir(mdir):
                 continue
             for ver in ctx.listdir(mdir) or []:
-                entry = _entry(ctx, tree, install_tree, module, ver, modern)
+                entry = _entry(ctx, tree, install_tree, module, ver, modern, relaxed)
                 if entry is not None:
                     facts_entries.append(entry)
         except Unreadable:
@@ -90,7 +93,7 @@ def _package_of(text: str) -> tuple[str, str] | None:
 
 
 def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
-           modern: bool) -> DkmsEntry | None:
+           modern: bool, relaxed: bool) -> DkmsEntry | None:
     vdir = f"{tree}/{module}/{ver}"
     if not ctx.is_dir(vdir):
         return None
@@ -105,6 +108,8 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
     state = "added"
     if modern and ((is_link and not resolves) or (not is_link and ctx.is_dir(f"/usr/src/{module}-{ver}"))):
         state = "broken"
+    elif modern and not is_link:
+        return None  # dkms >= 3.0.13 is_module_added: a plain source directory is not added
     conf_text = None
     if resolves:
         try:
@@ -114,7 +119,7 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
                 ctx.error(f"{source}/dkms.conf", "dkms.conf missing: dkms cannot evaluate this module")
         except Unreadable:
             conf_text = None
-    builds = tuple(_builds(ctx, tree, install_tree, module, ver, conf_text, modern))
+    builds = tuple(_builds(ctx, tree, install_tree, module, ver, conf_text, relaxed))
     if state == "broken":
         builds = ()
     failure = _failure(ctx, vdir, builds)
@@ -122,7 +127,7 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
 
 
 def _builds(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
-            conf_text: str | None, modern: bool):
+            conf_text: str | None, relaxed: bool):
     vdir = f"{tree}/{module}/{ver}"
     for kernel in ctx.listdir(vdir) or []:
         if not _KERNEL_DIR.match(kernel):
@@ -130,13 +135,13 @@ def _builds(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
         for arch in ctx.listdir(f"{vdir}/{kernel}") or []:
             if arch.startswith("."):
                 continue
-            build = _build(ctx, tree, install_tree, module, ver, kernel, arch, conf_text, modern)
+            build = _build(ctx, tree, install_tree, module, ver, kernel, arch, conf_text, relaxed)
             if build is not None:
                 yield build
 
 
 def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, kernel: str,
-           arch: str, conf_text: str | None, modern: bool) -> DkmsBuild | None:
+           arch: str, conf_text: str | None, relaxed: bool) -> DkmsBuild | None:
     kdir = f"{tree}/{module}/{ver}/{kernel}/{arch}"
     if not ctx.is_dir(f"{kdir}/module"):
         return None
@@ -150,8 +155,8 @@ def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, ke
             missing = True
         else:
             files.append((name, found))
-    if missing and not modern:
-        return None  # dkms 3.0.x: not built at all
+    if missing and not relaxed:
+        return None  # dkms < 3.1.8: not built at all
     installed = ctx.fs.realpath(f"{tree}/{module}/kernel-{kernel}-{arch}") == ctx.fs.realpath(kdir) \
         and ctx.lstat(f"{tree}/{module}/kernel-{kernel}-{arch}") is not None \
         and _is_link(ctx, f"{tree}/{module}/kernel-{kernel}-{arch}")

@@ -6,6 +6,19 @@ from dataclasses import dataclass
 
 from ..formats.versions import compare
 
+# The dkms releases that changed a rule the exporter models (dell/dkms, dkms.in; docs/formats.md,
+# "Which rules apply" lists the functions and commits).  Debian 12 ships 3.0.10, Ubuntu 24.04
+# 3.0.11, Debian 13 3.2.2.
+BUILD_EXCLUSIVE_RANGE_FROM = "3.0.11"  # BUILD_EXCLUSIVE_KERNEL_MIN/_MAX and BUILD_EXCLUSIVE_CONFIG
+BROKEN_STATE_FROM = "3.0.13"           # 'broken'; 'added' needs source to be a link to a directory
+AUTOINSTALL_YES_NO_FROM = "3.1.7"      # AUTOINSTALL is yes/no/empty, not "any non-empty value"
+RELAXED_BUILT_FROM = "3.1.8"           # 'built' needs module/ only, not every DEST_MODULE_NAME file
+
+
+def at_least(version: str | None, threshold: str) -> bool:
+    """Is the installed dkms (None: unknown, read as the oldest rules) at least `threshold`?"""
+    return version is not None and compare(version, threshold) >= 0
+
 # status decorations, as stable codes; check/docs show dkms's own words
 DECORATIONS = {
     "original_module_exists": ("original_module exists", "Original modules exist"),
@@ -87,6 +100,5 @@ class DkmsFacts:
 
     @property
     def modern(self) -> bool:
-        """dkms >= 3.0.13: the 'broken' state (and, in this reader, the relaxed 'built' rule that
-        dkms itself has from 3.1.8)."""
-        return self.dkms_version is not None and compare(self.dkms_version, "3.0.13") >= 0
+        """dkms >= 3.0.13: the 'broken' state and the stricter 'added' rule."""
+        return at_least(self.dkms_version, BROKEN_STATE_FROM)

@@ -1,19 +1,33 @@
 """Boot Loader Specification entries (type #1 ``.conf`` files) and systemd-boot's loader.conf.
 
-Both are ``key value`` lines; the first occurrence of a key wins, as in GRUB's blscfg
-(systemd-boot keeps the last one).  Sources: docs/formats.md, "Boot loaders".
+Both are ``key value`` lines; in an entry the first occurrence of a key wins, as in GRUB's
+blscfg; in loader.conf the last one, as systemd-boot reads it.  Sources: docs/formats.md, "Boot loaders".
 """
 
 from __future__ import annotations
 
 
 def parse_bls_entry(data: bytes) -> dict[str, str]:
+    """A type #1 entry as GRUB's blscfg reads it: the first value of a repeated key."""
+    return _key_values(data, last_wins=False)
+
+
+def parse_loader_conf(data: bytes) -> dict[str, str]:
+    """systemd-boot's loader.conf: each key it knows replaces the value before it (boot.c,
+    config_defaults_load_from_file frees and re-sets), so the last value of a repeated key wins."""
+    return _key_values(data, last_wins=True)
+
+
+def _key_values(data: bytes, *, last_wins: bool) -> dict[str, str]:
     fields: dict[str, str] = {}
     for line in data.decode("utf-8", "replace").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition(" ")
-            fields.setdefault(key, value.strip())
+            if last_wins:
+                fields[key] = value.strip()
+            else:
+                fields.setdefault(key, value.strip())
     return fields
 
 

@@ -14,7 +14,7 @@ import re
 from ..config import Config, modname
 from ..facts import HostFacts
 from ..facts.akmods import AkmodEntry, AkmodsFacts
-from ..facts.dkms import DkmsEntry, DkmsFacts
+from ..facts.dkms import AUTOINSTALL_YES_NO_FROM, BUILD_EXCLUSIVE_RANGE_FROM, DkmsEntry, DkmsFacts, at_least
 from ..facts.initramfs import InitramfsFacts
 from ..facts.kernel import Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
@@ -144,9 +144,9 @@ def _autoinstall(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts) -> b
     if conf is None:
         return False
     value = conf.get("AUTOINSTALL")
-    if dkms.dkms_version and compare(dkms.dkms_version, "3.1") >= 0:
-        return value.lower() == "yes"
-    return bool(value)  # dkms 3.0.x: any non-empty AUTOINSTALL means yes
+    if at_least(dkms.dkms_version, AUTOINSTALL_YES_NO_FROM):
+        return value.lower() == "yes"  # "no" empties it; any other value fails read_conf
+    return bool(value)  # dkms < 3.1.7: any non-empty AUTOINSTALL means yes
 
 
 def _excluded(entry: DkmsEntry, kernel: Kernel, arch: str, dkms: DkmsFacts) -> bool:
@@ -160,6 +160,8 @@ def _excluded(entry: DkmsEntry, kernel: Kernel, arch: str, dkms: DkmsFacts) -> b
     pattern = conf.get("BUILD_EXCLUSIVE_ARCH")
     if pattern and not _bash_match(pattern, arch):
         return True
+    if dkms.dkms_version is not None and not at_least(dkms.dkms_version, BUILD_EXCLUSIVE_RANGE_FROM):
+        return False  # dkms 3.0.10 knows no BUILD_EXCLUSIVE_KERNEL_MIN/_MAX/_CONFIG (unknown: applied)
     low, high = conf.get("BUILD_EXCLUSIVE_KERNEL_MIN"), conf.get("BUILD_EXCLUSIVE_KERNEL_MAX")
     if low and compare(kernel.release, low) < 0:
         return True

@@ -33,11 +33,31 @@ export LC_ALL=C.UTF-8
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${DKMS_EXPORTER_TEST_CACHE:-$HOME/.cache/dkms-exporter-tests}
-ROOT=$CACHE/realhost
 DEBS=$CACHE/debs
-SUITE=bookworm
-KSERIES=6.1.0
-KBUILD=linux-kbuild-6.1
+# The generation: Debian 12 (bookworm: kernel 6.1, dkms 3.0.10) or Debian 13 (trixie: kernel
+# 6.12, dkms 3.2).  Each has its own cache root (trixie's is a subdirectory, so bookworm's garbage
+# collection, which only looks at bases/ and builds/, never sees it) and its kernel naming:
+#   ABI_RE     a kernel ABI in package names: 6.1.0-57 (bookworm), 6.12.118+deb13 (trixie)
+#   KPREFIX    what every such ABI starts with, for apt-cache pkgnames
+#   kbuild_of  the linux-kbuild package headers of an ABI need (one 6.1 package; one per 6.12 ABI)
+# Trixie's apt lists are our own (HOST_APT_OPTS: a sources file, lists and an empty dpkg status
+# under $ROOT/apt); the machine's apt sources are never edited.
+SUITE=${DKMS_EXPORTER_REALHOST_SUITE:-bookworm}
+case $SUITE in
+  bookworm) ROOT=$CACHE/realhost KLABEL=6.1 KPREFIX=6.1.0- ABI_RE='6\.1\.0-[0-9]+' ;;
+  trixie) ROOT=$CACHE/realhost/trixie KLABEL=6.12 KPREFIX=6.12. ABI_RE='6\.12\.[0-9]+\+deb13(\.[0-9]+)?' ;;
+  *) printf '[realhost] ERROR: DKMS_EXPORTER_REALHOST_SUITE=%s: bookworm or trixie\n' "$SUITE" >&2; exit 2 ;;
+esac
+HOST_APT_OPTS=()
+if [[ $SUITE != bookworm ]]; then
+  HOST_APT_OPTS=(-o "Dir::Etc=$ROOT/apt/etc" -o Dir::Etc::sourcelist=/dev/null
+                 -o "Dir::Etc::sourceparts=$ROOT/apt/etc/sources.list.d" -o "Dir::State::Lists=$ROOT/apt/lists"
+                 -o "Dir::Cache=$ROOT/apt/cache" -o "Dir::State::status=$ROOT/apt/status"
+                 -o APT::Architecture=amd64 -o APT::Sandbox::User=root)
+fi
+kbuild_of() { if [[ $SUITE == bookworm ]]; then echo linux-kbuild-6.1; else echo "linux-kbuild-$1"; fi; }
+# apt-cache with the generation's lists (options after the command, as apt allows).
+apt_cache() { local cmd=$1; shift; apt-cache "$cmd" "${HOST_APT_OPTS[@]}" "$@"; }
 # Installed besides the kernels (pinned to the versions apt offers when the key is computed).
 # openssl is installed by the initramfs_stale scenario only (DKMS then signs what it builds).
 TOOL_PACKAGES=(dkms v4l2loopback-dkms acpi-call-dkms initramfs-tools kmod zstd mokutil openssl)
@@ -156,8 +176,13 @@ mirror_for_suite() {
 }
 
 pick_mirrors() {
+  # A generation the host does not run is served by the archive the host uses for its own suite.
+  local host_suite
+  host_suite=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
   MIRROR=${DKMS_EXPORTER_DEBIAN_MIRROR:-$(mirror_for_suite "$SUITE")}
+  MIRROR=${MIRROR:-$(mirror_for_suite "$host_suite")}
   SECURITY_MIRROR=${DKMS_EXPORTER_DEBIAN_SECURITY_MIRROR:-$(mirror_for_suite "$SUITE-security")}
+  SECURITY_MIRROR=${SECURITY_MIRROR:-$(mirror_for_suite "$host_suite-security")}
   MIRROR=${MIRROR:-http://deb.debian.org/debian}
   SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 }
@@ -181,42 +206,43 @@ pick_kernels() {
   if [[ -n ${DKMS_EXPORTER_REALHOST_KERNELS:-} ]]; then
     read -r NEW_K OLD_K <<<"$DKMS_EXPORTER_REALHOST_KERNELS"
   else
-    local abis nn args=("$KBUILD") madison
-    mapfile -t abis < <(apt-cache pkgnames "linux-image-$KSERIES-" |
-      sed -nE "s/^linux-image-${KSERIES//./\\.}-([0-9]+)-amd64\$/\\1/p" | sort -rn)
-    for nn in "${abis[@]}"; do
-      args+=("linux-image-$KSERIES-$nn-amd64" "linux-image-$KSERIES-$nn-cloud-amd64"
-             "linux-headers-$KSERIES-$nn-amd64" "linux-headers-$KSERIES-$nn-cloud-amd64"
-             "linux-headers-$KSERIES-$nn-common")
+    local abis abi args=() madison
+    mapfile -t abis < <(apt_cache pkgnames "linux-image-$KPREFIX" |
+      sed -nE "s/^linux-image-($ABI_RE)-amd64\$/\\1/p" | sort -rV)
+    for abi in "${abis[@]}"; do
+      args+=("linux-image-$abi-amd64" "linux-image-$abi-cloud-amd64"
+             "linux-headers-$abi-amd64" "linux-headers-$abi-cloud-amd64"
+             "linux-headers-$abi-common" "$(kbuild_of "$abi")")
     done
-    madison=$(apt-cache madison "${args[@]}" 2>/dev/null |
+    madison=$(apt_cache madison "${args[@]}" 2>/dev/null |
       awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $2); print $1, $2}' | sort -u)
-    for nn in "${abis[@]}"; do
-      offered "linux-image-$KSERIES-$nn-amd64" || continue
+    for abi in "${abis[@]}"; do
+      offered "linux-image-$abi-amd64" || continue
       if [[ -z $NEW_K ]]; then
-        if headers_installable "$KSERIES-$nn-amd64" "$nn"; then NEW_K=$KSERIES-$nn-amd64; fi
-      elif headers_installable "$KSERIES-$nn-amd64" "$nn" &&
-           [[ $(upstream_of "$KSERIES-$nn-amd64") != $(upstream_of "$NEW_K") ]]; then
-        OLD_K=$KSERIES-$nn-amd64
+        if headers_installable "$abi-amd64" "$abi"; then NEW_K=$abi-amd64; fi
+      elif headers_installable "$abi-amd64" "$abi" &&
+           [[ $(upstream_of "$abi-amd64") != $(upstream_of "$NEW_K") ]]; then
+        OLD_K=$abi-amd64
         break
       fi
     done
     if [[ -n $NEW_K && -z $OLD_K ]]; then
-      nn=${NEW_K#"$KSERIES"-}; nn=${nn%%-*}
-      if offered "linux-image-$KSERIES-$nn-cloud-amd64" && headers_installable "$KSERIES-$nn-cloud-amd64" "$nn"; then
-        OLD_K=$NEW_K NEW_K=$KSERIES-$nn-cloud-amd64
+      abi=${NEW_K%-amd64}
+      if offered "linux-image-$abi-cloud-amd64" && headers_installable "$abi-cloud-amd64" "$abi"; then
+        OLD_K=$NEW_K NEW_K=$abi-cloud-amd64
       fi
     fi
   fi
   if ! { [[ -n $NEW_K && -n $OLD_K ]] && dpkg --compare-versions "$NEW_K" gt "$OLD_K"; }; then
-    die "apt offers no two 6.1 kernels (both with headers, of two upstream releases): got '$NEW_K' '$OLD_K'; run apt-get update, or set DKMS_EXPORTER_REALHOST_KERNELS"
+    die "apt offers no two $KLABEL kernels (both with headers, of two upstream releases): got '$NEW_K' '$OLD_K'; run apt-get update, or set DKMS_EXPORTER_REALHOST_KERNELS"
   fi
-  NEW_ABI=${NEW_K#"$KSERIES"-}; NEW_ABI=${NEW_ABI%%-*}
-  OLD_ABI=${OLD_K#"$KSERIES"-}; OLD_ABI=${OLD_ABI%%-*}
+  NEW_ABI=${NEW_K%-amd64}; NEW_ABI=${NEW_ABI%-cloud}
+  OLD_ABI=${OLD_K%-amd64}; OLD_ABI=${OLD_ABI%-cloud}
   NEW_PKG=linux-image-$NEW_K
   OLD_PKG=linux-image-$OLD_K
   HDR_PKG=linux-headers-$NEW_K
   OLD_HDR_PKG=linux-headers-$OLD_K
+  HDR_COMMON_PKG=linux-headers-$NEW_ABI-common
 }
 
 # The upstream release of kernel $1's headers as apt offers them (6.1.192-2 -> 6.1.192).
@@ -228,13 +254,47 @@ upstream_of() {
 offered() { grep -q "^$1 " <<<"$madison"; }
 
 # Can linux-headers-$1 be installed: it and headers-common of ABI $2 offered at one version, and a
-# linux-kbuild-6.1 at least that new (the headers' dependency)?
+# linux-kbuild (kbuild_of $2) at least that new (the headers' dependency)?
 headers_installable() {
   local hv kbuild
   hv=$(awk -v p="linux-headers-$1" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
-  kbuild=$(awk -v p="$KBUILD" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
-  [[ -n $hv && -n $kbuild ]] && grep -qx "linux-headers-$KSERIES-$2-common $hv" <<<"$madison" &&
+  kbuild=$(awk -v p="$(kbuild_of "$2")" '$1 == p {print $2}' <<<"$madison" | sort -V | tail -n1)
+  [[ -n $hv && -n $kbuild ]] && grep -qx "linux-headers-$2-common $hv" <<<"$madison" &&
     dpkg --compare-versions "$kbuild" ge "$hv"
+}
+
+# The generation's own apt (trixie on a bookworm host): a sources file naming only its suites,
+# lists and an empty dpkg status under $ROOT/apt.  Nothing of the machine's apt changes.
+prepare_host_apt() {
+  [[ $SUITE != bookworm ]] || return 0
+  mkdir -p "$ROOT/apt/etc/sources.list.d" "$ROOT/apt/etc/preferences.d" "$ROOT/apt/etc/apt.conf.d" \
+    "$ROOT/apt/lists/partial" "$ROOT/apt/cache/archives/partial"
+  [[ -f $ROOT/apt/status ]] || : >"$ROOT/apt/status"
+  local want
+  want=$(sources_of "$MIRROR" "$SECURITY_MIRROR")
+  if [[ ! -f $ROOT/apt/etc/sources.list.d/debian.sources || $(cat "$ROOT/apt/etc/sources.list.d/debian.sources") != "$want" ]]; then
+    echo "$want" >"$ROOT/apt/etc/sources.list.d/debian.sources"
+  fi
+}
+
+# apt-get update of the lists the key is computed from (the host's, or the generation's own).
+host_apt_update() { logged apt-get "${HOST_APT_OPTS[@]}" update -q; }
+
+# The deb822 sources of $SUITE: mirror $1, security mirror $2.
+sources_of() {
+  cat <<EOF
+Types: deb
+URIs: $1
+Suites: $SUITE $SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $2
+Suites: $SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
 }
 
 # The cache keys.  BASE_KEY: this script, the kernels and every pinned package version (one
@@ -242,7 +302,7 @@ headers_installable() {
 compute_key() {
   pick_kernels
   local p v policy
-  policy=$(apt-cache policy "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "$OLD_HDR_PKG" "${TOOL_PACKAGES[@]}" debootstrap 2>/dev/null |
+  policy=$(apt_cache policy "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "$OLD_HDR_PKG" "${TOOL_PACKAGES[@]}" 2>/dev/null |
     awk '/^[^ ].*:$/ {p = substr($0, 1, length($0) - 1)} /^  Candidate:/ {print p "=" $2}')
   PINNED=()
   for p in "$NEW_PKG" "$OLD_PKG" "$HDR_PKG" "$OLD_HDR_PKG" "${TOOL_PACKAGES[@]}"; do
@@ -250,7 +310,8 @@ compute_key() {
     [[ -n $v && $v != "(none)" ]] || die "apt offers no version of $p (run apt-get update?)"
     PINNED+=("$p=$v")
   done
-  VERSIONS="${PINNED[*]} $(grep '^debootstrap=' <<<"$policy" || true)"
+  # debootstrap runs on the host: its version is the host's, whatever the generation's lists say.
+  VERSIONS="${PINNED[*]} debootstrap=$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || true)"
   BASE_KEY=$( { sha256sum <"$HERE/build.sh"; echo "$SUITE $VERSIONS"; } | sha256sum | cut -c1-16)
   KEY=$( { echo "$BASE_KEY"; sha256sum <"$HERE/scenarios.sh"; } | sha256sum | cut -c1-16)
 }
@@ -259,8 +320,13 @@ compute_key() {
 key_inputs() {
   {
     sha256sum "$HERE/build.sh" "$HERE/scenarios.sh"
-    stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* /etc/apt/sources.list /etc/apt/sources.list.d/* \
-      /etc/apt/preferences /etc/apt/preferences.d/* 2>/dev/null || true
+    if [[ $SUITE == bookworm ]]; then
+      stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* /etc/apt/sources.list /etc/apt/sources.list.d/* \
+        /etc/apt/preferences /etc/apt/preferences.d/* 2>/dev/null || true
+    else
+      stat -c '%n %s %Y' "$ROOT"/apt/lists/*Packages* "$ROOT"/apt/etc/sources.list.d/* 2>/dev/null || true
+    fi
+    dpkg-query -W -f='${Version}\n' debootstrap 2>/dev/null || true
     echo "${DKMS_EXPORTER_REALHOST_KERNELS:-} $MIRROR $SECURITY_MIRROR"
   } | sha256sum | cut -c1-16
 }
@@ -278,7 +344,7 @@ compute_key_memo() {
   fi
   compute_key
   if { echo "# inputs $inputs"
-       declare -p NEW_ABI OLD_ABI NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
+       declare -p NEW_ABI OLD_ABI NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG HDR_COMMON_PKG NEW_K OLD_K PINNED VERSIONS BASE_KEY KEY |
          sed 's/^declare -/declare -g -/'
      } >"$memo.new" 2>/dev/null; then
     mv -f "$memo.new" "$memo"
@@ -335,19 +401,7 @@ build_base() {
   logged debootstrap --variant=minbase --cache-dir="$DEBS" "$SUITE" "$t" "$MIRROR"
 
   step "apt sources, no recommends"
-  cat >"$t/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $MIRROR
-Suites: $SUITE $SUITE-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: $SECURITY_MIRROR
-Suites: $SUITE-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  sources_of "$MIRROR" "$SECURITY_MIRROR" >"$t/etc/apt/sources.list.d/debian.sources"
   rm -f "$t/etc/apt/sources.list"
   printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$t/etc/apt/apt.conf.d/90realhost-no-recommends"
   echo realhost >"$t/etc/hostname"
@@ -392,6 +446,11 @@ main() {
   if [[ ${1:-} == --print ]]; then echo "$ROOT"; exit 0; fi
   mkdir -p "$ROOT" "$DEBS" 2>/dev/null || true
   pick_mirrors
+  prepare_host_apt
+  if [[ $SUITE != bookworm ]] && ! compgen -G "$ROOT/apt/lists/*Packages*" >/dev/null; then
+    step "first run for $SUITE: apt-get update of its own lists ($ROOT/apt)"
+    host_apt_update || die "apt-get update of $SUITE's lists failed (see $LOG)"
+  fi
   compute_key_memo
   set_dirs
   if warm; then finish_warm; fi
@@ -409,7 +468,7 @@ main() {
   local times=() t0 s
   if ! stamp_is "$BASE_DIR" "$BASE_KEY"; then
     step "base tree missing or stale; apt-get update on the host, to pin what the mirror serves now (log: $LOG)"
-    logged apt-get update -q
+    host_apt_update
     compute_key_memo
     set_dirs
     if warm; then finish_warm; fi

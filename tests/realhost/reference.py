@@ -32,12 +32,15 @@ class DkmsStatusLine:
     flags: tuple[str, ...] = ()
 
 
-# dkms 3.0.10 module_status_built_extra: the parenthesised notes appended to built/installed lines.
+# module_status_built_extra: the parenthesised notes appended to built/installed lines, in dkms
+# 3.0.10's words (Debian 12) and in the words of 3.1.3 and later (Debian 13's 3.2.2).
 DKMS_STATUS_FLAGS = {
     "original_module exists": "original_module_exists",
     "Original modules exist": "original_module_exists",
     "WARNING! Missing some built modules!": "missing_built_modules",
+    "Built modules are missing in the kernel modules folder": "missing_built_modules",
     "WARNING! Diff between built and installed module!": "built_installed_differ",
+    "Differences between built and installed modules": "built_installed_differ",
 }
 _MODULE_LEVEL = re.compile(r"(?P<module>[^/,:\s]+)/(?P<version>[^,:\s]+): (?P<state>added|broken)")
 _KERNEL_LEVEL = re.compile(

@@ -9,8 +9,8 @@
 #   MokListRT                   the copy shim makes of MokNew at boot (mokutil --import wrote MokNew)
 # After each scenario the real tools run inside its tree; their outputs go to scenarios/NAME/ref/.
 #
-# Uses from build.sh: OUT BASE_TREE LOG NEW_K OLD_K NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG NEW_ABI
-#                     KSERIES MOUNTED step logged die enter leave leave_proc in_tree apt_in
+# Uses from build.sh: OUT BASE_TREE LOG NEW_K OLD_K NEW_PKG OLD_PKG HDR_PKG OLD_HDR_PKG
+#                     HDR_COMMON_PKG SUITE MOUNTED step logged die enter leave leave_proc in_tree apt_in
 #                     remove_tree pin
 # A scenario may start from an earlier one (new_scenario NAME FROM): SCENARIOS is the build order.
 
@@ -82,14 +82,28 @@ scenario_unregistered() {
   new_scenario unregistered "$BASE_TREE"
   enter "$t"
   step "  apt-get purge $HDR_PKG and its -common package"
-  logged apt_in "$t" purge "$HDR_PKG" "linux-headers-$KSERIES-$NEW_ABI-common"
+  logged apt_in "$t" purge "$HDR_PKG" "$HDR_COMMON_PKG"
   step "  apt-get remove $NEW_PKG (kernel prerm hook: dkms remove; the last kernel, so DKMS forgets the modules)"
   logged apt_in "$t" remove "$NEW_PKG"
   step "  apt-get install $NEW_PKG (kernel postinst hook: dkms autoinstall skipped, no headers)"
   logged apt_in "$t" install "$(pin "$NEW_PKG")"
+  # dkms 3.0.10's prerm hook (dkms remove) forgets a module with its last kernel; dkms 3.2's
+  # (dkms kernel_prerm) only uninstalls it and keeps it added: there DKMS is told to forget it.
+  local m v
+  if [[ $SUITE != bookworm ]]; then
+    for m in v4l2loopback acpi-call; do
+      for v in "$t"/var/lib/dkms/"$m"/*/; do
+        [[ -d $v ]] || continue
+        v=${v%/}; v=${v##*/}
+        [[ $v != kernel-* ]] || continue
+        step "  dkms remove $m/$v --all ($SUITE's prerm hook kept it added)"
+        logged in_tree "$t" dkms remove "$m/$v" --all
+      done
+    done
+  fi
   leave "$t"
   [[ ! -e $t/var/lib/dkms/v4l2loopback && ! -e $t/var/lib/dkms/acpi-call ]] || die "DKMS still knows the modules after $NEW_PKG was removed"
-  finish_scenario unregistered "Headers of $NEW_K purged, $NEW_PKG removed (its prerm hook ran dkms remove: DKMS forgot both modules) and installed again; v4l2loopback-dkms and acpi-call-dkms stay installed with their /usr/src trees."
+  finish_scenario unregistered "Headers of $NEW_K purged, $NEW_PKG removed (its prerm hook ran dkms remove: DKMS forgot both modules; on trixie the hook keeps them added and dkms remove --all is run) and installed again; v4l2loopback-dkms and acpi-call-dkms stay installed with their /usr/src trees."
 }
 
 scenario_headers_missing() {
@@ -184,9 +198,13 @@ scenario_initramfs_stale() {
 }
 
 scenario_signed_sb_off() {
-  local t=$OUT/scenarios/signed_sb_off/tree hash mod
+  local t=$OUT/scenarios/signed_sb_off/tree hash mod sign
   new_scenario signed_sb_off "$BASE_TREE"
-  step "  test key made with openssl (host); the tree's sign-file (linux-kbuild-6.1) signs v4l2loopback for $NEW_K"
+  # The kernel's sign-file, as the headers link it (linux-kbuild-6.1 or linux-kbuild-6.12.N+deb13).
+  sign=$(readlink -f "$t/usr/src/linux-headers-$NEW_K/scripts/sign-file")
+  sign=${sign#"$(readlink -f "$t")"}
+  [[ -f $t$sign ]] || die "no sign-file for $NEW_K in the tree"
+  step "  test key made with openssl (host); the tree's sign-file ($sign) signs v4l2loopback for $NEW_K"
   openssl req -new -x509 -nodes -days 36500 -subj "/CN=$TEST_KEY_CN" -newkey rsa:2048 \
     -keyout "$t/var/lib/dkms/mok.key" -outform DER -out "$t/var/lib/dkms/mok.pub" >>"$LOG" 2>&1
   chmod 600 "$t/var/lib/dkms/mok.key"
@@ -194,8 +212,21 @@ scenario_signed_sb_off() {
   hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\(.*\)"$/\1/p' "$t/boot/config-$NEW_K")
   mod=$(cd "$t" && ls usr/lib/modules/"$NEW_K"/updates/dkms/v4l2loopback.ko*)
   enter "$t"
-  logged in_tree "$t" /usr/lib/linux-kbuild-6.1/scripts/sign-file "${hash:-sha512}" \
-    /var/lib/dkms/mok.key /var/lib/dkms/mok.pub "/$mod"
+  case $mod in
+    *.ko)
+      logged in_tree "$t" "$sign" "${hash:-sha512}" /var/lib/dkms/mok.key /var/lib/dkms/mok.pub "/$mod" ;;
+    *.ko.xz)
+      # sign-file signs ELF only: unpack, sign, pack again with the options dkms 3.2 uses
+      # (dkms.in: compress_xz_opts), as DKMS itself signs before it compresses.
+      # The file is a hardlink into the base: the signed one replaces it by rename.
+      # shellcheck disable=SC2016  # $1 is expanded by the sh inside the tree
+      logged in_tree "$t" sh -c 'xz -dc "$1" >/tmp/signing.ko' sh "/$mod"
+      logged in_tree "$t" "$sign" "${hash:-sha512}" /var/lib/dkms/mok.key /var/lib/dkms/mok.pub /tmp/signing.ko
+      logged in_tree "$t" xz --check=crc32 --lzma2=dict=1MiB -f /tmp/signing.ko
+      mv -f "$t/tmp/signing.ko.xz" "$t/$mod" ;;
+    *) die "signed_sb_off: no way to sign $mod" ;;
+  esac
+  [[ -f $t/$mod ]] || die "signed_sb_off: $mod is gone after signing"
   leave "$t"
   write_efivar "$t" "SecureBoot-$EFI_GLOBAL_GUID" 06 00
   write_efivar "$t" "SetupMode-$EFI_GLOBAL_GUID" 06 00

@@ -31,6 +31,23 @@ def test_print_names_the_cache_dir(tmp_path) -> None:
     assert not (tmp_path / "cache").exists(), "--print must not create or build anything"
 
 
+def test_trixie_has_its_own_root_inside_the_cache(tmp_path) -> None:
+    """Debian 13's builds live below realhost/trixie, where bookworm's garbage collection (which
+    only looks at realhost/bases and realhost/builds) never deletes them."""
+    env = {**os.environ, "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache"), "DKMS_EXPORTER_REALHOST_SUITE": "trixie"}
+    r = subprocess.run(["bash", str(BUILD), "--print"], capture_output=True, text=True, env=env, timeout=30,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "cache" / "realhost" / "trixie")
+
+
+def test_an_unknown_generation_is_refused(tmp_path) -> None:
+    env = {**os.environ, "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache"), "DKMS_EXPORTER_REALHOST_SUITE": "sid"}
+    r = subprocess.run(["bash", str(BUILD), "--print"], capture_output=True, text=True, env=env, timeout=30,
+                       check=False)
+    assert r.returncode == 2 and "bookworm or trixie" in r.stderr, r.stderr
+
+
 def test_every_scenario_has_a_builder_and_a_verdict() -> None:
     text = (HERE / "scenarios.sh").read_text()
     for name in SCENARIOS:
@@ -39,7 +56,11 @@ def test_every_scenario_has_a_builder_and_a_verdict() -> None:
 
 
 FAKE_APT_CACHE = r"""#!/bin/bash
-# apt-cache for pick_kernels: `pkgnames PREFIX` and `madison PKG...` from $FAKE_APT (lines "pkg version").
+# apt-cache for pick_kernels: `pkgnames PREFIX` and `madison PKG...` from $FAKE_APT (lines "pkg version");
+# the -o options naming trixie's own lists are dropped.
+cmd=$1; shift; args=()
+while (($#)); do if [[ $1 == -o ]]; then shift 2; else args+=("$1"); shift; fi; done
+set -- "$cmd" "${args[@]}"
 case $1 in
   pkgnames) awk -v p="$2" 'index($1, p) == 1 {print $1}' "$FAKE_APT" | sort -u ;;
   madison) shift; for p in "$@"; do
@@ -86,19 +107,54 @@ def offer(*abis: tuple[int, str, bool], kbuild: tuple[str, ...], cloud: bool = F
            kbuild=("6.1.192-2",)), None),
 ])
 def test_pick_kernels(tmp_path, apt: str, chosen: str | None) -> None:
-    (tmp_path / "apt").write_text(apt)
-    fake = tmp_path / "bin" / "apt-cache"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_APT_CACHE)
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_APT": str(tmp_path / "apt"),
-           "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache")}
-    env.pop("DKMS_EXPORTER_REALHOST_KERNELS", None)
-    r = subprocess.run(["bash", "-c", f'source "{BUILD}" && pick_kernels && echo "$NEW_K $OLD_K $HDR_PKG $OLD_HDR_PKG"'],
-                       capture_output=True, text=True, env=env, timeout=60, check=False)
+    r = pick(tmp_path, apt, "bookworm")
     if chosen is None:
         assert r.returncode != 0 and "apt offers no two 6.1 kernels" in r.stderr, r.stdout + r.stderr
     else:
         assert r.returncode == 0, r.stderr
         new, old = chosen.split()
         assert r.stdout.split() == [new, old, f"linux-headers-{new}", f"linux-headers-{old}"]
+
+
+def trixie_offer(*abis: tuple[str, bool]) -> str:
+    """Debian 13's naming: one ABI per upstream release (6.12.118+deb13), one linux-kbuild per ABI."""
+    lines = []
+    for abi, headers in abis:
+        version = abi.split("+")[0] + "-1"
+        lines += [f"linux-image-{abi}-amd64 {version}", f"linux-image-{abi}-amd64-unsigned {version}",
+                  f"linux-kbuild-{abi} {version}"]
+        if headers:
+            lines += [f"linux-headers-{abi}-amd64 {version}", f"linux-headers-{abi}-common {version}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("apt", "chosen"), [
+    # What the mirror offered when this was written (version order, not text order: 118 > 99).
+    (trixie_offer(("6.12.118+deb13", True), ("6.12.117+deb13", True), ("6.12.99+deb13", False)),
+     "6.12.118+deb13-amd64 6.12.117+deb13-amd64 linux-headers-6.12.118+deb13-common"),
+    (trixie_offer(("6.12.99+deb13", True), ("6.12.118+deb13", False), ("6.12.100+deb13", True)),
+     "6.12.100+deb13-amd64 6.12.99+deb13-amd64 linux-headers-6.12.100+deb13-common"),
+    (trixie_offer(("6.12.118+deb13", True), ("6.12.117+deb13", False)), None),
+])
+def test_pick_kernels_trixie(tmp_path, apt: str, chosen: str | None) -> None:
+    r = pick(tmp_path, apt, "trixie", extra=" $HDR_COMMON_PKG")
+    if chosen is None:
+        assert r.returncode != 0 and "apt offers no two 6.12 kernels" in r.stderr, r.stdout + r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        new, old, common = chosen.split()
+        assert r.stdout.split() == [new, old, f"linux-headers-{new}", f"linux-headers-{old}", common]
+
+
+def pick(tmp_path, apt: str, suite: str, extra: str = "") -> subprocess.CompletedProcess[str]:
+    """pick_kernels of build.sh against a fake apt-cache offering `apt`."""
+    (tmp_path / "apt").write_text(apt)
+    fake = tmp_path / "bin" / "apt-cache"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_APT_CACHE)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_APT": str(tmp_path / "apt"),
+           "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache"), "DKMS_EXPORTER_REALHOST_SUITE": suite}
+    env.pop("DKMS_EXPORTER_REALHOST_KERNELS", None)
+    script = f'source "{BUILD}" && pick_kernels && echo "$NEW_K $OLD_K $HDR_PKG $OLD_HDR_PKG{extra}"'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)

@@ -38,6 +38,18 @@ def test_dkms_status_lines_and_notes() -> None:
     ]
 
 
+def test_dkms_status_notes_in_dkms_3_2_words() -> None:
+    """Debian 13's dkms 3.2.2 (module_status_built_extra, reworded in 3.1.3), as its module_deleted
+    scenario printed it."""
+    text = ("v4l2loopback/0.15.0, 6.12.118+deb13-amd64, x86_64: installed "
+            "(Differences between built and installed modules)\n"
+            "acpi-call/1.2.2, 6.12.118+deb13-amd64, x86_64: installed (Original modules exist) "
+            "(Built modules are missing in the kernel modules folder)\n"
+            "v4l2loopback/0.15.0: broken\n")
+    assert [line.flags for line in parse_dkms_status(text)] == [
+        ("built_installed_differ",), ("original_module_exists", "missing_built_modules"), ()]
+
+
 @pytest.mark.parametrize("line", [
     "Error! Could not locate dkms.conf file.",
     "v4l2loopback/0.12.7, 6.1.0-56-amd64, x86_64: installed (something new)",

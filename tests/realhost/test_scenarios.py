@@ -19,6 +19,14 @@ from .reference import Reference
 pytestmark = pytest.mark.realhost
 
 DKMS_MODULES = {"acpi_call", "v4l2loopback"}
+# What DKMS names the module files it installs: Debian 12's 6.1 kernels ship plain .ko, Debian
+# 13's 6.12 kernels .ko.xz, and dkms compresses its builds like the kernel's own (set_module_suffix).
+KO_OF = {"bookworm": ".ko", "trixie": ".ko.xz"}
+
+
+@pytest.fixture(scope="module")
+def ko(realhost: RealHost) -> str:
+    return KO_OF[realhost.suite]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +91,10 @@ def test_dkms_uninstalled_leaves_v4l2loopback_built_only(refs: dict[str, Referen
     assert module_files(ref) == {("acpi_call", new)}
 
 
-def test_initramfs_forced_then_dropped(refs: dict[str, Reference]) -> None:
+def test_initramfs_forced_then_dropped(refs: dict[str, Reference], ko: str) -> None:
     new, old = refs["healthy"].new_kernel, refs["healthy"].old_kernel
     healthy, forced, dropped = (refs[n].initramfs for n in ("healthy", "initramfs_forced", "initramfs_dropped"))
-    assert forced[new]["v4l2loopback"].endswith(f"/modules/{new}/updates/dkms/v4l2loopback.ko")
+    assert forced[new]["v4l2loopback"].endswith(f"/modules/{new}/updates/dkms/v4l2loopback{ko}")
     # update-initramfs (manual_add_modules) pulled in what v4l2loopback depends on.
     assert "videodev" in forced[new] and "videodev" not in healthy[new]
     assert "v4l2loopback" not in forced[old]
@@ -178,13 +186,13 @@ def test_module_deleted_leaves_dkms_and_depmod_naming_a_file_that_is_gone(refs: 
     assert not (ref.tree / ref.resolved[(new, "v4l2loopback")].lstrip("/")).exists()
 
 
-def test_depmod_stale_leaves_a_file_modprobe_cannot_find(refs: dict[str, Reference]) -> None:
+def test_depmod_stale_leaves_a_file_modprobe_cannot_find(refs: dict[str, Reference], ko: str) -> None:
     ref, healthy = refs["depmod_stale"], refs["healthy"]
     new = ref.new_kernel
     assert states(ref) == states(healthy)                 # dkms: installed
     assert module_files(ref) == module_files(healthy)     # the file is back
     assert ref.resolved[(new, "v4l2loopback")] is None    # modprobe: not found
-    assert healthy.resolved[(new, "v4l2loopback")] == f"/lib/modules/{new}/updates/dkms/v4l2loopback.ko"
+    assert healthy.resolved[(new, "v4l2loopback")] == f"/lib/modules/{new}/updates/dkms/v4l2loopback{ko}"
     assert ref.resolved[(new, "acpi_call")] == healthy.resolved[(new, "acpi_call")]
 
 
@@ -237,11 +245,11 @@ def test_stale_build_disagrees_about_symbol_versions(refs: dict[str, Reference])
     assert flags[("v4l2loopback", new)] == ()
 
 
-def test_early_boot_missing_is_in_the_running_kernels_image_only(refs: dict[str, Reference]) -> None:
+def test_early_boot_missing_is_in_the_running_kernels_image_only(refs: dict[str, Reference], ko: str) -> None:
     ref = refs["early_boot_missing"]
     new, old = ref.new_kernel, ref.old_kernel
     assert ref.running_kernel == old
-    assert ref.initramfs[old]["v4l2loopback"].endswith(f"/modules/{old}/updates/dkms/v4l2loopback.ko")
+    assert ref.initramfs[old]["v4l2loopback"].endswith(f"/modules/{old}/updates/dkms/v4l2loopback{ko}")
     assert "videodev" in ref.initramfs[old]
     assert "v4l2loopback" not in ref.initramfs[new] and "videodev" not in ref.initramfs[new]
     assert [c.differs for c in ref.initramfs_copies] == [False]   # old's copy is the installed file
