@@ -73,7 +73,7 @@ CONFS = {
     "include": ({"pacman.conf": "[options]\nInclude = {d}/pacman.d/*.conf\nIgnorePkg = after\n[extra]\n"
                  "Include = {d}/mirrorlist\n",
                  "pacman.d/10-a.conf": "IgnorePkg = from-a\n", "pacman.d/20-b.conf": "IgnorePkg = from-b\n"
-                 "IgnoreGroup = grp-b\n", "mirrorlist": "Server = https://example.invalid/$repo\n"}),
+                 "IgnoreGroup = grp-b\n", "mirrorlist": "Server = file:///nonexistent/$repo\n"}),
     "section-in-include": ({"pacman.conf": "[options]\nInclude = {d}/inc\nIgnorePkg = lost\n",
                             "inc": "IgnorePkg = kept\n[core]\n"}),
     "missing-include": ({"pacman.conf": "[options]\nInclude = {d}/nothing-here\nIgnorePkg = x\n"}),
