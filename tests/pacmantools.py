@@ -17,15 +17,16 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testkit import require_tool
+import modbuild
+from testkit import content_key, require_tool
 
 FIXED_TIME = 1_700_000_000          # builds (SOURCE_DATE_EPOCH) and, with faketime, installs
 BUILD_USER = "nobody"
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("DKMS_EXPORTER_TEST_CACHE", Path.home() / ".cache/dkms-exporter-tests"))
-    path = root / "pacman"
+    """pacman packages in the shared slow-artifact cache."""
+    path = modbuild.cache_dir() / "pacman"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -59,11 +60,7 @@ class Pkg:
         return "\n".join(line for line in lines if line) + "\n"
 
     def key(self) -> str:
-        h = hashlib.sha256(self.pkgbuild().encode())
-        for path in sorted(self.files):
-            content = self.files[path]
-            h.update(path.encode() + b"\0" + (content if isinstance(content, bytes) else content.encode()) + b"\0")
-        return h.hexdigest()[:24]
+        return content_key(self.pkgbuild(), self.files)
 
 
 def makepkg(pkg: Pkg) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import require_tool
+from testkit import content_key
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 DBPATH = "/var/lib/rpm"     # Debian's rpm defaults to ~/.rpmdb: every call names the dbpath
@@ -94,11 +95,7 @@ class Spec:
         return "\n".join(line for line in lines if line is not None) + "\n"
 
     def key(self) -> str:
-        h = hashlib.sha256(self.text().encode())
-        for path in sorted(self.files):
-            content = self.files[path]
-            h.update(path.encode() + b"\0" + (content if isinstance(content, bytes) else content.encode()) + b"\0")
-        return h.hexdigest()[:24]
+        return content_key(self.text(), self.files)
 
 
 def _files_line(path: str) -> str:

@@ -51,6 +51,17 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 QUICK = False   # set by tests/conftest.py when pytest runs with --quick (scripts/test --quick)
 
 
+def content_key(recipe: str, files: dict[str, bytes | str]) -> str:
+    """The cache key of a package built from ``recipe`` (spec file, PKGBUILD) and its payload
+    ``files`` (path -> content): the same inputs give the same key in every packaging helper."""
+    import hashlib
+    h = hashlib.sha256(recipe.encode())
+    for path in sorted(files):
+        content = files[path]
+        h.update(path.encode() + b"\0" + (content if isinstance(content, bytes) else content.encode()) + b"\0")
+    return h.hexdigest()[:24]
+
+
 def slow_artifact(what: str) -> None:
     """Called by the helpers that build or fetch something slow (a real Debian kernel, the
     real-host trees, QEMU boots, a live Prometheus): in the quick tier, the test that reached
