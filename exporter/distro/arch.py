@@ -52,7 +52,9 @@ class Arch(Distro):
 
     def reboot_required(self, ctx: Context) -> RebootRequired:
         """Arch has no reboot-required file: after ``pacman -Syu`` replaced the running kernel its
-        module directory is gone, and no module can be loaded until the reboot."""
+        modules are gone (``/lib/modules/<running>/kernel``: what the kernel package owns; a held
+        headers package's ``build/`` or DKMS leftovers may keep the directory itself), and no
+        module can be loaded until the reboot."""
         try:
             raw = ctx.load_local(ctx.fs.proc("sys/kernel/osrelease"), bytes, limit=4096, purpose="raw")
         except Unreadable:
@@ -61,7 +63,7 @@ class Arch(Distro):
         if not running or "/" in running:
             return RebootRequired(False, None, (), known=False)
         try:
-            gone = not ctx.is_dir(f"{MODULES_ROOT}/{running}")
+            gone = not ctx.is_dir(f"{MODULES_ROOT}/{running}/kernel")
         except Unreadable:
             return RebootRequired(False, None, (), known=False)
         return RebootRequired(gone, None, ())
