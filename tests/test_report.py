@@ -5,11 +5,12 @@ tests/test_browser.py reads it in headless Chromium."""
 from __future__ import annotations
 
 import io
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 from hostbuilder import Host
-from testkit import Served, scrape
+from testkit import Served, require_tool, scrape
 
 from exporter.output.check import render_text
 from exporter.output.report import render_report
@@ -81,3 +82,18 @@ def test_serve_answers_the_report() -> None:
         assert "NOT READY: do not reboot into 6.1.0-28-amd64" in reply.text
         head = s.request("/", method="HEAD")
         assert head.status == 200 and head.body == b""
+
+
+def test_a_text_browser_reads_the_verdict_and_the_fix(tmp_path: Path) -> None:
+    """Debian's w3m renders the page as a terminal shows it: the verdict, each row's reason and
+    fix on its line, the links' text (no JavaScript, no images needed)."""
+    page = tmp_path / "report.html"
+    page.write_text(render_report(scrape(EXAMPLES / "reboot-trap")))
+    shown = subprocess.run([require_tool("w3m"), "-dump", "-cols", "250", "-T", "text/html", str(page)],
+                           capture_output=True, text=True, check=True, timeout=30).stdout
+    assert "NOT READY · boot targets: 6.1.0-28-amd64" in shown
+    row = next(line for line in shown.splitlines() if "acpi_call" in line and "not_built" in line)
+    assert "BROKEN" in row
+    assert "apt-get install linux-headers-6.1.0-28-amd64 && dkms install acpi-call/1.2.2 -k 6.1.0-28-amd64" in row
+    assert "NOT READY: do not reboot into 6.1.0-28-amd64 before fixing the modules above" in shown
+    assert "Metrics · Runbooks" in shown
