@@ -120,3 +120,27 @@ def write_ndb(db: Path, blobs: dict[int, bytes], erase: tuple[int, ...] = ()) ->
             run(db, "put", str(hnum), str(path))
     for hnum in erase:
         run(db, "del", str(hnum))
+
+
+def ndb_bytes(blobs: dict[int, bytes], generation: int = 1) -> bytes:
+    """A Packages.db holding ``blobs`` laid out as rpmpkgPut lays out a fresh file (slot pages,
+    then the blobs in header-number order), for the example hosts, which are built offline; the
+    slow test_ndb.py::test_offline_writer_is_read_by_rpm checks rpm's own code reads it back."""
+    import struct
+    import zlib
+    slots_per_page = 4096 // 16
+    pages = max(1, -(-(len(blobs) + 2) // slots_per_page))
+    out = bytearray(4096 * pages)
+    struct.pack_into("<4sIIII", out, 0, b"RpmP", 0, generation, pages, max(blobs, default=0) + 1)
+    for i in range(2, pages * slots_per_page):
+        out[i * 16:i * 16 + 4] = b"Slot"
+    for n, (hnum, blob) in enumerate(sorted(blobs.items())):
+        blkoff = len(out) // 16
+        blkcnt = -(-(16 + len(blob) + 12) // 16)
+        record = bytearray(blkcnt * 16)
+        struct.pack_into("<4sIII", record, 0, b"BlbS", hnum, generation, len(blob))
+        record[16:16 + len(blob)] = blob
+        struct.pack_into("<II4s", record, len(record) - 12, zlib.adler32(bytes(record[:-12])), len(blob), b"BlbE")
+        struct.pack_into("<III", out, (n + 2) * 16 + 4, hnum, blkoff, blkcnt)
+        out += record
+    return bytes(out)

@@ -173,3 +173,19 @@ def test_every_byte_flip_is_answered(tmp_path):
             continue
         assert got == good or any(isinstance(b, NdbError) for _, b in got) or \
             [h for h, _ in got] != [h for h, _ in good], at
+
+
+@pytest.mark.slow
+def test_offline_writer_is_read_by_rpm(rpm_root, tmp_path):
+    """The example hosts' Packages.db (tests/ndbtools.py ndb_bytes, built offline) is a file rpm's
+    own rpmpkg.c opens, lists, verifies and returns the same blobs from."""
+    blobs = ndbtools.sqlite_blobs(rpm_root / "var/lib/rpm/rpmdb.sqlite")
+    many = {**blobs, **{100 + i: blob for i, blob in enumerate(list(blobs.values()) * 60)}}   # > 1 slot page
+    for content in (blobs, many):
+        db = tmp_path / f"{len(content)}.db"
+        db.write_bytes(ndbtools.ndb_bytes(content))
+        ndbtools.run(db, "verify")
+        assert sorted(int(x) for x in ndbtools.run(db, "list").stdout.split()) == sorted(content)
+        for hnum in sorted(content)[:3] + sorted(content)[-2:]:
+            assert ndbtools.run(db, "get", str(hnum)).stdout == content[hnum]
+        assert [(h, b) for h, b in read(db)] == sorted(content.items())
