@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 from ..facts.packages import Package, PackageFacts, PackageModule, PackageProblem
 from ..facts.system import RebootRequired
@@ -81,7 +82,10 @@ class Suse(Distro):
     # --- names -------------------------------------------------------------------------------
 
     def headers_package(self, kernel: str) -> str | None:
-        return self.headers_package_name(kernel)
+        """None: kernel-default-devel is one multiversion name, and the package of K's headers is
+        kernel-default-devel-V-R.N with a rebuild number N the release does not carry, so the
+        exporter does not claim which installed one is K's (headers_missing still says it)."""
+        return None
 
     def headers_package_name(self, kernel: str) -> str:
         """kernel-FLAVOUR-devel: the flavour is the release's last part (-default, -azure, -rt)."""
@@ -101,7 +105,7 @@ class Suse(Distro):
         return f"/usr/lib/module-init-tools/weak-modules2 --add-kernel {kernel}"
 
     def install_kmod_for(self, kernel: str, package: str, fallback: str = "") -> str:
-        name = package.split(" ", 1)[0]
+        name = re.sub(r"-[^-]+-[^-]+$", "", package) if "-kmp-" in package else package   # NEVRA -> name
         keep = f", or keep booting {fallback}: {self.set_default_kernel(fallback)}" if fallback else ""
         return f"zypper install {name} (a KMP built for {kernel}'s kABI){keep}"
 
@@ -110,12 +114,9 @@ class Suse(Distro):
         return f"zypper removelock '{lock}'" if sep and path == LOCKS else f"zypper removelock {package}"
 
     def set_default_kernel(self, kernel: str) -> str:
-        return f"update-bootloader --default /boot/vmlinuz-{kernel}"
-
-    def sign_module(self) -> str:
-        return ("sign it: /usr/src/linux-obj/x86_64/default/scripts/sign-file sha256 /var/lib/dkms/mok.key "
-                "/var/lib/dkms/mok.pub <file>")
-
+        """GRUB 2 as SUSE's 10_linux names entries (perl-bootloader's `pbl --default` runs the same
+        grub2-set-default); with systemd-boot or grub2-bls it is sdbootutil's entry id instead."""
+        return f"grub2-set-default \"gnulinux-{kernel}-advanced-$(findmnt -no UUID /)\""
 
 SUSE = Suse()
 
