@@ -62,6 +62,11 @@ class FileCache:
             for key in [k for k, e in self._entries.items() if e.generation < floor]:
                 del self._entries[key]
 
+    def forget(self, path: str | Path, purpose: str) -> None:
+        """Drop one entry: its value was derived around a read error that must be seen again."""
+        with self._lock:
+            self._entries.pop((str(path), purpose), None)
+
     def __len__(self) -> int:
         return len(self._entries)
 
