@@ -10,6 +10,7 @@ from . import __version__, logfmt, process
 from .config import ConfigError, load_config
 from .formats.duration import DurationError, parse_duration
 from .collectors import collectors
+from .host.diskcache import DEFAULT_DIR as DEFAULT_CACHE_DIR, DEFAULT_MAX_BYTES, DiskCache
 from .host.rootfs import HostFS
 from .scrape import Scraper
 from .scrape.scheduler import DEFAULT_TIMEOUT
@@ -32,6 +33,16 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--config.file", dest="config_file", default=d(None), metavar="FILE",
                    help="YAML: required_modules, ignored_modules, early_boot_modules")
     p.add_argument("--log.level", dest="log_level", default=d("info"), choices=sorted(LOG_LEVELS))
+    p.add_argument("--cache.dir", dest="cache_dir", default=d(DEFAULT_CACHE_DIR), metavar="DIR",
+                   help=f"keep the parse results that cost (initramfs listings, module files, export tables, "
+                   f"depmod indexes) here between runs, keyed by file identity (default {DEFAULT_CACHE_DIR}, "
+                   f"systemd's CacheDirectory=dkms-exporter); it must be owned by this user and writable by "
+                   f"no one else")
+    p.add_argument("--no-cache.dir", dest="cache_dir", action="store_const", const="", default=d(DEFAULT_CACHE_DIR),
+                   help="keep parse results in memory only (each metrics/textfile/check run parses again)")
+    p.add_argument("--cache.dir.max-bytes", dest="cache_max_bytes", type=int, default=d(DEFAULT_MAX_BYTES),
+                   metavar="BYTES", help=f"the oldest entries are removed beyond this size "
+                   f"(default {DEFAULT_MAX_BYTES})")
     p.add_argument("--scrape.timeout", dest="scrape_timeout", type=duration, default=d(DEFAULT_TIMEOUT),
                    metavar="DURATION", help=f"a collector still running this long after the scrape began is "
                    f"reported as failed and the scrape is served without it (default {DEFAULT_TIMEOUT:g}s)")
@@ -128,8 +139,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"dkms-exporter: {exc}", file=sys.stderr)
         return 2
     process.tune_malloc()  # this process parses big files (module ELF, images): see exporter/process.py
+    store = DiskCache(args.cache_dir, args.cache_max_bytes) if args.cache_dir else None
     scraper = Scraper(HostFS(args.rootfs, args.procfs, args.sysfs), config, _enabled(args),
-                      timeout=args.scrape_timeout)
+                      timeout=args.scrape_timeout, store=store)
     if args.command == "check":
         from .output.check import render_json, render_text
         scrape = scraper.scrape()

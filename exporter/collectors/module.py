@@ -15,12 +15,15 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..host.context import Context, Unreadable
 from ..host.reader import FileTooLarge, read_bounded
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
+# parsed module files as the persistent cache (--cache.dir) keeps them
+MODULE_CODEC = Codec("module", (ModuleFile, ModuleSignature), errors={ModuleFileError: ("code", "message")})
 
 
 @register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
@@ -60,7 +63,7 @@ def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileErro
     """A parsed module, or the ModuleFileError that says why it is not one (a fact about the
     file, cached like a parse); None when the file vanished or could not be read (recorded)."""
     try:
-        return ctx.compute(hostpath, "module", _parse_or_error)
+        return ctx.compute(hostpath, "module", _parse_or_error, persist=MODULE_CODEC)
     except Unreadable:
         return None
 
@@ -111,7 +114,8 @@ def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
                    f"{MODULES_ROOT}/{k.release}/symvers.gz", f"{MODULES_ROOT}/{k.release}/symvers.xz"]
     for path in dict.fromkeys(candidates):
         try:
-            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers")
+            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers",
+                               persist=symvers.CODEC)
         except Unreadable:
             return None, "none"
         if exports:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..facts.packages import Package, PackageFacts, PackageProblem
+from ..formats.jsoncodec import Codec
 from ..formats.dpkg import audit, native_architecture, parse_arch_file, parse_status
 from ..host.context import Context, Unreadable
 from .base import Distro
@@ -13,6 +14,8 @@ STATUS_FILE = "/var/lib/dpkg/status"
 INFO_DIR = "/var/lib/dpkg/info"
 ARCH_FILE = "/var/lib/dpkg/arch"
 MAX_STATUS_BYTES = 256 * 1024 * 1024
+# the derived package facts as the persistent cache (--cache.dir) keeps them
+CODEC = Codec("dpkg-facts", (PackageFacts, Package, PackageProblem))
 
 
 class Debian(Distro):
@@ -30,7 +33,7 @@ class Debian(Distro):
         recorded = len(ctx.errors)
         try:
             facts = ctx.compute(STATUS_FILE, "dpkg-facts", lambda _p, _st: self._derive(ctx),
-                                companions=(INFO_DIR, ARCH_FILE))
+                                companions=(INFO_DIR, ARCH_FILE), persist=CODEC)
         except Unreadable:
             return PackageFacts("dpkg", (), ())
         if len(ctx.errors) > recorded:   # derived around a read error: report it again next time

@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 
+from .jsoncodec import Codec
+
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION_MAJOR = 0x0002
 MAX_INDEX_NODES = 1_000_000
@@ -125,3 +127,7 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
         if any(p.endswith(candidate) for p in paths.values()):
             suffix = candidate
     return ModulesDep(paths, suffix)
+
+
+# modules.dep(.bin) indexes as the persistent cache keeps them (in_tree is derived again)
+CODEC = Codec("modules.dep", (ModulesDep,))

@@ -8,7 +8,7 @@ test keeps the two in step).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -23,9 +23,11 @@ __all__ = ["DkmsCollector", "clean", "families"]
 SECTIONS = (kernel, readiness, dkms, akmods, module, secureboot, initramfs, packages, system, os)
 
 
-def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0) -> list[Metric]:
+def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0, store: Any = None
+             ) -> list[Metric]:
+    """``store``: the scraper's persistent cache (exporter.host.diskcache.DiskCache), or None."""
     out = Families()
-    exporter.section(out, scrape, cache_hits, cache_misses)
+    exporter.section(out, scrape, cache_hits, cache_misses, store)
     for section in SECTIONS:
         section.section(out, scrape)
     return list(out)
@@ -41,7 +43,7 @@ class DkmsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         scrape = self.scraper.scrape()
         self.last = scrape
-        yield from families(scrape, self.scraper.cache.hits, self.scraper.cache.misses)
+        yield from families(scrape, self.scraper.cache.hits, self.scraper.cache.misses, self.scraper.cache.store)
 
     def describe(self) -> list[Metric]:
         return []  # names depend on the host; don't scrape at registration
