@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from example_hosts import healthy
+from example_hosts import healthy, reboot_trap
 
 from exporter.cli import main
 from exporter.collectors.module import MODULE_CODEC
@@ -136,9 +138,13 @@ def test_an_unsafe_directory_turns_the_cache_off(tmp_path):
     assert not store.usable and "writable" in store.problem
     store.put("/x", "p", IDENT, CODEC, 1)
     assert list(d.iterdir()) == [] and store.get("/x", "p", IDENT, CODEC) is MISS
-    link = tmp_path / "link"
-    link.symlink_to(cache_dir(tmp_path))
+    link = tmp_path / "link"          # a link to a directory others may write: still refused
+    link.symlink_to(d)
     assert not DiskCache(str(link)).usable
+    good = tmp_path / "good"          # systemd's DynamicUser= layout: a root-owned link to private/NAME
+    good.symlink_to(cache_dir(tmp_path))
+    store = DiskCache(str(good))
+    assert store.usable and store.directory == str((tmp_path / "cache").resolve())
 
 
 def test_a_changed_identity_is_a_miss_and_the_rewrite_is_read_again(tmp_path):
@@ -214,3 +220,26 @@ def test_textfile_with_cache_dir_and_no_cache_dir(tmp_path):
     other = tmp_path / "unused"
     assert main(["textfile", "--no-cache.dir", "--output", str(out), "--path.rootfs", str(root)]) == 0
     assert not other.exists() and "dkms_exporter_cache_rejected_total" not in out.read_text()
+
+
+@pytest.mark.parametrize("host, verifies", [(reboot_trap, False), (healthy, True)])
+def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
+    """`textfile` without --config.file imports no YAML, no HTTP server, TLS or basic-auth code of
+    ours and no bcrypt; cryptography only on a host where Secure Boot makes it verify module
+    signatures (checked in a fresh interpreter: sys.modules after the run).  ssl and http.server
+    still come in with prometheus_client's own package import, which the exposition needs."""
+    root = tmp_path / "h"
+    host(root)
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['dkms-exporter', '--no-cache.dir', 'textfile', '--output', {str(tmp_path / 'x.prom')!r},"
+            f" '--path.rootfs', {str(root)!r}]\n"
+            "try:\n    runpy.run_module('exporter', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    assert (tmp_path / "x.prom").exists()
+    loaded = set(out)
+    assert ("cryptography" in loaded) == verifies
+    unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
+                "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util"}
+    assert loaded & unwanted == set()

@@ -37,6 +37,12 @@ log = logging.getLogger("dkms_exporter")
 
 FORMAT = "dkms-exporter-cache/1"
 DEFAULT_DIR = "/var/cache/dkms-exporter"   # systemd's CacheDirectory=dkms-exporter
+
+
+def default_dir() -> str:
+    """--cache.dir's default: the directory systemd made for the unit's CacheDirectory= (it
+    sets $CACHE_DIRECTORY to it), else /var/cache/dkms-exporter."""
+    return os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or DEFAULT_DIR
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MAX_ENTRY_BYTES = 32 * 1024 * 1024
 SUFFIX = ".json"
@@ -83,13 +89,25 @@ class DiskCache:
                 "persistent cache off", extra={"dir": directory, "err": self.problem})
 
     def _prepare(self) -> tuple[bool, str]:
+        """Create the directory if needed and check that it is safe: a directory owned by this
+        user and writable by no one else.  A symlink to one is followed only when the link is
+        root's or this user's (systemd's DynamicUser= makes /var/cache/NAME a root-owned link
+        to private/NAME); the resolved path is used from then on."""
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            st = os.lstat(self.directory)
+            link = os.lstat(self.directory)
         except OSError as exc:
             return False, f"cannot create it: {exc.strerror or exc}"
+        if stat.S_ISLNK(link.st_mode):
+            if link.st_uid not in (0, os.geteuid()):
+                return False, f"a symlink owned by uid {link.st_uid}"
+            self.directory = os.path.realpath(self.directory)
+        try:
+            st = os.lstat(self.directory)
+        except OSError as exc:
+            return False, f"cannot read it: {exc.strerror or exc}"
         if not stat.S_ISDIR(st.st_mode):
-            return False, "not a directory (a symlink is refused)"
+            return False, "not a directory"
         if st.st_uid != os.geteuid():
             return False, f"owned by uid {st.st_uid}, not by this process's uid {os.geteuid()}"
         if st.st_mode & 0o022:

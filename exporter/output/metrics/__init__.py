@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from ...scrape import Scrape, Scraper
 from . import akmods, dkms, exporter, initramfs, kernel, module, os, packages, readiness, secureboot, system
@@ -31,6 +31,16 @@ def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0, store: 
     for section in SECTIONS:
         section.section(out, scrape)
     return list(out)
+
+
+def registry_for(scraper: Scraper) -> tuple[CollectorRegistry, "DkmsCollector"]:
+    """A registry with our collector: no names up front, since they depend on the host, so
+    ``name[]`` filtering needs support_collectors_without_names.  Here, not in web/, so that
+    `metrics` and `textfile` do not import the HTTP server, TLS and basic auth."""
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    collector = DkmsCollector(scraper)
+    registry.register(collector)
+    return registry, collector
 
 
 class DkmsCollector(Collector):
