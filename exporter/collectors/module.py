@@ -14,6 +14,7 @@ from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
+from ..formats.depmod import Need, modname_of_path, module_needs
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
 from ..formats.symvers import ExportTable, SymversError
 from ..host.context import Context, Unreadable
@@ -30,13 +31,14 @@ def collect_modules(ctx: Context) -> ModuleFacts:
         raise RuntimeError("the kernel collector did not run: no module files to read")
     loaded: LoadedFacts | None = ctx.previous.get("loaded")
     wanted_loaded = set(loaded.out_of_tree) if loaded else set()
+    loaded_names = {m.name for m in loaded.modules} if loaded else set()
     out = {}
     for k in kernels.kernels:
-        out[k.release] = _kernel_modules(ctx, k, wanted_loaded)
+        out[k.release] = _kernel_modules(ctx, k, wanted_loaded, loaded_names)
     return ModuleFacts(out)
 
 
-def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> KernelModuleFacts:
+def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str], loaded_names: set[str] = frozenset()) -> KernelModuleFacts:
     base = f"{MODULES_ROOT}/{k.release}"
     rels = {rel for paths in k.out_of_tree.values() for rel in paths}
     if k.modules_dep is not None:  # loaded out-of-tree modules that live elsewhere (vendor packages)
@@ -53,7 +55,30 @@ def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> KernelM
             ctx.error(f"{base}/{rel}", "listed, then gone when read: the tree changed during the scrape")
     vermagic, vsource, signer = _reference(ctx, k)
     exports, esource = _exports(ctx, k)
-    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files)
+    needs = _needs(k, files, exports)
+    present = _present(ctx, k, needs, loaded_names)
+    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present)
+
+
+def _needs(k: Kernel, files: dict[str, ModuleFile | ModuleFileError],
+           exports: ExportTable | None) -> dict[str, tuple[Need, ...]]:
+    """What each parsed module needs loaded first for K (formats.depmod.module_needs)."""
+    if k.modules_dep is None:
+        return {}
+    return {rel: module_needs(modname_of_path(rel), rel, parsed.depends, parsed.undefined, k.modules_dep,
+                              exports, k.builtin)
+            for rel, parsed in files.items() if isinstance(parsed, ModuleFile)}
+
+
+def _present(ctx: Context, k: Kernel, needs: dict[str, tuple[Need, ...]], loaded: set[str]) -> dict[str, bool]:
+    """Does K's tree hold the files those needs and the modules loaded now resolve to?  One
+    stat each: modules.dep may name a file deleted since depmod ran (modprobe then fails)."""
+    dep = k.modules_dep
+    if dep is None:
+        return {}
+    rels = {n.rel for ns in needs.values() for n in ns if n.rel}
+    rels.update(dep.paths[m] for m in loaded if m in dep.paths)
+    return {rel: ctx.exists(f"{MODULES_ROOT}/{k.release}/{rel}") for rel in sorted(rels)}
 
 
 def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileError | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..formats.depmod import Need
 from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
 from ..formats.symvers import ExportTable
 
@@ -17,6 +18,12 @@ class KernelModuleFacts:
     exports_source: str             # "Module.symvers" path, or "none"
     builtin_signer: ModuleSignature | None   # the key that signs the kernel's own modules
     files: dict[str, ModuleFile | ModuleFileError] = field(default_factory=dict)  # relpath -> parsed
+    needs: dict[str, tuple[Need, ...]] = field(default_factory=dict)   # relpath of a parsed file -> what it needs
+    present: dict[str, bool] = field(default_factory=dict)   # relpath in modules.dep -> the file exists (stat)
+
+    def missing_needs(self, rel: str) -> list[Need]:
+        """What the module at ``rel`` needs that K lacks: not in K's depmod index, or its file gone."""
+        return [n for n in self.needs.get(rel, ()) if n.rel is None or self.present.get(n.rel) is False]
 
 
 @dataclass(frozen=True)

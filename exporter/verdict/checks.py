@@ -42,7 +42,7 @@ from .trust import enforced_for, signing_certificate
 CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "weak_update_missing",
                "kabi_mismatch", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
-               "unsigned", "untrusted_key", "signature_invalid", "missing_from_initramfs", "initramfs_stale", "blacklisted")
+               "unsigned", "untrusted_key", "signature_invalid", "dependency_missing", "missing_from_initramfs", "initramfs_stale", "blacklisted")
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,34 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
                            ev.fix("unsigned", k, ident, name)))
     if sig is not None and (ev.sig_checked or ev.enforced):
         out += _signature_problems(k, name, ident, sig, ev, akmod)
+    if kmf is not None:
+        out += dependency_problems(k, name, file, kmf, ev)
     return out
+
+
+def dependency_problems(k: str, name: str, file: str, kmf: KernelModuleFacts, ev: Evidence) -> list[Problem]:
+    """The modules this one needs first (formats.depmod.module_needs) that K lacks: modprobe
+    stops at a dependency whose file is gone ("could not insert"), and a module loaded without
+    the exporter of a symbol gets "Unknown symbol" from simplify_symbols(), which runs after
+    the signature check in load_module()."""
+    rel = file.split(f"/lib/modules/{k}/", 1)[1]
+    missing = kmf.missing_needs(rel)
+    if not missing:
+        return []
+    described = kmf.exports.module_names if kmf.exports else frozenset()
+    parts, fixes = [], []
+    for need in missing:
+        where = (f"modules.dep lists {need.rel} but the file is gone" if need.rel else
+                 f"{k}'s depmod index has no {need.name}")
+        parts.append(f"{need.name} ({need.why}): {where}")
+        intree = need.rel.startswith("kernel/") if need.rel else (need.why.startswith("symbol ")
+                                                                   or need.name in described)
+        package = (ev.module_packages or {}).get(f"/lib/modules/{k}/{need.rel}", "") if need.rel else ""
+        fixes.append(ev.fix("dependency_missing", k, module=need.name, package=package,
+                            fallback="intree" if intree else ""))
+    more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
+    return [Problem("dependency_missing", f"{name} needs {'; '.join(parts[:3])}{more}",
+                    " && ".join(dict.fromkeys(fixes)))]
 
 
 def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
