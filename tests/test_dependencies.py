@@ -93,3 +93,32 @@ def test_module_needs_orders_depends_symbols_and_closure():
                          dep, exports, parse_modules_builtin(b""))
     assert needs == (Need("videodev", VIDEODEV, "depends="), Need("mc", MC, "needed by videodev"),
                      Need("snd", None, "symbol snd_foo"))
+
+
+def kernel_problems(s, kernel=K2):
+    return [p for p in s.readiness.kernel(kernel).kernel_problems if p.reason == "loaded_module_missing"]
+
+
+def test_loaded_module_the_kernel_lacks_is_a_warning(host):
+    s = _host(host, videodev=False, loaded=(("videodev", ""), ("acpi_call", "OE")))
+    (p,) = kernel_problems(s)
+    assert p.severity == "warning" and p.detail == (
+        f"videodev is loaded now, but modules.dep lists {VIDEODEV} but the file is gone")
+    assert p.fix == f"apt-get install --reinstall linux-image-{K2}"
+    assert s.readiness.kernel(K2).loaded_missing == (("videodev", "warning"),)
+
+
+def test_loaded_module_listed_in_modules_load_d_is_an_error(host):
+    host.write("etc/modules-load.d/cam.conf", "# webcam\nvideodev  # the v4l2 core\n")
+    s = _host(host, videodev=False, dep_line=False, loaded=(("videodev", ""),),
+              packages=(f"linux-modules-{K2}",))
+    (p,) = kernel_problems(s)
+    assert p.severity == "error" and p.detail == (f"videodev is loaded now, but {K2} has no videodev.ko; "
+                                                  "the host loads it at boot")
+    assert p.fix == f"apt-get install linux-modules-extra-{K2}"
+    assert s.readiness.kernel(K2).verdict == "not_ready"
+
+
+def test_loaded_module_present_or_built_in_is_no_problem(host):
+    s = _host(host, loaded=(("videodev", ""), ("mc", "")), builtin=("drivers/media/mc/mc",))
+    assert kernel_problems(s) == []

@@ -26,6 +26,7 @@ REASONS = {
     "untrusted_key": "the module is signed by a key the machine does not trust",
     "signature_invalid": "the module's signature does not verify (it changed after signing, or the kernel refuses its form)",
     "dependency_missing": "a module this one needs loaded first (depends=, or the exporter of a symbol it imports) is absent for the kernel",
+    "loaded_module_missing": "a module loaded now is absent for the kernel (an error when the host loads it at boot, else a warning)",
     "blacklisted": "modprobe.d blacklists the module (warning: it loads only when asked for)",
     "missing_from_initramfs": "the module is needed in early boot but the kernel's initramfs lacks it",
     "initramfs_stale": "the kernel's initramfs is older than the installed module file",
