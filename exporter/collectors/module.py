@@ -8,6 +8,7 @@ PKCS#7 signature), cached by file identity: an unchanged module costs one stat p
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
@@ -17,8 +18,11 @@ from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
 from ..formats.symvers import ExportTable, SymversError
+from ..formats.vmlinux import VmlinuxError, builtin_certificates
+from ..formats.x509 import Certificate
+from ..formats.errors import TrustDataError
 from ..host.context import Context, Unreadable
-from ..host.reader import FileTooLarge, read_bounded
+from ..host.reader import FileTooLarge, open_regular, read_bounded
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
@@ -57,7 +61,35 @@ def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str], loaded_nam
     exports, esource = _exports(ctx, k)
     needs = _needs(k, files, exports)
     present = _present(ctx, k, needs, loaded_names)
-    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present)
+    keys, keys_error = None, ""
+    if any(isinstance(p, ModuleFile) and p.signature is not None for p in files.values()):
+        keys, keys_error = builtin_keys(ctx, k)
+    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present, keys, keys_error)
+
+
+def builtin_keys(ctx: Context, k: Kernel) -> tuple[tuple[Certificate, ...] | None, str]:
+    """The certificates built into K's image (formats.vmlinux), read only when a module file of K
+    is signed: decompressing a vmlinuz costs seconds once, then nothing (cached by the image's
+    identity).  (None, why) when the image has none this reader can find or cannot be read."""
+    if not k.image:
+        return None, "no kernel image"
+    extra = int(k.config.get("CONFIG_SYSTEM_EXTRA_CERTIFICATE_SIZE", "0") or 0) \
+        if k.config.get("CONFIG_SYSTEM_EXTRA_CERTIFICATE") == "y" else 0
+    try:
+        found = ctx.compute(k.image, "builtin-keys", lambda path, st: _read_keys(path, st, extra))
+    except Unreadable:
+        return None, f"{k.image} could not be read"
+    if found is None:
+        return None, f"{k.image} is gone"
+    return found
+
+
+def _read_keys(path, st, extra: int) -> tuple[tuple[Certificate, ...] | None, str]:
+    with open_regular(path) as fh:
+        try:
+            return builtin_certificates(fh, st.st_size, extra).certificates, ""
+        except (VmlinuxError, TrustDataError) as exc:
+            return None, f"{os.path.basename(path)}: {exc}"
 
 
 def _needs(k: Kernel, files: dict[str, ModuleFile | ModuleFileError],

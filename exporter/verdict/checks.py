@@ -212,9 +212,11 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
     refused = policy_rejection(sig)
     if refused is not None:
         return invalid(refused)
-    if ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
-        return []  # K's own build key: its certificate is in vmlinuz, not read yet (issue 15 point 2)
-    cert = signing_certificate(sig, ev.trusted)
+    builtin = ev.modules.builtin_keys if ev.modules is not None else None
+    if builtin is None and ev.builtin is not None and sig.signer == ev.builtin.signer \
+            and sig.key_id == ev.builtin.key_id:
+        return []  # K's own build key, but its image's certificates could not be read: by name only
+    cert = signing_certificate(sig, (*(builtin or ()), *ev.trusted))
     if cert is None:
         if ev.enforced and ev.trust_known:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
