@@ -35,7 +35,7 @@ from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
 from ..formats.modsig import policy_rejection, verify
-from .trust import enforced_for, signing_certificate
+from .trust import enforced_for, module_trusted_certificates, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
@@ -61,6 +61,7 @@ class Evidence:
     all_modules: dict[str, KernelModuleFacts] | None = None   # every kernel's, for weak-modules' candidates
     module_packages: dict[str, str] | None = None             # module file path -> the package that ships it
     sig_checked: bool | None = None     # CONFIG_MODULE_SIG=y: the kernel checks every signature it finds
+    unused: tuple[Certificate, ...] = ()  # enrolled (MokListRT, db), but not in a keyring K verifies modules with
 
     @staticmethod
     def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
@@ -71,13 +72,15 @@ class Evidence:
         enforced = None
         if trust is not None:
             enforced = enforced_for(trust, kernel.config or None, kernels is not None and kernel.release == kernels.running)
-        return Evidence(mf, enforced, trust.trusted_certificates if trust else (),
+        trusted = module_trusted_certificates(trust, kernel.config or None, fix.distro.family) if trust else ()
+        return Evidence(mf, enforced, trusted,
                         bool(trust and trust.keys_known), mf.builtin_signer if mf else None,
                         loaded.blacklisted if loaded else frozenset(), fix, early_boot,
                         initramfs.images.get(kernel.release) if initramfs else None, kernels,
                         modules.kernels if modules else None,
                         {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None,
-                        kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None)
+                        kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None,
+                        tuple(c for c in (trust.trusted_certificates if trust else ()) if c not in trusted))
 
 
 def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | None, why: tuple[str, ...],
@@ -218,6 +221,12 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
         return []  # K's own build key, but its image's certificates could not be read: by name only
     cert = signing_certificate(sig, (*(builtin or ()), *ev.trusted))
     if cert is None:
+        if ev.enforced and ev.trust_known and signing_certificate(sig, ev.unused) is not None:
+            return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is enrolled "
+                            f"(MokListRT or db) but not in a keyring {k} verifies modules with: its kernel has no "
+                            ".platform fallback, and MOK reaches .machine only with "
+                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT",
+                            ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         if ev.enforced and ev.trust_known:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
                             "enrolled (MokListRT, db) nor the kernel's own key",
