@@ -85,7 +85,8 @@ def kernel_level_reasons() -> list[str]:
 
 
 def test_kernel_level_reasons_are_read_from_the_code():
-    assert kernel_level_reasons() == ["headers_missing", "initramfs_missing", "initramfs_unreadable"]
+    assert kernel_level_reasons() == ["headers_missing", "initramfs_missing", "initramfs_unreadable",
+                                      "loaded_module_missing"]
 
 
 def test_readiness_lists_the_reasons_in_the_order_of_the_code():

@@ -65,7 +65,8 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
             continue
         if cert is not None:
             certs.append((path, cert))
-    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs))
+    trusted_rt = _guard(ctx, mok_keys_trusted, sysfs) if sb.supported else None
+    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs), trusted_rt)
 
 
 def _guard(ctx: Context, read: Callable[[Path], T], path: Path) -> T | None:

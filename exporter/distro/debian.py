@@ -77,6 +77,24 @@ class Debian(Distro):
     def create_initramfs(self, kernel: str) -> str:
         return f"update-initramfs -c -k {kernel} (dracut: dracut -f --kver {kernel})"
 
+    def kernel_modules_package(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        """Ubuntu splits a kernel's modules: linux-modules-K (the common ones) and
+        linux-modules-extra-K (the rest, often not installed on cloud and server images);
+        Debian ships them all in linux-image-K (or linux-image-K-unsigned)."""
+        if f"linux-modules-{kernel}" in installed:
+            return f"linux-modules-extra-{kernel}"
+        if f"linux-image-{kernel}-unsigned" in installed:
+            return f"linux-image-{kernel}-unsigned"
+        return f"linux-image-{kernel}"
+
+    def install_kernel_modules(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        package = self.kernel_modules_package(kernel, installed)
+        if package not in installed:
+            return f"apt-get install {package}"
+        if package.startswith("linux-modules-extra-"):
+            return f"apt-get install --reinstall linux-modules-{kernel} {package}"
+        return f"apt-get install --reinstall {package}"
+
     def sign_module(self) -> str:
         return ("sign it: kmodsign sha512 /var/lib/shim-signed/mok/MOK.priv /var/lib/shim-signed/mok/MOK.der "
                 "<file> (or /usr/lib/linux-kbuild-*/scripts/sign-file sha256 /var/lib/dkms/mok.key "
