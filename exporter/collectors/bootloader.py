@@ -40,7 +40,7 @@ def collect_bootloader(ctx: Context) -> BootFacts:
 
 
 def _choose(ctx: Context) -> BootFacts:
-    sd = _systemd_boot(ctx)
+    sd = _systemd_boot(ctx) or _grub2_bls(ctx)
     if sd is not None:
         return sd
     for cfg_path in GRUB_CFGS:
@@ -132,8 +132,42 @@ def _bls_entries(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]
 
 
 def _bls_kernel(fields: dict[str, str]) -> str | None:
+    """The release an entry boots: from the image's name, else its ``version`` (sdbootutil writes
+    ``SNAPSHOT@RELEASE`` there and names the image /TOKEN/RELEASE/linux-HASH)."""
     m = IMAGE_IN_PATH.search(fields.get("linux", ""))
-    return m.group(1) if m else (fields.get("version") or None)
+    version = re.sub(r"^[0-9]+@", "", fields.get("version", ""))
+    return m.group(1) if m else (version or None)
+
+
+SUSE_BOOTLOADER = "/etc/sysconfig/bootloader"
+
+
+def _grub2_bls(ctx: Context) -> BootFacts | None:
+    """SUSE's grub2-bls (sdbootutil, /etc/sysconfig/bootloader LOADER_TYPE="grub2-bls"): GRUB
+    reading the ESP's loader/entries; the default is what `sdbootutil set-default` set: the
+    LoaderEntryDefault variable, else ``default=`` in the grubenv next to GRUB on the ESP
+    (EFI/<distribution>/grubenv); neither: the newest entry."""
+    try:
+        raw = ctx.load(SUSE_BOOTLOADER, bytes, limit=65536, purpose="raw")
+    except Unreadable:
+        return None
+    m = re.search(rb'^\s*LOADER_TYPE\s*=\s*["\']?([A-Za-z0-9_-]+)', raw or b"", re.M)
+    if not m or m.group(1) != b"grub2-bls":
+        return None
+    for esp in ESP_DIRS:
+        entries = _bls_entries(ctx, f"{esp}/loader/entries")
+        if not entries:
+            continue
+        default = None
+        for vendor in sorted(ctx.listdir(f"{esp}/EFI") or []):
+            env = _grubenv(ctx, f"{esp}/EFI/{vendor}/grubenv")
+            if env.get("default"):
+                default = env["default"]
+                break
+        chosen, how = _default_entry(entries, default, lambda name: _efi_string(ctx, name) or None)
+        return BootFacts("grub2-bls", _bls_kernel((chosen or entries[0])[1]), how.replace("loader.conf default",
+                         "grubenv default"), "", None)
+    return None
 
 
 def _bls(ctx: Context, env: dict[str, str], mtime: float | None, variant: str) -> BootFacts:

@@ -17,7 +17,8 @@ from . import register
 _IMAGE = re.compile(r"^(?:vmlinuz|vmlinux|Image|bzImage)-(.+)$")
 _NOT_A_KERNEL = re.compile(r"(\.old|\.bak|\.efi\.signed|\.dpkg-\w+|\.sig|~)$")
 MAX_WALK_ENTRIES = 20000
-WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules")
+# RHEL's kmod package, SUSE's suse-module-tools
+WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules", "/usr/lib/module-init-tools/weak-modules2")
 
 
 @register("kernel", KernelFacts, readiness=True)
