@@ -21,8 +21,7 @@ sys.path.insert(0, str(REPO))
 from testkit import Served, http_request, require_tool, serving  # noqa: E402
 
 from alerts import generate, runbooks  # noqa: E402
-from alerts.config import ANY_EXPORTER_INSTANCE, DEFAULT, INSTANCE  # noqa: E402
-from alerts.rules import all_alerts  # noqa: E402
+from alerts.config import ANY_EXPORTER_INSTANCE, INSTANCE  # noqa: E402
 from exporter.verdict.fixes import REASONS  # noqa: E402
 
 PAGE = (REPO / runbooks.RUNBOOKS_HTML).read_text()
@@ -58,7 +57,7 @@ def ids_of(html: str) -> _Ids:
 
 def test_every_alert_and_reason_has_an_anchor() -> None:
     page = ids_of(PAGE)
-    assert {a.name.lower() for a in all_alerts(DEFAULT)} <= page.ids
+    assert {a["alert"].lower() for a in generate.alert_rules()} <= page.ids
     assert {f"reason-{r}" for r in REASONS} <= page.ids, "a reason of verdict/fixes.py lacks its anchor"
     assert page.fragments <= page.ids, "the page links to anchors it does not have"
     assert page.scripts == 0
@@ -112,7 +111,7 @@ def test_every_runbook_url_opens_on_a_running_exporter() -> None:
     test_live_alerting and the promtool cases), against the real `serve`: 200, HTML, and the
     fragment is an id on the page."""
     urls = _rendered_runbook_urls()
-    assert set(urls) == {a.name for a in all_alerts(DEFAULT)}
+    assert set(urls) == {a["alert"] for a in generate.alert_rules()}
     with Served(REPO / "examples" / "hosts" / "healthy") as exporter:
         address = f"127.0.0.1:{exporter.port}"
         for alert, template in urls.items():
