@@ -169,7 +169,7 @@ def _unit_test_cases() -> tuple[set[tuple[str, str]], set[str], set[str]]:
                 if not case.get("exp_alerts"):
                     silent.add(case["alertname"])
                 for alert in case.get("exp_alerts") or []:
-                    assert {"summary", "description", "runbook_url"} <= set(alert["exp_annotations"]), path
+                    assert {"summary", "description", "fix", "runbook_url"} <= set(alert["exp_annotations"]), path
                     fired.add((case["alertname"], alert["exp_labels"]["severity"]))
             exprs.update(case["expr"] for case in group.get("promql_expr_test", []))
     return fired, silent, exprs
@@ -207,6 +207,27 @@ def test_alert_conventions() -> None:
         assert rule.get("for"), f"{name}: every alert waits before firing"
         by_name.setdefault(name, set()).add((annotations["summary"], annotations["runbook_url"]))
     assert all(len(v) == 1 for v in by_name.values()), "severity variants must share summary and runbook"
+
+
+def test_annotations_make_the_page_useful_before_a_link_is_clicked() -> None:
+    """Each alert names what is broken (module, kernel, reason, where it has them) and gives a
+    one-line fix or where to find it: the host's report page (report_url, the exporter's `/`)
+    and the reason's runbook entry (reason_url).  promtool's cases (tests/alerts/) check the
+    expanded text of each one."""
+    for rule in all_alerts():
+        name, annotations = rule["alert"], rule["annotations"]
+        assert annotations["fix"] and "\n" not in annotations["fix"], name
+        if name in ELSEWHERE:
+            assert "report_url" not in annotations, f"{name}: its instance serves no report"
+        else:
+            assert annotations["report_url"] == "http://{{ $labels.instance }}/", name
+        gate_module = name.startswith(REBOOT_GATE_PREFIX) and re.match(r"\(?\s*dkms_module_problem", rule["expr"])
+        if gate_module or name == "DkmsNextBootInitramfsUnusable":
+            assert annotations["reason_url"] == RUNBOOK_BASE + "#reason-{{ $labels.reason }}", name
+            for label in ("kernel", "reason") + (("module",) if gate_module else ()):
+                assert f"$labels.{label}" in annotations["description"], f"{name}: description lacks {label}"
+        else:
+            assert "reason_url" not in annotations, name
 
 
 def test_severity_variants_are_exclusive() -> None:

@@ -124,6 +124,27 @@ def test_every_runbook_url_opens_on_a_running_exporter() -> None:
             assert reply.body == PAGE.encode()
 
 
+def test_every_report_and_reason_url_opens_on_a_running_exporter() -> None:
+    """report_url is the host's report (the exporter's `/`); reason_url, with every reason an
+    alert carrying it can have, is an anchor of /runbooks."""
+    rules = generate.alert_rules()
+    with Served(REPO / "examples" / "hosts" / "healthy") as exporter:
+        address = f"127.0.0.1:{exporter.port}"
+        ids = ids_of(http_request(exporter.port, "/runbooks").text).ids
+        for rule in rules:
+            annotations = rule["annotations"]
+            if "report_url" in annotations:
+                url = urlsplit(annotations["report_url"].replace(INSTANCE, address))
+                assert (url.netloc, url.path) == (address, "/"), rule["alert"]
+                reply = http_request(exporter.port, url.path)
+                assert reply.status == 200 and "dkms" in reply.text.lower(), rule["alert"]
+            if "reason_url" in annotations:
+                for reason in REASONS:
+                    url = urlsplit(annotations["reason_url"].replace(INSTANCE, address)
+                                   .replace("{{ $labels.reason }}", reason))
+                    assert url.fragment in ids, f"{rule['alert']}: no #{url.fragment} on /runbooks"
+
+
 def test_runbooks_are_behind_the_same_basic_auth(tmp_path: Path) -> None:
     line = subprocess.run([require_tool("htpasswd"), "-nbBC", "4", "alice", "secret"], check=True,
                           capture_output=True, text=True).stdout.strip()

@@ -8,7 +8,7 @@ local all(xs) = std.foldl(function(acc, x) acc && x, xs, true);
 
 local order = [
   'apiVersion', 'kind', 'metadata', 'name', 'alert', 'record', 'expr', 'for', 'labels',
-  'annotations', 'summary', 'description', 'fix', 'report_url', 'runbook_url', 'spec', 'groups',
+  'annotations', 'summary', 'description', 'fix', 'report_url', 'runbook_url', 'reason_url', 'spec', 'groups',
   'rules', 'data',
 ];
 
