@@ -116,7 +116,15 @@ def many_problems(root: Path) -> Host:
     # a vendor driver outside DKMS, loaded now, signed with a key nobody enrolled
     for k in (k2, k3):
         h.write(f"usr/lib/modules/{k}/extra/vendorfake.ko", module_elf("vendorfake", k, key="foreign"))
-    h.loaded(("vendorfake", "OE"), ("acpi_call", "OE"), ("zfake", "POE"), ("spl", "OE"), ("e1000e", ""))
+    h.loaded(("vendorfake", "OE"), ("acpi_call", "OE"), ("zfake", "POE"), ("spl", "OE"), ("e1000e", ""),
+             ("igb", ""), ("snd_dummy", ""))
+    # in-tree modules loaded now that k3 lacks (a flavour without them): igb is loaded at every
+    # boot (modules-load.d), snd_dummy only by hand
+    for k in (k1, k2, k4):
+        for name in ("igb", "snd-dummy"):
+            h.write(f"usr/lib/modules/{k}/kernel/drivers/misc/{name}.ko",
+                    module_elf(name, k, intree=True, key="kernel-build"))
+    h.write("etc/modules-load.d/net.conf", "# the uplink\nigb\n")
     h.write("etc/modprobe.d/local.conf", "# keep the webcam loopback off\nblacklist v4l2loopback\n")
     # root on zfake: the running kernel's initramfs carries zfake, spl and acpi_call; k3's image was
     # generated without spl, and before acpi_call's last rebuild (stale); k4 has no image at all

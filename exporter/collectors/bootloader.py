@@ -15,7 +15,7 @@ from ..facts.bootloader import BootFacts
 from ..facts.kernel import MODULES_ROOT
 from ..formats.bls import blscfg_order, parse_bls_entry, parse_loader_conf
 from ..formats.efi import LOADER_GUID, efi_string
-from ..formats.grub import IMAGE_IN_PATH, is_index, parse_grub_cfg, parse_grubenv, select_entry
+from ..formats.grub import IMAGE_IN_PATH, MenuEntry, is_index, parse_grub_cfg, parse_grubenv, select_entry
 from ..formats.versions import release_key
 from ..host.context import Context, Unreadable
 from . import register
@@ -45,16 +45,17 @@ def _choose(ctx: Context) -> BootFacts:
         return sd
     for cfg_path in GRUB_CFGS:
         try:
-            text = ctx.load(cfg_path, _decode, limit=MAX_CFG, purpose="text")
+            loaded = ctx.load(cfg_path, _decode_and_parse, limit=MAX_CFG, purpose="grub.cfg")
         except Unreadable:
             return BootFacts("grub", None, "", f"{cfg_path} unreadable")
-        if text is None:
+        if loaded is None:
             continue
+        text, parsed = loaded
         env = _grubenv(ctx, cfg_path.rsplit("/", 1)[0] + "/grubenv")
         st = ctx.stat(cfg_path)
         if re.search(r"^\s*blscfg\b", text, re.M):
             return _bls(ctx, env, st.st_mtime if st else None, _blscfg_variant(ctx))
-        return grub_next_boot(text, env, st.st_mtime if st else None)
+        return grub_next_boot(text, env, st.st_mtime if st else None, parsed)
     if ctx.listdir("/boot/loader/entries"):
         return _bls(ctx, {}, None, _blscfg_variant(ctx))
     return BootFacts("unknown", None, "", "no grub.cfg, BLS entries or systemd-boot loader.conf found")
@@ -64,6 +65,13 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def _decode_and_parse(data: bytes) -> tuple[str, tuple[list[MenuEntry], list[str]]]:
+    """The text and its parsed menu, cached together by the file's identity: a warm scrape
+    does not tokenise grub.cfg again (shlex over every menuentry line was most of its cost)."""
+    text = _decode(data)
+    return text, parse_grub_cfg(text)
+
+
 def _grubenv(ctx: Context, path: str) -> dict[str, str]:
     try:
         return ctx.load(path, parse_grubenv, limit=65536, purpose="grubenv") or {}
@@ -71,8 +79,11 @@ def _grubenv(ctx: Context, path: str) -> dict[str, str]:
         return {}
 
 
-def grub_next_boot(cfg: str, env: dict[str, str], mtime: float | None = None) -> BootFacts:
-    menu, defaults = parse_grub_cfg(cfg)
+def grub_next_boot(cfg: str, env: dict[str, str], mtime: float | None = None,
+                   parsed: tuple[list[MenuEntry], list[str]] | None = None) -> BootFacts:
+    """The kernel GRUB boots next from grub.cfg's text (or its ``parsed`` menu, which is only
+    read) and grubenv."""
+    menu, defaults = parsed if parsed is not None else parse_grub_cfg(cfg)
     if env.get("next_entry"):
         spec, how = env["next_entry"], f"next_entry={env['next_entry']}"
     else:

@@ -22,6 +22,7 @@ class Kernel:
     config: dict[str, str] = field(default_factory=dict)   # /boot/config-K
     out_of_tree: dict[str, tuple[str, ...]] = field(default_factory=dict)  # modname -> relpaths
     mtimes: dict[str, float] = field(default_factory=dict)                 # relpath -> mtime of those files
+    builtin: frozenset[str] | None = None    # modules.builtin: modnames built into the image; None: unread
 
     @property
     def headers(self) -> bool:
