@@ -69,8 +69,12 @@ class SuseHost(RhelHost):
                in_tree: list[str] | None = None, **_) -> "SuseHost":
         """kernel-default's files (image, symvers, config in /boot, modules under /usr/lib/modules)
         and its package; ``headers``: kernel-default-devel; ``kabi``: that kernel's CRCs."""
+        # KABI is process-wide: a release declared without kabi= must not keep the CRCs an
+        # earlier host gave it (suse-healthy keeps 23.25's for 23.30; suse-trap must not)
         if kabi:
             KABI[release] = kabi
+        else:
+            KABI.pop(release, None)
         cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_MODULE_SIG_FORCE": "n", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
         self.kernels[release] = _Kernel(release, False, True, True, cfg, in_tree if in_tree is not None else ["e1000e"])
