@@ -396,7 +396,11 @@ def vmalert_group_times(engine: Engine, evaluations: int, interval: int) -> dict
     deadline = time.monotonic() + interval * (evaluations + 3) + 120
     times: dict[str, list[float]] = {}
     while time.monotonic() < deadline:
-        text = urllib.request.urlopen(url, timeout=30).read().decode()
+        try:
+            text = urllib.request.urlopen(url, timeout=120).read().decode()
+        except OSError:           # a loaded machine: vmalert busy evaluating; ask again
+            time.sleep(1)
+            continue
         sums = dict(re.findall(r'^vmalert_iteration_duration_seconds_sum\{group="([^"]+)"[^}]*\} (\S+)', text, re.M))
         counts = dict(re.findall(r'^vmalert_iteration_duration_seconds_count\{group="([^"]+)"[^}]*\} (\S+)', text, re.M))
         if counts and all(float(c) >= evaluations for c in counts.values()):
