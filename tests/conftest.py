@@ -30,6 +30,29 @@ QUICK_BUDGET = 5.0                            # seconds per test (setup + call +
 _spent: dict[str, float] = {}                 # quick tier: node id -> seconds
 
 
+@pytest.fixture(autouse=True)
+def _no_persistent_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process main(): no --cache.dir unless the test passes one (see testkit.NO_CACHE)."""
+    import exporter.cli
+    monkeypatch.setattr(exporter.cli, "DEFAULT_CACHE_DIR", "")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _subprocess_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exporters the tests start as processes keep their persistent cache in a directory of
+    this run ($CACHE_DIRECTORY, as systemd's CacheDirectory= sets it), never in the machine's
+    /var/cache: a cache left by an earlier run must not decide a later run's answer."""
+    path = tmp_path_factory.mktemp("cache-dir")
+    path.chmod(0o700)
+    old = os.environ.get("CACHE_DIRECTORY")
+    os.environ["CACHE_DIRECTORY"] = str(path)
+    yield
+    if old is None:
+        os.environ.pop("CACHE_DIRECTORY", None)
+    else:
+        os.environ["CACHE_DIRECTORY"] = old
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--quick", action="store_true",
                      help="the quick tier: leave out the tests marked slow (realhost, oracle, live "

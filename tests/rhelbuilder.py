@@ -84,8 +84,12 @@ class RhelHost(Host):
                kabi: str | None = None, installed_at: int = FIXED_TIME, variant: str = "") -> "RhelHost":
         """kernel-core's files (vmlinuz in the module dir, its /boot copy, symvers, config) and
         its package; ``headers``: kernel-devel; ``kabi``: keep that kernel's symbol versions."""
+        # KABI is process-wide: a release declared without kabi= must not keep the CRCs an
+        # earlier host gave it (suse-healthy keeps 23.25's for 23.30; suse-trap must not)
         if kabi:
             KABI[release] = kabi
+        else:
+            KABI.pop(release, None)
         cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_ACPI": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_MODULE_SIG_HASH": "sha256", "CONFIG_MODULE_SIG_FORCE": "n", "CONFIG_SECURITY_LOCKDOWN_LSM": "y",
                "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT": "y", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
