@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/fuzz.py                         # every target, 60 s each
     .venv/bin/python benchmarks/fuzz.py --target modfile --seconds 600
     .venv/bin/python benchmarks/fuzz.py --engine hypothesis     # without atheris
+    .venv/bin/python benchmarks/fuzz.py --target rpmdb --runs 20000   # a bounded number of inputs
 
 Engines:
 
@@ -22,6 +23,7 @@ It prints, per target, how many inputs ran and whether any escaped as a foreign 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -35,7 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-TARGETS = ("modfile", "initramfs", "dkmsconf", "dpkg", "bootloader", "trust", "depmod", "makelog", "symvers")
+TARGETS = ("modfile", "initramfs", "dkmsconf", "dpkg", "bootloader", "trust", "depmod", "makelog", "symvers",
+           "rpmheader", "rpmdb", "pacman", "bls", "modsig")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,8 +105,64 @@ def run_one(target: str, data: bytes) -> None:
             symvers.parse_module_symvers(data.decode("utf-8", "replace"))
         except symvers.SymversError:
             pass
+    elif target in ("rpmheader", "rpmdb", "pacman", "bls", "modsig"):
+        _run_newer(target, data)
     else:
         raise ValueError(target)
+
+
+@functools.lru_cache(maxsize=1)
+def _signing_cert():
+    from exporter.formats import x509
+    return x509.load_certificate((REPO / "tests/data/keys/dkms-mok.der").read_bytes())
+
+
+def _run_newer(target: str, data: bytes) -> None:
+    """The parsers the RPM, Arch and kernel-exact work added (tests/test_properties_distro.py)."""
+    from exporter.formats import bls, modsig, pacman, rpmdb, rpmheader, x509
+    from exporter.formats import module as modfile
+
+    if target == "rpmheader":
+        for parse in (rpmheader.parse_header, rpmheader.parse_package_header):
+            try:
+                parse(data).filenames()
+                rpmdb.installed_package(1, data)
+            except rpmheader.RpmHeaderError:
+                pass
+    elif target == "rpmdb":
+        try:
+            rows = list(rpmdb.bdb_packages(lambda off, n: data[off:off + n], len(data)))
+            assert sum(len(b) for _, b in rows) <= len(data)
+        except rpmdb.RpmdbError:
+            pass
+    elif target == "pacman":
+        desc, _, conf = data.partition(b"\0")
+        for parse in (pacman.parse_desc, pacman.parse_files):
+            try:
+                parse(desc)
+            except pacman.PacmanDbError:
+                pass
+        files = {"/etc/pacman.conf": conf, "/etc/pacman.d/a.conf": desc}
+        try:
+            pacman.parse_pacman_conf("/etc/pacman.conf", files.get,
+                                     lambda pat: sorted(p for p in files if __import__("fnmatch").fnmatch(p, pat)))
+        except pacman.PacmanConfError:
+            pass
+    elif target == "bls":
+        entry = bls.parse_bls_entry(data)
+        bls.parse_loader_conf(data)
+        ids = data.decode("utf-8", "replace").split("\n")[:8]
+        for variant in ("current", "rhel8"):
+            bls.blscfg_order([(i, entry) for i in ids], variant)
+    elif target == "modsig":
+        try:
+            kind, body = modfile.decompress_module(data, 8 << 20)
+            sig = modfile.parse_module(body, compression=kind).signature
+        except modfile.ModuleFileError:
+            return
+        if sig is not None:
+            cert = _signing_cert()
+            assert isinstance(modsig.verify(sig, cert), modsig.SigCheck)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,6 +203,19 @@ def write_seeds(target: str, corpus: Path) -> None:
     elif target == "makelog":
         seeds = [b"DKMS make.log for nv-1.0 for kernel 6.1.0-1-amd64 (x86_64)\nnv.c:1:10: fatal error: "
                  b"linux/module.h: No such file or directory\nmake: *** [Makefile:2] Error 2\n"]
+    elif target in ("rpmheader", "rpmdb", "pacman"):
+        from test_properties_distro import _pacman_seeds, _rpm_seeds
+        blobs, packages_file, package = _rpm_seeds()
+        desc, files = _pacman_seeds()
+        seeds = {"rpmheader": [*blobs, package], "rpmdb": [packages_file],
+                 "pacman": [desc + b"\0[options]\nIgnorePkg = linux*\nInclude = /etc/pacman.d/*.conf\n", files]}[target]
+    elif target == "bls":
+        seeds = [b"title Fedora Linux (6.5.6-300.fc39.x86_64) 39\nversion 6.5.6-300.fc39.x86_64\n"
+                 b"linux /vmlinuz-6.5.6-300.fc39.x86_64\ninitrd /initramfs-6.5.6-300.fc39.x86_64.img\noptions root=x\n",
+                 b"default @saved\ntimeout 3\n#c\ndefault fedora-*.conf\n"]
+    elif target == "modsig":
+        from hostbuilder import module_elf
+        seeds = [module_elf("acpi_call", "6.1.0-27-amd64", compression=c) for c in ("none", "zstd")]
     elif target == "symvers":
         seeds = [b"0x0c3f5a6b\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n0x1\t_printk\tvmlinux\tEXPORT_SYMBOL_GPL\tNS\n"]
     for i, seed in enumerate(seeds):
@@ -184,14 +256,16 @@ def atheris_child(target: str, argv: list[str]) -> None:
         import exporter.collectors.bootloader, exporter.formats.depmod, exporter.formats.dkmsconf  # noqa: F401,E401
         import exporter.formats.dpkg, exporter.formats.initramfs, exporter.formats.makelog  # noqa: F401,E401
         import exporter.formats.module, exporter.formats.symvers, exporter.formats.efi  # noqa: F401,E401
+        import exporter.formats.rpmheader, exporter.formats.rpmdb, exporter.formats.pacman  # noqa: F401,E401
+        import exporter.formats.bls, exporter.formats.modsig, exporter.formats.x509  # noqa: F401,E401
     atheris.Setup([sys.argv[0], *argv], lambda data: run_one(target, data))
     atheris.Fuzz()
 
 
-def run_atheris(target: str, seconds: int, work: Path) -> tuple[int, bool, str]:
+def run_atheris(target: str, seconds: int, work: Path, runs: int = 0) -> tuple[int, bool, str]:
     corpus = work / target / "corpus"
     write_seeds(target, corpus)
-    argv = [f"-max_total_time={seconds}", "-rss_limit_mb=1024", "-timeout=20", "-max_len=65536",
+    argv = [f"-max_total_time={seconds}", *([f"-runs={runs}"] if runs else []), "-rss_limit_mb=1024", "-timeout=20", "-max_len=65536",
             f"-artifact_prefix={work / target}/", str(corpus)]
     proc = subprocess.run([sys.executable, __file__, "--child", target, "--", *argv], capture_output=True, text=True,
                           cwd=REPO)
@@ -207,12 +281,13 @@ def run_hypothesis(target: str, seconds: int) -> tuple[int, bool, str]:
     """The target's property tests, with as many examples as fit in ``seconds`` (estimated)."""
     keyword = {"modfile": "module or decompression", "initramfs": "initramfs", "dkmsconf": "dkms_conf",
                "dpkg": "dpkg", "bootloader": "grub", "trust": "signature_lists or certificates or efivar",
-               "depmod": "modules_dep", "makelog": "make_log", "symvers": "symvers"}[target]
+               "depmod": "modules_dep", "makelog": "make_log", "symvers": "symvers", "rpmheader": "rpm_header",
+               "rpmdb": "berkeley_db", "pacman": "pacman", "bls": "bls", "modsig": "signed_modules"}[target]
     examples = max(100, seconds * 40)
     env = dict(os.environ, PROPERTY_EXAMPLES=str(examples), PROPERTY_RANDOM="1")
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_properties.py",
-                           "-k", keyword], capture_output=True, text=True, env=env, cwd=REPO)
+                           "tests/test_properties_distro.py", "-k", keyword], capture_output=True, text=True, env=env, cwd=REPO)
     passed = re.search(r"(\d+) passed", proc.stdout)
     n_props = int(passed.group(1)) if passed else 0
     del start
@@ -226,6 +301,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", choices=TARGETS + ("all",), default="all")
     parser.add_argument("--seconds", type=int, default=60, help="per target (default 60)")
+    parser.add_argument("--runs", type=int, default=0, help="atheris: stop a target after this many inputs")
     parser.add_argument("--engine", choices=("auto", "atheris", "hypothesis"), default="auto")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (corpus, crash inputs)")
     args = parser.parse_args()
@@ -243,7 +319,7 @@ def main() -> int:
     total = 0
     for target in targets:
         start = time.monotonic()
-        runs, crashed, detail = (run_atheris(target, args.seconds, work) if engine == "atheris"
+        runs, crashed, detail = (run_atheris(target, args.seconds, work, args.runs) if engine == "atheris"
                                  else run_hypothesis(target, args.seconds))
         total += runs
         failed |= crashed
