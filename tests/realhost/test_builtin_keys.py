@@ -25,7 +25,7 @@ from exporter.collectors.module import read_module
 from tests.test_modsig import openssl_verifies
 
 from .conftest import REPO, RealHost
-from .test_dependencies import copy_tree, depmod
+from .test_dependencies import copy_tree, depmod, ko
 
 pytestmark = pytest.mark.realhost
 
@@ -37,14 +37,28 @@ def image(host: RealHost) -> tuple[Path, str]:
     return host.tree("healthy") / "boot" / f"vmlinuz-{kernel}", kernel
 
 
-def real_vmlinux(vmlinuz: Path, out: Path) -> Path:
-    """The payload as the real xz decompresses it (the bzImage boot header says where it is)."""
+# The bzImage payload's compression per generation (Debian 12: xz; Debian 13: zstd) and the real
+# tool that decompresses it.
+PAYLOAD = {"bookworm": ("xz", ["xz", "-dc", "--single-stream"]), "trixie": ("zstd", ["zstd", "-dc"])}
+
+
+def module_bytes(path: Path) -> bytes:
+    """A module file's ELF bytes; a .ko.xz (Debian 13) decompressed by the real xz."""
+    if path.suffix != ".xz":
+        return path.read_bytes()
+    return subprocess.run([require_tool("xz"), "-dc", str(path)], capture_output=True, check=True).stdout
+
+
+def real_vmlinux(vmlinuz: Path, out: Path, suite: str = "bookworm") -> Path:
+    """The payload as the real xz (zstd) decompresses it (the bzImage boot header says where it is)."""
     data = vmlinuz.read_bytes()
     setup = (data[0x1F1] or 4) + 1
     offset, length = struct.unpack_from("<II", data, 0x248)
     payload = data[setup * 512 + offset:setup * 512 + offset + length]
-    p = subprocess.run([require_tool("xz"), "-dc", "--single-stream"], input=payload, capture_output=True,
-                       check=True)
+    tool, *args = PAYLOAD[suite][1]
+    if tool == "zstd":
+        payload = payload[:-4]   # the kernel's build appends the size (size_append); zstd refuses trailing data
+    p = subprocess.run([require_tool(tool), *args], input=payload, capture_output=True, check=True)
     out.write_bytes(p.stdout)
     return out
 
@@ -69,11 +83,11 @@ def test_builtin_certificates_agree_with_xz_readelf_openssl_and_modinfo(realhost
     vmlinuz, kernel = image(realhost)
     with open(vmlinuz, "rb") as fh:
         found = builtin_certificates(fh, os.path.getsize(vmlinuz))
-    assert found.how == "bzImage+xz" and len(found.certificates) >= 1
-    vmlinux = real_vmlinux(vmlinuz, tmp_path / "vmlinux")
+    assert found.how == f"bzImage+{PAYLOAD[realhost.suite][0]}" and len(found.certificates) >= 1
+    vmlinux = real_vmlinux(vmlinuz, tmp_path / "vmlinux", realhost.suite)
     raw = vmlinux.read_bytes()
     start, size = section(vmlinux, ".init.data")
-    mc = realhost.tree("healthy") / "lib/modules" / kernel / MC
+    mc = realhost.tree("healthy") / "lib/modules" / kernel / ko(realhost.tree("healthy"), kernel, MC)
     signer, sig_key = modinfo(mc, "signer"), modinfo(mc, "sig_key")
     for cert in found.certificates:
         at = raw.find(cert.der)
@@ -91,7 +105,7 @@ def test_builtin_certificates_agree_with_xz_readelf_openssl_and_modinfo(realhost
     pem = tmp_path / "build.pem"
     subprocess.run([require_tool("openssl"), "x509", "-inform", "DER", "-in", str(tmp_path / "cert.der"),
                     "-out", str(pem)], check=True)
-    assert openssl_verifies(tmp_path, mc.read_bytes(), pem)
+    assert openssl_verifies(tmp_path, module_bytes(mc), pem)
     parsed = read_module(mc)
     assert verify(parsed.signature, build_key[0]).ok
 
@@ -112,7 +126,7 @@ def test_module_signed_by_the_kernels_build_key(realhost: RealHost, tmp_path: Pa
     openssl cms -verify says."""
     kernel = realhost.env["NEW_KERNEL"]
     root = copy_tree(realhost, "healthy", tmp_path / "tree")
-    data = bytearray((root / "lib/modules" / kernel / MC).read_bytes())
+    data = bytearray(module_bytes(root / "lib/modules" / kernel / ko(root, kernel, MC)))
     if flip:
         data[len(data) // 3] ^= 0x01
     (root / "lib/modules" / kernel / "updates").mkdir(exist_ok=True)

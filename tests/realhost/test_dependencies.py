@@ -30,6 +30,14 @@ pytestmark = pytest.mark.realhost
 VIDEODEV = "kernel/drivers/media/v4l2-core/videodev.ko"
 
 
+def ko(root: Path, kernel: str, rel: str) -> str:
+    """rel ("kernel/.../m.ko") as K installs it: plain on Debian 12, .ko.xz on Debian 13."""
+    base = root / "lib/modules" / kernel
+    found = [rel + suffix for suffix in ("", ".xz", ".zst", ".gz") if (base / (rel + suffix)).exists()]
+    assert found, f"{base}/{rel}[.xz|.zst|.gz]: not installed"
+    return found[0]
+
+
 def copy_tree(host: RealHost, scenario: str, dest: Path) -> Path:
     """A hard-linked copy of a scenario's tree (a copy when dest is on another file system);
     the files a test changes are unlinked or rewritten, never written through a link."""
@@ -101,9 +109,10 @@ def test_dependency_deleted_after_depmod(realhost: RealHost, new_kernel: str, tm
     """modules.dep still names videodev.ko: modprobe cannot use the dependency line (it would
     insert v4l2loopback alone, and the kernel would answer "Unknown symbol")."""
     root = copy_tree(realhost, "healthy", tmp_path / "tree")
-    (root / "lib/modules" / new_kernel / VIDEODEV).unlink()
+    videodev = ko(root, new_kernel, VIDEODEV)
+    (root / "lib/modules" / new_kernel / videodev).unlink()
     p = show_depends(root, new_kernel, "v4l2loopback")
-    assert f"{VIDEODEV} error=No such file or directory" in p.stderr, p.stderr
+    assert f"{videodev} error=No such file or directory" in p.stderr, p.stderr
     assert "videodev.ko" not in p.stdout and "v4l2loopback.ko" in p.stdout
     found = problems_of(check_json(root), new_kernel, "v4l2loopback")
     (dep,) = [x for x in found if x["reason"] == "dependency_missing"]
@@ -116,12 +125,13 @@ def test_dependency_deleted_and_depmod_rerun(realhost: RealHost, new_kernel: str
     lists no dependency, modprobe inserts v4l2loopback alone, depmod -e names the symbols nobody
     exports.  The exporter names the modules K's Module.symvers says export them."""
     root = copy_tree(realhost, "healthy", tmp_path / "tree")
-    (root / "lib/modules" / new_kernel / VIDEODEV).unlink()
+    (root / "lib/modules" / new_kernel / ko(root, new_kernel, VIDEODEV)).unlink()
     depmod(root, new_kernel)
+    loopback = ko(root, new_kernel, "updates/dkms/v4l2loopback.ko")
     p = show_depends(root, new_kernel, "v4l2loopback")
     assert p.returncode == 0 and p.stdout.split() == [
-        "insmod", f"{root}/lib/modules/{new_kernel}/updates/dkms/v4l2loopback.ko"], p.stdout
-    unknown = unknown_symbols(root, new_kernel, "updates/dkms/v4l2loopback.ko")
+        "insmod", f"{root}/lib/modules/{new_kernel}/{loopback}"], p.stdout
+    unknown = unknown_symbols(root, new_kernel, loopback)
     assert unknown, "depmod -e names no unknown symbol: the case did not happen"
     exports = parse_module_symvers(
         (root / f"usr/src/linux-headers-{new_kernel}/Module.symvers").read_text())
@@ -168,8 +178,8 @@ def test_loaded_modules_the_kernels_lack_agree_with_modprobe(realhost: RealHost,
     (root / "etc/modules-load.d").mkdir(exist_ok=True)
     (root / "etc/modules-load.d/media.conf").write_text("# loaded at every boot\nmc\n")
     for rel in ("kernel/drivers/ata/ahci.ko", "kernel/drivers/media/mc/mc.ko"):
-        (root / "lib/modules" / old / rel).unlink()
-    (root / "lib/modules" / new_kernel / VIDEODEV).unlink()
+        (root / "lib/modules" / old / ko(root, old, rel)).unlink()
+    (root / "lib/modules" / new_kernel / ko(root, new_kernel, VIDEODEV)).unlink()
     depmod(root, new_kernel)
     initramfs = (realhost.root / "scenarios/healthy/ref/lsinitramfs" / f"{new_kernel}.txt").read_text()
     assert "/kernel/drivers/ata/ahci.ko" in initramfs, "the running kernel's initramfs lacks ahci: case moot"

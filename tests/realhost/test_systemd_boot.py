@@ -1,0 +1,81 @@
+"""systemd-boot for real, on Debian 13: the exporter's next-boot kernel and its order of the
+entries against the tree's own `bootctl list --json=short` (systemd 257), on an ESP that
+`bootctl install` made and `kernel-install add` filled (tests/realhost/sdboot.sh).  One variant
+per rule of the default-entry chain: none set (the first entry), loader.conf `default` (a glob),
+LoaderEntryDefault over loader.conf, LoaderEntryOneShot over LoaderEntryDefault, and a OneShot
+that matches nothing (fall through to loader.conf)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from testkit import scrape, slow_artifact
+
+from exporter.collectors.bootloader import _bls_entries
+from exporter.config import Config
+from exporter.facts.bootloader import BootFacts
+from exporter.host.cache import FileCache
+from exporter.host.context import Context
+from exporter.host.rootfs import HostFS
+
+from .conftest import HERE, run_build, tail
+
+pytestmark = pytest.mark.realhost
+
+VARIANTS = ("plain", "conf_default", "var_default", "oneshot", "oneshot_nomatch")
+# What each variant's configuration means for the next boot (bootctl must say the same).
+WANT = {"plain": "NEW", "conf_default": "OLD", "var_default": "NEW", "oneshot": "OLD", "oneshot_nomatch": "OLD"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    tree: Path
+    listing: list[dict]          # bootctl list --json=short
+    entries: dict[str, str]      # NEW_ENTRY, OLD_ENTRY
+
+
+@pytest.fixture(scope="module")
+def sdboot() -> dict[str, Variant]:
+    slow_artifact("the Debian 13 systemd-boot trees (tests/realhost/sdboot.sh)")
+    out: list[str] = []
+    if run_build(out, "trixie") != 0:
+        pytest.fail(f"trixie build.sh failed:\n{tail(''.join(out), 40)}", pytrace=False)
+    [src] = [line.split("=", 1)[1].strip() for line in out if line.startswith("REALHOST_DIR=")][-1:]
+    p = subprocess.run(["bash", str(HERE / "sdboot.sh"), src], capture_output=True, text=True, timeout=1800,
+                       check=False)
+    if p.returncode != 0:
+        pytest.fail(f"sdboot.sh failed (exit {p.returncode}):\n{tail(p.stdout + p.stderr, 40)}", pytrace=False)
+    root = Path([line for line in p.stdout.splitlines() if line.startswith("SDBOOT_DIR=")][-1].split("=", 1)[1])
+    variants = {}
+    for name in VARIANTS:
+        ref = root / "variants" / name / "ref"
+        env = dict(line.split("=", 1) for line in (ref / "entries.env").read_text().splitlines() if "=" in line)
+        variants[name] = Variant(root / "variants" / name / "tree",
+                                 json.loads((ref / "bootctl-list.json").read_text()), env)
+    return variants
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_next_boot_is_bootctls_default(sdboot: dict[str, Variant], name: str) -> None:
+    v = sdboot[name]
+    [default] = [e for e in v.listing if e.get("isDefault")]
+    # The variant is what it claims: bootctl's default is the entry its configuration names.
+    assert default["id"] == v.entries[f"{WANT[name]}_ENTRY"], v.listing
+    boot = scrape(v.tree).facts.get(BootFacts)
+    assert (boot.loader, boot.next_boot) == ("systemd-boot", default["version"]), boot
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_entries_in_bootctls_order(sdboot: dict[str, Variant], name: str) -> None:
+    """systemd-boot's menu order (sort-key, machine-id, version descending) as bootctl lists it;
+    the exporter's ids drop the `.conf` bootctl keeps."""
+    v = sdboot[name]
+    ctx = Context(HostFS(str(v.tree)), FileCache(), Config())
+    ours = [(entry_id, fields.get("version")) for entry_id, fields in _bls_entries(ctx, "/boot/efi/loader/entries")]
+    theirs = [(e["id"].removesuffix(".conf"), e["version"]) for e in v.listing if e["type"] == "type1"]
+    assert ours == theirs
+    assert all(e["source"] == "esp" for e in v.listing)
