@@ -253,5 +253,53 @@ EXAMPLES.update({"rhel9-trap": rhel9_trap, "rhel9-healthy": rhel9_healthy, "fedo
                  "fedora-healthy": fedora_healthy})
 
 
+# --- SUSE (tests/susebuilder.py: rpm's headers in an ndb Packages.db, zypper's locks) -----------
+
+SL_OLD, SL_NEW = "6.4.0-150600.23.25-default", "6.4.0-150600.23.30-default"
+
+
+def suse_trap(root: Path):
+    """SLE 15 SP6: zypper patch installed kernel-default 23.30, but kernel-default-devel is locked
+    (zypper addlock), so DKMS built nothing for the kernel GRUB boots next; and the nvfake KMP built
+    for 23.25 does not fit 23.30's symbol versions (weak-modules2 left it out)."""
+    from susebuilder import SuseHost
+    h = SuseHost(root)
+    h.kernel(SL_OLD, running=True)
+    h.kernel(SL_NEW, headers=False)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", SL_OLD, dest=["acpi_call"])
+    h.kmp("nvfake", "550.1", built_for=SL_OLD)
+    h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
+    for k in (SL_OLD, SL_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.lock("kernel-default-devel")
+    h.grub()
+    h.reboot_needed()
+    h.finish()
+    return h
+
+
+def suse_healthy(root: Path):
+    """SLE 15 SP6 after a maintenance update that kept the kABI: the KMP is linked into 23.30's
+    weak-updates/, kernel-default-devel came along and DKMS built for it."""
+    from susebuilder import SuseHost
+    h = SuseHost(root)
+    h.kernel(SL_OLD, running=True)
+    h.kernel(SL_NEW, kabi=SL_OLD)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    for k in (SL_OLD, SL_NEW):
+        h.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
+    h.kmp("nvfake", "550.1", built_for=SL_OLD)
+    h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
+    for k in (SL_OLD, SL_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.grub()
+    h.finish()
+    return h
+
+
+EXAMPLES.update({"suse-trap": suse_trap, "suse-healthy": suse_healthy})
+
+
 if __name__ == "__main__":
     write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "examples/hosts"))

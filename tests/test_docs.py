@@ -45,7 +45,8 @@ def served(tmp_path, capsys) -> set[str]:
     for name, build in EXAMPLES.items():
         build(tmp_path / name)
         names.update(metrics_of(tmp_path / name, capsys))
-    main(["textfile", "--output", str(tmp_path / "dkms.prom"), "--path.rootfs", str(tmp_path / "healthy")])
+    main(["textfile", "--output", str(tmp_path / "dkms.prom"), "--path.rootfs", str(tmp_path / "healthy"),
+          "--cache.dir", str(tmp_path / "cache")])   # the persistent cache's own metrics
     names.update(samples((tmp_path / "dkms.prom").read_text()))
     return names
 

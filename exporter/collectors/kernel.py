@@ -7,6 +7,7 @@ import os
 import re
 
 from ..facts.kernel import MODULES_ROOT, OUT_OF_TREE_DIRS, Kernel, KernelFacts
+from ..formats import depmod
 from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_builtin, parse_modules_dep, parse_modules_dep_bin
 from ..formats.kconfig import parse_kernel_config
 from ..distro import detect
@@ -16,7 +17,8 @@ from . import register
 _IMAGE = re.compile(r"^(?:vmlinuz|vmlinux|Image|bzImage)-(.+)$")
 _NOT_A_KERNEL = re.compile(r"(\.old|\.bak|\.efi\.signed|\.dpkg-\w+|\.sig|~)$")
 MAX_WALK_ENTRIES = 20000
-WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules")
+# RHEL's kmod package, SUSE's suse-module-tools
+WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules", "/usr/lib/module-init-tools/weak-modules2")
 
 
 @register("kernel", KernelFacts, readiness=True)
@@ -60,9 +62,10 @@ def _kernel(ctx: Context, release: str, image: str, has_modules_dir: bool) -> Ke
 def load_modules_dep(ctx: Context, release: str) -> ModulesDep | None:
     base = f"{MODULES_ROOT}/{release}"
     try:
-        dep = ctx.load(f"{base}/modules.dep", parse_modules_dep, purpose="modules.dep")
+        dep = ctx.load(f"{base}/modules.dep", parse_modules_dep, purpose="modules.dep", persist=depmod.CODEC)
         if dep is None:
-            dep = ctx.load(f"{base}/modules.dep.bin", parse_modules_dep_bin, purpose="modules.dep.bin")
+            dep = ctx.load(f"{base}/modules.dep.bin", parse_modules_dep_bin, purpose="modules.dep.bin",
+                           persist=depmod.CODEC)
         return dep
     except Unreadable:
         return None

@@ -17,6 +17,7 @@ from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..formats.vmlinux import VmlinuxError, builtin_certificates
 from ..formats.x509 import Certificate
@@ -26,6 +27,8 @@ from ..host.reader import FileTooLarge, open_regular, read_bounded
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
+# parsed module files as the persistent cache (--cache.dir) keeps them
+MODULE_CODEC = Codec("module", (ModuleFile, ModuleSignature), errors={ModuleFileError: ("code", "message")})
 
 
 @register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
@@ -117,7 +120,7 @@ def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileErro
     """A parsed module, or the ModuleFileError that says why it is not one (a fact about the
     file, cached like a parse); None when the file vanished or could not be read (recorded)."""
     try:
-        return ctx.compute(hostpath, "module", _parse_or_error)
+        return ctx.compute(hostpath, "module", _parse_or_error, persist=MODULE_CODEC)
     except Unreadable:
         return None
 
@@ -168,7 +171,8 @@ def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
                    f"{MODULES_ROOT}/{k.release}/symvers.gz", f"{MODULES_ROOT}/{k.release}/symvers.xz"]
     for path in dict.fromkeys(candidates):
         try:
-            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers")
+            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers",
+                               persist=symvers.CODEC)
         except Unreadable:
             return None, "none"
         if exports:

@@ -36,7 +36,17 @@ class KernelFacts:
     running: str | None
     newest: str | None
     arch: str
-    weak_modules: str | None = None      # host path of weak-modules (RHEL's kmod), which links kABI kmods
+    weak_modules: str | None = None      # host path of weak-modules (RHEL's kmod) or weak-modules2 (SUSE)
+
+    @property
+    def kmp_dirs(self) -> tuple[str, ...]:
+        """Where the host's kernel-module packages put modules that weak-modules links into other
+        kernels: SUSE's weak-modules2 takes KMPs from updates/ and extra/ (its header comment),
+        RHEL's weak-modules kmods from extra/ only."""
+        if self.weak_modules and self.weak_modules.endswith("/weak-modules2"):
+            return ("updates/", "extra/")
+        return ("extra/",)
+
     def get(self, release: str) -> Kernel | None:
         return next((k for k in self.kernels if k.release == release), None)
 

@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from .jsoncodec import Codec
+
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION_MAJOR = 0x0002
 MAX_INDEX_NODES = 1_000_000
@@ -188,3 +190,7 @@ def module_needs(own_name: str, own_rel: str, depends: tuple[str, ...], undefine
     for r in dep.deps.get(own_rel, ()):
         add(modname_of_path(r), r, "modules.dep")
     return tuple(seen.values())
+
+
+# modules.dep(.bin) indexes as the persistent cache keeps them (in_tree is derived again)
+CODEC = Codec("modules.dep", (ModulesDep,))

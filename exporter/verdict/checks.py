@@ -263,8 +263,9 @@ def weak_modules_problem(kernel: Kernel, name: str, ev: Evidence) -> Problem | N
     kernels, mods = ev.kernels, ev.all_modules
     if kernels is None or mods is None or not kernels.weak_modules or ev.modules is None or not ev.modules.exports:
         return None
-    candidates = [(k.release, rel) for k in kernels.kernels if k.release != kernel.release
-                  for rel in k.out_of_tree.get(name, ()) if rel.startswith("extra/")]
+    candidates = [(k.release, rel) for k in kernels.kernels if k.release != kernel.release and _same_flavour(k, kernel, kernels)
+                  for rel in k.out_of_tree.get(name, ()) if rel.startswith(kernels.kmp_dirs)
+                  and not rel.startswith("updates/dkms/")]
     if not candidates:
         return None
     other, rel = candidates[-1]          # weak-modules links every kernel's in turn: the newest stays
@@ -282,6 +283,14 @@ def weak_modules_problem(kernel: Kernel, name: str, ev: Evidence) -> Problem | N
     return Problem("kabi_mismatch", f"{path} (built for {other}) does not fit {k}: "
                    f"{', '.join(bad[:3]) or 'no symbol versions'}{more}; weak-modules will not link it",
                    ev.fix("kabi_mismatch", k, module=name, package=package, fallback=other))
+
+
+def _same_flavour(other: Kernel, kernel: Kernel, kernels: KernelFacts) -> bool:
+    """weak-modules2 links a KMP only into kernels of the flavour it was built for (-default into
+    -default, never -azure); RHEL's weak-modules has no flavours in its releases' last part."""
+    if "updates/" not in kernels.kmp_dirs:
+        return True
+    return other.release.rsplit("-", 1)[-1] == kernel.release.rsplit("-", 1)[-1]
 
 
 def _failure_for(entry: DkmsEntry, kernel: Kernel):
