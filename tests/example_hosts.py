@@ -301,5 +301,45 @@ def suse_healthy(root: Path):
 EXAMPLES.update({"suse-trap": suse_trap, "suse-healthy": suse_healthy})
 
 
+# --- Arch (tests/archbuilder.py: pacman's local database written by pacman -U) -----------------
+
+AR_OLD, AR_NEW = "6.9.7-arch1-1", "6.10.2-arch1-1"
+
+
+def arch_trap(root: Path):
+    """pacman -Syu replaced linux 6.9.7 by 6.10.2 while linux-headers is in IgnorePkg: DKMS had no
+    headers to build for 6.10.2, and 6.9.7's modules are gone (the reboot Arch needs now)."""
+    from archbuilder import ArchHost
+    h = ArchHost(root)
+    h.kernel(AR_OLD, running=True, installed=False)     # only the held headers' build/ is left
+    h.kernel(AR_NEW, headers=False)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", AR_OLD, dest=["acpi_call"])
+    h.pkg("acpi_call-dkms", "1.2.2", "3")
+    h.loaded(("acpi_call", "OE"), ("e1000e", ""))
+    h.initramfs(AR_NEW, ["e1000e"])
+    h.systemd_boot()
+    h.ignore_pkg("linux-headers")
+    h.finish()
+    return h
+
+
+def arch_healthy(root: Path):
+    from archbuilder import ArchHost
+    h = ArchHost(root)
+    h.kernel(AR_NEW, running=True)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", AR_NEW, dest=["acpi_call"])
+    h.pkg("acpi_call-dkms", "1.2.2", "3")
+    h.loaded(("acpi_call", "OE"), ("e1000e", ""))
+    h.initramfs(AR_NEW, ["e1000e"])
+    h.systemd_boot()
+    h.finish()
+    return h
+
+
+EXAMPLES.update({"arch-trap": arch_trap, "arch-healthy": arch_healthy})
+
+
 if __name__ == "__main__":
     write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "examples/hosts"))
