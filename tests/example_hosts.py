@@ -256,6 +256,7 @@ EXAMPLES.update({"rhel9-trap": rhel9_trap, "rhel9-healthy": rhel9_healthy, "fedo
 # --- SUSE (tests/susebuilder.py: rpm's headers in an ndb Packages.db, zypper's locks) -----------
 
 SL_OLD, SL_NEW = "6.4.0-150600.23.25-default", "6.4.0-150600.23.30-default"
+SL_FIT = "6.4.0-150600.23.28-default"       # a maintenance update that kept 23.25's kABI
 
 
 def suse_trap(root: Path):
@@ -281,17 +282,18 @@ def suse_trap(root: Path):
 
 def suse_healthy(root: Path):
     """SLE 15 SP6 after a maintenance update that kept the kABI: the KMP is linked into 23.30's
-    weak-updates/, kernel-default-devel came along and DKMS built for it."""
+    weak-updates/, kernel-default-devel came along and DKMS built for it.  (Its own release: KABI is
+    process-wide, and the trap's 23.30 must keep its own symbol versions.)"""
     from susebuilder import SuseHost
     h = SuseHost(root)
     h.kernel(SL_OLD, running=True)
-    h.kernel(SL_NEW, kabi=SL_OLD)
+    h.kernel(SL_FIT, kabi=SL_OLD)
     h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
-    for k in (SL_OLD, SL_NEW):
+    for k in (SL_OLD, SL_FIT):
         h.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
     h.kmp("nvfake", "550.1", built_for=SL_OLD)
     h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
-    for k in (SL_OLD, SL_NEW):
+    for k in (SL_OLD, SL_FIT):
         h.initramfs(k, ["e1000e"])
     h.grub()
     h.finish()
@@ -299,6 +301,46 @@ def suse_healthy(root: Path):
 
 
 EXAMPLES.update({"suse-trap": suse_trap, "suse-healthy": suse_healthy})
+
+
+# --- Arch (tests/archbuilder.py: pacman's local database written by pacman -U) -----------------
+
+AR_OLD, AR_NEW = "6.9.7-arch1-1", "6.10.2-arch1-1"
+
+
+def arch_trap(root: Path):
+    """pacman -Syu replaced linux 6.9.7 by 6.10.2 while linux-headers is in IgnorePkg: DKMS had no
+    headers to build for 6.10.2, and 6.9.7's modules are gone (the reboot Arch needs now)."""
+    from archbuilder import ArchHost
+    h = ArchHost(root)
+    h.kernel(AR_OLD, running=True, installed=False)     # only the held headers' build/ is left
+    h.kernel(AR_NEW, headers=False)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", AR_OLD, dest=["acpi_call"])
+    h.pkg("acpi_call-dkms", "1.2.2", "3")
+    h.loaded(("acpi_call", "OE"), ("e1000e", ""))
+    h.initramfs(AR_NEW, ["e1000e"])
+    h.systemd_boot()
+    h.ignore_pkg("linux-headers")
+    h.finish()
+    return h
+
+
+def arch_healthy(root: Path):
+    from archbuilder import ArchHost
+    h = ArchHost(root)
+    h.kernel(AR_NEW, running=True)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", AR_NEW, dest=["acpi_call"])
+    h.pkg("acpi_call-dkms", "1.2.2", "3")
+    h.loaded(("acpi_call", "OE"), ("e1000e", ""))
+    h.initramfs(AR_NEW, ["e1000e"])
+    h.systemd_boot()
+    h.finish()
+    return h
+
+
+EXAMPLES.update({"arch-trap": arch_trap, "arch-healthy": arch_healthy})
 
 
 if __name__ == "__main__":

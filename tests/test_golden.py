@@ -130,3 +130,19 @@ def test_rpm_example_databases_are_what_rpm_reads(hosts, capsys):
         assert len(out.splitlines()) >= 8
         code, _ = cli(capsys, "metrics", "--path.rootfs", str(hosts / name))
         assert code == 0
+
+
+def test_suse_and_arch_traps_name_module_reason_and_their_fix(hosts, capsys):
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "suse-trap"))
+    k = "6.4.0-150600.23.30-default"
+    assert code == 1 and "acpi_call" in text and "not_built" in text and "kabi_mismatch" in text
+    assert (f"zypper removelock 'kernel-default-devel' && zypper install kernel-default-devel && "
+            f"dkms install acpi-call/1.2.2 -k {k}") in text                  # the lock goes first
+    assert f"zypper install nvfake-kmp-default (a KMP built for {k}'s kABI)" in text
+    code, text = cli(capsys, "check", "--path.rootfs", str(hosts / "arch-trap"))
+    assert code == 1 and "acpi_call" in text and "not_built" in text
+    assert ("remove linux-headers from IgnorePkg/IgnoreGroup in /etc/pacman.conf && pacman -S linux-headers && "
+            "dkms install acpi-call/1.2.2 -k 6.10.2-arch1-1") in text
+    assert "apt-get" not in text and "dnf" not in text
+    for healthy in ("suse-healthy", "arch-healthy"):
+        assert cli(capsys, "check", "--path.rootfs", str(hosts / healthy))[0] == 0
