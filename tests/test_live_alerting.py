@@ -439,6 +439,18 @@ def test_dashboard_query_returns_series(stack: Stack, delivered: set, panel: dic
         assert any(label in r["metric"] for r in result), f"{panel['title']}: no series has label {label}"
 
 
+def test_dashboard_annotations_run_and_mark_new_kernels(stack: Stack, delivered: set) -> None:
+    """Every annotation query runs on the live Prometheus for the host; on a fleet minutes old
+    each kernel is "installed" within the window, so that one has events with the tag labels."""
+    host = stack.exporters["many-problems"]
+    for a in BOARD["annotations"]["list"]:
+        result = stack.query(_substitute(a["expr"], host))
+        for r in result:
+            assert "instance" in r["metric"], a["name"]
+        if a["name"] == "Kernel installs":
+            assert result, "no kernel-install event on a fleet that just started"
+
+
 def test_template_variables_resolve(stack: Stack, delivered: set) -> None:
     for variable in BOARD["templating"]["list"]:
         if variable["type"] != "query":
