@@ -22,7 +22,8 @@ from example_hosts import EXAMPLES  # noqa: E402
 
 from alerts import generate  # noqa: E402
 from alerts.config import (ANY_EXPORTER_INSTANCE, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
-                           NON_BLOCKING_REASONS, PENDING_METRICS, REBOOT_GATE_PREFIX, SECURE_BOOT_REASONS)
+                           NON_BLOCKING_REASONS, PENDING_METRICS, REBOOT_GATE_PREFIX, SECURE_BOOT_REASONS,
+                           VERDICT_ONLY_REASONS)
 from exporter.verdict.fixes import REASONS  # noqa: E402
 
 UNIT_TESTS = sorted((REPO / "tests" / "alerts").glob("*.yaml"))
@@ -34,7 +35,7 @@ PROMETHEUS_BUILTINS = {"up", "ALERTS"}
 # Reasons of dkms_module_problem the module-truth and initramfs work adds (issues 3 and 4).
 PLANNED_MODULE_REASONS = {"vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
                           *SECURE_BOOT_REASONS, *INITRAMFS_REASONS}
-KERNEL_LEVEL_REASONS = {"headers_missing", *KERNEL_BREAKING_REASONS}
+KERNEL_LEVEL_REASONS = {"headers_missing", *KERNEL_BREAKING_REASONS, *VERDICT_ONLY_REASONS}
 # The default runbook base (the mixin's _config.runbookUrlBase), and the alerts whose own
 # instance serves no runbooks, so their link names any exporter Prometheus scrapes.
 RUNBOOK_BASE = "http://{{ $labels.instance }}/runbooks"

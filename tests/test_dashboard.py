@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from test_alerts import allowed_metric_names, metric_names  # noqa: E402
+from testkit import require_tool  # noqa: E402
 
 from alerts import generate  # noqa: E402
 
@@ -150,3 +154,76 @@ def test_selector_helper() -> None:
     expr = 'sum(a{job=~"$job"}) or a or b{x="{y}"} + ab{job=~"$job"}'
     assert selectors(expr, "a") == ['{job=~"$job"}', ""]
     assert selectors(expr, "b") == ['{x="{y}"}']
+
+
+# --- what an operator reads at a glance -----------------------------------------------------
+
+def annotations(board: dict) -> list[dict]:
+    return board["annotations"]["list"]
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A panel query as Prometheus receives it: Grafana's variables filled in."""
+    return (expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
+            .replace("$job", ".+").replace("$instance", ".+"))
+
+
+def test_every_panel_and_annotation_query_parses_in_promtool(tmp_path: Path) -> None:
+    """The real promtool parses every query (as a recording rule); tests/test_live_alerting.py
+    also runs them against a live Prometheus."""
+    promtool = require_tool("promtool")
+    board = json.loads(COMMITTED.read_text())
+    exprs = [t["expr"] for _, t in targets(board)] + [a["expr"] for a in annotations(board)]
+    rules = [{"record": f"dashboard:query_{i}", "expr": grafana_to_promql(e)} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def _links(panel: dict) -> dict[str, list[dict]]:
+    """Column -> its data links (from the field overrides)."""
+    out: dict[str, list[dict]] = {}
+    for o in panel["fieldConfig"]["overrides"]:
+        for prop in o["properties"]:
+            if prop["id"] == "links":
+                out[o["matcher"]["options"]] = prop["value"]
+    return out
+
+
+def test_fleet_view_says_how_many_hosts_would_break_which_and_why() -> None:
+    board = json.loads(COMMITTED.read_text())
+    fleet = sections(board)[next(title for title in sections(board) if title.startswith("Fleet"))]
+    (count,) = [p for p in fleet if p["title"] == "Would break if rebooted now"]
+    assert count["type"] == "stat"
+    assert "job:dkms_hosts_not_ready:count" in count["targets"][0]["expr"]
+    (table,) = [p for p in fleet if p["title"].startswith("Would break if rebooted now:")]
+    organize = table["transformations"][-1]["options"]
+    assert {"instance", "kernel", "module", "reason"} <= set(organize["includeByName"])
+    links = _links(table)
+    assert [link["url"] for link in links["instance"]] == ["http://${__value.raw}/"], "host row -> its report"
+    assert [link["url"] for link in links["reason"]] == \
+        ["http://${__data.fields.instance}/runbooks#reason-${__value.raw}"]
+    (alerts,) = [p for p in fleet if p["title"] == "Firing DKMS alerts"]
+    assert [link["url"] for link in _links(alerts)["instance"]] == ["http://${__value.raw}/"]
+
+
+def test_reboot_and_kernel_install_events_are_annotations_of_the_host() -> None:
+    """From served metrics only (docs/metrics.md has no boot time): a changed running kernel or a
+    cleared pending reboot; a new kernel; a changed initramfs mtime."""
+    board = json.loads(COMMITTED.read_text())
+    by_name = {a["name"]: a for a in annotations(board)}
+    assert set(by_name) == {"Reboots", "Kernel installs", "Initramfs rebuilds"}
+    assert "dkms_running_kernel_info" in by_name["Reboots"]["expr"]
+    assert "dkms_reboot_required" in by_name["Reboots"]["expr"]
+    assert "dkms_kernel_info" in by_name["Kernel installs"]["expr"]
+    assert "dkms_kernel_initramfs_modified_timestamp_seconds" in by_name["Initramfs rebuilds"]["expr"]
+    allowed = allowed_metric_names()
+    for a in by_name.values():
+        assert a["enable"] and a["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert metric_names(a["expr"]) <= allowed, a["name"]
+        for name in metric_names(a["expr"]):
+            for matchers in selectors(a["expr"], name):
+                assert JOB in matchers and INSTANCE in matchers, f"{a['name']}: {name} not scoped to the host"
+        assert set(a["tagKeys"].split(",")) <= {"instance", "kernel"}

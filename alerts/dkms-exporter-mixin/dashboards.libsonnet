@@ -29,6 +29,55 @@ local orZero(expr) = expr + ' or vector(0)';
     + 'or (dkms_kernel_problem{' + selector + ', reason=~"' + std.join('|', reasons.kernelBreaking) + '"} == 1 '
     + 'and on (job, instance, kernel) ' + targets + ')',
 
+  // Data links: a host cell opens that host's report (the exporter's `/`, _config.reportUrl), a
+  // reason cell its entry on that exporter's /runbooks (_config.runbookUrlBase).
+  local forCell(url, instance) = std.strReplace(url, '{{ $labels.instance }}', instance),
+  local link(column, title, url) = {
+    matcher: { id: 'byName', options: column },
+    properties: [{ id: 'links', value: [{ title: title, url: url, targetBlank: true }] }],
+  },
+  local hostLinks = if cfg.reportUrl == '' then [] else [
+    link('instance', 'Report of ${__value.raw}', forCell(cfg.reportUrl, '${__value.raw}')),
+  ],
+  local reasonLinks = [
+    link('reason', 'Runbook: ${__value.raw}',
+         forCell(cfg.runbookUrlBase, '${__data.fields.instance}') + '#reason-${__value.raw}'),
+  ],
+
+  // Events on the host's time line, from what the exporter serves (docs/metrics.md has no boot
+  // time): a changed running kernel, or a pending reboot that cleared, is a reboot; a kernel
+  // series that was not there, a kernel install; a changed initramfs mtime, a rebuilt image.
+  // A reboot into the same kernel with nothing pending shows no event (node_exporter's
+  // node_boot_time_seconds would show it).  The exporter's first scrape marks all as new.
+  local WINDOW = '10m',
+  local annotation(name, color, expr, title, text, tags) = {
+    name: name,
+    datasource: g.DS,
+    enable: true,
+    iconColor: color,
+    expr: expr,
+    step: '1m',
+    titleFormat: title,
+    textFormat: text,
+    tagKeys: tags,
+    useValueForTime: false,
+  },
+  local annotations = [
+    annotation('Reboots', 'blue',
+               'dkms_running_kernel_info{' + HOST + '}\n'
+               + '  unless on (job, instance, kernel) dkms_running_kernel_info{' + HOST + '} offset ' + WINDOW + '\n'
+               + 'or (dkms_reboot_required{' + HOST + '} == 0)\n'
+               + '  and on (job, instance) (dkms_reboot_required{' + HOST + '} offset ' + WINDOW + ' == 1)',
+               'Reboot', '{{instance}} runs {{kernel}}', 'instance,kernel'),
+    annotation('Kernel installs', 'purple',
+               'dkms_kernel_info{' + HOST + '}\n'
+               + '  unless on (job, instance, kernel) dkms_kernel_info{' + HOST + '} offset ' + WINDOW,
+               'Kernel installed', '{{instance}}: {{kernel}}', 'instance,kernel'),
+    annotation('Initramfs rebuilds', 'orange',
+               'changes(dkms_kernel_initramfs_modified_timestamp_seconds{' + HOST + '}[' + WINDOW + ']) > 0',
+               'Initramfs rebuilt', '{{instance}}: {{kernel}}', 'instance,kernel'),
+  ],
+
   local fleet = [
     g.row('Fleet: will the next boot work?'),
   ] + [
@@ -36,8 +85,9 @@ local orZero(expr) = expr + ' or vector(0)';
     for s in [
       ['Hosts reporting', "Hosts whose dkms-exporter metrics reach Prometheus.",
        'job:dkms_hosts:count', th([[null, 'blue']])],
-      ['Next boot NOT ready', 'Hosts where a boot target (next-boot or newest kernel) lacks a working '
-                              + 'module: rebooting them now strands them.', 'job:dkms_hosts_not_ready:count',
+      ['Would break if rebooted now', 'Hosts where a boot target (next-boot or newest kernel) lacks a working '
+                                      + 'module: rebooting them now strands them. The table below says which and why.',
+       'job:dkms_hosts_not_ready:count',
        th([[null, 'green'], [1, 'red']])],
       ['Readiness unknown', 'Hosts where the exporter cannot decide (a collector failed or is disabled).',
        'job:dkms_hosts_readiness_unknown:count', th([[null, 'green'], [1, 'orange']])],
@@ -57,15 +107,17 @@ local orZero(expr) = expr + ' or vector(0)';
                   '{{' + b[0] + '}}', 'every host is ready'), 8, 7)
     for b in [['reason', 'reason'], ['kernel', 'boot-target kernel'], ['module', 'module']]
   ] + [
-    at(g.table('Trapped hosts: boot-target modules that will not work',
+    at(g.table('Would break if rebooted now: which host, kernel, module, and why',
                'One row per module (or kernel-level problem) that fails on a kernel the host boots next or '
-               + 'its newest kernel. `dkms-exporter check` on the host prints the fix.',
+               + "its newest kernel. Click a host for its report (the exporter's page: the fix command in its "
+               + "distribution's words), a reason for its runbook entry.",
                [t(bootTargetProblems(FLEET), table=true)],
-               ['instance', 'kernel', 'module', 'dkms', 'reason'], noValue='no host is trapped'), 16, 9),
+               ['instance', 'kernel', 'module', 'dkms', 'reason'], noValue='no host is trapped',
+               overrides=hostLinks + reasonLinks), 16, 9),
     at(g.table('Firing DKMS alerts', 'What Alertmanager has been told.',
                [t('ALERTS{alertname=~"Dkms.*", alertstate="firing", ' + FLEET + '}', table=true)],
                ['alertname', 'severity', 'instance', 'kernel', 'module', 'reason'],
-               noValue='no DKMS alert is firing'), 8, 9),
+               noValue='no DKMS alert is firing', overrides=hostLinks), 8, 9),
   ],
 
   local host = [
@@ -205,7 +257,7 @@ local orZero(expr) = expr + ' or vector(0)';
       version: 1,
       links: [{ title: 'Runbooks', type: 'link', icon: 'doc', targetBlank: true,
                 url: std.strReplace(cfg.runbookUrlBase, '{{ $labels.instance }}', '${instance}') }],
-      annotations: { list: [] },
+      annotations: { list: annotations },
       templating: { list: variables },
       panels: g.layout(fleet + host + trends),
     },
