@@ -32,7 +32,7 @@ from ..output.report import render_report
 from ..scrape import Scraper
 from .basic_auth import BasicAuthMiddleware
 from .config_file import WebConfigProvider
-from .exposition import metrics_response
+from .exposition import collector_registry, metrics_response
 from .responses import StartResponse, plain, respond
 from .tls import tls_server_class
 
@@ -50,8 +50,8 @@ SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to
 
 def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
     """Our collector (and the process metrics): no names up front, since they depend on the
-    host, so ``name[]`` filtering needs support_collectors_without_names."""
-    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    host, so ``name[]`` filtering needs a registry that sees such collectors (collector_registry)."""
+    registry = collector_registry()
     collector = DkmsCollector(scraper)
     registry.register(collector)
     if process:
