@@ -40,7 +40,7 @@ def slug(heading: str) -> str:
 
 
 def reason_alert(reason: str) -> str:
-    """The alert that pages for a reason on a boot target (the gate split of alerts/rules.py)."""
+    """The alert that pages for a reason on a boot target (the gate split of alerts/dkms-exporter-mixin/alerts.libsonnet)."""
     if reason in SECURE_BOOT_REASONS:
         return "DkmsNextBootModuleRejectedBySecureBoot"
     if reason in INITRAMFS_REASONS:

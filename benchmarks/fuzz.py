@@ -43,10 +43,9 @@ TARGETS = ("modfile", "initramfs", "dkmsconf", "dpkg", "bootloader", "trust", "d
 
 
 def run_one(target: str, data: bytes) -> None:
-    from exporter.collectors import bootloader, secureboot
-from exporter.collectors import module as module_collector
-from exporter.formats import bls, depmod, dkmsconf, dpkg, efi, errors, grub, makelog, symvers, x509
-from exporter.formats import module as modfile
+    from exporter.collectors import bootloader
+    from exporter.formats import bls, depmod, dkmsconf, dpkg, efi, errors, grub, makelog, symvers, x509
+    from exporter.formats import module as modfile
     from exporter.formats.initramfs import InitramfsError
     from exporter.collectors.initramfs import list_image_file
 

@@ -10,10 +10,11 @@ from . import __version__, logfmt, process
 from .config import ConfigError, load_config
 from .formats.duration import DurationError, parse_duration
 from .collectors import collectors
+from .host.diskcache import DEFAULT_MAX_BYTES, DiskCache, default_dir
 from .host.rootfs import HostFS
 from .scrape import Scraper
 from .scrape.scheduler import DEFAULT_TIMEOUT
-from .web.server import DEFAULT_LISTEN
+from .web import DEFAULT_LISTEN
 
 log = logging.getLogger("dkms_exporter")
 # collectors that were renamed: the old flag still works
@@ -21,8 +22,12 @@ RENAMED_COLLECTORS = {"dpkg": "packages"}
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
+DEFAULT_CACHE_DIR: str | None = None   # None: diskcache.default_dir() ($CACHE_DIRECTORY or /var/cache/...)
+
+
 def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    cache_default = default_dir() if DEFAULT_CACHE_DIR is None else DEFAULT_CACHE_DIR
     p.add_argument("--path.rootfs", dest="rootfs", default=d("/"), metavar="DIR",
                    help="host root filesystem: every host path is read under it (default /)")
     p.add_argument("--path.procfs", dest="procfs", default=d(None), metavar="DIR",
@@ -32,6 +37,16 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--config.file", dest="config_file", default=d(None), metavar="FILE",
                    help="YAML: required_modules, ignored_modules, early_boot_modules")
     p.add_argument("--log.level", dest="log_level", default=d("info"), choices=sorted(LOG_LEVELS))
+    p.add_argument("--cache.dir", dest="cache_dir", default=d(cache_default), metavar="DIR",
+                   help="keep the parse results that cost (initramfs listings, module files, export tables, "
+                   "depmod indexes) here between runs, keyed by file identity (default: $CACHE_DIRECTORY, "
+                   "which systemd's CacheDirectory= sets, else /var/cache/dkms-exporter); it must be owned "
+                   "by this user and writable by no one else")
+    p.add_argument("--no-cache.dir", dest="cache_dir", action="store_const", const="", default=d(cache_default),
+                   help="keep parse results in memory only (each metrics/textfile/check run parses again)")
+    p.add_argument("--cache.dir.max-bytes", dest="cache_max_bytes", type=int, default=d(DEFAULT_MAX_BYTES),
+                   metavar="BYTES", help=f"the oldest entries are removed beyond this size "
+                   f"(default {DEFAULT_MAX_BYTES})")
     p.add_argument("--scrape.timeout", dest="scrape_timeout", type=duration, default=d(DEFAULT_TIMEOUT),
                    metavar="DURATION", help=f"a collector still running this long after the scrape began is "
                    f"reported as failed and the scrape is served without it (default {DEFAULT_TIMEOUT:g}s)")
@@ -128,28 +143,31 @@ def _main(argv: list[str] | None) -> int:
         print(f"dkms-exporter: {exc}", file=sys.stderr)
         return 2
     process.tune_malloc()  # this process parses big files (module ELF, images): see exporter/process.py
+    store = DiskCache(args.cache_dir, args.cache_max_bytes) if args.cache_dir else None
     scraper = Scraper(HostFS(args.rootfs, args.procfs, args.sysfs), config, _enabled(args),
-                      timeout=args.scrape_timeout)
+                      timeout=args.scrape_timeout, store=store)
     if args.command == "check":
         from .output.check import render_json, render_text
         scrape = scraper.scrape()
         return (render_json if args.json else render_text)(scrape, sys.stdout, args.kernel)
-    from .web.server import build_registry
     if args.command == "metrics":
-        from prometheus_client import generate_latest
-        registry, _ = build_registry(scraper, process=False)
+        from prometheus_client.exposition import generate_latest
+
+        from .output.metrics import registry_for
+        registry, _ = registry_for(scraper)
         sys.stdout.buffer.write(generate_latest(registry))
         return 0
     if args.command == "textfile":
+        from .output.metrics import registry_for
         from .output.textfile import write_textfile
-        registry, _ = build_registry(scraper, process=False)
+        registry, _ = registry_for(scraper)
         try:
             write_textfile(registry, args.output)
         except OSError as exc:
             print(f"dkms-exporter: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         return 0
-    from .web.server import App, make_http_server, serve
+    from .web.server import App, build_registry, make_http_server, serve
     from .web.config_file import WebConfigError, WebConfigProvider
     try:
         web_config = WebConfigProvider(args.web_config_file) if args.web_config_file else None

@@ -5,7 +5,6 @@ effect of building an object): glibc malloc options, and giving freed heap back 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # glibc malloc, tuned for a long-lived process that parses big files now and then: buffers of
 # 128 KiB and more (module files, decompressed ELF) are mmap'ed and unmapped when freed (glibc's
@@ -23,13 +22,23 @@ def tune_malloc() -> None:
     if _libc is not None:
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc_handle()
         libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
         libc.mallopt(_M_ARENA_MAX, 2)
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         _libc = libc
     except (OSError, AttributeError):
         _libc = False
+
+
+def _libc_handle() -> ctypes.CDLL:
+    """glibc by its soname; ctypes.util.find_library only where that fails, because it runs
+    ldconfig (or gcc) in a subprocess: ~20 ms of every cold run."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        from ctypes import util
+        return ctypes.CDLL(util.find_library("c") or "libc.so.6")
 
 
 def release_heap() -> None:

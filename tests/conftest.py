@@ -30,6 +30,13 @@ QUICK_BUDGET = 5.0                            # seconds per test (setup + call +
 _spent: dict[str, float] = {}                 # quick tier: node id -> seconds
 
 
+@pytest.fixture(autouse=True)
+def _no_persistent_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process main(): no --cache.dir unless the test passes one (see testkit.NO_CACHE)."""
+    import exporter.cli
+    monkeypatch.setattr(exporter.cli, "DEFAULT_CACHE_DIR", "")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--quick", action="store_true",
                      help="the quick tier: leave out the tests marked slow (realhost, oracle, live "

@@ -116,7 +116,15 @@ def many_problems(root: Path) -> Host:
     # a vendor driver outside DKMS, loaded now, signed with a key nobody enrolled
     for k in (k2, k3):
         h.write(f"usr/lib/modules/{k}/extra/vendorfake.ko", module_elf("vendorfake", k, key="foreign"))
-    h.loaded(("vendorfake", "OE"), ("acpi_call", "OE"), ("zfake", "POE"), ("spl", "OE"), ("e1000e", ""))
+    h.loaded(("vendorfake", "OE"), ("acpi_call", "OE"), ("zfake", "POE"), ("spl", "OE"), ("e1000e", ""),
+             ("igb", ""), ("snd_dummy", ""))
+    # in-tree modules loaded now that k3 lacks (a flavour without them): igb is loaded at every
+    # boot (modules-load.d), snd_dummy only by hand
+    for k in (k1, k2, k4):
+        for name in ("igb", "snd-dummy"):
+            h.write(f"usr/lib/modules/{k}/kernel/drivers/misc/{name}.ko",
+                    module_elf(name, k, intree=True, key="kernel-build"))
+    h.write("etc/modules-load.d/net.conf", "# the uplink\nigb\n")
     h.write("etc/modprobe.d/local.conf", "# keep the webcam loopback off\nblacklist v4l2loopback\n")
     # root on zfake: the running kernel's initramfs carries zfake, spl and acpi_call; k3's image was
     # generated without spl, and before acpi_call's last rebuild (stale); k4 has no image at all
@@ -243,6 +251,54 @@ def fedora_healthy(root: Path):
 MACHINE_ID = "4f1f5a5c0c5e4d0f9d3b2a1c8e7f6a5b"
 EXAMPLES.update({"rhel9-trap": rhel9_trap, "rhel9-healthy": rhel9_healthy, "fedora-trap": fedora_trap,
                  "fedora-healthy": fedora_healthy})
+
+
+# --- SUSE (tests/susebuilder.py: rpm's headers in an ndb Packages.db, zypper's locks) -----------
+
+SL_OLD, SL_NEW = "6.4.0-150600.23.25-default", "6.4.0-150600.23.30-default"
+
+
+def suse_trap(root: Path):
+    """SLE 15 SP6: zypper patch installed kernel-default 23.30, but kernel-default-devel is locked
+    (zypper addlock), so DKMS built nothing for the kernel GRUB boots next; and the nvfake KMP built
+    for 23.25 does not fit 23.30's symbol versions (weak-modules2 left it out)."""
+    from susebuilder import SuseHost
+    h = SuseHost(root)
+    h.kernel(SL_OLD, running=True)
+    h.kernel(SL_NEW, headers=False)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", SL_OLD, dest=["acpi_call"])
+    h.kmp("nvfake", "550.1", built_for=SL_OLD)
+    h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
+    for k in (SL_OLD, SL_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.lock("kernel-default-devel")
+    h.grub()
+    h.reboot_needed()
+    h.finish()
+    return h
+
+
+def suse_healthy(root: Path):
+    """SLE 15 SP6 after a maintenance update that kept the kABI: the KMP is linked into 23.30's
+    weak-updates/, kernel-default-devel came along and DKMS built for it."""
+    from susebuilder import SuseHost
+    h = SuseHost(root)
+    h.kernel(SL_OLD, running=True)
+    h.kernel(SL_NEW, kabi=SL_OLD)
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    for k in (SL_OLD, SL_NEW):
+        h.dkms_build("acpi-call", "1.2.2", k, dest=["acpi_call"])
+    h.kmp("nvfake", "550.1", built_for=SL_OLD)
+    h.loaded(("acpi_call", "OE"), ("nvfake", "POE"), ("e1000e", ""))
+    for k in (SL_OLD, SL_NEW):
+        h.initramfs(k, ["e1000e"])
+    h.grub()
+    h.finish()
+    return h
+
+
+EXAMPLES.update({"suse-trap": suse_trap, "suse-healthy": suse_healthy})
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ from testkit import require_tool  # noqa: E402
 from example_hosts import EXAMPLES  # noqa: E402
 
 from alerts import generate  # noqa: E402
-from alerts.config import (DEFAULT, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
-                           NON_BLOCKING_REASONS, PENDING_METRICS, SECURE_BOOT_REASONS)
-from alerts.rules import REBOOT_GATE_PREFIX, all_alerts, fleet_records, reboot_gate  # noqa: E402
+from alerts.config import (ANY_EXPORTER_INSTANCE, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
+                           NON_BLOCKING_REASONS, PENDING_METRICS, REBOOT_GATE_PREFIX, SECURE_BOOT_REASONS)
 from exporter.verdict.fixes import REASONS  # noqa: E402
 
 UNIT_TESTS = sorted((REPO / "tests" / "alerts").glob("*.yaml"))
@@ -36,6 +35,23 @@ PROMETHEUS_BUILTINS = {"up", "ALERTS"}
 PLANNED_MODULE_REASONS = {"vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
                           *SECURE_BOOT_REASONS, *INITRAMFS_REASONS}
 KERNEL_LEVEL_REASONS = {"headers_missing", *KERNEL_BREAKING_REASONS}
+# The default runbook base (the mixin's _config.runbookUrlBase), and the alerts whose own
+# instance serves no runbooks, so their link names any exporter Prometheus scrapes.
+RUNBOOK_BASE = "http://{{ $labels.instance }}/runbooks"
+ELSEWHERE = {"DkmsExporterDown", "DkmsExporterAbsent", "DkmsMetricsMissing"}
+
+
+def all_alerts() -> list[dict]:
+    """The rendered alerting rules (what Prometheus loads), in file order."""
+    return generate.alert_rules()
+
+
+def gate_alerts() -> list[dict]:
+    return [r for r in all_alerts() if r["alert"].startswith(REBOOT_GATE_PREFIX)]
+
+
+def records() -> set[str]:
+    return {r["record"] for r in generate.record_rules()}
 
 
 # --- PromQL metric names --------------------------------------------------------------------
@@ -89,6 +105,7 @@ def test_metric_name_extraction() -> None:
 # --- generated files ------------------------------------------------------------------------
 
 def test_generated_files_are_current() -> None:
+    require_tool("jsonnet")
     result = subprocess.run([sys.executable, str(REPO / "alerts" / "generate.py"), "--check"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -99,14 +116,14 @@ def test_drift_check_names_an_edited_file(tmp_path: Path) -> None:
     generate.write(tmp_path)
     assert generate.drift(tmp_path) == []
     edited = tmp_path / generate.ALERTS_FILE
-    edited.write_text(edited.read_text().replace("for: 30m", "for: 1m", 1))
+    edited.write_text(edited.read_text().replace('for: "30m"', 'for: "1m"', 1))
     (tmp_path / generate.DASHBOARD).unlink()
     assert sorted(generate.drift(tmp_path)) == sorted([generate.ALERTS_FILE, generate.DASHBOARD])
 
 
 def test_test_mode_only_shortens_for(tmp_path: Path) -> None:
     normal = yaml.safe_load(generate.render()[generate.ALERTS_FILE])
-    fast = yaml.safe_load(generate.render(DEFAULT.testing("2s"))[generate.ALERTS_FILE])
+    fast = yaml.safe_load(generate.render({"forOverride": "2s"})[generate.ALERTS_FILE])
     for group, fast_group in zip(normal["groups"], fast["groups"]):
         for rule, fast_rule in zip(group["rules"], fast_group["rules"]):
             assert fast_rule["for"] == "2s"
@@ -152,7 +169,7 @@ def _unit_test_cases() -> tuple[set[tuple[str, str]], set[str], set[str]]:
                 if not case.get("exp_alerts"):
                     silent.add(case["alertname"])
                 for alert in case.get("exp_alerts") or []:
-                    assert {"summary", "description", "runbook_url"} <= set(alert["exp_annotations"]), path
+                    assert {"summary", "description", "fix", "runbook_url"} <= set(alert["exp_annotations"]), path
                     fired.add((case["alertname"], alert["exp_labels"]["severity"]))
             exprs.update(case["expr"] for case in group.get("promql_expr_test", []))
     return fired, silent, exprs
@@ -160,7 +177,7 @@ def _unit_test_cases() -> tuple[set[tuple[str, str]], set[str], set[str]]:
 
 def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     fired, silent, _ = _unit_test_cases()
-    rules = {(a.name, a.severity) for a in all_alerts(DEFAULT)}
+    rules = {(a["alert"], a["labels"]["severity"]) for a in all_alerts()}
     assert rules - fired == set(), "alerts (name, severity) without a unit test that fires them"
     assert {name for name, _ in rules} - silent == set(), "alerts without a must-not-fire case"
     assert fired - rules == set(), "unit tests expect alerts the rules do not have"
@@ -168,26 +185,49 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
 
 def test_every_recording_rule_is_unit_tested() -> None:
     _, _, exprs = _unit_test_cases()
-    assert {r.record for r in fleet_records(DEFAULT)} - exprs == set()
+    assert records() - exprs == set()
 
 
 # --- conventions --------------------------------------------------------------------------
 
 def test_alert_conventions() -> None:
     by_name: dict[str, set[tuple[str, str]]] = {}
-    for alert in all_alerts(DEFAULT):
-        rule = alert.to_rule(DEFAULT)
-        assert re.fullmatch(r"Dkms[A-Z][A-Za-z0-9]+", alert.name), alert.name
+    for rule in all_alerts():
+        name = rule["alert"]
+        assert re.fullmatch(r"Dkms[A-Z][A-Za-z0-9]+", name), name
         assert rule["labels"]["severity"] in SEVERITIES
         annotations = rule["annotations"]
-        assert "{{" not in annotations["summary"], f"{alert.name}: summary must be static"
-        assert annotations["summary"].endswith("."), alert.name
-        if not alert.expr.startswith("absent("):
-            assert "{{ $labels.instance }}" in annotations["description"], alert.name
-        assert annotations["runbook_url"] == f"{DEFAULT.runbook_base(not alert.elsewhere)}#{alert.name.lower()}"
-        assert rule.get("for"), f"{alert.name}: every alert waits before firing"
-        by_name.setdefault(alert.name, set()).add((annotations["summary"], annotations["runbook_url"]))
+        assert "{{" not in annotations["summary"], f"{name}: summary must be static"
+        assert annotations["summary"].endswith("."), name
+        if not rule["expr"].startswith("absent("):
+            assert "{{ $labels.instance }}" in annotations["description"], name
+        base = RUNBOOK_BASE.replace("{{ $labels.instance }}", ANY_EXPORTER_INSTANCE) if name in ELSEWHERE \
+            else RUNBOOK_BASE
+        assert annotations["runbook_url"] == f"{base}#{name.lower()}"
+        assert rule.get("for"), f"{name}: every alert waits before firing"
+        by_name.setdefault(name, set()).add((annotations["summary"], annotations["runbook_url"]))
     assert all(len(v) == 1 for v in by_name.values()), "severity variants must share summary and runbook"
+
+
+def test_annotations_make_the_page_useful_before_a_link_is_clicked() -> None:
+    """Each alert names what is broken (module, kernel, reason, where it has them) and gives a
+    one-line fix or where to find it: the host's report page (report_url, the exporter's `/`)
+    and the reason's runbook entry (reason_url).  promtool's cases (tests/alerts/) check the
+    expanded text of each one."""
+    for rule in all_alerts():
+        name, annotations = rule["alert"], rule["annotations"]
+        assert annotations["fix"] and "\n" not in annotations["fix"], name
+        if name in ELSEWHERE:
+            assert "report_url" not in annotations, f"{name}: its instance serves no report"
+        else:
+            assert annotations["report_url"] == "http://{{ $labels.instance }}/", name
+        gate_module = name.startswith(REBOOT_GATE_PREFIX) and re.match(r"\(?\s*dkms_module_problem", rule["expr"])
+        if gate_module or name == "DkmsNextBootInitramfsUnusable":
+            assert annotations["reason_url"] == RUNBOOK_BASE + "#reason-{{ $labels.reason }}", name
+            for label in ("kernel", "reason") + (("module",) if gate_module else ()):
+                assert f"$labels.{label}" in annotations["description"], f"{name}: description lacks {label}"
+        else:
+            assert "reason_url" not in annotations, name
 
 
 def test_severity_variants_are_exclusive() -> None:
@@ -196,22 +236,24 @@ def test_severity_variants_are_exclusive() -> None:
     in tests/alerts/ check the hand-over when a problem escalates)."""
     order = {"critical": 0, "warning": 1, "info": 2}
     variants: dict[str, list] = {}
-    for alert in all_alerts(DEFAULT):
-        variants.setdefault(alert.name, []).append(alert)
+    for alert in all_alerts():
+        variants.setdefault(alert["alert"], []).append(alert)
     for name, alerts in variants.items():
-        assert len({a.severity for a in alerts}) == len(alerts), name
+        severities = [a["labels"]["severity"] for a in alerts]
+        assert len(set(severities)) == len(alerts), name
         if len(alerts) == 2:
-            high, low = alerts
-            assert order[high.severity] < order[low.severity], f"{name}: the higher severity must come first"
-            assert f'ALERTS{{alertname="{name}", alertstate="firing", severity="{high.severity}"}}' in low.expr
+            (high, low), (_, low_rule) = severities, alerts
+            assert order[high] < order[low], f"{name}: the higher severity must come first"
+            assert f'ALERTS{{alertname="{name}", alertstate="firing", severity="{high}"}}' in low_rule["expr"]
 
 
 def test_reboot_gate_is_the_prefix() -> None:
-    gate = {a.name for a in reboot_gate(DEFAULT)}
+    groups = yaml.safe_load((REPO / generate.ALERTS_FILE).read_text())["groups"]
+    gate = {r["alert"] for g in groups if g["name"] == "dkms-exporter.reboot-gate" for r in g["rules"]}
     assert gate and all(name.startswith(REBOOT_GATE_PREFIX) for name in gate)
-    others = {a.name for a in all_alerts(DEFAULT)} - gate
+    others = {a["alert"] for a in all_alerts()} - gate
     assert not any(name.startswith(REBOOT_GATE_PREFIX) for name in others)
-    assert {a.severity for a in reboot_gate(DEFAULT)} <= {"critical", "warning"}
+    assert {a["labels"]["severity"] for a in gate_alerts()} <= {"critical", "warning"}
     kured = (REPO / "docs" / "kured.md").read_text()
     assert f"--alert-filter-regexp=^{REBOOT_GATE_PREFIX}" in kured
 
@@ -221,10 +263,10 @@ def test_each_module_problem_reason_belongs_to_exactly_one_gate_alert() -> None:
     reason matcher of exactly one module-level reboot-gate alert; a warning reason by none."""
     reasons = (set(REASONS) | PLANNED_MODULE_REASONS) - KERNEL_LEVEL_REASONS
     matchers: dict[str, tuple[str, str]] = {}
-    for alert in reboot_gate(DEFAULT):
-        m = re.match(r'\(?\s*dkms_module_problem\{[^}]*reason(=~|!~)"([^"]*)"', alert.expr)
+    for alert in gate_alerts():
+        m = re.match(r'\(?\s*dkms_module_problem\{[^}]*reason(=~|!~)"([^"]*)"', alert["expr"])
         if m:
-            matchers[alert.name] = (m.group(1), m.group(2))
+            matchers[alert["alert"]] = (m.group(1), m.group(2))
     assert len(matchers) == 3, matchers
     for reason in sorted(reasons):
         owners = [name for name, (op, regex) in matchers.items()
@@ -241,7 +283,7 @@ def test_runbook_anchors_exist() -> None:
     text = RUNBOOKS.read_text()
     headings = re.findall(r"^#{2,4} (.+)$", text, re.MULTILINE)
     anchors = {_slug(h) for h in headings}
-    names = {a.name for a in all_alerts(DEFAULT)}
+    names = {a["alert"] for a in all_alerts()}
     for name in names:
         assert name.lower() in anchors, f"docs/runbooks.md has no section for {name}"
     sections = set(re.findall(r"^## (\S+)$", text, re.MULTILINE))
@@ -253,9 +295,9 @@ def test_runbook_anchors_exist() -> None:
 
 
 def test_rules_use_documented_metrics_only() -> None:
-    recorded = {r.record for r in fleet_records(DEFAULT)}
+    recorded = records()
     allowed = allowed_metric_names()
-    exprs = [a.expr for a in all_alerts(DEFAULT)] + [r.expr for r in fleet_records(DEFAULT)]
+    exprs = [a["expr"] for a in all_alerts()] + [r["expr"] for r in generate.record_rules()]
     used = set().union(*(metric_names(e) for e in exprs))
     assert used - allowed == set(), "metric names neither in docs/metrics.md nor pending"
     assert not (used & recorded), "alerts must not depend on recording rules"
@@ -279,8 +321,8 @@ def test_alertmanager_example(tmp_path: Path) -> None:
     result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load(path.read_text())
-    names = {a.name for a in all_alerts(DEFAULT)}
-    gate = {a.name for a in reboot_gate(DEFAULT)}
+    names = {a["alert"] for a in all_alerts()}
+    gate = {a["alert"] for a in gate_alerts()}
     (rule,) = config["inhibit_rules"]
     source = re.fullmatch(r'alertname=~"(.*)"', rule["source_matchers"][0]).group(1)
     target = re.fullmatch(r'alertname=~"(.*)"', rule["target_matchers"][0]).group(1)
@@ -296,7 +338,7 @@ def test_prometheus_example_config() -> None:
     result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = [job["job_name"] for job in yaml.safe_load(path.read_text())["scrape_configs"]]
-    assert f'job="{jobs[0]}"' in DEFAULT.selector, "the example's job must be what the rules select"
+    assert f'job="{jobs[0]}"' in all_alerts()[0]["expr"], "the example's job must be what the rules select"
 
 
 def test_grafana_provisioning_points_at_the_dashboard() -> None:

@@ -45,7 +45,8 @@ def served(tmp_path, capsys) -> set[str]:
     for name, build in EXAMPLES.items():
         build(tmp_path / name)
         names.update(metrics_of(tmp_path / name, capsys))
-    main(["textfile", "--output", str(tmp_path / "dkms.prom"), "--path.rootfs", str(tmp_path / "healthy")])
+    main(["textfile", "--output", str(tmp_path / "dkms.prom"), "--path.rootfs", str(tmp_path / "healthy"),
+          "--cache.dir", str(tmp_path / "cache")])   # the persistent cache's own metrics
     names.update(samples((tmp_path / "dkms.prom").read_text()))
     return names
 
@@ -84,7 +85,8 @@ def kernel_level_reasons() -> list[str]:
 
 
 def test_kernel_level_reasons_are_read_from_the_code():
-    assert kernel_level_reasons() == ["headers_missing", "initramfs_missing", "initramfs_unreadable"]
+    assert kernel_level_reasons() == ["headers_missing", "initramfs_missing", "initramfs_unreadable",
+                                      "loaded_module_missing"]
 
 
 def test_readiness_lists_the_reasons_in_the_order_of_the_code():

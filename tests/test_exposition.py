@@ -18,7 +18,7 @@ from example_hosts import many_problems
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
-from exporter.web.exposition import FilteringRegistry, collector_registry
+from exporter.output.metrics.registry import FilteringRegistry, collector_registry
 from exporter.web.server import App, build_registry, make_http_server
 
 # what Debian 12's Prometheus (2.42) sends with every scrape (scrape/scrape.go's acceptHeader)

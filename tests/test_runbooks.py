@@ -21,8 +21,7 @@ sys.path.insert(0, str(REPO))
 from testkit import Served, http_request, require_tool, serving  # noqa: E402
 
 from alerts import generate, runbooks  # noqa: E402
-from alerts.config import ANY_EXPORTER_INSTANCE, DEFAULT, INSTANCE  # noqa: E402
-from alerts.rules import all_alerts  # noqa: E402
+from alerts.config import ANY_EXPORTER_INSTANCE, INSTANCE  # noqa: E402
 from exporter.verdict.fixes import REASONS  # noqa: E402
 
 PAGE = (REPO / runbooks.RUNBOOKS_HTML).read_text()
@@ -58,7 +57,7 @@ def ids_of(html: str) -> _Ids:
 
 def test_every_alert_and_reason_has_an_anchor() -> None:
     page = ids_of(PAGE)
-    assert {a.name.lower() for a in all_alerts(DEFAULT)} <= page.ids
+    assert {a["alert"].lower() for a in generate.alert_rules()} <= page.ids
     assert {f"reason-{r}" for r in REASONS} <= page.ids, "a reason of verdict/fixes.py lacks its anchor"
     assert page.fragments <= page.ids, "the page links to anchors it does not have"
     assert page.scripts == 0
@@ -112,7 +111,7 @@ def test_every_runbook_url_opens_on_a_running_exporter() -> None:
     test_live_alerting and the promtool cases), against the real `serve`: 200, HTML, and the
     fragment is an id on the page."""
     urls = _rendered_runbook_urls()
-    assert set(urls) == {a.name for a in all_alerts(DEFAULT)}
+    assert set(urls) == {a["alert"] for a in generate.alert_rules()}
     with Served(REPO / "examples" / "hosts" / "healthy") as exporter:
         address = f"127.0.0.1:{exporter.port}"
         for alert, template in urls.items():
@@ -123,6 +122,27 @@ def test_every_runbook_url_opens_on_a_running_exporter() -> None:
             assert reply.status == 200 and reply.headers["content-type"].startswith("text/html"), alert
             assert url.fragment in ids_of(reply.text).ids, f"{alert}: no #{url.fragment} on /runbooks"
             assert reply.body == PAGE.encode()
+
+
+def test_every_report_and_reason_url_opens_on_a_running_exporter() -> None:
+    """report_url is the host's report (the exporter's `/`); reason_url, with every reason an
+    alert carrying it can have, is an anchor of /runbooks."""
+    rules = generate.alert_rules()
+    with Served(REPO / "examples" / "hosts" / "healthy") as exporter:
+        address = f"127.0.0.1:{exporter.port}"
+        ids = ids_of(http_request(exporter.port, "/runbooks").text).ids
+        for rule in rules:
+            annotations = rule["annotations"]
+            if "report_url" in annotations:
+                url = urlsplit(annotations["report_url"].replace(INSTANCE, address))
+                assert (url.netloc, url.path) == (address, "/"), rule["alert"]
+                reply = http_request(exporter.port, url.path)
+                assert reply.status == 200 and "dkms" in reply.text.lower(), rule["alert"]
+            if "reason_url" in annotations:
+                for reason in REASONS:
+                    url = urlsplit(annotations["reason_url"].replace(INSTANCE, address)
+                                   .replace("{{ $labels.reason }}", reason))
+                    assert url.fragment in ids, f"{rule['alert']}: no #{url.fragment} on /runbooks"
 
 
 def test_runbooks_are_behind_the_same_basic_auth(tmp_path: Path) -> None:

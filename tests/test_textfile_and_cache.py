@@ -7,6 +7,8 @@ from example_hosts import healthy, reboot_trap
 from testkit import samples
 
 from exporter.cli import main
+from exporter.collectors import bootloader
+from exporter.distro import debian
 from exporter.config import Config
 from exporter.formats import symvers
 from exporter.host.rootfs import HostFS
@@ -95,6 +97,39 @@ def test_warm_scrape_walks_no_export_table(tmp_path, monkeypatch):
         again = scraper.scrape()
     assert calls == {"check": 0, "names": 0} and opened == [] and scraper.cache.misses == misses
     assert again.readiness == first.readiness
+
+
+def test_warm_scrape_derives_no_package_audit_or_boot_menu_again(tmp_path, monkeypatch):
+    """The collectors' warm gather is stat calls and cached lookups: dpkg's audit over every
+    package and grub.cfg's tokenising run once per identity of their files (counted, not timed);
+    a new entry in /var/lib/dpkg/info (a companion of the status file) derives them again."""
+    root = tmp_path / "h"
+    healthy(root)
+    scraper = Scraper(HostFS(root), Config())
+    calls = {"audit": 0, "grub": 0}
+    real_audit, real_grub = debian.audit, bootloader.parse_grub_cfg
+
+    def counting_audit(*a, **kw):
+        calls["audit"] += 1
+        return real_audit(*a, **kw)
+
+    def counting_grub(*a, **kw):
+        calls["grub"] += 1
+        return real_grub(*a, **kw)
+
+    monkeypatch.setattr(debian, "audit", counting_audit)
+    monkeypatch.setattr(bootloader, "parse_grub_cfg", counting_grub)
+    first = scraper.scrape()
+    assert calls == {"audit": 1, "grub": 1}
+    for _ in range(3):
+        again = scraper.scrape()
+    assert calls == {"audit": 1, "grub": 1}
+    assert again.facts.runs["packages"].facts == first.facts.runs["packages"].facts
+    info = root / "var/lib/dpkg/info"
+    (info / "new-package.list").write_text("")
+    os.utime(info, ns=(info.stat().st_atime_ns, info.stat().st_mtime_ns + 1_000_000_000))
+    scraper.scrape()
+    assert calls["audit"] == 2
 
 
 def test_module_rewritten_in_place_keeping_size_and_mtime_is_read_again(tmp_path):

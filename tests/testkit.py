@@ -92,10 +92,15 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+# the persistent cache (--cache.dir) is off in tests unless a test turns it on: a test's result
+# must not depend on what an earlier run left in /var/cache/dkms-exporter
+NO_CACHE = ("--no-cache.dir",)
+
+
 def run_exporter(*argv: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
     """`python -m exporter ARGV` in a subprocess from the repository, output captured as text
     (kw go to subprocess.run: env=, preexec_fn=, ...)."""
-    return subprocess.run([sys.executable, "-m", "exporter", *argv], cwd=kw.pop("cwd", REPO),
+    return subprocess.run([sys.executable, "-m", "exporter", *NO_CACHE, *argv], cwd=kw.pop("cwd", REPO),
                           capture_output=True, text=True, timeout=timeout, check=False, **kw)
 
 
@@ -112,7 +117,7 @@ def run_as_nobody(work: Path, *argv: str, timeout: float = 120) -> subprocess.Co
     site = Path(prometheus_client.__file__).parent.parent
     env = dict(os.environ, PYTHONPATH=f"{work / 'pkg'}{os.pathsep}{site}")
     return subprocess.run([require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-m", "exporter", *argv],
+                           sys.executable, "-m", "exporter", *NO_CACHE, *argv],
                           capture_output=True, text=True, env=env, cwd="/", timeout=timeout, check=False)
 
 
@@ -300,7 +305,7 @@ class Served:
     """
 
     def __init__(self, rootfs: Path, *args: str, timeout: float = 20) -> None:
-        self.argv = [sys.executable, "-m", "exporter", "serve", "--path.rootfs", str(rootfs),
+        self.argv = [sys.executable, "-m", "exporter", *NO_CACHE, "serve", "--path.rootfs", str(rootfs),
                      "--web.listen-address", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      cwd=REPO)

@@ -15,7 +15,7 @@ from ..facts.bootloader import BootFacts
 from ..facts.kernel import MODULES_ROOT
 from ..formats.bls import blscfg_order, parse_bls_entry, parse_loader_conf
 from ..formats.efi import LOADER_GUID, efi_string
-from ..formats.grub import IMAGE_IN_PATH, is_index, parse_grub_cfg, parse_grubenv, select_entry
+from ..formats.grub import IMAGE_IN_PATH, MenuEntry, is_index, parse_grub_cfg, parse_grubenv, select_entry
 from ..formats.versions import release_key
 from ..host.context import Context, Unreadable
 from . import register
@@ -40,21 +40,22 @@ def collect_bootloader(ctx: Context) -> BootFacts:
 
 
 def _choose(ctx: Context) -> BootFacts:
-    sd = _systemd_boot(ctx)
+    sd = _systemd_boot(ctx) or _grub2_bls(ctx)
     if sd is not None:
         return sd
     for cfg_path in GRUB_CFGS:
         try:
-            text = ctx.load(cfg_path, _decode, limit=MAX_CFG, purpose="text")
+            loaded = ctx.load(cfg_path, _decode_and_parse, limit=MAX_CFG, purpose="grub.cfg")
         except Unreadable:
             return BootFacts("grub", None, "", f"{cfg_path} unreadable")
-        if text is None:
+        if loaded is None:
             continue
+        text, parsed = loaded
         env = _grubenv(ctx, cfg_path.rsplit("/", 1)[0] + "/grubenv")
         st = ctx.stat(cfg_path)
         if re.search(r"^\s*blscfg\b", text, re.M):
             return _bls(ctx, env, st.st_mtime if st else None, _blscfg_variant(ctx))
-        return grub_next_boot(text, env, st.st_mtime if st else None)
+        return grub_next_boot(text, env, st.st_mtime if st else None, parsed)
     if ctx.listdir("/boot/loader/entries"):
         return _bls(ctx, {}, None, _blscfg_variant(ctx))
     return BootFacts("unknown", None, "", "no grub.cfg, BLS entries or systemd-boot loader.conf found")
@@ -64,6 +65,13 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def _decode_and_parse(data: bytes) -> tuple[str, tuple[list[MenuEntry], list[str]]]:
+    """The text and its parsed menu, cached together by the file's identity: a warm scrape
+    does not tokenise grub.cfg again (shlex over every menuentry line was most of its cost)."""
+    text = _decode(data)
+    return text, parse_grub_cfg(text)
+
+
 def _grubenv(ctx: Context, path: str) -> dict[str, str]:
     try:
         return ctx.load(path, parse_grubenv, limit=65536, purpose="grubenv") or {}
@@ -71,8 +79,11 @@ def _grubenv(ctx: Context, path: str) -> dict[str, str]:
         return {}
 
 
-def grub_next_boot(cfg: str, env: dict[str, str], mtime: float | None = None) -> BootFacts:
-    menu, defaults = parse_grub_cfg(cfg)
+def grub_next_boot(cfg: str, env: dict[str, str], mtime: float | None = None,
+                   parsed: tuple[list[MenuEntry], list[str]] | None = None) -> BootFacts:
+    """The kernel GRUB boots next from grub.cfg's text (or its ``parsed`` menu, which is only
+    read) and grubenv."""
+    menu, defaults = parsed if parsed is not None else parse_grub_cfg(cfg)
     if env.get("next_entry"):
         spec, how = env["next_entry"], f"next_entry={env['next_entry']}"
     else:
@@ -121,8 +132,42 @@ def _bls_entries(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]
 
 
 def _bls_kernel(fields: dict[str, str]) -> str | None:
+    """The release an entry boots: from the image's name, else its ``version`` (sdbootutil writes
+    ``SNAPSHOT@RELEASE`` there and names the image /TOKEN/RELEASE/linux-HASH)."""
     m = IMAGE_IN_PATH.search(fields.get("linux", ""))
-    return m.group(1) if m else (fields.get("version") or None)
+    version = re.sub(r"^[0-9]+@", "", fields.get("version", ""))
+    return m.group(1) if m else (version or None)
+
+
+SUSE_BOOTLOADER = "/etc/sysconfig/bootloader"
+
+
+def _grub2_bls(ctx: Context) -> BootFacts | None:
+    """SUSE's grub2-bls (sdbootutil, /etc/sysconfig/bootloader LOADER_TYPE="grub2-bls"): GRUB
+    reading the ESP's loader/entries; the default is what `sdbootutil set-default` set: the
+    LoaderEntryDefault variable, else ``default=`` in the grubenv next to GRUB on the ESP
+    (EFI/<distribution>/grubenv); neither: the newest entry."""
+    try:
+        raw = ctx.load(SUSE_BOOTLOADER, bytes, limit=65536, purpose="raw")
+    except Unreadable:
+        return None
+    m = re.search(rb'^\s*LOADER_TYPE\s*=\s*["\']?([A-Za-z0-9_-]+)', raw or b"", re.M)
+    if not m or m.group(1) != b"grub2-bls":
+        return None
+    for esp in ESP_DIRS:
+        entries = _bls_entries(ctx, f"{esp}/loader/entries")
+        if not entries:
+            continue
+        default = None
+        for vendor in sorted(ctx.listdir(f"{esp}/EFI") or []):
+            env = _grubenv(ctx, f"{esp}/EFI/{vendor}/grubenv")
+            if env.get("default"):
+                default = env["default"]
+                break
+        chosen, how = _default_entry(entries, default, lambda name: _efi_string(ctx, name) or None)
+        return BootFacts("grub2-bls", _bls_kernel((chosen or entries[0])[1]), how.replace("loader.conf default",
+                         "grubenv default"), "", None)
+    return None
 
 
 def _bls(ctx: Context, env: dict[str, str], mtime: float | None, variant: str) -> BootFacts:

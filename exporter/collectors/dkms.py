@@ -23,7 +23,8 @@ import re
 
 from ..distro import detect
 from ..facts.dkms import BROKEN_STATE_FROM, RELAXED_BUILT_FROM, BuildFailure, DkmsBuild, DkmsEntry, DkmsFacts, at_least
-from ..formats.depmod import ModulesDep, parse_modules_dep
+from ..formats.depmod import CODEC as DEPMOD_CODEC, ModulesDep, parse_modules_dep
+from ..formats.jsoncodec import Codec
 from ..formats.dkmsconf import MAX_CONF_BYTES, SOURCE_TREE, DkmsConfError, evaluate_conf, parse_dkms_conf
 from ..formats.makelog import MAX_LOG_BYTES, MakeLog, classify_make_log
 from ..formats.versions import compare
@@ -37,6 +38,9 @@ _FRAMEWORK_VAR = re.compile(r'^\s*(dkms_tree|source_tree|install_tree)\s*=\s*["\
 
 DEFAULT_TREE = "/var/lib/dkms"
 DEFAULT_INSTALL_TREE = "/lib/modules"
+
+# a module file's SHA-256 (built vs installed copy) as the persistent cache keeps it: a str
+DIGEST_CODEC = Codec("sha256")
 
 
 @register("dkms", DkmsFacts, readiness=True)
@@ -197,7 +201,8 @@ def _compressed_or_uncompressed(ctx: Context, directory: str, name: str, suffix:
 
 def _module_suffix(ctx: Context, install_tree: str, kernel: str) -> str:
     try:
-        dep = ctx.load(f"{install_tree}/{kernel}/modules.dep", parse_modules_dep, purpose="modules.dep")
+        dep = ctx.load(f"{install_tree}/{kernel}/modules.dep", parse_modules_dep, purpose="modules.dep",
+                       persist=DEPMOD_CODEC)
     except Unreadable:
         return ""
     return dep.compressed_suffix if isinstance(dep, ModulesDep) else ""
@@ -233,7 +238,7 @@ def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], 
 def _digest(ctx: Context, hostpath: str) -> str | None:
     try:
         return ctx.load(hostpath, lambda b: hashlib.sha256(b).hexdigest(), limit=256 * 1024 * 1024,
-                        purpose="sha256")
+                        purpose="sha256", persist=DIGEST_CODEC)
     except Unreadable:
         return None
 

@@ -16,10 +16,15 @@ from pathlib import Path
 from ..distro.arch import read_pkgbase
 from ..facts.initramfs import InitramfsFacts, KernelImage, Listing
 from ..facts.kernel import MODULES_ROOT, KernelFacts
+from ..formats.jsoncodec import Codec
 from ..formats.initramfs import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNCOMPRESSED, ImageListing, InitramfsError, list_image, module_names
 from ..host.context import Context, Unreadable
 from ..host.reader import NotRegularFile, open_regular
 from . import register
+
+
+# an image's listing (or why it cannot be listed) as the persistent cache (--cache.dir) keeps it
+CODEC = Codec("initramfs", (Listing,), errors={InitramfsError: ("code", "offset", "detail", "stream_offset")})
 
 
 @register("initramfs", InitramfsFacts, after=("kernel",), readiness=True)
@@ -42,7 +47,7 @@ def _image(ctx: Context, kernel: str) -> KernelImage:
         return KernelImage(None, None, None, None, None)
     st = ctx.stat(host)
     try:
-        result = ctx.compute(host, f"initramfs:{kernel}", lambda p, _st: _list(p, kernel))
+        result = ctx.compute(host, f"initramfs:{kernel}", lambda p, _st: _list(p, kernel), persist=CODEC)
     except Unreadable:
         return KernelImage(host, st.st_size if st else None, st.st_mtime if st else None, None, None)
     if result is None:   # vanished between find and list

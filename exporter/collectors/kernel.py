@@ -7,7 +7,8 @@ import os
 import re
 
 from ..facts.kernel import MODULES_ROOT, OUT_OF_TREE_DIRS, Kernel, KernelFacts
-from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_dep, parse_modules_dep_bin
+from ..formats import depmod
+from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_builtin, parse_modules_dep, parse_modules_dep_bin
 from ..formats.kconfig import parse_kernel_config
 from ..distro import detect
 from ..host.context import Context, Unreadable
@@ -16,7 +17,8 @@ from . import register
 _IMAGE = re.compile(r"^(?:vmlinuz|vmlinux|Image|bzImage)-(.+)$")
 _NOT_A_KERNEL = re.compile(r"(\.old|\.bak|\.efi\.signed|\.dpkg-\w+|\.sig|~)$")
 MAX_WALK_ENTRIES = 20000
-WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules")
+# RHEL's kmod package, SUSE's suse-module-tools
+WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules", "/usr/lib/module-init-tools/weak-modules2")
 
 
 @register("kernel", KernelFacts, readiness=True)
@@ -53,16 +55,27 @@ def _kernel(ctx: Context, release: str, image: str, has_modules_dir: bool) -> Ke
     return Kernel(release=release, image=image, has_modules_dir=has_modules_dir,
                   modules_dep=load_modules_dep(ctx, release) if has_modules_dir else None,
                   headers_dir=_headers(ctx, base), config=_config(ctx, release),
+                  builtin=_builtin(ctx, base) if has_modules_dir else None,
                   **_out_of_tree(ctx, base) if has_modules_dir else {})
 
 
 def load_modules_dep(ctx: Context, release: str) -> ModulesDep | None:
     base = f"{MODULES_ROOT}/{release}"
     try:
-        dep = ctx.load(f"{base}/modules.dep", parse_modules_dep, purpose="modules.dep")
+        dep = ctx.load(f"{base}/modules.dep", parse_modules_dep, purpose="modules.dep", persist=depmod.CODEC)
         if dep is None:
-            dep = ctx.load(f"{base}/modules.dep.bin", parse_modules_dep_bin, purpose="modules.dep.bin")
+            dep = ctx.load(f"{base}/modules.dep.bin", parse_modules_dep_bin, purpose="modules.dep.bin",
+                           persist=depmod.CODEC)
         return dep
+    except Unreadable:
+        return None
+
+
+def _builtin(ctx: Context, base: str) -> frozenset[str] | None:
+    """The modules built into K's image (modules.builtin): present without a file."""
+    try:
+        return ctx.load(f"{base}/modules.builtin", parse_modules_builtin, limit=4 * 1024 * 1024,
+                        purpose="modules.builtin")
     except Unreadable:
         return None
 

@@ -8,19 +8,27 @@ PKCS#7 signature), cached by file identity: an unchanged module costs one stat p
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
+from ..formats.depmod import Need, modname_of_path, module_needs
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
+from ..formats.vmlinux import VmlinuxError, builtin_certificates
+from ..formats.x509 import Certificate
+from ..formats.errors import TrustDataError
 from ..host.context import Context, Unreadable
-from ..host.reader import FileTooLarge, read_bounded
+from ..host.reader import FileTooLarge, open_regular, read_bounded
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
+# parsed module files as the persistent cache (--cache.dir) keeps them
+MODULE_CODEC = Codec("module", (ModuleFile, ModuleSignature), errors={ModuleFileError: ("code", "message")})
 
 
 @register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
@@ -30,13 +38,14 @@ def collect_modules(ctx: Context) -> ModuleFacts:
         raise RuntimeError("the kernel collector did not run: no module files to read")
     loaded: LoadedFacts | None = ctx.previous.get("loaded")
     wanted_loaded = set(loaded.out_of_tree) if loaded else set()
+    loaded_names = {m.name for m in loaded.modules} if loaded else set()
     out = {}
     for k in kernels.kernels:
-        out[k.release] = _kernel_modules(ctx, k, wanted_loaded)
+        out[k.release] = _kernel_modules(ctx, k, wanted_loaded, loaded_names)
     return ModuleFacts(out)
 
 
-def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> KernelModuleFacts:
+def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str], loaded_names: set[str] = frozenset()) -> KernelModuleFacts:
     base = f"{MODULES_ROOT}/{k.release}"
     rels = {rel for paths in k.out_of_tree.values() for rel in paths}
     if k.modules_dep is not None:  # loaded out-of-tree modules that live elsewhere (vendor packages)
@@ -53,14 +62,65 @@ def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> KernelM
             ctx.error(f"{base}/{rel}", "listed, then gone when read: the tree changed during the scrape")
     vermagic, vsource, signer = _reference(ctx, k)
     exports, esource = _exports(ctx, k)
-    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files)
+    needs = _needs(k, files, exports)
+    present = _present(ctx, k, needs, loaded_names)
+    keys, keys_error = None, ""
+    if any(isinstance(p, ModuleFile) and p.signature is not None for p in files.values()):
+        keys, keys_error = builtin_keys(ctx, k)
+    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present, keys, keys_error)
+
+
+def builtin_keys(ctx: Context, k: Kernel) -> tuple[tuple[Certificate, ...] | None, str]:
+    """The certificates built into K's image (formats.vmlinux), read only when a module file of K
+    is signed: decompressing a vmlinuz costs seconds once, then nothing (cached by the image's
+    identity).  (None, why) when the image has none this reader can find or cannot be read."""
+    if not k.image:
+        return None, "no kernel image"
+    extra = int(k.config.get("CONFIG_SYSTEM_EXTRA_CERTIFICATE_SIZE", "0") or 0) \
+        if k.config.get("CONFIG_SYSTEM_EXTRA_CERTIFICATE") == "y" else 0
+    try:
+        found = ctx.compute(k.image, "builtin-keys", lambda path, st: _read_keys(path, st, extra))
+    except Unreadable:
+        return None, f"{k.image} could not be read"
+    if found is None:
+        return None, f"{k.image} is gone"
+    return found
+
+
+def _read_keys(path, st, extra: int) -> tuple[tuple[Certificate, ...] | None, str]:
+    with open_regular(path) as fh:
+        try:
+            return builtin_certificates(fh, st.st_size, extra).certificates, ""
+        except (VmlinuxError, TrustDataError) as exc:
+            return None, f"{os.path.basename(path)}: {exc}"
+
+
+def _needs(k: Kernel, files: dict[str, ModuleFile | ModuleFileError],
+           exports: ExportTable | None) -> dict[str, tuple[Need, ...]]:
+    """What each parsed module needs loaded first for K (formats.depmod.module_needs)."""
+    if k.modules_dep is None:
+        return {}
+    return {rel: module_needs(modname_of_path(rel), rel, parsed.depends, parsed.undefined, k.modules_dep,
+                              exports, k.builtin)
+            for rel, parsed in files.items() if isinstance(parsed, ModuleFile)}
+
+
+def _present(ctx: Context, k: Kernel, needs: dict[str, tuple[Need, ...]], loaded: set[str]) -> dict[str, bool]:
+    """Does K's tree hold the files those needs and the modules loaded now resolve to?  One
+    stat each: modules.dep may name a file deleted since depmod ran (modprobe then fails)."""
+    dep = k.modules_dep
+    if dep is None:
+        return {}
+    rels = {n.rel for ns in needs.values() for n in ns if n.rel}
+    rels.update(dep.paths[m] for m in loaded if m in dep.paths)
+    return {rel: ctx.exists(f"{MODULES_ROOT}/{k.release}/{rel}") for rel in sorted(rels)}
 
 
 def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileError | None:
     """A parsed module, or the ModuleFileError that says why it is not one (a fact about the
     file, cached like a parse); None when the file vanished or could not be read (recorded)."""
     try:
-        return ctx.compute(hostpath, "module", _parse_or_error)
+        return ctx.compute(hostpath, "module", _parse_or_error, persist=MODULE_CODEC)
     except Unreadable:
         return None
 
@@ -111,7 +171,8 @@ def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
                    f"{MODULES_ROOT}/{k.release}/symvers.gz", f"{MODULES_ROOT}/{k.release}/symvers.xz"]
     for path in dict.fromkeys(candidates):
         try:
-            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers")
+            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers",
+                               persist=symvers.CODEC)
         except Unreadable:
             return None, "none"
         if exports:

@@ -9,11 +9,12 @@ know"), a malformed one a TrustDataError recorded as this collector's read error
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..facts.secureboot import SecureBootState, TrustFacts
-from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GUID, EfiVariable, KeyList,
+from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GUID, EfiVariable, KeyList, SignatureEntry,
                            key_list_from_entries, parse_efivar, parse_signature_lists, small_int)
 from ..formats.errors import TrustDataError
 from ..formats.sysfs import parse_boot_params_secure_boot, parse_lockdown, parse_sig_enforce
@@ -64,7 +65,8 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
             continue
         if cert is not None:
             certs.append((path, cert))
-    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs))
+    trusted_rt = _guard(ctx, mok_keys_trusted, sysfs) if sb.supported else None
+    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs), trusted_rt)
 
 
 def _guard(ctx: Context, read: Callable[[Path], T], path: Path) -> T | None:
@@ -151,7 +153,7 @@ def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
     raw = _read(efi / "mok-variables" / name, MAX_VAR_BYTES)
     if raw is not None:
         source = efi / "mok-variables" / name
-        return key_list_from_entries(name, (source,), parse_signature_lists(raw, str(source)))
+        return _key_list(name, (source,), parse_signature_lists(raw, str(source)))
     sources, entries = [], []
     for i in range(0, 64):
         path = efivar_path(efi / "efivars", f"{name}{i or ''}", SHIM_LOCK_GUID)
@@ -162,7 +164,7 @@ def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
         entries.extend(parse_signature_lists(var.data, str(path)))
     if not sources:
         return None
-    return key_list_from_entries(name, tuple(sources), entries)
+    return _key_list(name, tuple(sources), tuple(entries))
 
 
 def read_db(sysfs: Path) -> KeyList | None:
@@ -171,7 +173,16 @@ def read_db(sysfs: Path) -> KeyList | None:
     var = read_efivar(path)
     if var is None:
         return None
-    return key_list_from_entries("db", (path,), parse_signature_lists(var.data, str(path)))
+    return _key_list("db", (path,), parse_signature_lists(var.data, str(path)))
+
+
+@functools.lru_cache(maxsize=32)
+def _key_list(name: str, sources: tuple[Path, ...], entries: tuple[SignatureEntry, ...]) -> KeyList:
+    """key_list_from_entries, remembered by the variable's entries: efivarfs files have no
+    identity to cache by (they are read every scrape), but the certificates in them change
+    only when a key is enrolled, and parsing each one (ASN.1) was most of a warm scrape's
+    secureboot cost.  KeyList and its certificates are frozen, so sharing them is safe."""
+    return key_list_from_entries(name, sources, entries)
 
 
 def mok_keys_trusted(sysfs: Path) -> bool | None:

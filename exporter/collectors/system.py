@@ -4,7 +4,7 @@ and room on /boot."""
 
 from __future__ import annotations
 
-import psutil
+import os
 
 from ..distro import detect
 from ..facts.system import SystemFacts
@@ -18,8 +18,10 @@ def collect_system(ctx: Context) -> SystemFacts:
     reboot = distro.reboot_required(ctx)
     free = size = None
     try:
-        usage = psutil.disk_usage(str(ctx.fs.path("/boot")))
-        free, size = usage.free, usage.total
+        # what df and psutil.disk_usage report: blocks available to unprivileged writers, and the
+        # filesystem's size (statvfs directly: psutil cost every run ~25 ms of imports and 2.6 MiB)
+        st = os.statvfs(ctx.fs.path("/boot"))
+        free, size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
     except OSError as exc:
         ctx.error("/boot", exc)
     return SystemFacts(reboot.required, reboot.since, reboot.packages, free, size)

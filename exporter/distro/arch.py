@@ -89,6 +89,13 @@ class Arch(Distro):
     def update_initramfs(self, kernel: str) -> str:
         return "mkinitcpio -P"
 
+    def kernel_modules_package(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        """Arch ships every in-tree module in the kernel's own package (its pkgbase)."""
+        return headers_package_name(kernel).removesuffix("-headers")
+
+    def install_kernel_modules(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        return f"pacman -S {self.kernel_modules_package(kernel, installed)}"
+
     def release_hold(self, package: str, source: str) -> str:
         return f"remove {package} from IgnorePkg/IgnoreGroup in {source}"
 

@@ -103,6 +103,16 @@ class Distro:
         """The name (without version) of the package ``headers_package`` names, for holds."""
         return None
 
+    def kernel_modules_package(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        """The package that ships ``kernel``'s in-tree modules, as its fix names it when one
+        (a dependency of a needed module, or a module loaded now) is missing for that kernel.
+        ``installed``: the names (and, for rpm, NEVRAs) of the installed packages."""
+        return f"the package that ships {kernel}'s in-tree modules"
+
+    def install_kernel_modules(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        """The command that brings back ``kernel``'s missing in-tree modules."""
+        return f"reinstall {self.kernel_modules_package(kernel, installed)}"
+
     def enrol_akmods_key(self) -> str:
         return "enrol akmods' signing key: mokutil --import /etc/pki/akmods/certs/public_key.der"
 

@@ -131,6 +131,22 @@ class Rhel(Distro):
         keep = f", or keep booting {fallback}: {self.set_default_kernel(fallback)}" if fallback else ""
         return f"dnf upgrade {name} (a build for {kernel}'s kABI){keep}"
 
+    def kernel_modules_package(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        """RHEL 9 and Fedora split a kernel's modules into kernel-modules-core-K,
+        kernel-modules-K and kernel-modules-extra-K (RHEL 8: kernel-core, kernel-modules,
+        kernel-modules-extra); -extra is the one a minimal install leaves out."""
+        if f"kernel-modules-{kernel}" in installed:
+            return f"kernel-modules-extra-{kernel}"
+        return f"kernel-modules-{kernel}"
+
+    def install_kernel_modules(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
+        package = self.kernel_modules_package(kernel, installed)
+        if package not in installed:
+            return f"dnf install {package}"
+        shipped = [p for p in (f"kernel-modules-core-{kernel}", f"kernel-core-{kernel}", f"kernel-modules-{kernel}",
+                               package) if p in installed]
+        return f"dnf reinstall {' '.join(dict.fromkeys(shipped))}"
+
     def release_hold(self, package: str, source: str) -> str:
         if source.endswith(("versionlock.list", "versionlock.toml")):
             return f"dnf versionlock delete {package}"

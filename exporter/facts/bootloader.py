@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BootFacts:
-    loader: str                 # grub | grub-bls | systemd-boot | unknown
+    loader: str                 # grub | grub-bls | grub2-bls (SUSE sdbootutil) | systemd-boot | unknown
     next_boot: str | None       # kernel release, None when it cannot be determined
     entry: str                  # how it was chosen, for humans ("saved_entry=1>2")
     detail: str = ""            # why next_boot is None, or a caveat

@@ -22,6 +22,7 @@ class Kernel:
     config: dict[str, str] = field(default_factory=dict)   # /boot/config-K
     out_of_tree: dict[str, tuple[str, ...]] = field(default_factory=dict)  # modname -> relpaths
     mtimes: dict[str, float] = field(default_factory=dict)                 # relpath -> mtime of those files
+    builtin: frozenset[str] | None = None    # modules.builtin: modnames built into the image; None: unread
 
     @property
     def headers(self) -> bool:
@@ -35,7 +36,17 @@ class KernelFacts:
     running: str | None
     newest: str | None
     arch: str
-    weak_modules: str | None = None      # host path of weak-modules (RHEL's kmod), which links kABI kmods
+    weak_modules: str | None = None      # host path of weak-modules (RHEL's kmod) or weak-modules2 (SUSE)
+
+    @property
+    def kmp_dirs(self) -> tuple[str, ...]:
+        """Where the host's kernel-module packages put modules that weak-modules links into other
+        kernels: SUSE's weak-modules2 takes KMPs from updates/ and extra/ (its header comment),
+        RHEL's weak-modules kmods from extra/ only."""
+        if self.weak_modules and self.weak_modules.endswith("/weak-modules2"):
+            return ("updates/", "extra/")
+        return ("extra/",)
+
     def get(self, release: str) -> Kernel | None:
         return next((k for k in self.kernels if k.release == release), None)
 

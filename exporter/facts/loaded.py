@@ -19,6 +19,7 @@ class LoadedModule:
 class LoadedFacts:
     modules: tuple[LoadedModule, ...]
     blacklisted: frozenset[str]       # modnames blacklisted in modprobe.d
+    boot_listed: frozenset[str] = frozenset()   # modnames modules-load.d, /etc/modules or initramfs-tools list
 
     @property
     def out_of_tree(self) -> list[str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..formats.depmod import Need
 from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
 from ..formats.symvers import ExportTable
+from ..formats.x509 import Certificate
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,14 @@ class KernelModuleFacts:
     exports_source: str             # "Module.symvers" path, or "none"
     builtin_signer: ModuleSignature | None   # the key that signs the kernel's own modules
     files: dict[str, ModuleFile | ModuleFileError] = field(default_factory=dict)  # relpath -> parsed
+    needs: dict[str, tuple[Need, ...]] = field(default_factory=dict)   # relpath of a parsed file -> what it needs
+    present: dict[str, bool] = field(default_factory=dict)   # relpath in modules.dep -> the file exists (stat)
+    builtin_keys: tuple[Certificate, ...] | None = None  # certificates built into K's image; None: not read
+    builtin_keys_error: str = ""                         # why they could not be read, when they could not
+
+    def missing_needs(self, rel: str) -> list[Need]:
+        """What the module at ``rel`` needs that K lacks: not in K's depmod index, or its file gone."""
+        return [n for n in self.needs.get(rel, ()) if n.rel is None or self.present.get(n.rel) is False]
 
 
 @dataclass(frozen=True)

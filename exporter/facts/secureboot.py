@@ -38,6 +38,7 @@ class TrustFacts:
     db: KeyList | None              # UEFI db (the .platform keyring)
     keys_known: bool                # False when a key list exists but could not be read
     signing_certs: tuple[tuple[str, Certificate], ...]
+    mok_trusted_rt: bool | None = None   # shim's MokListTrustedRT in the mokvar table (.machine keyring)
 
     @property
     def secure_boot_effective(self) -> bool | None:

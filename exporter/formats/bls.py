@@ -20,7 +20,9 @@ def parse_loader_conf(data: bytes) -> dict[str, str]:
 
 def _key_values(data: bytes, *, last_wins: bool) -> dict[str, str]:
     fields: dict[str, str] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
+    # Lines end at "\n" only, every "\r" dropped (GRUB's grub_file_getline): not str.splitlines,
+    # which also ends lines at \v, \f, \x1c-\x1e, \x85 and U+2028 inside a value.
+    for line in data.decode("utf-8", "replace").replace("\r", "").split("\n"):
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition(" ")

@@ -525,3 +525,9 @@ def _past_nuls(data: bytes, pos: int) -> int:
         if kept:
             break
     return pos
+
+
+def adler32(data: bytes) -> int:
+    """zlib's Adler-32 checksum (RFC 1950), for formats that checksum their records with it
+    (rpm's ndb blobs): zlib stays imported here only, where its decompressor is bounded."""
+    return zlib.adler32(data)

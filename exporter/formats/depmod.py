@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+
+from .jsoncodec import Codec
 
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION_MAJOR = 0x0002
@@ -29,6 +31,9 @@ def modname_of_path(path: str) -> str:
 class ModulesDep:
     paths: dict[str, str]          # modname -> path relative to /lib/modules/K
     compressed_suffix: str         # what dkms's set_module_suffix would pick: "", ".gz", ".xz", ".zst"
+    deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """relpath -> the relpaths modprobe loads before it (modules.dep's right-hand side: depmod
+    writes the transitive closure, loaded in reverse order).  Only lines with dependencies."""
 
     def __contains__(self, modname: str) -> bool:
         return modname in self.paths
@@ -43,20 +48,27 @@ class ModulesDep:
 def parse_modules_dep(data: bytes) -> ModulesDep:
     """modules.dep text: ``relpath: dep dep ...`` per line."""
     paths: dict[str, str] = {}
+    deps: dict[str, tuple[str, ...]] = {}
     suffix = ""
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
-        head, sep, _ = raw.partition(b":")
+        head, sep, tail = raw.partition(b":")
         if not sep:
             raise DepmodError(f"modules.dep line {lineno}: no ':'")
         rel = sys.intern(head.decode("utf-8", "surrogateescape").strip())  # kernels share most paths
         paths.setdefault(sys.intern(modname_of_path(rel)), rel)
+        if tail.strip():
+            deps.setdefault(rel, _dep_list(tail))
     text_suffixes = data  # dkms greps for '\.gz:' then '\.xz:' then '\.zst:'; the last found wins
     for candidate in (b".gz:", b".xz:", b".zst:"):
         if candidate in text_suffixes:
             suffix = candidate[:-1].decode()
-    return ModulesDep(paths, suffix)
+    return ModulesDep(paths, suffix, deps)
+
+
+def _dep_list(tail: bytes) -> tuple[str, ...]:
+    return tuple(sys.intern(d) for d in tail.decode("utf-8", "surrogateescape").split())
 
 
 def parse_modules_dep_bin(data: bytes) -> ModulesDep:
@@ -67,6 +79,7 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
     if magic != INDEX_MAGIC or (version >> 16) != INDEX_VERSION_MAJOR:
         raise DepmodError(f"modules.dep.bin: bad magic {magic:#x} or version {version:#x}")
     paths: dict[str, str] = {}
+    deps: dict[str, tuple[str, ...]] = {}
     # Depth-first over the trie with one key buffer: a stack entry is (node offset, key length
     # before the node, the child character that leads to it).  kmod writes every node once, so a
     # node reached twice is a loop: refused, which bounds the walk by the file's size.
@@ -118,10 +131,66 @@ def parse_modules_dep_bin(data: bytes) -> ModulesDep:
                     raise DepmodError(f"modules.dep.bin: truncated value at {pos}")
                 value = data[pos + 4:end].decode("utf-8", "surrogateescape")
                 pos = end + 1
-                rel = value.partition(":")[0]
+                rel, _, tail = value.partition(":")
                 paths.setdefault(key.decode("utf-8", "surrogateescape"), rel)
+                if tail.strip():
+                    deps.setdefault(rel, _dep_list(tail.encode("utf-8", "surrogateescape")))
     suffix = ""
     for candidate in (".gz", ".xz", ".zst"):
         if any(p.endswith(candidate) for p in paths.values()):
             suffix = candidate
-    return ModulesDep(paths, suffix)
+    return ModulesDep(paths, suffix, deps)
+
+
+def parse_modules_builtin(data: bytes) -> frozenset[str]:
+    """modules.builtin: one ``kernel/<path>.ko`` per line for every module built into the image
+    (kbuild writes it; depmod copies it).  modprobe answers ``builtin NAME`` for those, and the
+    kernel has them without a file: a dependency on one is met."""
+    return frozenset(modname_of_path(line.strip()) for line in
+                     data.decode("utf-8", "surrogateescape").splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class Need:
+    """A module another module needs loaded first, as depmod and modprobe resolve it for K."""
+
+    name: str                 # modname
+    rel: str | None           # its path in K's modules.dep; None: K's depmod index has no such module
+    why: str                  # "depends=", "symbol NAME", "needed by NAME", "modules.dep"
+
+
+def module_needs(own_name: str, own_rel: str, depends: tuple[str, ...], undefined: tuple[str, ...],
+                 dep: ModulesDep, exports=None, builtin: frozenset[str] | None = None) -> tuple[Need, ...]:
+    """Every module K must have for this one to load, in modprobe's terms.
+
+    depmod resolves a module's undefined symbols to the modules that export them and writes the
+    closure to modules.dep; modprobe loads those first; the kernel's simplify_symbols() then
+    finds each symbol in a loaded module or says "Unknown symbol".  So a module needs: each
+    ``depends=`` name modpost wrote into it, the exporter (per K's Module.symvers, ``exports``:
+    symbol -> Export) of each symbol it imports, what modules.dep lists for those and for the
+    module itself.  A module built into K (modules.builtin) is met without a file; vmlinux's
+    exports need nothing.  Whether each file exists is for the caller to ask."""
+    seen: dict[str, Need] = {}
+
+    def add(name: str, rel: str | None, why: str) -> None:
+        if name != own_name and name not in seen and not (builtin and name in builtin):
+            seen[name] = Need(name, rel, why)
+
+    direct = [(d.replace("-", "_"), "depends=") for d in depends]
+    if exports:
+        for sym in undefined:
+            e = exports.get(sym)
+            if e is not None and e.module != "vmlinux":
+                direct.append((modname_of_path(e.module), f"symbol {sym}"))
+    for name, why in direct:
+        rel = dep.paths.get(name)
+        add(name, rel, why)
+        for r in dep.deps.get(rel, ()) if rel else ():
+            add(modname_of_path(r), r, f"needed by {name}")
+    for r in dep.deps.get(own_rel, ()):
+        add(modname_of_path(r), r, "modules.dep")
+    return tuple(seen.values())
+
+
+# modules.dep(.bin) indexes as the persistent cache keeps them (in_tree is derived again)
+CODEC = Codec("modules.dep", (ModulesDep,))

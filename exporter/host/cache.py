@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from .diskcache import MISS, DiskCache, Persisted
 from .reader import DEFAULT_READ_LIMIT, read_bounded
 
 T = TypeVar("T")
@@ -44,7 +45,8 @@ class _Entry:
 class FileCache:
     """Maps (path, purpose) to a value computed from the file, valid while its identity holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: DiskCache | None = None) -> None:
+        self.store = store      # the persistent cache (--cache.dir), consulted on a miss for persisted purposes
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
         self.generation = 0
@@ -62,13 +64,22 @@ class FileCache:
             for key in [k for k, e in self._entries.items() if e.generation < floor]:
                 del self._entries[key]
 
+    def forget(self, path: str | Path, purpose: str) -> None:
+        """Drop one entry: its value was derived around a read error that must be seen again."""
+        with self._lock:
+            self._entries.pop((str(path), purpose), None)
+        if self.store is not None:
+            self.store.discard(str(path), purpose)
+
     def __len__(self) -> int:
         return len(self._entries)
 
     def compute(self, path: str | Path, purpose: str, fn: Callable[[Path, os.stat_result], T],
-                companions: tuple[str | Path, ...] = ()) -> T:
+                companions: tuple[str | Path, ...] = (), persist: Persisted | None = None) -> T:
         """fn(path, stat) cached by the file's identity (and that of ``companions``, files that
         change its meaning, such as an SQLite database's -wal; absent ones count as absent).
+        With ``persist`` and a store, a miss here looks in the persistent cache before calling
+        fn, and fn's value is stored there (parse errors are not: they are cheap to find again).
         OSError from stat/fn propagates."""
         st = os.stat(path)
         ident = identity(st) + tuple(_identity_or_none(c) for c in companions)
@@ -82,6 +93,12 @@ class FileCache:
                     raise entry.error
                 return entry.value  # type: ignore[return-value]
             self.misses += 1
+        if persist is not None and self.store is not None:
+            stored = self.store.get(str(path), purpose, ident, persist)
+            if stored is not MISS:
+                with self._lock:
+                    self._entries[key] = _Entry(ident, stored, None, self.generation)
+                return stored  # type: ignore[return-value]
         try:
             value = fn(path, st)
         except OSError:
@@ -92,10 +109,12 @@ class FileCache:
             raise
         with self._lock:
             self._entries[key] = _Entry(ident, value, None, self.generation)
+        if persist is not None and self.store is not None:
+            self.store.put(str(path), purpose, ident, persist, value)
         return value
 
     def parse(self, path: str | Path, parse: Callable[[bytes], T], *, purpose: str | None = None,
-              limit: int = DEFAULT_READ_LIMIT) -> T:
+              limit: int = DEFAULT_READ_LIMIT, persist: Persisted | None = None) -> T:
         """parse(bytes of the file), cached by identity; the read is bounded by ``limit``."""
         name = purpose or getattr(parse, "__qualname__", repr(parse))
-        return self.compute(path, name, lambda p, _st: parse(read_bounded(p, limit)))
+        return self.compute(path, name, lambda p, _st: parse(read_bounded(p, limit)), persist=persist)

@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 from ..config import Config
 from .cache import FileCache
+from .diskcache import Persisted
 from .reader import DEFAULT_READ_LIMIT, read_bounded
 from .rootfs import HostFS
 
@@ -52,10 +53,11 @@ class Context:
         log.warning("cannot read a host file", extra={"collector": self.collector, "path": path, "err": message})
 
     def load(self, hostpath: str, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
-             purpose: str | None = None) -> T | None:
-        """Parsed contents of a host file, cached by identity; None when it does not exist."""
+             purpose: str | None = None, persist: Persisted | None = None) -> T | None:
+        """Parsed contents of a host file, cached by identity (also on disk, with ``persist``
+        and --cache.dir); None when it does not exist."""
         try:
-            return self.cache.parse(self.fs.local(hostpath), parse, limit=limit, purpose=purpose)
+            return self.cache.parse(self.fs.local(hostpath), parse, limit=limit, purpose=purpose, persist=persist)
         except FileNotFoundError:
             return None
         except NotADirectoryError:
@@ -65,12 +67,12 @@ class Context:
             raise Unreadable(hostpath) from exc
 
     def compute(self, hostpath: str, purpose: str, fn: Callable[[Path, os.stat_result], T],
-                companions: tuple[str, ...] = ()) -> T | None:
+                companions: tuple[str, ...] = (), persist: Persisted | None = None) -> T | None:
         """fn(local path, stat) for files that are not read whole; cached by identity (the
-        file's, and that of the host files in ``companions``)."""
+        file's, and that of the host files in ``companions``; also on disk with ``persist``)."""
         try:
             return self.cache.compute(self.fs.local(hostpath), purpose, fn,
-                                      tuple(self.fs.local(c) for c in companions))
+                                      tuple(self.fs.local(c) for c in companions), persist=persist)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except Exception as exc:  # noqa: BLE001

@@ -16,6 +16,7 @@ from ..collectors import collectors
 from ..config import Config
 from ..facts import HostFacts
 from ..host.cache import FileCache
+from ..host.diskcache import DiskCache
 from ..host.rootfs import HostFS
 from ..verdict.readiness import Readiness, assess
 from .scheduler import DEFAULT_TIMEOUT, InFlight, gather
@@ -29,12 +30,12 @@ class Scrape:
 
 class Scraper:
     def __init__(self, fs: HostFS, config: Config, enabled: frozenset[str] | None = None,
-                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, store: DiskCache | None = None) -> None:
         self.fs = fs
         self.config = config
         self.enabled = frozenset(c.name for c in collectors()) if enabled is None else enabled
         self.timeout = timeout
-        self.cache = FileCache()
+        self.cache = FileCache(store)   # store: the persistent cache (--cache.dir), None when off
         self.inflight = InFlight()
         self._cond = threading.Condition()
         self._running = False
@@ -56,10 +57,13 @@ class Scraper:
                     break
                 self._cond.wait()
         result = None
+        stores = self.cache.store.stores if self.cache.store else 0
         try:
             facts = gather(self.fs, self.cache, self.config, self.enabled, timeout=self.timeout,
                            inflight=self.inflight)
             result = Scrape(facts, assess(facts, self.config))
+            if self.cache.store is not None and self.cache.store.stores != stores:
+                self.cache.store.enforce_bound()   # it grew: keep it within --cache.dir.max-bytes
             return result
         finally:
             with self._cond:

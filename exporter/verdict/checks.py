@@ -35,14 +35,14 @@ from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
 from ..formats.modsig import policy_rejection, verify
-from .trust import enforced_for, signing_certificate
+from .trust import enforced_for, module_trusted_certificates, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
 CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "weak_update_missing",
                "kabi_mismatch", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
-               "unsigned", "untrusted_key", "signature_invalid", "missing_from_initramfs", "initramfs_stale", "blacklisted")
+               "unsigned", "untrusted_key", "signature_invalid", "dependency_missing", "missing_from_initramfs", "initramfs_stale", "blacklisted")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class Evidence:
     all_modules: dict[str, KernelModuleFacts] | None = None   # every kernel's, for weak-modules' candidates
     module_packages: dict[str, str] | None = None             # module file path -> the package that ships it
     sig_checked: bool | None = None     # CONFIG_MODULE_SIG=y: the kernel checks every signature it finds
+    unused: tuple[Certificate, ...] = ()  # enrolled (MokListRT, db), but not in a keyring K verifies modules with
 
     @staticmethod
     def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
@@ -71,13 +72,15 @@ class Evidence:
         enforced = None
         if trust is not None:
             enforced = enforced_for(trust, kernel.config or None, kernels is not None and kernel.release == kernels.running)
-        return Evidence(mf, enforced, trust.trusted_certificates if trust else (),
+        trusted = module_trusted_certificates(trust, kernel.config or None, fix.distro.family) if trust else ()
+        return Evidence(mf, enforced, trusted,
                         bool(trust and trust.keys_known), mf.builtin_signer if mf else None,
                         loaded.blacklisted if loaded else frozenset(), fix, early_boot,
                         initramfs.images.get(kernel.release) if initramfs else None, kernels,
                         modules.kernels if modules else None,
                         {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None,
-                        kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None)
+                        kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None,
+                        tuple(c for c in (trust.trusted_certificates if trust else ()) if c not in trusted))
 
 
 def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | None, why: tuple[str, ...],
@@ -172,7 +175,34 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
                            ev.fix("unsigned", k, ident, name)))
     if sig is not None and (ev.sig_checked or ev.enforced):
         out += _signature_problems(k, name, ident, sig, ev, akmod)
+    if kmf is not None:
+        out += dependency_problems(k, name, file, kmf, ev)
     return out
+
+
+def dependency_problems(k: str, name: str, file: str, kmf: KernelModuleFacts, ev: Evidence) -> list[Problem]:
+    """The modules this one needs first (formats.depmod.module_needs) that K lacks: modprobe
+    stops at a dependency whose file is gone ("could not insert"), and a module loaded without
+    the exporter of a symbol gets "Unknown symbol" from simplify_symbols(), which runs after
+    the signature check in load_module()."""
+    rel = file.split(f"/lib/modules/{k}/", 1)[1]
+    missing = kmf.missing_needs(rel)
+    if not missing:
+        return []
+    described = kmf.exports.module_names if kmf.exports else frozenset()
+    parts, fixes = [], []
+    for need in missing:
+        where = (f"modules.dep lists {need.rel} but the file is gone" if need.rel else
+                 f"{k}'s depmod index has no {need.name}")
+        parts.append(f"{need.name} ({need.why}): {where}")
+        intree = need.rel.startswith("kernel/") if need.rel else (need.why.startswith("symbol ")
+                                                                   or need.name in described)
+        package = (ev.module_packages or {}).get(f"/lib/modules/{k}/{need.rel}", "") if need.rel else ""
+        fixes.append(ev.fix("dependency_missing", k, module=need.name, package=package,
+                            fallback="intree" if intree else ""))
+    more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
+    return [Problem("dependency_missing", f"{name} needs {'; '.join(parts[:3])}{more}",
+                    " && ".join(dict.fromkeys(fixes)))]
 
 
 def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
@@ -185,10 +215,18 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
     refused = policy_rejection(sig)
     if refused is not None:
         return invalid(refused)
-    if ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
-        return []  # K's own build key: its certificate is in vmlinuz, not read yet (issue 15 point 2)
-    cert = signing_certificate(sig, ev.trusted)
+    builtin = ev.modules.builtin_keys if ev.modules is not None else None
+    if builtin is None and ev.builtin is not None and sig.signer == ev.builtin.signer \
+            and sig.key_id == ev.builtin.key_id:
+        return []  # K's own build key, but its image's certificates could not be read: by name only
+    cert = signing_certificate(sig, (*(builtin or ()), *ev.trusted))
     if cert is None:
+        if ev.enforced and ev.trust_known and signing_certificate(sig, ev.unused) is not None:
+            return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is enrolled "
+                            f"(MokListRT or db) but not in a keyring {k} verifies modules with: its kernel has no "
+                            ".platform fallback, and MOK reaches .machine only with "
+                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT",
+                            ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         if ev.enforced and ev.trust_known:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
                             "enrolled (MokListRT, db) nor the kernel's own key",
@@ -225,8 +263,9 @@ def weak_modules_problem(kernel: Kernel, name: str, ev: Evidence) -> Problem | N
     kernels, mods = ev.kernels, ev.all_modules
     if kernels is None or mods is None or not kernels.weak_modules or ev.modules is None or not ev.modules.exports:
         return None
-    candidates = [(k.release, rel) for k in kernels.kernels if k.release != kernel.release
-                  for rel in k.out_of_tree.get(name, ()) if rel.startswith("extra/")]
+    candidates = [(k.release, rel) for k in kernels.kernels if k.release != kernel.release and _same_flavour(k, kernel, kernels)
+                  for rel in k.out_of_tree.get(name, ()) if rel.startswith(kernels.kmp_dirs)
+                  and not rel.startswith("updates/dkms/")]
     if not candidates:
         return None
     other, rel = candidates[-1]          # weak-modules links every kernel's in turn: the newest stays
@@ -244,6 +283,14 @@ def weak_modules_problem(kernel: Kernel, name: str, ev: Evidence) -> Problem | N
     return Problem("kabi_mismatch", f"{path} (built for {other}) does not fit {k}: "
                    f"{', '.join(bad[:3]) or 'no symbol versions'}{more}; weak-modules will not link it",
                    ev.fix("kabi_mismatch", k, module=name, package=package, fallback=other))
+
+
+def _same_flavour(other: Kernel, kernel: Kernel, kernels: KernelFacts) -> bool:
+    """weak-modules2 links a KMP only into kernels of the flavour it was built for (-default into
+    -default, never -azure); RHEL's weak-modules has no flavours in its releases' last part."""
+    if "updates/" not in kernels.kmp_dirs:
+        return True
+    return other.release.rsplit("-", 1)[-1] == kernel.release.rsplit("-", 1)[-1]
 
 
 def _failure_for(entry: DkmsEntry, kernel: Kernel):

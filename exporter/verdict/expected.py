@@ -75,7 +75,8 @@ def expected_modules(kernel: Kernel, kernels: KernelFacts, dkms: DkmsFacts | Non
                     want(name, provider, "autoinstall")
     running = kernels.get(kernels.running) if kernels.running else None
     for name, paths in sorted(running.out_of_tree.items()) if running else ():
-        if name not in excluded and any(p.startswith(PACKAGED_DIRS) for p in paths):
+        if name not in excluded and any(p.startswith(PACKAGED_DIRS + kernels.kmp_dirs) and
+                                        not p.startswith("updates/dkms/") for p in paths):
             want(name, None, "installed_for_running_kernel")
     for akmod in akmods.entries if akmods else ():
         for name in akmod_modnames(akmod, kernels):

@@ -25,6 +25,8 @@ REASONS = {
     "unsigned": "the kernel enforces module signatures and the module is unsigned",
     "untrusted_key": "the module is signed by a key the machine does not trust",
     "signature_invalid": "the module's signature does not verify (it changed after signing, or the kernel refuses its form)",
+    "dependency_missing": "a module this one needs loaded first (depends=, or the exporter of a symbol it imports) is absent for the kernel",
+    "loaded_module_missing": "a module loaded now is absent for the kernel (an error when the host loads it at boot, else a warning)",
     "blacklisted": "modprobe.d blacklists the module (warning: it loads only when asked for)",
     "missing_from_initramfs": "the module is needed in early boot but the kernel's initramfs lacks it",
     "initramfs_stale": "the kernel's initramfs is older than the installed module file",
@@ -37,9 +39,11 @@ class Fixes:
     """Fix commands for one host: DKMS's own commands are the same everywhere; installing headers
     or a compiler, rebuilding an initramfs and signing keys are the distribution's."""
 
-    def __init__(self, distro: Distro, holds: dict[str, str] | None = None) -> None:
+    def __init__(self, distro: Distro, holds: dict[str, str] | None = None,
+                 installed: frozenset[str] = frozenset()) -> None:
         self.distro = distro
         self.holds = holds or {}             # held package name -> the file holding it
+        self.installed = installed           # installed package names (rpm: and NEVRAs)
 
     def install_headers(self, kernel: str) -> str:
         """The distribution's headers install, after releasing a hold on that package (a dnf
@@ -66,6 +70,16 @@ class Fixes:
             if cause == "kernel_api_mismatch":
                 return f"upgrade akmod-{akmod} to a version that supports {kernel}, then {rebuild}"
             return rebuild
+        if reason in ("dependency_missing", "loaded_module_missing"):
+            # package: the out-of-tree package that ships the missing module, when the
+            # package database knows it; module: the missing module; fallback "intree" when
+            # it is one of the kernel's own modules (its package is the distribution's)
+            if fallback == "intree":
+                return d.install_kernel_modules(kernel, self.installed)
+            if package:
+                return f"reinstall {package} (it ships {module} for {kernel}), then depmod -a {kernel}"
+            return (f"install {module} for {kernel} (the DKMS module or package that provides it: "
+                    f"dkms install NAME/VERSION -k {kernel}), then depmod -a {kernel}")
         if reason == "weak_update_missing":
             return d.add_weak_modules(kernel)
         if reason == "kabi_mismatch":
@@ -114,4 +128,6 @@ def fixes_for(facts: HostFacts) -> Fixes:
     found = facts.get(OsFacts)
     packages = facts.get(PackageFacts)
     holds = {p.name: p.held_by for p in packages.held if p.held_by} if packages else {}
-    return Fixes(for_family(found.family if found else None), holds)
+    installed = frozenset(n for p in packages.packages if p.state == "installed"
+                          for n in (p.name, p.nevra) if n) if packages else frozenset()
+    return Fixes(for_family(found.family if found else None), holds, installed)

@@ -47,6 +47,7 @@ class KernelVerdict:
     modules: tuple[ModuleVerdict, ...]
     kernel_problems: tuple[Problem, ...]
     unknown_because: tuple[str, ...] = ()
+    loaded_missing: tuple[tuple[str, str], ...] = ()   # (module, severity): loaded now, absent for this kernel
 
 
 @dataclass(frozen=True)

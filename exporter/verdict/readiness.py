@@ -15,6 +15,7 @@ from ..facts.dkms import DkmsFacts
 from ..facts.initramfs import InitramfsFacts
 from ..facts.kernel import Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
+from ..facts.module import ModuleFacts
 from .checks import Evidence, assess_module
 from .expected import early_boot_modules, expected_modules
 from .fixes import Fixes, fixes_for
@@ -63,7 +64,8 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
     evidence = Evidence.of(kernel, facts, fix, early)
     modules = tuple(assess_module(kernel, name, source, why, evidence)
                     for name, (source, why) in sorted(expected.items()))
-    kernel_problems = _kernel_problems(kernel, kernels, facts.get(InitramfsFacts), fix)
+    lost = _loaded_missing(kernel, facts, config, frozenset(expected), early)
+    kernel_problems = _kernel_problems(kernel, kernels, facts.get(InitramfsFacts), fix, lost)
     if failed:
         verdict = "unknown"
     elif any(not m.working for m in modules) or any(p.severity == "error" for p in kernel_problems):
@@ -72,13 +74,42 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
         verdict = "ready"
     return KernelVerdict(kernel.release, kernel.release == kernels.running, kernel.release == kernels.newest,
                          kernel.release == next_boot, kernel.release in targets, verdict, modules,
-                         tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed))
+                         tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed),
+                         tuple((name, "error" if at_boot else "warning") for name, _, at_boot in lost))
+
+
+def _loaded_missing(kernel: Kernel, facts: HostFacts, config: Config, expected: frozenset[str],
+                    early: frozenset[str]) -> list[tuple[str, str, bool]]:
+    """(module, where K's index had it, needed at boot) for each module loaded now that K lacks:
+    neither built in (modules.builtin) nor a file that exists where K's modules.dep puts it.
+    Modules the checks already judge (needed out-of-tree ones, required_modules) are left to
+    them.  Needed at boot: the running kernel's initramfs holds it, or modules-load.d,
+    /etc/modules or /etc/initramfs-tools/modules names it, or early_boot_modules does."""
+    loaded, modules = facts.get(LoadedFacts), facts.get(ModuleFacts)
+    dep = kernel.modules_dep
+    mf = modules.kernels.get(kernel.release) if modules else None
+    if loaded is None or dep is None or mf is None:
+        return []
+    kernels, initramfs = facts.get(KernelFacts), facts.get(InitramfsFacts)
+    running = initramfs.images.get(kernels.running or "") if initramfs and kernels else None
+    in_image = running.listing.modules if running is not None and running.listing is not None else frozenset()
+    boot = loaded.boot_listed | in_image | early | set(config.required_modules)
+    out = []
+    for m in sorted({m.name for m in loaded.modules if not m.out_of_tree} - expected):
+        if kernel.builtin is not None and m in kernel.builtin:
+            continue
+        rel = dep.paths.get(m)
+        if rel is not None and mf.present.get(rel) is not False:
+            continue
+        out.append((m, rel or "", m in boot))
+    return out
 
 
 def _kernel_problems(kernel: Kernel, kernels: KernelFacts, initramfs: InitramfsFacts | None,
-                     fix: Fixes) -> list[Problem]:
-    """Problems of the kernel itself: no headers (a warning: needed to rebuild, not to boot), and
-    an initramfs that is missing or unreadable."""
+                     fix: Fixes, lost: list[tuple[str, str, bool]] = ()) -> list[Problem]:
+    """Problems of the kernel itself: no headers (a warning: needed to rebuild, not to boot), an
+    initramfs that is missing or unreadable, and each module loaded now that K lacks (an error
+    when the host loads it at boot, else a warning: the next boot goes on without it)."""
     k = kernel.release
     out = []
     if not kernel.headers:
@@ -91,4 +122,11 @@ def _kernel_problems(kernel: Kernel, kernels: KernelFacts, initramfs: InitramfsF
                            fix("initramfs_missing", k)))
     if image is not None and image.error is not None:
         out.append(Problem("initramfs_unreadable", f"{image.path}: {image.error}", fix("initramfs_unreadable", k)))
+    for name, rel, at_boot in lost:
+        where = f"modules.dep lists {rel} but the file is gone" if rel else f"{k} has no {name}.ko"
+        when = "; the host loads it at boot" if at_boot else ""
+        out.append(Problem("loaded_module_missing", f"{name} is loaded now, but {where}{when}",
+                           fix("loaded_module_missing", k, module=name,
+                               fallback="intree" if not rel or rel.startswith("kernel/") else ""),
+                           severity="error" if at_boot else "warning"))
     return out

@@ -100,3 +100,28 @@ def enforced_for(trust: TrustFacts, config: dict[str, str] | None, running: bool
     lock = _CMD_LOCKDOWN.search(trust.cmdline)
     # a fresh boot starts at lockdown=none unless the command line, the config or Secure Boot raise it
     return signature_enforced(config, sig_enforce, lock.group(1) if lock else "none", trust.secure_boot_effective)
+
+
+PLATFORM_FALLBACK_FAMILIES = frozenset({"debian", "rhel", "suse"})
+"""Distributions whose kernels carry "KEYS: Make use of platform keyring for module signature
+verify" (Fedora's patch, carried by Debian, RHEL and SUSE; rejected upstream): a module whose
+signer is in no trusted keyring is tried against .platform (UEFI db, and MOK when it is not in
+.machine).  Upstream and Arch kernels do not: db never signs modules there."""
+
+
+def module_trusted_certificates(trust: TrustFacts, config: Mapping[str, str] | None, family: str
+                                ) -> tuple[Certificate, ...]:
+    """The enrolled certificates (MokListRT, db) kernel K accepts module signatures from, besides
+    its built-in ones (docs/readiness.md, "Keyrings a kernel verifies modules with").
+
+    With the distribution fallback: all of them.  Without (upstream, Arch, unknown): MOK only
+    through the .machine keyring, which K has with CONFIG_INTEGRITY_MACHINE_KEYRING (linked to
+    .secondary_trusted_keys) and fills only when shim sets MokListTrustedRT; db never.  An
+    unknown config counts as no .machine keyring: the gate must not trust a key K may refuse."""
+    mok = trust.mok.certificates if trust.mok else ()
+    db = trust.db.certificates if trust.db else ()
+    if family in PLATFORM_FALLBACK_FAMILIES:
+        return tuple(mok) + tuple(db)
+    cfg = config or {}
+    machine = cfg.get("CONFIG_INTEGRITY_MACHINE_KEYRING") == "y" and cfg.get("CONFIG_SECONDARY_TRUSTED_KEYRING") == "y"
+    return tuple(mok) if machine and trust.mok_trusted_rt else ()

@@ -27,12 +27,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from .. import __version__
-from ..output.metrics import DkmsCollector
+from ..output.metrics import DkmsCollector, registry_for
 from ..output.report import render_report
 from ..scrape import Scraper
+from . import DEFAULT_LISTEN, DEFAULT_PORT  # noqa: F401 - defined there for the CLI
 from .basic_auth import BasicAuthMiddleware
 from .config_file import WebConfigProvider
-from .exposition import collector_registry, metrics_response
+from .exposition import metrics_response
 from .responses import StartResponse, plain, respond
 from .tls import tls_server_class
 
@@ -40,8 +41,6 @@ log = logging.getLogger("dkms_exporter")
 
 HTML = [("Content-Type", "text/html; charset=utf-8")]
 RUNBOOKS_PATH = "/runbooks"
-DEFAULT_PORT = 10140
-DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 MAX_QUEUED_REQUESTS = 256      # metrics requests admitted at once (rendering or waiting to)
 RENDER_SLOTS = 2               # of those, rendering at once (CPU-bound: more would only contend)
 REQUEST_TIMEOUT_SECONDS = 60
@@ -50,10 +49,8 @@ SHUTDOWN_GRACE_SECONDS = 10    # after SIGTERM, for requests already accepted to
 
 def build_registry(scraper: Scraper, process: bool = True) -> tuple[CollectorRegistry, DkmsCollector]:
     """Our collector (and the process metrics): no names up front, since they depend on the
-    host, so ``name[]`` filtering needs a registry that sees such collectors (collector_registry)."""
-    registry = collector_registry()
-    collector = DkmsCollector(scraper)
-    registry.register(collector)
+    host, so ``name[]`` filtering needs support_collectors_without_names."""
+    registry, collector = registry_for(scraper)
     if process:
         ProcessCollector(registry=registry)
     return registry, collector

@@ -221,7 +221,7 @@ pick_kernels() {
       if [[ -z $NEW_K ]]; then
         if headers_installable "$abi-amd64" "$abi"; then NEW_K=$abi-amd64; fi
       elif headers_installable "$abi-amd64" "$abi" &&
-           [[ $(upstream_of "$abi-amd64") != $(upstream_of "$NEW_K") ]]; then
+           [[ $(upstream_of "$abi-amd64") != $(upstream_of "$NEW_K") ]] && layout_differs "$abi-amd64"; then
         OLD_K=$abi-amd64
         break
       fi
@@ -243,6 +243,36 @@ pick_kernels() {
   HDR_PKG=linux-headers-$NEW_K
   OLD_HDR_PKG=linux-headers-$OLD_K
   HDR_COMMON_PKG=linux-headers-$NEW_ABI-common
+}
+
+# Does kernel $1's module_layout CRC differ from NEW's?  Bookworm's ABI numbers change when the
+# CRCs do, so a lower ABI of another upstream release always differs there (54 vs 56).  Trixie's
+# ABI is the upstream release itself (6.12.118+deb13) and its point releases keep the CRCs that
+# matter: 6.12.117's module_layout and every symbol v4l2loopback uses equal 6.12.118's (843 of
+# 26,772 exports differ), so a module built for one loads into the other and stale_build proves
+# nothing; 6.12.113's module_layout differs.  So on trixie OLD is the next lower release whose
+# Module.symvers says so (its headers .deb, ~3 MB, downloaded into the shared cache, which the
+# base build uses anyway; memoised with the key).
+layout_differs() {
+  [[ $SUITE == bookworm ]] && return 0
+  local new old
+  if ! new=$(module_layout_of "$NEW_K") || ! old=$(module_layout_of "$1"); then
+    die "cannot read module_layout from linux-headers-$NEW_K or linux-headers-$1 (apt-get download)"
+  fi
+  [[ $new != "$old" ]]
+}
+
+# module_layout's CRC in linux-headers-$1's Module.symvers (the .deb from apt, not installed).
+module_layout_of() {
+  local deb
+  mkdir -p "$DEBS"
+  deb=$(compgen -G "$DEBS/linux-headers-$1_*_amd64.deb" | sort -V | tail -n1) || true
+  if [[ -z $deb ]]; then
+    (cd "$DEBS" && apt-get "${HOST_APT_OPTS[@]}" download -q "linux-headers-$1" >/dev/null 2>&1) || return 1
+    deb=$(compgen -G "$DEBS/linux-headers-$1_*_amd64.deb" | sort -V | tail -n1) || return 1
+  fi
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards '*/Module.symvers' |
+    awk -F'\t' '$2 == "module_layout" {print $1; found=1} END {exit !found}'
 }
 
 # The upstream release of kernel $1's headers as apt offers them (6.1.192-2 -> 6.1.192).

@@ -129,9 +129,12 @@ def trixie_offer(*abis: tuple[str, bool]) -> str:
 
 
 @pytest.mark.parametrize(("apt", "chosen"), [
-    # What the mirror offered when this was written (version order, not text order: 118 > 99).
-    (trixie_offer(("6.12.118+deb13", True), ("6.12.117+deb13", True), ("6.12.99+deb13", False)),
-     "6.12.118+deb13-amd64 6.12.117+deb13-amd64 linux-headers-6.12.118+deb13-common"),
+    # What the mirror offered when this was written (version order, not text order: 118 > 113).
+    # 117 has headers but 118's module_layout CRC: passed over.
+    (trixie_offer(("6.12.118+deb13", True), ("6.12.117+deb13", True), ("6.12.113+deb13", True),
+                  ("6.12.99+deb13", False)),
+     "6.12.118+deb13-amd64 6.12.113+deb13-amd64 linux-headers-6.12.118+deb13-common"),
+    (trixie_offer(("6.12.118+deb13", True), ("6.12.117+deb13", True), ("6.12.99+deb13", False)), None),
     (trixie_offer(("6.12.99+deb13", True), ("6.12.118+deb13", False), ("6.12.100+deb13", True)),
      "6.12.100+deb13-amd64 6.12.99+deb13-amd64 linux-headers-6.12.100+deb13-common"),
     (trixie_offer(("6.12.118+deb13", True), ("6.12.117+deb13", False)), None),
@@ -156,5 +159,10 @@ def pick(tmp_path, apt: str, suite: str, extra: str = "") -> subprocess.Complete
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_APT": str(tmp_path / "apt"),
            "DKMS_EXPORTER_TEST_CACHE": str(tmp_path / "cache"), "DKMS_EXPORTER_REALHOST_SUITE": suite}
     env.pop("DKMS_EXPORTER_REALHOST_KERNELS", None)
-    script = f'source "{BUILD}" && pick_kernels && echo "$NEW_K $OLD_K $HDR_PKG $OLD_HDR_PKG{extra}"'
+    # module_layout's CRC per kernel (trixie reads it from the headers .deb): 6.12.117 shares
+    # 6.12.118's, as on the mirror; every other kernel has its own.
+    fake_layout = ('module_layout_of() { case $1 in 6.12.117+deb13-amd64|6.12.118+deb13-amd64) echo 0x2f9b2b9a ;; '
+                   '*) echo "$1" ;; esac; }')
+    script = (f'source "{BUILD}" && {fake_layout} && pick_kernels && '
+              f'echo "$NEW_K $OLD_K $HDR_PKG $OLD_HDR_PKG{extra}"')
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(TESTS))
 import modbuild  # noqa: E402
 import rpmtools  # noqa: E402
 from rpmtools import Spec, install, rpmbuild  # noqa: E402
+from rhelhost.suse import suse_scenarios, suse_tree  # noqa: E402
 
 MACHINE_ID = "4f1f5a5c0c5e4d0f9d3b2a1c8e7f6a5b"
 TWIN = "6.1.0-56-amd64"          # NEW's kABI twin (identical Module.symvers)
@@ -149,14 +150,15 @@ def symlink(path: Path, target: str) -> None:
 
 def tool_versions() -> str:
     out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}=${Version} ", "rpm", "dracut-core", "systemd",
-                          "kmod", "db5.3-util", "grub-common", "dnf", "dnf-plugins-core", "faketime"],
+                          "kmod", "db5.3-util", "grub-common", "dnf", "dnf-plugins-core", "faketime", "zypper"],
                          capture_output=True, text=True).stdout
     return out
 
 
 def build_key(realhost: Path) -> str:
     h = hashlib.sha256()
-    for path in sorted([Path(__file__), *(HERE / "src").rglob("*"), TESTS / "rpmtools.py"]):
+    for path in sorted([Path(__file__), HERE / "suse.py", *(HERE / "src").rglob("*"), TESTS / "rpmtools.py",
+                        TESTS / "ndbtools.py", *(TESTS / "ndb").rglob("*.[ch]")]):
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
     h.update((realhost / "stamp").read_bytes())
@@ -343,16 +345,18 @@ def akmod_files(work: Path, t: Path, new: str, old: str) -> None:
         + f"{stamp} akmods: Building rpms failed; see /var/cache/akmods/akdemo/2.0-1-for-{old}.failed.log for details\n")
 
 
-def weak_modules_add_kernel(b: Builder, t: Path, k: str, built_for: str) -> None:
+def weak_modules_add_kernel(b: Builder, t: Path, k: str, built_for: str, source: str = "extra") -> None:
     """RHEL's weak-modules --add-kernel K: link every other kernel's extra/ modules into K's
     weak-updates/, then let depmod -aeE against K's symvers remove the links it finds a symbol
-    problem in ("needs unknown symbol", "disagrees about version of symbol"), until none."""
-    extra = t / f"usr/lib/modules/{built_for}/extra"
+    problem in ("needs unknown symbol", "disagrees about version of symbol"), until none.
+    ``source="updates"``: SUSE's weak-modules2, which links a KMP's updates/X.ko as
+    weak-updates/updates/X.ko (the path below the other kernel's module directory)."""
+    extra = t / f"usr/lib/modules/{built_for}/{source}"
     weak = t / f"usr/lib/modules/{k}/weak-updates"
     for ko in sorted(extra.rglob("*.ko")):
         # weak-modules links /lib/modules/OTHER/extra/... absolutely; relative here, so that depmod -b
         # (and a copy of the tree anywhere) resolves it inside the tree
-        link = weak / ko.relative_to(extra)
+        link = weak / (ko.relative_to(extra) if source == "extra" else ko.relative_to(extra.parent))
         symlink(link, os.path.relpath(ko, link.parent))
     symvers = b.out / f"symvers-{k}"
     symvers.write_bytes(gzip.decompress((t / f"boot/symvers-{k}.gz").read_bytes()))
@@ -546,6 +550,10 @@ def ensure_rhelhost() -> Path:
             for s in scenarios(new, old):
                 t0 = time.monotonic()
                 scenario_tree(b, work, s, new, old)
+                times[s.name] = round(time.monotonic() - t0, 1)
+            for s in suse_scenarios(new, old, TWIN):
+                t0 = time.monotonic()
+                suse_tree(b, work, s)
                 times[s.name] = round(time.monotonic() - t0, 1)
             shutil.rmtree(work)
         except BaseException:

@@ -43,7 +43,7 @@ EXPECTED_FILES = {
 MISSING_IN_THE_TREE = {
     "/bin/sh", "/usr/bin/python3", "python3 >= 3.11", "python3-asn1crypto >= 1.5", "python3-bcrypt >= 3.2",
     "python3-cryptography >= 38", "python3-lz4 >= 4.0", "python3-prometheus_client >= 0.16",
-    "python3-psutil >= 5.9", "python3-pyelftools >= 0.29", "python3-pyyaml >= 6.0", "python3-zstandard >= 0.20",
+    "python3-pyelftools >= 0.29", "python3-pyyaml >= 6.0", "python3-zstandard >= 0.20",
 }
 
 

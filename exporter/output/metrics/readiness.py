@@ -29,7 +29,13 @@ def section(out: Families, scrape: Scrape) -> None:
                         "kernel (reasons: " + ", ".join(sorted(REASONS)) + ").",
                         ["kernel", "module", "dkms", "reason"])
     kproblem = out.gauge("dkms_kernel_problem", "1 for each kernel-level problem: headers_missing (a "
-                         "warning), initramfs_missing, initramfs_unreadable.", ["kernel", "reason"])
+                         "warning), initramfs_missing, initramfs_unreadable, loaded_module_missing (one "
+                         "series for all such modules: see dkms_kernel_loaded_module_missing).", ["kernel", "reason"])
+    lost = out.gauge("dkms_kernel_loaded_module_missing", "1 for each module loaded now (not out-of-tree) that "
+                     "the kernel lacks: not built in, no file where its modules.dep says. severity is error when "
+                     "the host loads it at boot (initramfs, modules-load.d, /etc/modules, "
+                     "/etc/initramfs-tools/modules, early_boot_modules), else warning.",
+                     ["kernel", "module", "severity"])
     for kv in r.kernels:
         if kv.verdict != "unknown":
             kready.add_metric([kv.kernel], 1 if kv.verdict == "ready" else 0)
@@ -38,7 +44,9 @@ def section(out: Families, scrape: Scrape) -> None:
             working.add_metric([kv.kernel, m.module, m.dkms], 1 if m.working else 0)
             for p in m.problems:
                 problem.add_metric([kv.kernel, m.module, m.dkms, p.reason], 1)
-        for p in kv.kernel_problems:
-            kproblem.add_metric([kv.kernel, p.reason], 1)
+        for reason in dict.fromkeys(p.reason for p in kv.kernel_problems):
+            kproblem.add_metric([kv.kernel, reason], 1)
+        for name, severity in kv.loaded_missing:
+            lost.add_metric([kv.kernel, name, severity], 1)
     out.gauge("dkms_rollback_kernels", "Installed kernels other than the boot targets that are ready: "
               "what you can fall back to.").add_metric([], r.rollback_ready)

@@ -1,1 +1,0 @@
-"""The Grafana dashboard for dkms-exporter, generated from Python (see alerts/generate.py)."""

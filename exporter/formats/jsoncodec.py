@@ -1,0 +1,107 @@
+"""Parse results <-> plain JSON values, for the persistent cache (exporter/host/diskcache.py).
+
+Why not pickle: the cache directory outlives the process and is a file on disk, and unpickling
+runs whatever the file says.  This codec only ever builds the types it was given: frozen
+dataclasses and exception classes named in its allowlist, plus None, bool, int, float, str,
+bytes, tuple, list, frozenset and str-keyed dicts.  Anything else in a file is a ValueError, so a
+damaged or foreign file can at worst be refused, never run.
+
+``schema`` is a fingerprint of the allowlisted types' fields: when a dataclass gains, loses or
+retypes a field, files written before no longer match and are ignored (then rewritten).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+from typing import Any, Callable
+
+VERSION = 1   # the tagging below; bump when it changes
+
+
+class Codec:
+    """Encodes values built from ``types`` (dataclasses), ``errors`` (exception class -> the
+    names of its constructor arguments, read back from its attributes) and ``custom`` (class ->
+    (to_json, from_json), for containers such as a dict subclass that is not a dataclass:
+    to_json returns plain JSON values, and from_json must check what it is given, because it
+    gets the file's JSON as it is (no tagging, so that a 25,000-row table decodes quickly))."""
+
+    def __init__(self, name: str, types: tuple[type, ...] = (),
+                 errors: dict[type, tuple[str, ...]] | None = None,
+                 custom: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] | None = None) -> None:
+        self.name = name
+        self._types = {t.__qualname__: t for t in types}
+        self._errors = {t.__qualname__: (t, args) for t, args in (errors or {}).items()}
+        self._custom = {t.__qualname__: (t, fns) for t, fns in (custom or {}).items()}
+        for t in types:
+            if not dataclasses.is_dataclass(t):
+                raise TypeError(f"{t.__qualname__} is not a dataclass")
+        shape = [VERSION, name]
+        shape += [(q, [(f.name, str(f.type)) for f in dataclasses.fields(t)]) for q, t in sorted(self._types.items())]
+        shape += [(q, list(args)) for q, (_, args) in sorted(self._errors.items())]
+        shape += [(q, fns[0].__qualname__) for q, (_, fns) in sorted(self._custom.items())]
+        self.schema = f"{name}-{hashlib.sha256(repr(shape).encode()).hexdigest()[:16]}"
+
+    # -- encode ------------------------------------------------------------------------------
+    def encode(self, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        kind = type(value).__qualname__
+        if kind in self._custom and type(value) is self._custom[kind][0]:
+            return {"c": kind, "v": self._custom[kind][1][0](value)}
+        if kind in self._types and type(value) is self._types[kind]:
+            return {"c": kind, "f": {f.name: self.encode(getattr(value, f.name))
+                                     for f in dataclasses.fields(value) if f.init}}
+        if kind in self._errors and type(value) is self._errors[kind][0]:
+            return {"c": kind, "a": {a: self.encode(getattr(value, a)) for a in self._errors[kind][1]}}
+        if isinstance(value, bytes):
+            return {"b": base64.b64encode(value).decode("ascii")}
+        if isinstance(value, tuple):
+            return {"t": [self.encode(v) for v in value]}
+        if isinstance(value, frozenset):
+            return {"s": [self.encode(v) for v in value]}
+        if isinstance(value, list):
+            return [self.encode(v) for v in value]
+        if type(value) is dict and all(isinstance(k, str) for k in value):
+            return {"d": {k: self.encode(v) for k, v in value.items()}}
+        raise TypeError(f"{self.name}: cannot encode a {kind}")
+
+    # -- decode ------------------------------------------------------------------------------
+    def decode(self, data: Any) -> Any:
+        """The value ``encode`` was given; ValueError for anything it would not have written."""
+        if data is None or isinstance(data, (bool, int, float, str)):
+            return data
+        if isinstance(data, list):
+            return [self.decode(v) for v in data]
+        if not isinstance(data, dict) or len(data) not in (1, 2):
+            raise ValueError(f"{self.name}: unexpected {type(data).__name__}")
+        if "c" in data:
+            return self._decode_class(data)
+        (tag, body), = data.items()
+        if tag == "b" and isinstance(body, str):
+            return base64.b64decode(body.encode("ascii"), validate=True)
+        if tag == "t" and isinstance(body, list):
+            return tuple(self.decode(v) for v in body)
+        if tag == "s" and isinstance(body, list):
+            return frozenset(self.decode(v) for v in body)
+        if tag == "d" and isinstance(body, dict):
+            return {k: self.decode(v) for k, v in body.items()}
+        raise ValueError(f"{self.name}: unknown tag {tag!r}")
+
+    def _decode_class(self, data: dict) -> Any:
+        kind, (tag, body) = data["c"], next((k, v) for k, v in data.items() if k != "c")
+        if tag == "v" and kind in self._custom:
+            return self._custom[kind][1][1](body)
+        if tag == "f" and kind in self._types and isinstance(body, dict):
+            cls = self._types[kind]
+            names = {f.name for f in dataclasses.fields(cls) if f.init}
+            if set(body) != names:
+                raise ValueError(f"{self.name}: {kind} fields {sorted(body)} are not {sorted(names)}")
+            return cls(**{k: self.decode(v) for k, v in body.items()})
+        if tag == "a" and kind in self._errors and isinstance(body, dict):
+            cls, args = self._errors[kind]
+            if set(body) != set(args):
+                raise ValueError(f"{self.name}: {kind} arguments {sorted(body)} are not {sorted(args)}")
+            return cls(**{k: self.decode(v) for k, v in body.items()})
+        raise ValueError(f"{self.name}: {kind!r} is not a type this cache holds")

@@ -1,0 +1,245 @@
+"""The persistent cache (--cache.dir): what it keeps, and that it never trusts a file it did not
+write for this file identity and schema (counted by reason, then rewritten)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from example_hosts import healthy, reboot_trap
+
+from exporter.cli import main
+from exporter.collectors.module import MODULE_CODEC
+from exporter.config import Config
+from exporter.formats import symvers
+from exporter.formats.jsoncodec import Codec
+from exporter.formats.module import ModuleFileError
+from exporter.host.diskcache import MISS, DiskCache
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
+
+CODEC = Codec("test", ())
+IDENT = (1, 2, 3, 4, 5)
+
+
+def cache_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "cache"
+    d.mkdir(mode=0o700)
+    return d
+
+
+def scraper(root: Path, store: DiskCache) -> Scraper:
+    return Scraper(HostFS(root), Config(), store=store)
+
+
+def entries(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.suffix == ".json")
+
+
+def test_a_second_process_reads_the_parses_back_instead_of_parsing(tmp_path):
+    """Round trip through a real scrape: every persisted purpose is stored, a new Scraper (a new
+    process) gets them all from disk with no parse, and the facts are equal."""
+    root = tmp_path / "h"
+    healthy(root)
+    d = cache_dir(tmp_path)
+    first = scraper(root, DiskCache(str(d))).scrape()
+    assert len(entries(d)) >= 5     # module files, export tables, modules.dep, images, dpkg facts
+    store = DiskCache(str(d))
+    again = scraper(root, store).scrape()
+    assert store.hits >= 5 and store.misses == 0 and store.stores == 0
+    assert sum(store.rejected.values()) == 0
+    for name in ("module", "initramfs", "kernel", "packages", "dkms"):
+        assert again.facts.runs[name].facts == first.facts.runs[name].facts, name
+    assert again.readiness == first.readiness
+
+
+def test_values_round_trip_exactly():
+    table = symvers.parse_module_symvers("0x12345678\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n"
+                                         "0x00000000\tfoo\tdrivers/x/y\tEXPORT_SYMBOL_GPL\tNS\n")
+    back = symvers.CODEC.decode(json.loads(json.dumps(symvers.CODEC.encode(table))))
+    assert back == table and type(back) is symvers.ExportTable and back.has_crcs
+    err = ModuleFileError("truncated", "x.ko: 3 bytes")
+    back = MODULE_CODEC.decode(json.loads(json.dumps(MODULE_CODEC.encode(err))))
+    assert type(back) is ModuleFileError and (back.code, back.message) == (err.code, err.message)
+    value = (b"\0\xff", frozenset({"a"}), {"k": [1, 2.5, None, True]})
+    assert CODEC.decode(json.loads(json.dumps(CODEC.encode(value)))) == value
+
+
+def _stored(d: Path, value=("x", 1)) -> tuple[DiskCache, Path]:
+    store = DiskCache(str(d))
+    store.put("/boot/img", "p", IDENT, CODEC, value)
+    (entry,) = entries(d)
+    return store, entry
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("truncate", "corrupt"), ("flip", "corrupt"), ("empty", "foreign"), ("foreign", "foreign"),
+    ("schema", "schema"), ("other-path", "foreign"), ("body-type", "corrupt"),
+])
+def test_a_damaged_entry_is_refused_counted_and_rewritten(tmp_path, damage, reason):
+    d = cache_dir(tmp_path)
+    _, entry = _stored(d)
+    raw = entry.read_bytes()
+    head, _, body = raw.partition(b"\n")
+    header = json.loads(head)
+    if damage == "truncate":
+        raw = raw[: len(raw) - 3]
+    elif damage == "flip":
+        raw = raw[:-2] + bytes([raw[-2] ^ 0x01]) + raw[-1:]
+    elif damage == "empty":
+        raw = b""
+    elif damage == "foreign":
+        raw = b"\x7fELF\x02\x01\x01" + b"\0" * 64
+    elif damage in ("schema", "other-path"):
+        header["schema" if damage == "schema" else "path"] = "something-else"
+        raw = json.dumps(header).encode() + b"\n" + body
+    elif damage == "body-type":   # checksummed, but holds a type this cache never writes
+        body = json.dumps({"c": "os.system", "a": {"cmd": "true"}}).encode()
+        header.update(length=len(body), sha256=__import__("hashlib").sha256(body).hexdigest())
+        raw = json.dumps(header).encode() + b"\n" + body
+    entry.write_bytes(raw)
+    store = DiskCache(str(d))
+    assert store.get("/boot/img", "p", IDENT, CODEC) is MISS
+    assert store.rejected[reason] == 1 and sum(store.rejected.values()) == 1
+    store.put("/boot/img", "p", IDENT, CODEC, ("x", 1))
+    assert DiskCache(str(d)).get("/boot/img", "p", IDENT, CODEC) == ("x", 1)
+
+
+def test_a_symlink_or_another_users_file_is_never_read(tmp_path):
+    d = cache_dir(tmp_path)
+    _, entry = _stored(d)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(entry.read_bytes())
+    entry.unlink()
+    entry.symlink_to(elsewhere)
+    store = DiskCache(str(d))
+    assert store.get("/boot/img", "p", IDENT, CODEC) is MISS and store.rejected["unsafe"] == 1
+    entry.unlink()
+    _stored(d)
+    os.chmod(entry, 0o666)       # writable by anyone: whoever could have written it, it is not trusted
+    store = DiskCache(str(d))
+    assert store.get("/boot/img", "p", IDENT, CODEC) is MISS and store.rejected["unsafe"] == 1
+    os.chmod(entry, 0o600)
+    os.chown(entry, 65534, 65534)   # tests run as root (as the suite does): another user's file
+    store = DiskCache(str(d))
+    assert store.get("/boot/img", "p", IDENT, CODEC) is MISS and store.rejected["unsafe"] == 1
+
+
+def test_an_unsafe_directory_turns_the_cache_off(tmp_path):
+    d = tmp_path / "open"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    store = DiskCache(str(d))
+    assert not store.usable and "writable" in store.problem
+    store.put("/x", "p", IDENT, CODEC, 1)
+    assert list(d.iterdir()) == [] and store.get("/x", "p", IDENT, CODEC) is MISS
+    link = tmp_path / "link"          # a link to a directory others may write: still refused
+    link.symlink_to(d)
+    assert not DiskCache(str(link)).usable
+    good = tmp_path / "good"          # systemd's DynamicUser= layout: a root-owned link to private/NAME
+    good.symlink_to(cache_dir(tmp_path))
+    store = DiskCache(str(good))
+    assert store.usable and store.directory == str((tmp_path / "cache").resolve())
+
+
+def test_a_changed_identity_is_a_miss_and_the_rewrite_is_read_again(tmp_path):
+    """The persistent cache keys on (dev, ino, size, mtime_ns, ctime_ns) like the in-memory one:
+    a module rewritten in place with its size and mtime put back is parsed again by the next
+    process, not served from the cache."""
+    root = tmp_path / "h"
+    healthy(root)
+    d = cache_dir(tmp_path)
+    assert scraper(root, DiskCache(str(d))).scrape().readiness.verdict == "ready"
+    module = next(root.glob("usr/lib/modules/*/updates/dkms/acpi_call.ko*"))
+    st = module.stat()
+    with open(module, "r+b") as f:
+        f.write(b"\0" * st.st_size)
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    store = DiskCache(str(d))
+    readiness = scraper(root, store).scrape().readiness
+    assert store.stores >= 1
+    assert "module_unreadable" in {p.reason for k in readiness.kernels for m in k.modules for p in m.problems}
+    assert store.get("/nothing", "p", IDENT, CODEC) is MISS
+
+
+def test_the_directory_stays_within_its_bound(tmp_path):
+    d = cache_dir(tmp_path)
+    store = DiskCache(str(d), max_bytes=4000)
+    for i in range(20):
+        store.put(f"/f{i}", "p", IDENT, CODEC, "x" * 500)
+    store.enforce_bound()
+    total = sum(p.stat().st_size for p in entries(d))
+    assert total <= 4000 and store.evicted >= 10
+    assert store.get("/f19", "p", IDENT, CODEC) == "x" * 500   # the newest survive
+
+
+def _writer(directory: str, n: int) -> None:
+    store = DiskCache(directory, max_bytes=20_000)
+    for i in range(n):
+        store.put(f"/f{i % 7}", "p", IDENT, CODEC, [os.getpid(), i, "y" * 300])
+        store.get(f"/f{(i + 3) % 7}", "p", IDENT, CODEC)
+        if i % 10 == 0:
+            store.enforce_bound()
+    assert sum(store.rejected.values()) == 0, store.rejected
+
+
+def test_two_processes_writing_at_once_never_see_half_a_file(tmp_path):
+    """A serve and a textfile run share the directory: every read sees a whole file (or none)."""
+    d = cache_dir(tmp_path)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(d), 300)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = DiskCache(str(d))
+    for i in range(7):
+        value = store.get(f"/f{i}", "p", IDENT, CODEC)
+        assert value is MISS or value[2] == "y" * 300
+    assert sum(store.rejected.values()) == 0
+    assert not [p for p in d.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_textfile_with_cache_dir_and_no_cache_dir(tmp_path):
+    root = tmp_path / "h"
+    healthy(root)
+    d = tmp_path / "cache"
+    out = tmp_path / "dkms.prom"
+    assert main(["textfile", "--cache.dir", str(d), "--output", str(out), "--path.rootfs", str(root)]) == 0
+    assert oct(d.stat().st_mode & 0o777) == "0o700" and entries(d)
+    text = out.read_text()
+    assert 'dkms_exporter_cache_rejected_total{reason="corrupt"} 0' in text
+    assert main(["textfile", "--cache.dir", str(d), "--output", str(out), "--path.rootfs", str(root)]) == 0
+    assert "dkms_exporter_cache_hits_total" in out.read_text()
+    other = tmp_path / "unused"
+    assert main(["textfile", "--no-cache.dir", "--output", str(out), "--path.rootfs", str(root)]) == 0
+    assert not other.exists() and "dkms_exporter_cache_rejected_total" not in out.read_text()
+
+
+@pytest.mark.parametrize("host, verifies", [(reboot_trap, False), (healthy, True)])
+def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
+    """`textfile` without --config.file imports no YAML, no HTTP server, TLS or basic-auth code of
+    ours and no bcrypt; cryptography only on a host where Secure Boot makes it verify module
+    signatures (checked in a fresh interpreter: sys.modules after the run).  ssl and http.server
+    still come in with prometheus_client's own package import, which the exposition needs."""
+    root = tmp_path / "h"
+    host(root)
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['dkms-exporter', '--no-cache.dir', 'textfile', '--output', {str(tmp_path / 'x.prom')!r},"
+            f" '--path.rootfs', {str(root)!r}]\n"
+            "try:\n    runpy.run_module('exporter', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    assert (tmp_path / "x.prom").exists()
+    loaded = set(out)
+    assert ("cryptography" in loaded) == verifies
+    unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
+                "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util"}
+    assert loaded & unwanted == set()
