@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families as text_families
 from testkit import http_request, raw_head, serving
@@ -16,6 +18,7 @@ from example_hosts import many_problems
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
+from exporter.output.metrics.registry import FilteringRegistry, collector_registry
 from exporter.web.server import App, build_registry, make_http_server
 
 # what Debian 12's Prometheus (2.42) sends with every scrape (scrape/scrape.go's acceptHeader)
@@ -90,3 +93,33 @@ def test_name_filter_returns_only_those_families(port):
     assert sorted(f.name for f in openmetrics_families(body.decode())) == ["dkms_next_boot_ready", "process_open_fds"]
     _, _, body = http_request(port, "/metrics?name[]=no_such_metric")
     assert body == b""
+
+
+@pytest.mark.parametrize("names", [
+    ["dkms_next_boot_ready"],
+    ["dkms_module_problem", "process_open_fds"],
+    ["dkms_module_state", "dkms_exporter_build_info", "no_such_metric"],
+    ["no_such_metric"],
+])
+@pytest.mark.parametrize("encode", [generate_latest, openmetrics_latest], ids=["text", "openmetrics"])
+def test_name_filter_fallback_for_old_client_python_matches_client_python(app, names, encode):
+    """Debian 12's python3-prometheus-client (0.16) has no support_collectors_without_names; the
+    fallback registry (FilteringRegistry) must answer name[] exactly as client_python >= 0.25 does."""
+    ours = FilteringRegistry(auto_describe=False)
+    for collector in list(app.registry._collector_to_names):
+        ours.register(collector)
+    theirs = encode(app.registry.restricted_registry(names)).decode()
+    mine = encode(ours.restricted_registry(names)).decode()
+    assert samples(text_families(mine) if encode is generate_latest else openmetrics_families(mine)) == \
+        samples(text_families(theirs) if encode is generate_latest else openmetrics_families(theirs))
+    # the same HELP and TYPE lines too; only the order of families may differ (client_python
+    # yields collectors that described their names first)
+    assert sorted(line for line in mine.splitlines() if line.startswith("#")) == \
+        sorted(line for line in theirs.splitlines() if line.startswith("#"))
+
+
+def test_collector_registry_uses_client_pythons_own_filter_when_it_can():
+    import prometheus_client.registry as registry
+    expected = FilteringRegistry if "support_collectors_without_names" not in \
+        registry.CollectorRegistry.__init__.__code__.co_varnames else registry.CollectorRegistry
+    assert type(collector_registry()) is expected

@@ -5,7 +5,9 @@
   the classic text format 0.0.4 (or 1.0.0 when asked for ``text/plain; version=1.0.0``);
 - ``?name[]=a&name[]=b`` keeps only those samples, through ``CollectorRegistry.restricted_registry``
   (whose collectors say no names up front, so the registry must be built with
-  ``support_collectors_without_names=True``: client_python 0.25 or later);
+  ``support_collectors_without_names=True``: client_python 0.25 or later; on older ones, such as
+  Debian 12's 0.16, output/metrics/registry.py's ``collector_registry`` gives a registry that
+  filters the same way);
 - the body is gzipped when ``exposition.gzip_accepted`` finds gzip in ``Accept-Encoding``.
 
 The collect behind it is one single-flight host scrape (exporter/scrape/scraper.py); the caller

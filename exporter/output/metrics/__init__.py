@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from ...scrape import Scrape, Scraper
 from . import akmods, dkms, exporter, initramfs, kernel, module, os, packages, readiness, secureboot, system
 from .families import Families, clean
+from .registry import collector_registry
 
 __all__ = ["DkmsCollector", "clean", "families"]
 
@@ -35,9 +36,10 @@ def families(scrape: Scrape, cache_hits: int = 0, cache_misses: int = 0, store: 
 
 def registry_for(scraper: Scraper) -> tuple[CollectorRegistry, "DkmsCollector"]:
     """A registry with our collector: no names up front, since they depend on the host, so
-    ``name[]`` filtering needs support_collectors_without_names.  Here, not in web/, so that
+    ``name[]`` filtering needs a registry that sees such collectors (registry.collector_registry,
+    also on Debian 12's client_python 0.16).  Here, not in web/, so that
     `metrics` and `textfile` do not import the HTTP server, TLS and basic auth."""
-    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    registry = collector_registry()
     collector = DkmsCollector(scraper)
     registry.register(collector)
     return registry, collector
