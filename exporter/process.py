@@ -32,13 +32,10 @@ def tune_malloc() -> None:
 
 
 def _libc_handle() -> ctypes.CDLL:
-    """glibc by its soname; ctypes.util.find_library only where that fails, because it runs
-    ldconfig (or gcc) in a subprocess: ~20 ms of every cold run."""
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        from ctypes import util
-        return ctypes.CDLL(util.find_library("c") or "libc.so.6")
+    """glibc by its soname.  No ctypes.util.find_library fallback: it runs ldconfig (or gcc) in
+    a subprocess, and a libc without this soname (musl) has no mallopt/malloc_trim to tune
+    anyway; OSError here leaves the allocator as it is."""
+    return ctypes.CDLL("libc.so.6")
 
 
 def release_heap() -> None:
