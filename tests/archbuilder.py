@@ -93,9 +93,7 @@ class ArchHost(Host):
 
     def finish(self, *, depmod: bool = True, mtime: int = FIXED_MTIME) -> Path:
         if depmod:
-            for release, k in self.kernels.items():
-                if k.modules_dep:
-                    self.depmod(release)
+            self.depmod_all()
         conf = "[options]\nArchitecture = auto\nSigLevel = Never\n"
         self.write("etc/pacman.conf", conf)         # pacman -U reads it; the holds come after
         install(self.root, self.pkgs, when=FIXED_TIME)

@@ -435,11 +435,15 @@ class Host:
             found.setdefault(name, rel)
         self.write(f"usr/lib/modules/{release}/modules.dep", "".join(f"{rel}:\n" for rel in found.values()))
 
+    def depmod_all(self) -> None:
+        """modules.dep for every kernel that has one (each family's finish() starts with it)."""
+        for release, k in self.kernels.items():
+            if k.modules_dep:
+                self.depmod(release)
+
     def finish(self, *, depmod: bool = True, mtime: int = FIXED_MTIME) -> Path:
         if depmod:
-            for release, k in self.kernels.items():
-                if k.modules_dep:
-                    self.depmod(release)
+            self.depmod_all()
         self.write("var/lib/dpkg/status", "\n".join(sorted(self.packages, key=lambda s: s.split("\n", 1)[0])))
         self.write("var/lib/dpkg/arch", "amd64\n")
         for path in [self.root, *self.root.rglob("*")]:

@@ -232,9 +232,7 @@ class RhelHost(Host):
     # --- finishing -----------------------------------------------------------------------
     def finish(self, *, depmod: bool = True, mtime: int = FIXED_MTIME) -> Path:
         if depmod:
-            for release, k in self.kernels.items():
-                if k.modules_dep:
-                    self.depmod(release)
+            self.depmod_all()
         db = self.path("usr/lib/sysimage/rpm" if self.os_id == "fedora" else "var/lib/rpm")
         shutil.rmtree(db, ignore_errors=True)
         db.mkdir(parents=True)

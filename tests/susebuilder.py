@@ -29,7 +29,7 @@ from pathlib import Path
 from hostbuilder import FIXED_MTIME, KABI, SYMBOLS, _Kernel, kernel_crc, module_elf
 from ndbtools import ndb_bytes
 from rhelbuilder import RhelHost
-from rpmtools import FIXED_TIME, Spec, install, rpmbuild
+from rpmtools import install, rpmbuild
 
 ROOT_UUID = "3f1c2b8e-6a7d-4c1e-9b2a-5d8e7f6a1b2c"
 OS_NAME = "SLES 15-SP6"
@@ -176,9 +176,7 @@ class SuseHost(RhelHost):
     # --- finishing -----------------------------------------------------------------------
     def finish(self, *, depmod: bool = True, mtime: int = FIXED_MTIME) -> Path:
         if depmod:
-            for release, k in self.kernels.items():
-                if k.modules_dep:
-                    self.depmod(release)
+            self.depmod_all()
         db = self.path("var/lib/rpm")
         shutil.rmtree(db, ignore_errors=True)
         db.mkdir(parents=True)

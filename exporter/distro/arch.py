@@ -12,7 +12,7 @@ import re
 
 from ..facts.packages import Package, PackageFacts, PackageProblem
 from ..facts.system import RebootRequired
-from ..formats.pacman import (HoldRule, LocalPackage, PacmanConfError, PacmanDbError, parse_desc,
+from ..formats.pacman import (HoldRule, LocalPackage, PacmanConfError, parse_desc,
                               parse_pacman_conf, should_ignore, split_entry_name)
 from ..formats.versions import alpm_release_key
 from ..host.context import Context, Unreadable

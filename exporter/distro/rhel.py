@@ -170,14 +170,19 @@ RHEL = Rhel()
 # Reading the database files
 
 
+def header_row(hnum: int, blob) -> "InstalledPackage | tuple[int, str]":
+    """One rpmdb entry as _database takes it: the package, or (hnum, why) for an entry rpm
+    skips (a header that does not parse, or a backend's own error for that slot)."""
+    if isinstance(blob, Exception):
+        return (hnum, str(blob))
+    try:
+        return installed_package(hnum, bytes(blob))
+    except RpmHeaderError as exc:
+        return (hnum, str(exc))
+
+
 def _read_sqlite(path, host: str) -> RpmDatabase:
-    def convert(row):
-        hnum, blob = row
-        try:
-            return installed_package(hnum, bytes(blob))
-        except RpmHeaderError as exc:
-            return (hnum, str(exc))
-    rows = query_sqlite(path, "SELECT hnum, blob FROM Packages", MAX_RPMDB_BYTES, convert)
+    rows = query_sqlite(path, "SELECT hnum, blob FROM Packages", MAX_RPMDB_BYTES, lambda row: header_row(*row))
     return _database(host, "sqlite", rows)
 
 
@@ -191,13 +196,8 @@ def _read_bdb(path, host: str) -> RpmDatabase:
         kind = identify(head)
         if kind != "bdb-hash":
             raise ValueError(f"{path}: not a Berkeley DB hash database ({kind or 'unknown magic'})")
-        rows = []
         try:
-            for hnum, blob in bdb_packages(lambda off, n: os.pread(fd, n, off), size):
-                try:
-                    rows.append(installed_package(hnum, blob))
-                except RpmHeaderError as exc:
-                    rows.append((hnum, str(exc)))
+            rows = [header_row(hnum, blob) for hnum, blob in bdb_packages(lambda off, n: os.pread(fd, n, off), size)]
         except RpmdbError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return _database(host, "bdb-hash", rows)

@@ -17,14 +17,12 @@ import re
 from ..facts.packages import Package, PackageFacts, PackageModule, PackageProblem
 from ..facts.system import RebootRequired
 from ..formats.ndb import NdbError, ndb_packages
-from ..formats.rpmdb import installed_package
-from ..formats.rpmheader import RpmHeaderError
 from ..formats.versions import rpm_release_key
 from ..formats.zypplocks import ZyppLock, ZyppLocksError, judge, parse_locks
 from ..host.context import Context, Unreadable
 from ..host.reader import open_regular
 from .base import Distro
-from .rhel import MAX_RPMDB_BYTES, RHEL, RpmDatabase, _database, duplicates
+from .rhel import MAX_RPMDB_BYTES, RHEL, RpmDatabase, _database, duplicates, header_row
 
 NDB_PATHS = ("/usr/lib/sysimage/rpm/Packages.db", "/var/lib/rpm/Packages.db")
 LOCKS = "/etc/zypp/locks"
@@ -143,16 +141,8 @@ def _read_ndb(path, host: str) -> RpmDatabase:
         size = os.fstat(fd).st_size
         if size > MAX_RPMDB_BYTES:
             raise ValueError(f"{path}: {size} bytes, larger than {MAX_RPMDB_BYTES}")
-        rows = []
         try:
-            for hnum, blob in ndb_packages(lambda off, n: os.pread(fd, n, off), size):
-                if isinstance(blob, NdbError):
-                    rows.append((hnum, str(blob)))
-                    continue
-                try:
-                    rows.append(installed_package(hnum, blob))
-                except RpmHeaderError as exc:
-                    rows.append((hnum, str(exc)))
+            rows = [header_row(hnum, blob) for hnum, blob in ndb_packages(lambda off, n: os.pread(fd, n, off), size)]
         except NdbError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return _database(host, "ndb", rows)
