@@ -1,9 +1,11 @@
-"""Fixtures of the oracle tests: every scenario x kernel booted once (equal boots shared), two
-QEMUs at a time, while holding the real-host builder's lock shared.  Failures to build or boot
-fail the tests with the reason; nothing is skipped."""
+"""Fixtures of the oracle tests: every scenario x kernel of every Debian generation (GENERATIONS:
+bookworm, trixie) booted once (equal boots shared), two QEMUs at a time, while holding the
+real-host builders' locks shared.  Failures to build or boot fail the tests with the reason;
+nothing is skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,7 @@ from testkit import slow_artifact
 from . import artifacts
 from .harness import BootResult, BootSpec, boot
 from .judge import Row, judge_kernel
-from .scenarios import Case, SharedLock, cases, ensure_realhost, os_cpu_count
+from .scenarios import GENERATIONS, Case, SharedLock, cases, ensure_realhost, os_cpu_count
 
 
 @dataclass
@@ -33,13 +35,18 @@ class OracleRun:
     def result(self, case: Case) -> BootResult:
         return self.boots[case.spec.key()]
 
+    def seconds_of(self, generation: str) -> float:
+        """The QEMU wall time of one generation's distinct boots, summed (they ran two at a time)."""
+        keys = {c.spec.key() for c in self.cases if c.generation == generation} - set(self.aliases)
+        return sum(self.boots[k].seconds for k in keys)
+
     def report(self) -> str:
         lines = [(f"oracle stage: {len(self.cases)} scenario x kernel cases, "
                   f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall")]
         for case in self.cases:
             r = self.result(case)
             mode = "secure-boot" if case.spec.secure_boot else "direct"
-            lines.append(f"== {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s "
+            lines.append(f"== {case.generation}: {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s "
                          f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}"
                          + (f" = boot {self.aliases[case.spec.key()]}]" if case.spec.key() in self.aliases else "]"))
             lines += ["   " + row.line() for row in self.rows[(case.scenario, case.kernel)]]
@@ -48,11 +55,14 @@ class OracleRun:
 
 def _run_all(work: Path) -> OracleRun:
     from rhelhost.build import ensure_rhelhost
-    realhost = ensure_realhost()
-    rhelhost = ensure_rhelhost()
-    with SharedLock(realhost), SharedLock(rhelhost):
+    builds = {g: ensure_realhost(g) for g in GENERATIONS}
+    rhelhost = ensure_rhelhost() if "bookworm" in builds else None   # derived from bookworm's tree
+    with contextlib.ExitStack() as locks:
+        for build in (*builds.values(), *([rhelhost] if rhelhost else [])):
+            locks.enter_context(SharedLock(build))
         start = time.monotonic()
-        all_cases = cases(realhost, rhelhost)
+        all_cases = [c for g, build in builds.items()
+                     for c in cases(build, rhelhost if g == "bookworm" else None, g)]
         specs = {c.spec.key(): c.spec for c in all_cases}
         aliases = _empty_plan_aliases(specs)
         workers = max(1, min(2, os_cpu_count()))
@@ -68,7 +78,7 @@ def _run_all(work: Path) -> OracleRun:
     (work / "report.txt").write_text(report + "\n")
     (artifacts.oracle_cache() / "last-report.txt").write_text(report + "\n")
     (work / "timings.json").write_text(json.dumps(
-        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at,
+        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at, "release": b.spec.release,
              "secure_boot": b.spec.secure_boot is not None} for k, b in boots.items()}, indent=1))
     return run
 

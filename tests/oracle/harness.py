@@ -32,7 +32,7 @@ CMDLINE = "console=ttyS0 panic=-1 rdinit=/oracle-init loglevel=1"
 INDEX_FILES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin",
                "modules.softdep", "modules.symbols", "modules.symbols.bin", "modules.builtin",
                "modules.builtin.bin", "modules.builtin.alias.bin", "modules.builtin.modinfo",
-               "modules.devname", "modules.order")
+               "modules.devname", "modules.order", "modules.weakdep")   # weakdep: kmod 33+ (Debian 13)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class SecureBootSetup:
     `mokutil --import` + MokManager; shim copies them to MokListRT and the mokvar table."""
 
     mok_certificates: tuple[bytes, ...] = ()
+    suite: str = "bookworm"       # whose signed shim and grub boot (the tree's Debian release)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class BootSpec:
         for rel in self.extra_files:
             h.update(b"extra " + rel.encode() + _file_digest(self.tree / rel.lstrip("/")))
         if self.secure_boot is not None:
-            h.update(b"secure-boot")
+            h.update(b"secure-boot " + self.secure_boot.suite.encode())
             for der in self.secure_boot.mok_certificates:
                 h.update(hashlib.sha256(der).digest())
         return h.hexdigest()[:20]
@@ -95,7 +96,7 @@ class BootSpec:
         for f in (self.vmlinuz, self.initrd):
             h.update(_file_digest(f))
         if self.secure_boot is not None:
-            h.update(b"secure-boot")
+            h.update(b"secure-boot " + self.secure_boot.suite.encode())
             for der in self.secure_boot.mok_certificates:
                 h.update(hashlib.sha256(der).digest())
         return h.hexdigest()[:20]
@@ -257,7 +258,7 @@ def esp_image(spec: BootSpec, initrd: Path, work: Path) -> Path:
     """A FAT ESP made with mtools (no mounts): shim as the removable-media loader, grub beside it
     (shim's second stage), the signed kernel, the combined initramfs and grub.cfg where Debian's
     signed grub looks ($prefix /EFI/debian, else next to itself)."""
-    chain = artifacts.secure_boot_chain()
+    chain = artifacts.secure_boot_chain(spec.secure_boot.suite if spec.secure_boot else artifacts.HOST_SUITE)
     mformat, mmd, mcopy = artifacts.mtools()
     image = work / "esp.img"
     size = spec.vmlinuz.stat().st_size + initrd.stat().st_size + 16 * 2**20
@@ -282,7 +283,7 @@ def esp_image(spec: BootSpec, initrd: Path, work: Path) -> Path:
 def firmware_vars(setup: SecureBootSetup, work: Path) -> Path:
     """A copy of OVMF's Microsoft-enrolled variable store with the MOK certificates in MokList,
     written by virt-fw-vars (what MokManager would have written after `mokutil --import`)."""
-    chain = artifacts.secure_boot_chain()
+    chain = artifacts.secure_boot_chain(setup.suite)
     out = work / "OVMF_VARS.fd"
     argv = [*artifacts.virt_fw_vars(), "-i", str(chain.ovmf_vars), "-o", str(out)]
     for i, der in enumerate(setup.mok_certificates):
@@ -295,9 +296,9 @@ def firmware_vars(setup: SecureBootSetup, work: Path) -> Path:
     return out
 
 
-def secure_argv(esp: Path, fw_vars: Path, console: Path) -> list[str]:
+def secure_argv(esp: Path, fw_vars: Path, console: Path, suite: str = artifacts.HOST_SUITE) -> list[str]:
     """OVMF with Secure Boot (SMM, secure pflash) boots shim from the ESP on a virtio disk."""
-    chain = artifacts.secure_boot_chain()
+    chain = artifacts.secure_boot_chain(suite)
     return [artifacts.qemu(), "-machine", "q35,smm=on", "-accel", "tcg", "-m", "1024", "-smp", "1",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-global", "driver=cfi.pflash01,property=secure,value=on",
@@ -349,6 +350,8 @@ class KernelView:
     files: dict[str, bytes] = field(default_factory=dict)
     dmesg: list[str] = field(default_factory=list)
     extra: dict[str, int | None] = field(default_factory=dict)   # extra file (VM path) -> errno, None: loaded
+    load_via: dict[str, str] = field(default_factory=dict)      # file -> how loadmod gave it to the kernel
+    keyrings: dict[str, str] = field(default_factory=dict)      # ".machine" -> "1" (keys linked) or "empty"
 
     def module(self, name: str) -> ModuleOutcome:
         name = name.replace("-", "_")
@@ -393,6 +396,10 @@ def parse_console(text: str) -> KernelView:
             view.module(words[0]).resolved = words[1] == "found"
         elif what == "dep" and len(words) == 2:
             current_dep[words[1]] = words[0]
+        elif what == "keyring" and len(words) >= 2:
+            view.keyrings[words[0]] = " ".join(words[1:])
+        elif what == "loadvia" and len(words) == 2:
+            view.load_via[words[0]] = words[1]
         elif what == "load" and len(words) >= 2 and words[0].startswith("/oracle/extra/"):
             view.extra[words[0]] = None if words[1] == "ok" else int(words[1].removeprefix("errno="))
         elif what == "load" and len(words) >= 2:
@@ -443,7 +450,8 @@ def boot(spec: BootSpec, work: Path) -> BootResult:
     if spec.secure_boot is None:
         argv = direct_argv(spec, initrd, console)
     else:
-        argv = secure_argv(esp_image(spec, initrd, work), firmware_vars(spec.secure_boot, work), console)
+        argv = secure_argv(esp_image(spec, initrd, work), firmware_vars(spec.secure_boot, work), console,
+                           spec.secure_boot.suite)
     (work / "argv").write_text(" ".join(argv) + "\n")
     run = run_vm(argv, console, spec.timeout)
     view = parse_console(run.console)
