@@ -35,18 +35,27 @@ class OracleRun:
     def result(self, case: Case) -> BootResult:
         return self.boots[case.spec.key()]
 
-    def seconds_of(self, generation: str) -> float:
-        """The QEMU wall time of one generation's distinct boots, summed (they ran two at a time)."""
-        keys = {c.spec.key() for c in self.cases if c.generation == generation} - set(self.aliases)
-        return sum(self.boots[k].seconds for k in keys)
+    def distinct(self, generation: str | None = None) -> list[BootResult]:
+        """The boots that ran (not the aliases), of one generation or all."""
+        keys = {c.spec.key() for c in self.cases if generation in (None, c.generation)} - set(self.aliases)
+        return [self.boots[k] for k in sorted(keys)]
+
+    def cpu_seconds(self, generation: str | None = None) -> float:
+        """QEMU's CPU time over the distinct boots: the stage's cost whatever else runs."""
+        return sum(b.cpu_seconds for b in self.distinct(generation))
 
     def report(self) -> str:
         lines = [(f"oracle stage: {len(self.cases)} scenario x kernel cases, "
-                  f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall")]
+                  f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall, "
+                  f"{self.cpu_seconds():.0f}s QEMU CPU")]
+        for g in dict.fromkeys(c.generation for c in self.cases):
+            boots = self.distinct(g)
+            lines.append(f"   {g}: {sum(c.generation == g for c in self.cases)} cases, {len(boots)} boots, "
+                         f"{self.cpu_seconds(g):.0f}s QEMU CPU, {sum(b.seconds for b in boots):.0f}s QEMU wall summed")
         for case in self.cases:
             r = self.result(case)
             mode = "secure-boot" if case.spec.secure_boot else "direct"
-            lines.append(f"== {case.generation}: {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s "
+            lines.append(f"== {case.generation}: {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s ({r.cpu_seconds:.1f}s CPU) "
                          f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}"
                          + (f" = boot {self.aliases[case.spec.key()]}]" if case.spec.key() in self.aliases else "]"))
             lines += ["   " + row.line() for row in self.rows[(case.scenario, case.kernel)]]
@@ -78,7 +87,7 @@ def _run_all(work: Path) -> OracleRun:
     (work / "report.txt").write_text(report + "\n")
     (artifacts.oracle_cache() / "last-report.txt").write_text(report + "\n")
     (work / "timings.json").write_text(json.dumps(
-        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at, "release": b.spec.release,
+        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at, "release": b.spec.release, "cpu_seconds": b.cpu_seconds,
              "secure_boot": b.spec.secure_boot is not None} for k, b in boots.items()}, indent=1))
     return run
 

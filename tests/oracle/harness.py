@@ -12,12 +12,15 @@ console, and :func:`parse_console` turns the ``ORACLE ...`` lines into a :class:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -216,23 +219,37 @@ class RunResult:
     seconds: float
     console: str
     stderr: str
+    cpu_seconds: float = 0.0   # QEMU's user + system CPU: what a boot costs whatever the load
 
 
 def run_vm(argv: Sequence[str], console: Path, timeout: float) -> RunResult:
-    """Run a VM whose serial console goes to ``console``; kill its process group at the timeout."""
+    """Run a VM whose serial console goes to ``console``; kill its process group at the timeout.
+    The VM is reaped with wait4 for its CPU time (wall time on a shared machine says little)."""
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-        status = "exited"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        status = "timeout"
+    with tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err_file, start_new_session=True)
+        killed = threading.Event()
+        timer = threading.Timer(timeout, _kill_group, (proc.pid, killed))
+        timer.start()
+        try:
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(wait_status)
+        status = "timeout" if killed.is_set() else "exited"
+        err_file.seek(0)
+        err = err_file.read()
     seconds = time.monotonic() - start
     text = console.read_bytes().decode("utf-8", "replace") if console.exists() else ""
-    return RunResult(status, proc.returncode, seconds, text, err.decode("utf-8", "replace"))
+    return RunResult(status, proc.returncode, seconds, text, err.decode("utf-8", "replace"),
+                     usage.ru_utime + usage.ru_stime)
+
+
+def _kill_group(pid: int, killed: threading.Event) -> None:
+    killed.set()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def direct_argv(spec: BootSpec, initrd: Path, console: Path) -> list[str]:
@@ -425,6 +442,7 @@ class BootResult:
     view: KernelView
     console: str
     detail: str = ""
+    cpu_seconds: float = 0.0  # QEMU's CPU time
 
     def panic(self) -> str | None:
         m = re.search(r"Kernel panic - not syncing: (.*)", self.console)
@@ -463,4 +481,4 @@ def boot(spec: BootSpec, work: Path) -> BootResult:
         status, detail = "init_died", ""
     else:
         status, detail = "ok", ""
-    return BootResult(spec, status, run.seconds, view, run.console, detail)
+    return BootResult(spec, status, run.seconds, view, run.console, detail, run.cpu_seconds)

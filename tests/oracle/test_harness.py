@@ -143,6 +143,14 @@ def test_a_hung_vm_is_killed_at_the_timeout(tmp_path: Path) -> None:
     assert run.console.startswith("ORACLE begin")
 
 
+def test_a_vms_cpu_time_is_measured(tmp_path: Path) -> None:
+    """The stage's cost is judged by QEMU's CPU time (wall time on a shared machine says little)."""
+    run = run_vm(["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo err >&2"],
+                 tmp_path / "console.log", timeout=60.0)
+    assert (run.status, run.returncode, run.stderr) == ("exited", 0, "err\n")
+    assert 0.05 < run.cpu_seconds <= run.seconds + 0.5
+
+
 def test_payload_starts_aligned_after_the_real_initramfs(tmp_path: Path) -> None:
     """The kernel accepts an uncompressed cpio after a compressed one only at a 4-byte boundary."""
     initrd, payload = tmp_path / "initrd", tmp_path / "payload.cpio"
