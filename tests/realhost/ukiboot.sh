@@ -144,7 +144,7 @@ make_variant() {
   if [[ $name == uki || $name == both ]]; then
     for f in "$t"/boot/efi/EFI/Linux/*.efi; do
       f=${f##*/}
-      in_tree "$t" ukify inspect --json=short "/boot/efi/EFI/Linux/$f" >"$v/ref/$f.inspect.json" 2>>"$OUT.log"
+      in_tree "$t" ukify --json=short --all inspect "/boot/efi/EFI/Linux/$f" >"$v/ref/$f.inspect.json" 2>>"$OUT.log"
       objcopy --dump-section ".initrd=$t/tmp/$f.initrd" "$t/boot/efi/EFI/Linux/$f" "$t/tmp/$f.objcopy-out"
       in_tree "$t" lsinitramfs "/tmp/$f.initrd" >"$v/ref/$f.lsinitramfs"
       rm -f "$t/tmp/$f.initrd" "$t/tmp/$f.objcopy-out"
