@@ -173,6 +173,7 @@ def test_a_damaged_uki_is_no_entry_and_an_error(host, capsys, what, damage) -> N
     assert [e.type for e in boot.entries] == ["type1"] and boot.next_boot == K1
     m = metrics_of(root, capsys)
     assert errors_of(m, "bootloader") >= 1
+    assert errors_of(m, "initramfs") == 0     # reported once, by the collector whose file it is
 
 
 @pytest.mark.parametrize("what, code, damage", [

@@ -4,6 +4,8 @@ Images are listed with exporter.formats.initramfs (streaming, bounded) and the r
 module names, is cached by the image's identity: an unchanged 100 MB image costs one stat per
 scrape, and scrapes are serialised, so two scrapes never decompress the same image at once.
 A corrupt or truncated image is a fact about the image (the boot would fail), not a read error.
+A kernel that systemd-boot boots through a unified kernel image gets the UKI's ``.initrd``
+section as its image (docs/formats.md, "Unified kernel images").
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..distro.arch import read_pkgbase
@@ -37,7 +40,9 @@ def collect_initramfs(ctx: Context) -> InitramfsFacts:
     releases = list(kernels.releases)
     if kernels.running and kernels.running not in releases:
         releases.append(kernels.running)
-    menu = systemd_boot_menu(ctx)
+    # The menu's own read errors belong to the bootloader collector (which reports them and makes
+    # readiness unknown); here they would count the same file twice.
+    menu = systemd_boot_menu(replace(ctx, errors=[]))
     return InitramfsFacts({k: _image(ctx, k, menu) for k in releases})
 
 
