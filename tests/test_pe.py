@@ -193,3 +193,64 @@ def test_a_damaged_initrd_section_is_an_unreadable_initramfs(host, capsys, what,
     assert "initramfs_unreadable" in reasons
     m = metrics_of(root, capsys)    # serving goes on
     assert m["dkms_kernel_ready"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties: any bytes, and a real layout with any bytes changed, give a UKI or a PeError
+
+
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+# as tests/test_properties.py: PROPERTY_EXAMPLES examples, derandomized unless PROPERTY_RANDOM is set
+PROFILE = settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "60")), deadline=None,
+                   derandomize=os.environ.get("PROPERTY_RANDOM") is None, suppress_health_check=[HealthCheck.too_slow])
+
+_SEED = uki("6.12.118+deb13-amd64", b"07070100" + b"\0" * 200)
+
+
+@PROFILE
+@given(hst.binary(max_size=4096))
+def test_any_bytes_are_a_uki_or_a_pe_error(data: bytes) -> None:
+    try:
+        read_uki(io.BytesIO(data))
+    except PeError:
+        pass
+
+
+@PROFILE
+@given(hst.lists(hst.tuples(hst.integers(0, len(_SEED) - 1), hst.integers(0, 255)), min_size=1, max_size=8),
+       hst.integers(0, len(_SEED)))
+def test_a_damaged_layout_is_a_uki_or_a_pe_error(changes, cut) -> None:
+    blob = bytearray(_SEED)
+    for at, value in changes:
+        blob[at] = value
+    fh = io.BytesIO(bytes(blob[:cut]))
+    try:
+        parsed = read_uki(fh)
+    except PeError:
+        return
+    if parsed is not None and parsed.initrd is not None:
+        try:
+            window = SectionFile(fh, parsed.image, parsed.initrd)
+        except PeError:
+            return
+        assert len(window.read()) == parsed.initrd.file_size   # a window never reads past its section
+
+
+_ENTRY = hst.builds(
+    lambda i, key, mid, ver, left: SdBootEntry(f"e{i}.conf", "type1", "esp", "", None, sort_key=key,
+                                               machine_id=mid, version=ver, tries_left=left),
+    hst.integers(0, 30), hst.sampled_from([None, "debian", "Debian", "arch"]), hst.sampled_from([None, "a", "b"]),
+    hst.sampled_from([None, "6.12.1", "6.12.10", "6.12~rc1", "6.12^p", "6.12-1", "13"]),
+    hst.sampled_from([None, 0, 1]))
+
+
+@PROFILE
+@given(hst.lists(_ENTRY, max_size=12, unique_by=lambda e: e.id), hst.randoms())
+def test_the_menu_order_does_not_depend_on_the_listing_order(entries, rnd) -> None:
+    shuffled = list(entries)
+    rnd.shuffle(shuffled)
+    assert sdboot_order(shuffled) == sdboot_order(entries)
