@@ -1,5 +1,6 @@
 """--collector.bootloader: which kernel the boot loader starts next: GRUB (grub.cfg + grubenv),
-GRUB with BLS entries (blscfg), or systemd-boot (loader.conf + EFI variables).
+GRUB with BLS entries (blscfg), or systemd-boot (loader.conf + EFI variables; type #1 entries
+and unified kernel images).
 """
 
 from __future__ import annotations
