@@ -11,9 +11,12 @@ import re
 from dataclasses import dataclass
 
 _KIND_PATTERNS = (
-    ("kernel-headers", re.compile(r"^(linux-headers-|kernel(-[a-z0-9]+)?-devel$|kernel-devel|kernel-headers)")),
+    # Arch: <pkgbase>-headers (linux-headers, linux-lts-headers) are the headers, not a meta package
+    ("kernel-headers", re.compile(r"^(linux-headers-|kernel(-[a-z0-9]+)?-devel$|kernel-devel|kernel-headers"
+                                  r"|linux(-(?!api-headers$)[a-z0-9]+)*-headers$)")),
     ("kernel-image", re.compile(r"^(linux-image-|linux-modules-|kernel$|kernel-core|kernel-modules"
-                                r"|kernel-(rt|debug|rt-debug|64k|64k-debug|16k|16k-debug)(-core|-modules[a-z-]*)?$)")),
+                                r"|kernel-(rt|debug|rt-debug|64k|64k-debug|16k|16k-debug)(-core|-modules[a-z-]*)?$"
+                                r"|linux(-lts|-zen|-hardened|-rt|-rt-lts)?$)")),
     ("kernel-meta", re.compile(r"^linux-(generic|virtual|lowlatency|aws|azure|gcp|oracle|kvm|image|headers)"
                                r"(-[a-z0-9.]+)*$")),
     ("dkms", re.compile(r"(^dkms$|-dkms$)")),
