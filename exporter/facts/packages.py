@@ -77,6 +77,8 @@ class PackageFacts:
     findings: tuple[PackageProblem, ...]
     database: str = ""                   # host path of the database read
     module_files: tuple[PackageModule, ...] = ()
+    kernel_owners: tuple[tuple[str, str, str], ...] = ()   # rpm: (K, name, VERSION-RELEASE) of the packages
+                                                           # owning /lib/modules/K/kernel/ files
 
     @property
     def present(self) -> bool:
@@ -87,5 +89,7 @@ class PackageFacts:
         return [p for p in self.packages if p.held]
 
     def installed(self, name: str) -> bool:
-        """A package of that name (or, for rpm, that NEVRA: kernel-devel-K) is installed."""
-        return any((p.name == name or p.nevra == name) and p.state == "installed" for p in self.packages)
+        """A package of that name (or, for rpm, that NEVRA: kernel-devel-K, or NAME-VERSION-RELEASE
+        as `rpm -q` takes it) is installed."""
+        return any((p.name == name or p.nevra == name or f"{p.name}-{p.version.split(':', 1)[-1]}" == name)
+                   and p.state == "installed" for p in self.packages)
