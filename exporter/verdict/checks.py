@@ -230,7 +230,8 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is enrolled "
                             f"(MokListRT or db) but not in a keyring {k} verifies modules with: its kernel has no "
                             ".platform fallback, and MOK reaches .machine only with "
-                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT",
+                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT (and, with "
+                            "CONFIG_INTEGRITY_CA_MACHINE_KEYRING, only as a CA certificate with keyCertSign)",
                             ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         if ev.enforced and ev.trust_known:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "

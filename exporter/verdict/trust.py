@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..facts.secureboot import TrustFacts
 from ..formats.modsig import matches
 from ..formats.module import ModuleSignature
-from ..formats.x509 import Certificate
+from ..formats.x509 import Certificate, key_flags
 
 _CMD_SIG_ENFORCE = re.compile(r"(?:^|\s)module\.sig_enforce(?:=(\S+))?(?:\s|$)")
 _CMD_LOCKDOWN = re.compile(r"(?:^|\s)lockdown=(integrity|confidentiality|none)(?:\s|$)")
@@ -124,7 +124,22 @@ def module_trusted_certificates(trust: TrustFacts, config: Mapping[str, str] | N
         return tuple(mok) + tuple(db)
     cfg = config or {}
     machine = cfg.get("CONFIG_INTEGRITY_MACHINE_KEYRING") == "y" and cfg.get("CONFIG_SECONDARY_TRUSTED_KEYRING") == "y"
-    return tuple(mok) if machine and trust.mok_trusted_rt else ()
+    return tuple(c for c in mok if machine_admits(c, cfg)) if machine and trust.mok_trusted_rt else ()
+
+
+def machine_admits(cert: Certificate, config: Mapping[str, str]) -> bool:
+    """Whether K's .machine keyring takes this MOK certificate (6.4+): with
+    CONFIG_INTEGRITY_CA_MACHINE_KEYRING, security/integrity/digsig.c gives .machine the
+    restrict_link_by_ca() restriction (crypto/asymmetric_keys/restrict.c): basicConstraints CA
+    and keyUsage keyCertSign, and with CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX no
+    digitalSignature.  A refused certificate goes to .platform instead (machine_keyring.c
+    add_to_machine_keyring()), which upstream module verification does not consult."""
+    if config.get("CONFIG_INTEGRITY_CA_MACHINE_KEYRING") != "y":
+        return True
+    flags = key_flags(cert)
+    if not (flags.ca and flags.key_cert_sign):
+        return False
+    return not (config.get("CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX") == "y" and flags.digital_signature)
 
 
 def revocation_certificates(trust: TrustFacts, config: Mapping[str, str] | None
