@@ -16,14 +16,14 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
-from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, parse_module_stream
 from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..formats.vmlinux import VmlinuxError, builtin_certificates
 from ..formats.x509 import Certificate
 from ..formats.errors import TrustDataError
 from ..host.context import Context, Unreadable
-from ..host.reader import FileTooLarge, open_regular, read_bounded
+from ..host.reader import open_regular
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
@@ -126,16 +126,14 @@ def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileErro
 
 
 def read_module(path: pathlib.Path, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
-    """Open, decompress (bounded) and parse one module file."""
+    """Open and parse one module file, streamed: never held whole, decompressed or not
+    (exporter.formats.modview), so a tens-of-MiB vendor module costs a few MiB of memory."""
     try:
-        raw = read_bounded(path, max_bytes)
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return parse_module_stream(fh, size, max_bytes)
     except OSError as e:
         raise ModuleFileError("unreadable", f"{path}: {e.strerror or e}") from e
-    except FileTooLarge:
-        raise ModuleFileError("too_large", f"{path}: file is over the {max_bytes}-byte bound") from None
-    try:
-        compression, data = decompress_module(raw, max_bytes)
-        return parse_module(data, compression=compression)
     except ModuleFileError as e:
         raise ModuleFileError(e.code, f"{path}: {e.message}") from None
 
