@@ -225,7 +225,7 @@ def test_textfile_with_cache_dir_and_no_cache_dir(tmp_path):
 @pytest.mark.parametrize("host, verifies", [(reboot_trap, False), (healthy, True)])
 def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
     """`textfile` without --config.file imports no YAML, no HTTP server, TLS or basic-auth code of
-    ours and no bcrypt; cryptography only on a host where Secure Boot makes it verify module
+    ours, no bcrypt and no pyelftools (module files are read with struct); cryptography only on a host where Secure Boot makes it verify module
     signatures (checked in a fresh interpreter: sys.modules after the run).  ssl and http.server
     still come in with prometheus_client's own package import, which the exposition needs."""
     root = tmp_path / "h"
@@ -243,3 +243,4 @@ def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
     unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
                 "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util"}
     assert loaded & unwanted == set()
+    assert not [m for m in loaded if m.split(".")[0] == "elftools"]

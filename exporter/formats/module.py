@@ -13,15 +13,9 @@ never an OOM.
 from __future__ import annotations
 
 import hashlib
-import io
 import struct
 from dataclasses import dataclass, field, replace
-
-from asn1crypto import cms
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from typing import NamedTuple
 
 from .decompress import LIBKMOD, MAGIC_MAX, DecompressError, decompress, sniff
 from .x509 import format_key_id, name_cn_like_kmod
@@ -69,10 +63,8 @@ _OPENSSL_DIGEST_NAMES = {
     "2.16.840.1.101.3.4.2.12": "shake256",
 }
 
-# Errors pyelftools and asn1crypto raise on malformed input; they are turned into ModuleFileError.
+# Errors asn1crypto and struct raise on malformed input; they are turned into ModuleFileError.
 _PARSER_ERRORS = (
-    ELFError,
-    ConstructError,
     ValueError,
     TypeError,
     KeyError,
@@ -242,6 +234,8 @@ _DIGEST_CHUNK = 1 << 20
 def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
     """Signer identity of a module's detached PKCS#7 SignedData (first SignerInfo), with what
     verifying it needs (the kernel's pkcs7_parser.c reads the same fields)."""
+    from asn1crypto import cms  # only when a module is signed (7 MiB, 35 ms of imports)
+
     try:
         info = cms.ContentInfo.load(blob)
         if info["content_type"].dotted != "1.2.840.113549.1.7.2":
@@ -301,16 +295,16 @@ def parse_module(data: bytes, *, compression: str = "none") -> ModuleFile:
 
 def _parse_elf(body: bytes, signature: ModuleSignature | None, compression: str) -> ModuleFile:
     elf, sections = _open_elf(body)
-    modinfo = _read_modinfo(sections.get(".modinfo"))
+    modinfo = _read_modinfo(sections.get(".modinfo"), elf)
     this_module = sections.get(".gnu.linkonce.this_module")
     if this_module is None:
         raise ModuleFileError(
             "not_module", "no .gnu.linkonce.this_module section: the kernel refuses it (ENOEXEC)"
         )
-    machine = elf["e_machine"]
+    machine = elf.machine
     versions_sec = sections.get("__versions")
     versions = _read_versions(versions_sec, elf, machine) if versions_sec is not None else ()
-    undefined, weak = _read_undefined(sections.get(".symtab"), machine)
+    undefined, weak = _read_undefined(sections.get(".symtab"), elf, machine)
     first = {}
     for key, value in modinfo:
         first.setdefault(key, value)
@@ -331,7 +325,7 @@ def _parse_elf(body: bytes, signature: ModuleSignature | None, compression: str)
         modinfo=modinfo,
         has_versions=versions_sec is not None,
         weak_undefined=weak,
-        machine=str(machine),
+        machine=machine,
         elf_class=elf.elfclass,
         byte_order="little" if elf.little_endian else "big",
     )
@@ -341,22 +335,68 @@ _EHDR_TAIL = {  # (offset of e_type, struct for e_type..e_shstrndx)
     1: (16, "HHIIIIIHHHHHH"),  # ELFCLASS32
     2: (16, "HHIQQQIHHHHHH"),  # ELFCLASS64
 }
+_SHDR = {  # Elf32_Shdr / Elf64_Shdr, all ten fields
+    1: "IIIIIIIIII",
+    2: "IIQQQQIIQQ",
+}
+SHT_SYMTAB, SHT_NOBITS, SHT_DYNSYM, SHT_SUNW_LDYNSYM = 2, 8, 11, 0x6FFFFFF3
+_SYMBOL_TABLES = (SHT_SYMTAB, SHT_DYNSYM, SHT_SUNW_LDYNSYM)
+
+# e_machine names as pyelftools' ENUM_E_MACHINE spells them (ModuleFile.machine and the persistent
+# cache keep these); a machine not listed here is looked up in pyelftools' table, imported then.
+_MACHINES = {
+    2: "EM_SPARC", 3: "EM_386", 8: "EM_MIPS", 15: "EM_PARISC", 20: "EM_PPC", 21: "EM_PPC64",
+    22: "EM_S390", 40: "EM_ARM", 42: "EM_SH", 43: "EM_SPARCV9", 50: "EM_IA_64", 62: "EM_X86_64",
+    183: "EM_AARCH64", 243: "EM_RISCV", 258: "EM_LOONGARCH",
+}
 
 
-def _open_elf(body: bytes) -> tuple[ELFFile, dict]:
-    """ELFFile over ``body`` and its sections by name (first wins, as the kernel's find_sec()),
-    after the bounds checks of the kernel's elf_validity_check()."""
+def machine_name(number: int) -> str:
+    """pyelftools' name of an e_machine value (its number, as text, when it has none)."""
+    name = _MACHINES.get(number)
+    if name is None:
+        from elftools.elf.enums import ENUM_E_MACHINE  # only for a machine the table lacks
+
+        # construct's Enum decodes through {value: name}: for a value named twice the last name wins
+        name = {v: k for k, v in ENUM_E_MACHINE.items() if k != "_default_"}.get(number, str(number))
+    return name
+
+
+class _Section(NamedTuple):
+    """One section header, as the kernel's module loader reads it (no pyelftools: its section
+    objects cost ~40 µs each to build and 5 MiB of imports, for five fields)."""
+
+    index: int
+    name: str
+    type: int
+    offset: int
+    size: int
+    link: int
+
+
+class _Elf(NamedTuple):
+    body: bytes
+    elfclass: int           # 32 or 64
+    little_endian: bool
+    machine: str
+    sections: tuple[_Section, ...]
+
+
+def _open_elf(body: bytes) -> tuple[_Elf, dict[str, _Section]]:
+    """The section headers of ``body`` and its sections by name (first wins, as the kernel's
+    find_sec()), after the bounds checks of the kernel's elf_validity_check()."""
     if not body.startswith(b"\x7fELF"):
         raise ModuleFileError("not_elf", f"no ELF magic at offset 0 (starts with {body[:4]!r})")
     ei_class, ei_data = body[4:5], body[5:6]
     if ei_class not in (b"\x01", b"\x02") or ei_data not in (b"\x01", b"\x02"):
         raise ModuleFileError("bad_elf", f"ELF class/data bytes {body[4:6].hex()} are invalid")
+    end = "<" if ei_data == b"\x01" else ">"
     off, fields = _EHDR_TAIL[ei_class[0]]
-    fmt = ("<" if ei_data == b"\x01" else ">") + fields
+    fmt = end + fields
     if len(body) < off + struct.calcsize(fmt):
         raise ModuleFileError("truncated", f"ELF header cut at offset {len(body)}")
     hdr = struct.unpack_from(fmt, body, off)
-    e_type, shoff, shentsize, shnum, shstrndx = hdr[0], hdr[5], hdr[10], hdr[11], hdr[12]
+    e_type, e_machine, shoff, shentsize, shnum, shstrndx = hdr[0], hdr[1], hdr[5], hdr[10], hdr[11], hdr[12]
     if e_type != 1:
         raise ModuleFileError("not_module", f"ELF e_type {e_type}, modules are ET_REL (1)")
     want = 64 if ei_class == b"\x02" else 40
@@ -370,32 +410,44 @@ def _open_elf(body: bytes) -> tuple[ELFFile, dict]:
         )
     if shstrndx >= shnum:
         raise ModuleFileError("bad_elf", f"e_shstrndx {shstrndx} >= e_shnum {shnum}")
-    elf = ELFFile(io.BytesIO(body))
-    sections = {}
-    for index in range(shnum):
-        sec = elf.get_section(index)
-        if sec["sh_type"] != "SHT_NOBITS" and sec["sh_offset"] + sec["sh_size"] > len(body):
+    raw = list(struct.iter_unpack(end + _SHDR[ei_class[0]], body[shoff:shoff + shnum * shentsize]))
+    names_at = raw[shstrndx][4]
+    headers = []
+    for index, (sh_name, sh_type, _flags, _addr, sh_offset, sh_size, sh_link, *_rest) in enumerate(raw):
+        if sh_type != SHT_NOBITS and sh_offset + sh_size > len(body):
             raise ModuleFileError(
                 "truncated",
-                f"section {index} at offset {sec['sh_offset']} (+{sec['sh_size']} bytes) "
+                f"section {index} at offset {sh_offset} (+{sh_size} bytes) "
                 f"runs past the end of the {len(body)}-byte ELF",
             )
+        headers.append(_Section(index, _cstring(body, names_at + sh_name), sh_type, sh_offset, sh_size, sh_link))
+    elf = _Elf(body, 64 if ei_class == b"\x02" else 32, ei_data == b"\x01", machine_name(e_machine), tuple(headers))
+    sections: dict[str, _Section] = {}
+    for sec in headers:
         sections.setdefault(sec.name, sec)
     return elf, sections
 
 
-def _bytes(sec) -> bytes:
-    """A section's bytes in the file.  SHT_NOBITS has none: pyelftools would make sh_size NULs,
-    and sh_size is whatever the file says (2**60 raised MemoryError; 1 GiB took 1 GiB)."""
-    return b"" if sec["sh_type"] == "SHT_NOBITS" else sec.data()
+def _cstring(body: bytes, at: int) -> str:
+    """The NUL-terminated name at ``at``, decoded as pyelftools did (empty when no NUL ends it)."""
+    stop = body.find(b"\x00", at)
+    return body[at:stop].decode("utf-8", "replace") if stop >= 0 else ""
 
 
-def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
+def _bytes(sec: _Section | None, elf: _Elf) -> bytes:
+    """A section's bytes in the file.  SHT_NOBITS has none (and sh_size is whatever the file
+    says: reading it as NULs once raised MemoryError at 2**60)."""
+    if sec is None or sec.type == SHT_NOBITS:
+        return b""
+    return elf.body[sec.offset:sec.offset + sec.size]
+
+
+def _read_modinfo(sec: _Section | None, elf: _Elf) -> tuple[tuple[str, str], ...]:
     """NUL-separated key=value strings; empty runs skipped (as kmod does)."""
     if sec is None:
         return ()
     pairs = []
-    for raw in _bytes(sec).split(b"\x00"):
+    for raw in _bytes(sec, elf).split(b"\x00"):
         if not raw:
             continue
         key, sep, value = raw.decode("utf-8", "replace").partition("=")
@@ -403,13 +455,13 @@ def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _read_versions(sec, elf: ELFFile, machine: str) -> tuple[tuple[str, int], ...]:
+def _read_versions(sec: _Section, elf: _Elf, machine: str) -> tuple[tuple[str, int], ...]:
     """__versions: struct modversion_info { unsigned long crc; char name[64 - sizeof(long)]; }."""
-    data = _bytes(sec)
+    data = _bytes(sec, elf)
     if len(data) % 64:
         raise ModuleFileError(
             "bad_versions",
-            f"__versions at offset {sec['sh_offset']} is {len(data)} bytes, not a multiple of 64",
+            f"__versions at offset {sec.offset} is {len(data)} bytes, not a multiple of 64",
         )
     word = 8 if elf.elfclass == 64 else 4
     crc_fmt = ("<" if elf.little_endian else ">") + ("Q" if word == 8 else "I")
@@ -429,22 +481,21 @@ _SYM_LAYOUT = {  # Elf32_Sym / Elf64_Sym: (struct fields, index of st_info, inde
 }
 
 
-def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _read_undefined(symtab: _Section | None, elf: _Elf, machine: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(strong, weak) undefined symbol names from .symtab, as simplify_symbols() sees them.
 
-    Unpacked with struct, not pyelftools' per-symbol parser (40x slower; a zfs/nvidia-sized
+    Unpacked with struct (pyelftools' per-symbol parser was 40x slower; a zfs/nvidia-sized
     module has thousands of symbols).  Like the kernel, entries are sizeof(Elf_Sym) apart
     whatever sh_entsize says, and names come from the section sh_link names."""
-    if not isinstance(symtab, SymbolTableSection):
+    if symtab is None or symtab.type not in _SYMBOL_TABLES:
         raise ModuleFileError("bad_elf", "no .symtab: the kernel refuses it (stripped module?)")
-    elf = symtab.elffile
     fields, info_at, shndx_at = _SYM_LAYOUT[elf.elfclass]
     layout = struct.Struct(("<" if elf.little_endian else ">") + fields)
-    link = symtab["sh_link"]
-    if not 0 < link < elf.num_sections():
+    link = symtab.link
+    if not 0 < link < len(elf.sections):
         raise ModuleFileError("bad_elf", f".symtab sh_link {link} is not a section")
-    strtab = _bytes(elf.get_section(link))
-    data = _bytes(symtab)
+    strtab = _bytes(elf.sections[link], elf)
+    data = _bytes(symtab, elf)
     data = data[: len(data) - len(data) % layout.size]
     resolved_by_loader = _LOADER_RESOLVED.get(machine, set())
     strong, weak = [], []
@@ -461,9 +512,9 @@ def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(dict.fromkeys(strong)), tuple(dict.fromkeys(weak))
 
 
-def _this_module_name(sec, elf: ELFFile) -> str | None:
+def _this_module_name(sec: _Section, elf: _Elf) -> str | None:
     """struct module's name[] (after enum state and list_head), the kernel's fallback name."""
     off = 24 if elf.elfclass == 64 else 12
-    raw = _bytes(sec)[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
+    raw = _bytes(sec, elf)[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
     name = raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
     return name or None
