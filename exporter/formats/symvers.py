@@ -86,27 +86,54 @@ def parse_module_symvers(text: str) -> ExportTable:
     (before namespaces) and the 5.4-5.7 order with the namespace third."""
     exports = ExportTable()
     seen: dict[str, str] = {}    # one str object per distinct module / type / namespace
+    intern = seen.setdefault
+    new = object.__new__
+    setters = [Export.__dict__[f].__set__ for f in ("crc", "module", "export_type", "namespace")]
+    set_crc, set_module, set_type, set_ns = setters
     for line_no, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
         cols = line.split("\t")
-        type_col = next((i for i, c in enumerate(cols) if c.startswith("EXPORT_")), None)
-        if len(cols) not in (4, 5) or type_col not in (3, 4) or (type_col == 4 and len(cols) != 5):
-            raise SymversError(line_no, f"unexpected columns {cols!r}")
-        try:
-            crc = int(cols[0], 16)
-        except ValueError:
-            raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
-        if not cols[1]:
-            raise SymversError(line_no, "empty symbol name")
-        if type_col == 3:
-            module, namespace = cols[2], cols[4] if len(cols) == 5 else ""
-        else:
-            namespace, module = cols[2], cols[3]
-        kind = cols[type_col]
-        exports[cols[1]] = Export(crc, seen.setdefault(module, module), seen.setdefault(kind, kind),
-                                  seen.setdefault(namespace, namespace))
+        n = len(cols)
+        # the common line (modpost's 5.8+ order, or 4 columns), checked as the general path
+        # below would; anything else takes that path (~25,000 lines per kernel: this is most
+        # of a cold scrape's symvers cost)
+        if (n == 5 or n == 4) and cols[3][:7] == "EXPORT_" and cols[1] and not (
+                cols[0][:7] == "EXPORT_" or cols[1][:7] == "EXPORT_" or cols[2][:7] == "EXPORT_"):
+            try:
+                crc = int(cols[0], 16)
+            except ValueError:
+                raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
+            # Export's own __init__ (frozen: object.__setattr__ per field) would double the cost
+            e = new(Export)
+            set_crc(e, crc)
+            set_module(e, intern(cols[2], cols[2]))
+            set_type(e, intern(cols[3], cols[3]))
+            ns = cols[4] if n == 5 else ""
+            set_ns(e, intern(ns, ns))
+            exports[cols[1]] = e
+            continue
+        _parse_line(line_no, line, cols, exports, intern)
     return exports
+
+
+def _parse_line(line_no: int, line: str, cols: list[str], exports: ExportTable, intern) -> None:
+    """One line in any accepted layout (the 5.4-5.7 order, with the namespace third), or why not."""
+    if not line.strip():
+        return
+    type_col = next((i for i, c in enumerate(cols) if c.startswith("EXPORT_")), None)
+    if len(cols) not in (4, 5) or type_col not in (3, 4) or (type_col == 4 and len(cols) != 5):
+        raise SymversError(line_no, f"unexpected columns {cols!r}")
+    try:
+        crc = int(cols[0], 16)
+    except ValueError:
+        raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
+    if not cols[1]:
+        raise SymversError(line_no, "empty symbol name")
+    if type_col == 3:
+        module, namespace = cols[2], cols[4] if len(cols) == 5 else ""
+    else:
+        namespace, module = cols[2], cols[3]
+    kind = cols[type_col]
+    exports[cols[1]] = Export(crc, intern(module, module), intern(kind, kind), intern(namespace, namespace))
 
 
 def module_name_of(symvers_module: str) -> str:
