@@ -73,6 +73,21 @@ class ExportTable(dict[str, Export]):
         return {}
 
 
+_NEW = object.__new__
+_SET_CRC, _SET_MODULE, _SET_TYPE, _SET_NS = (Export.__dict__[f].__set__ for f in ("crc", "module", "export_type", "namespace"))
+
+
+def _export(crc: int, module: str, export_type: str, namespace: str) -> Export:
+    """Export(crc, module, export_type, namespace) without the frozen dataclass' __init__ (an
+    object.__setattr__ per field): half the cost, for the ~25,000 built per table."""
+    e = _NEW(Export)
+    _SET_CRC(e, crc)
+    _SET_MODULE(e, module)
+    _SET_TYPE(e, export_type)
+    _SET_NS(e, namespace)
+    return e
+
+
 def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES) -> ExportTable:
     """A Module.symvers file's exports; gzip or xz data (by magic, whatever the name) is
     decompressed first, to at most ``max_bytes`` (DecompressError beyond, or if it is damaged)."""
@@ -87,9 +102,6 @@ def parse_module_symvers(text: str) -> ExportTable:
     exports = ExportTable()
     seen: dict[str, str] = {}    # one str object per distinct module / type / namespace
     intern = seen.setdefault
-    new = object.__new__
-    setters = [Export.__dict__[f].__set__ for f in ("crc", "module", "export_type", "namespace")]
-    set_crc, set_module, set_type, set_ns = setters
     for line_no, line in enumerate(text.splitlines(), 1):
         cols = line.split("\t")
         n = len(cols)
@@ -102,14 +114,8 @@ def parse_module_symvers(text: str) -> ExportTable:
                 crc = int(cols[0], 16)
             except ValueError:
                 raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
-            # Export's own __init__ (frozen: object.__setattr__ per field) would double the cost
-            e = new(Export)
-            set_crc(e, crc)
-            set_module(e, intern(cols[2], cols[2]))
-            set_type(e, intern(cols[3], cols[3]))
             ns = cols[4] if n == 5 else ""
-            set_ns(e, intern(ns, ns))
-            exports[cols[1]] = e
+            exports[cols[1]] = _export(crc, intern(cols[2], cols[2]), intern(cols[3], cols[3]), intern(ns, ns))
             continue
         _parse_line(line_no, line, cols, exports, intern)
     return exports
@@ -173,7 +179,9 @@ def _table_from_rows(data: object) -> ExportTable:
     try:
         rows = zip(data["sym"], data["crc"], map(data["mod"].__getitem__, data["mod_i"]),
                    map(data["type"].__getitem__, data["type_i"]), map(data["ns"].__getitem__, data["ns_i"]))
-        table = ExportTable((sym, Export(crc, mod, kind, ns)) for sym, crc, mod, kind, ns in rows)   # distinct values: shared
+        if any(data[c] and min(data[c]) < 0 for c in ("mod_i", "type_i", "ns_i")):
+            raise IndexError
+        table = ExportTable((sym, _export(crc, mod, kind, ns)) for sym, crc, mod, kind, ns in rows)   # distinct values: shared
     except IndexError:
         raise ValueError("export table: an index beyond its column") from None
     if len(table) != n:
