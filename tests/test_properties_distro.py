@@ -393,3 +393,14 @@ def test_mutated_kernel_images_only_raise_their_errors(data):
     except (vmlinux.VmlinuxError, errors.TrustDataError):
         return
     assert len(keys.certificates) <= vmlinux.MAX_CERTS
+
+
+def test_zypp_glob_with_a_reversed_bracket_range_is_not_a_crash():
+    """atheris (zypplocks target): `solvable_name: [n-e]*` with match_type glob made re.compile
+    raise re.error out of judge(); the matcher is invalid, as an invalid regex lock's is: it
+    matches nothing (judged as the regex branch judges it), never a crash."""
+    from exporter.formats import zypplocks
+    (lock,) = zypplocks.parse_locks("type: package\nmatch_type: glob\ncase_sensitive: on\nsolvable_name: [n-e]*\n")
+    assert zypplocks.judge(lock, "kernel-default", "6.4.0-1", "x86_64") is False
+    (regex,) = zypplocks.parse_locks("type: package\nmatch_type: regex\nsolvable_name: [n-e]\n")
+    assert zypplocks.judge(regex, "kernel-default", "6.4.0-1", "x86_64") is False
