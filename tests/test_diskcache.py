@@ -225,8 +225,10 @@ def test_textfile_with_cache_dir_and_no_cache_dir(tmp_path):
 @pytest.mark.parametrize("host, verifies", [(reboot_trap, False), (healthy, True)])
 def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
     """`textfile` without --config.file imports no YAML, no HTTP server, TLS or basic-auth code of
-    ours and no bcrypt; cryptography only on a host where Secure Boot makes it verify module
-    signatures (checked in a fresh interpreter: sys.modules after the run).  ssl and http.server
+    ours, no bcrypt, no pyelftools (module files are read with struct) and no cryptography, also
+    on the host where Secure Boot makes it verify RSA module signatures (exporter/formats/rsa.py;
+    checked in a fresh interpreter: sys.modules after the run; the healthy host's verdict depends
+    on the verification, see the signature tests).  ssl and http.server
     still come in with prometheus_client's own package import, which the exposition needs."""
     root = tmp_path / "h"
     host(root)
@@ -234,12 +236,52 @@ def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
             f"sys.argv = ['dkms-exporter', '--no-cache.dir', 'textfile', '--output', {str(tmp_path / 'x.prom')!r},"
             f" '--path.rootfs', {str(root)!r}]\n"
             "try:\n    runpy.run_module('exporter', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print(' '.join(sorted(sys.modules)))\n")
+            "from exporter.formats import rsa\n"
+            "print(' '.join(sorted(sys.modules)), f'rsa-keys={rsa.public_numbers.cache_info().currsize}')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout.split()
     assert (tmp_path / "x.prom").exists()
     loaded = set(out)
-    assert ("cryptography" in loaded) == verifies
+    assert "cryptography" not in loaded
+    assert ("rsa-keys=0" not in loaded) == verifies   # it did check RSA signatures, without cryptography
     unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
                 "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util"}
     assert loaded & unwanted == set()
+    assert not [m for m in loaded if m.split(".")[0] == "elftools"]
+
+
+def test_builtin_keys_read_once_per_image(tmp_path, monkeypatch):
+    """K's built-in certificates come from decompressing its whole vmlinuz (seconds, and liblzma's
+    32 MiB dictionary): with --cache.dir the second process takes them from the disk cache and
+    does not open the image; a rewritten image (new identity) is read again."""
+    from test_vmlinux import CERTS, bzimage, vmlinux
+
+    import exporter.collectors.module as collector
+    root = tmp_path / "h"
+    healthy(root)
+    images = sorted((root / "boot").glob("vmlinuz-*"))
+    assert images
+    for image in images:
+        image.write_bytes(bzimage(vmlinux(CERTS[:1])))
+    reads: list[int] = []
+    real = collector.builtin_certificates
+
+    def counting(fh, size, extra=0):
+        reads.append(size)
+        return real(fh, size, extra)
+
+    monkeypatch.setattr(collector, "builtin_certificates", counting)
+    d, out = tmp_path / "cache", tmp_path / "dkms.prom"
+    args = ["textfile", "--cache.dir", str(d), "--output", str(out), "--path.rootfs", str(root)]
+    assert main(args) == 0
+    def answers() -> list[str]:   # the verdict's lines, without timings and cache counters
+        return [line for line in out.read_text().splitlines()
+                if line.startswith(("dkms_module", "dkms_kernel", "dkms_host")) and "duration" not in line]
+
+    first, text = len(reads), answers()
+    assert first >= 1 and text
+    assert main(args) == 0
+    assert len(reads) == first and answers() == text
+    images[-1].write_bytes(bzimage(vmlinux(CERTS[:1])) + b"\0")   # another identity: read again
+    assert main(args) == 0
+    assert len(reads) == first + 1
