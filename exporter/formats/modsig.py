@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 from asn1crypto import cms
 
-from . import rsa as rsa_verify
 from .module import ModuleSignature
 from .x509 import Certificate
 
@@ -94,19 +93,10 @@ def _message_digest(signed_attrs: bytes) -> bytes | None:
     return None
 
 
-_DOES_NOT_VERIFY = "the signature does not verify with the signer's key: the module changed after it was signed"
-
-
 @functools.lru_cache(maxsize=4096)
 def _verify_cached(signature: bytes, algo: str, hash_algo: str, digest: bytes, cert_der: bytes) -> SigCheck:
     """One public-key operation per (signature, digest, certificate): the module's digest is
-    already cached by file identity, so an unchanged module costs a dictionary lookup.  RSA goes
-    through exporter.formats.rsa (no 8 MiB ``cryptography`` import); the rest through cryptography."""
-    if algo in _RSA_OIDS:
-        numbers = rsa_verify.public_numbers(cert_der)
-        ok = None if numbers is None else rsa_verify.verify_pkcs1v15(*numbers, signature, hash_algo, digest)
-        if ok is not None:
-            return SigCheck(True) if ok else SigCheck(False, _DOES_NOT_VERIFY)
+    already cached by file identity, so an unchanged module costs a dictionary lookup."""
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
@@ -128,7 +118,8 @@ def _verify_cached(signature: bytes, algo: str, hash_algo: str, digest: bytes, c
             return SigCheck(False, f"signature algorithm {algo} does not fit the certificate's "
                                    f"{type(key).__name__.lstrip('_')} key")
     except InvalidSignature:
-        return SigCheck(False, _DOES_NOT_VERIFY)
+        return SigCheck(False, "the signature does not verify with the signer's key: the module "
+                               "changed after it was signed")
     except (ValueError, UnsupportedAlgorithm) as exc:
         return SigCheck(False, f"the signature or key is malformed: {exc}")
     return SigCheck(True)
