@@ -518,7 +518,7 @@ def _parse_or_error(data: bytes) -> None:
         assert e.code and e.message
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.binary(max_size=2048))
 def test_fuzz_random_bytes(data):
     _parse_or_error(data)
@@ -529,7 +529,7 @@ def test_fuzz_random_bytes(data):
         assert e.code == "bad_signature"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_mutated_pkcs7(fuzz_seeds, data):
     """Mutations inside a real sign-file PKCS#7 blob: a signature or bad_signature, nothing else."""
@@ -551,7 +551,7 @@ def fuzz_seeds(workdir, keys, base_module) -> list[bytes]:
     return [mb.sign_module(base_module, keys["ec"]), small]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_mutated_modules(fuzz_seeds, data):
     seed = bytearray(data.draw(st.sampled_from(fuzz_seeds)))
