@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from asn1crypto import cms
-from elftools.elf.enums import ENUM_E_MACHINE
 
 from .decompress import LIBKMOD, MAGIC_MAX, DecompressError, decompress, sniff
 from .modview import HEADER, TAIL, BytesView, Digest, FileView, Missing, SparseView, View, shdr_window, stream_pass
@@ -409,7 +408,28 @@ _EHDR_TAIL = {  # (offset of e_type, struct for e_type..e_shstrndx)
 }
 _SHDR = {1: "IIIIIIIIII", 2: "IIQQQQIIQQ"}  # sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, ...
 SHT_SYMTAB, SHT_NOBITS, SHT_DYNSYM = 2, 8, 11
-_MACHINES = {v: k for k, v in ENUM_E_MACHINE.items() if not k.startswith("_")}
+# e_machine names as pyelftools' ENUM_E_MACHINE spells them (ModuleFile.machine and the persistent
+# cache keep these; tests/test_modfile.py holds the table equal to pyelftools'); a machine not
+# listed here is looked up in pyelftools' table, imported only then (5 MiB and ~65 ms otherwise
+# paid by every cold scrape).
+_MACHINES = {
+    2: "EM_SPARC", 3: "EM_386", 8: "EM_MIPS", 15: "EM_PARISC", 20: "EM_PPC", 21: "EM_PPC64",
+    22: "EM_S390", 40: "EM_ARM", 42: "EM_SH", 43: "EM_SPARCV9", 50: "EM_IA_64", 62: "EM_X86_64",
+    183: "EM_AARCH64", 243: "EM_RISCV", 258: "EM_LOONGARCH",
+}
+
+
+def machine_name(number: int) -> str:
+    """pyelftools' name of an e_machine value (its number, as text, when it has none)."""
+    name = _MACHINES.get(number)
+    if name is None:
+        from elftools.elf.enums import ENUM_E_MACHINE  # only for a machine the table lacks
+
+        # construct's Enum decodes through {value: name}: for a value named twice the last name wins
+        name = {v: k for k, v in ENUM_E_MACHINE.items() if k != "_default_"}.get(number, str(number))
+    return name
+
+
 _NEEDED = (".modinfo", ".gnu.linkonce.this_module", "__versions", ".symtab")
 
 
@@ -456,7 +476,7 @@ class _Elf:
             raise ModuleFileError("bad_elf", f"e_shstrndx {shstrndx} >= e_shnum {shnum}")
         self.elfclass = 64 if ei_class == b"\x02" else 32
         self.little_endian = ei_data == b"\x01"
-        self.machine = str(_MACHINES.get(hdr[1], hdr[1]))
+        self.machine = machine_name(hdr[1])
         self.order = order
         table = view.pread(shoff, shnum * shentsize)
         raw = list(struct.iter_unpack(order + _SHDR[ei_class[0]], table))
