@@ -34,7 +34,7 @@ _piece = st.one_of(st.from_regex(r"[0-9]{1,3}", fullmatch=True), st.from_regex(r
 version = st.lists(_piece, min_size=1, max_size=7).map("".join)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.data_too_large, HealthCheck.too_slow])
 @given(st.lists(st.tuples(version, version), min_size=40, max_size=40))
 def test_vercmp_is_pacmans(pairs):
     pairs += [(a, a) for a, _ in pairs[:5]]

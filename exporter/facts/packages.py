@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 _KIND_PATTERNS = (
     # Arch: <pkgbase>-headers (linux-headers, linux-lts-headers) are the headers, not a meta package
@@ -91,5 +92,13 @@ class PackageFacts:
     def installed(self, name: str) -> bool:
         """A package of that name (or, for rpm, that NEVRA: kernel-devel-K, or NAME-VERSION-RELEASE
         as `rpm -q` takes it) is installed."""
-        return any((p.name == name or p.nevra == name or f"{p.name}-{p.version.split(':', 1)[-1]}" == name)
-                   and p.state == "installed" for p in self.packages)
+        return name in self._installed
+
+    @cached_property
+    def _installed(self) -> frozenset[str]:
+        """Names, NEVRAs and NAME-VERSION-RELEASEs of the installed packages, derived once per
+        facts object (these live as long as the package database's identity): a warm scrape asks
+        per kernel and header package, and walking ~1,000 packages each time was per-scrape work
+        for nothing."""
+        return frozenset(n for p in self.packages if p.state == "installed"
+                         for n in (p.name, p.nevra, f"{p.name}-{p.version.split(':', 1)[-1]}"))
