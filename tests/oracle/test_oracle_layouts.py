@@ -18,7 +18,7 @@ from testkit import slow_artifact
 from . import artifacts
 from .harness import BootResult, boot, extra_payload_path
 from .judge import Row, judge_kernel
-from .layouts import ARCH_SCENARIO, SUSE_SCENARIOS, LayoutTree, arch_tree, pkgbases, suse_trees
+from .layouts import ARCH_SCENARIO, SUSE_SCENARIOS, LayoutTree, arch_tree, suse_trees
 from .scenarios import SharedLock, boot_spec, ensure_realhost, exporter_check, os_cpu_count
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow]
@@ -184,4 +184,3 @@ def test_arch_early_module_missing_from_the_next_initramfs(layout_run: LayoutRun
     for case in (lts, linux):
         acpi = case.result.view.module("acpi_call")
         assert acpi.loaded and "/updates/dkms/" in acpi.loads[-1][0], acpi
-    assert pkgbases(ensure_realhost())   # the releases the builder gave each pkgbase
