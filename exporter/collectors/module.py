@@ -16,7 +16,8 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
-from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.module import (DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module,
+                              parse_module, xz_check)
 from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..formats.vmlinux import VmlinuxError, builtin_certificates
@@ -135,7 +136,7 @@ def read_module(path: pathlib.Path, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
         raise ModuleFileError("too_large", f"{path}: file is over the {max_bytes}-byte bound") from None
     try:
         compression, data = decompress_module(raw, max_bytes)
-        return parse_module(data, compression=compression)
+        return parse_module(data, compression=compression, xz_check=xz_check(raw))
     except ModuleFileError as e:
         raise ModuleFileError(e.code, f"{path}: {e.message}") from None
 

@@ -156,6 +156,7 @@ class ModuleFile:
     machine: str = ""
     elf_class: int = 64
     byte_order: str = "little"
+    xz_check: int | None = None    # an xz file's check ID (0 none, 1 CRC32, 4 CRC64, 10 SHA-256)
 
     def modinfo_values(self, key: str) -> tuple[str, ...]:
         """All values of a repeatable .modinfo key (alias, import_ns, firmware, ...)."""
@@ -169,6 +170,17 @@ class ModuleFile:
 def detect_compression(raw: bytes) -> str:
     """Compression by magic bytes, as libkmod tells them (zstd, xz, gzip), never by file name."""
     return sniff(raw[:MAGIC_MAX], LIBKMOD) or "none"
+
+
+XZ_CHECK_NAMES = {0: "none", 1: "CRC32", 4: "CRC64", 10: "SHA-256"}
+
+
+def xz_check(raw: bytes) -> int | None:
+    """The integrity check an xz file declares (the low nibble of its stream flags, bytes 6-7 after
+    the magic), None for anything that is not xz: the kernel's own decompressor verifies only some."""
+    if len(raw) < 8 or not raw.startswith(b"\xfd7zXZ\x00"):
+        return None
+    return raw[7] & 0x0F
 
 
 def decompress_module(raw: bytes, max_bytes: int = DEFAULT_MAX) -> tuple[str, bytes]:
@@ -283,8 +295,8 @@ def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
 # ELF
 
 
-def parse_module(data: bytes, *, compression: str = "none") -> ModuleFile:
-    """Parse decompressed module bytes (``compression`` only records what the file was)."""
+def parse_module(data: bytes, *, compression: str = "none", xz_check: int | None = None) -> ModuleFile:
+    """Parse decompressed module bytes (``compression`` and ``xz_check`` only record what the file was)."""
     if not data:
         raise ModuleFileError("empty", "empty file")
     fmt = detect_compression(data)
@@ -292,7 +304,8 @@ def parse_module(data: bytes, *, compression: str = "none") -> ModuleFile:
         raise ModuleFileError("not_elf", f"data is {fmt}-compressed; decompress it first")
     body, signature = split_signature(data)
     try:
-        return _parse_elf(body, signature, compression)
+        parsed = _parse_elf(body, signature, compression)
+        return replace(parsed, xz_check=xz_check) if xz_check is not None else parsed
     except ModuleFileError:
         raise
     except _PARSER_ERRORS as e:
