@@ -37,7 +37,7 @@ def rpm_says(cases: list[tuple[str, str, str]]) -> list[int]:
     return rpm_python(ORACLE, cases)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.data_too_large, HealthCheck.too_slow])
 @given(st.lists(st.tuples(version, version), min_size=60, max_size=60))
 def test_rpmvercmp_is_rpms(pairs):
     cases = [("vercmp", a, b) for a, b in pairs] + [("vercmp", a, a) for a, _ in pairs[:10]]
@@ -47,7 +47,7 @@ def test_rpmvercmp_is_rpms(pairs):
     assert not bad, bad[:5]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.data_too_large, HealthCheck.too_slow])
 @given(st.lists(st.tuples(evr, evr), min_size=60, max_size=60))
 def test_evr_order_is_rpms(pairs):
     cases = [("ver", a, b) for a, b in pairs if a and b]

@@ -16,20 +16,23 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
-from ..formats.module import (DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module,
-                              parse_module, xz_check)
+from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, parse_module_stream
 from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..formats.vmlinux import VmlinuxError, builtin_certificates
 from ..formats.x509 import Certificate
 from ..formats.errors import TrustDataError
 from ..host.context import Context, Unreadable
-from ..host.reader import FileTooLarge, open_regular, read_bounded
+from ..host.reader import open_regular
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
 # parsed module files as the persistent cache (--cache.dir) keeps them
 MODULE_CODEC = Codec("module", (ModuleFile, ModuleSignature), errors={ModuleFileError: ("code", "message")})
+KEYS_CODEC = Codec("builtin-keys", (Certificate,))
+"""K's built-in certificates, kept on disk by the image's identity: reading them decompresses the
+whole vmlinuz (seconds, and liblzma's 32 MiB dictionary), once per kernel install instead of once
+per process."""
 
 
 @register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
@@ -80,7 +83,7 @@ def builtin_keys(ctx: Context, k: Kernel) -> tuple[tuple[Certificate, ...] | Non
     extra = int(k.config.get("CONFIG_SYSTEM_EXTRA_CERTIFICATE_SIZE", "0") or 0) \
         if k.config.get("CONFIG_SYSTEM_EXTRA_CERTIFICATE") == "y" else 0
     try:
-        found = ctx.compute(k.image, "builtin-keys", lambda path, st: _read_keys(path, st, extra))
+        found = ctx.compute(k.image, "builtin-keys", lambda path, st: _read_keys(path, st, extra), persist=KEYS_CODEC)
     except Unreadable:
         return None, f"{k.image} could not be read"
     if found is None:
@@ -127,16 +130,14 @@ def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileErro
 
 
 def read_module(path: pathlib.Path, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
-    """Open, decompress (bounded) and parse one module file."""
+    """Open and parse one module file, streamed: never held whole, decompressed or not
+    (exporter.formats.modview), so a tens-of-MiB vendor module costs a few MiB of memory."""
     try:
-        raw = read_bounded(path, max_bytes)
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return parse_module_stream(fh, size, max_bytes)
     except OSError as e:
         raise ModuleFileError("unreadable", f"{path}: {e.strerror or e}") from e
-    except FileTooLarge:
-        raise ModuleFileError("too_large", f"{path}: file is over the {max_bytes}-byte bound") from None
-    try:
-        compression, data = decompress_module(raw, max_bytes)
-        return parse_module(data, compression=compression, xz_check=xz_check(raw))
     except ModuleFileError as e:
         raise ModuleFileError(e.code, f"{path}: {e.message}") from None
 

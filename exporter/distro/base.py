@@ -16,6 +16,11 @@ class Distro:
     package_databases: tuple[str, ...] = ()     # host paths whose presence identifies the family
     dkms_dest: str | None = None                # dkms's override_dest_module_location there
 
+    def for_host(self, facts) -> "Distro":
+        """The backend with what this host's files say about its kernels' packages (Arch's
+        pkgbase names the headers package); most families need nothing more than the release."""
+        return self
+
     def read_packages(self, ctx: Context) -> PackageFacts:
         """Installed, held and half-configured packages; no database known: manager None."""
         return PackageFacts(None, (), ())
@@ -83,6 +88,14 @@ class Distro:
     def enrol_dkms_key(self) -> str:
         return ("enrol DKMS's signing key: mokutil --import /var/lib/dkms/mok.pub, then confirm in MokManager at "
                 "the next boot")
+
+    def new_dkms_key(self) -> str:
+        """DKMS (3.x) makes mok.key/mok.pub at its next build when they are missing."""
+        return ("move DKMS's revoked key aside: mv /var/lib/dkms/mok.key /var/lib/dkms/mok.key.revoked && "
+                "mv /var/lib/dkms/mok.pub /var/lib/dkms/mok.pub.revoked")
+
+    def new_akmods_key(self) -> str:
+        return "make akmods a new signing key: kmodgenca -a --force"
 
     def rebuild_akmod(self, kernel: str, name: str) -> str:
         return f"akmods --force --kernels {kernel} --kmod {name}"

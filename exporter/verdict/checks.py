@@ -6,7 +6,7 @@
    only with a build;
 3. the loader's own checks of the file (``module_unreadable``, ``vermagic_mismatch``,
    ``symbol_version_mismatch``, ``unknown_symbol``), then its signature (``unsigned``,
-   ``untrusted_key``, ``signature_invalid``): all that apply.  The kernel's load_module() checks the signature first;
+   ``signature_revoked``, ``untrusted_key``, ``signature_invalid``): all that apply.  The kernel's load_module() checks the signature first;
    every one of them is reported, so the order changes the listing, not the verdict;
 4. early boot: the initramfs (``missing_from_initramfs``, ``initramfs_stale``), only when
    nothing so far is an error;
@@ -35,15 +35,15 @@ from ..formats.x509 import Certificate
 from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
-from ..formats.modsig import policy_rejection, verify
-from .trust import enforced_for, module_trusted_certificates, signing_certificate
+from ..formats.modsig import matches, policy_rejection, verify
+from .trust import enforced_for, module_trusted_certificates, revocation_certificates, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
 CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "weak_update_missing",
                "kabi_mismatch", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
-               "unsigned", "untrusted_key", "signature_invalid", "dependency_missing", "missing_from_initramfs", "initramfs_stale", "blacklisted")
+               "unsigned", "signature_revoked", "untrusted_key", "signature_invalid", "dependency_missing", "missing_from_initramfs", "initramfs_stale", "blacklisted")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Evidence:
     module_packages: dict[str, str] | None = None             # module file path -> the package that ships it
     sig_checked: bool | None = None     # CONFIG_MODULE_SIG=y: the kernel checks every signature it finds
     unused: tuple[Certificate, ...] = ()  # enrolled (MokListRT, db), but not in a keyring K verifies modules with
+    revoked: tuple[tuple[str, Certificate], ...] = ()   # (dbx / MokListXRT, certificate) in K's .blacklist
 
     @staticmethod
     def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
@@ -81,7 +82,8 @@ class Evidence:
                         modules.kernels if modules else None,
                         {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None,
                         kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None,
-                        tuple(c for c in (trust.trusted_certificates if trust else ()) if c not in trusted))
+                        tuple(c for c in (trust.trusted_certificates if trust else ()) if c not in trusted),
+                        revocation_certificates(trust, kernel.config or None) if trust else ())
 
 
 def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | None, why: tuple[str, ...],
@@ -235,6 +237,9 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
     refused = policy_rejection(sig)
     if refused is not None:
         return invalid(refused)
+    revoked = _revocation_problem(k, name, ident, sig, ev)
+    if revoked is not None:
+        return [revoked]
     builtin = ev.modules.builtin_keys if ev.modules is not None else None
     if builtin is None and ev.builtin is not None and sig.signer == ev.builtin.signer \
             and sig.key_id == ev.builtin.key_id:
@@ -245,7 +250,8 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is enrolled "
                             f"(MokListRT or db) but not in a keyring {k} verifies modules with: its kernel has no "
                             ".platform fallback, and MOK reaches .machine only with "
-                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT",
+                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT (and, with "
+                            "CONFIG_INTEGRITY_CA_MACHINE_KEYRING, only as a CA certificate with keyCertSign)",
                             ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         if ev.enforced and ev.trust_known:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
@@ -257,6 +263,21 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
         return []
     return invalid(f"signed by '{sig.signer}' (key {sig.key_id}, certificate sha256 {cert.sha256[:16]}…): "
                    f"{check.detail}")
+
+
+def _revocation_problem(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence) -> Problem | None:
+    """certs/system_keyring.c verify_pkcs7_message_sig(): after pkcs7_verify() and before any
+    trusted keyring is searched, is_key_on_revocation_list() looks the signer up in .blacklist
+    and, when its key verifies the signature, the load fails with EKEYREJECTED, fatal whatever
+    the enforcement (and whether or not the key is also enrolled)."""
+    for source, cert in ev.revoked:
+        if matches(sig, cert) and verify(sig, cert).ok:
+            return Problem("signature_revoked",
+                           f"signed by '{sig.signer or sig.skid}' (key {sig.key_id or sig.skid}), whose certificate "
+                           f"(sha256 {cert.sha256[:16]}…) is revoked in {source}: {k} loads it into its .blacklist "
+                           "keyring and refuses the signature (EKEYREJECTED) even where signatures are not enforced",
+                           ev.fix("signature_revoked", k, ident, name))
+    return None
 
 
 def _akmod_problem(kernel: Kernel, name: str, akmod: AkmodEntry, fix: Fixes) -> Problem | None:

@@ -42,7 +42,11 @@ DERIVED = {
     "sb_mok_not_enrolled": ("signed_sb_on", "MokListRT removed: mokutil --import was run, MokManager never"),
     "xz_crc64": ("healthy", "the newest kernel's v4l2loopback.ko.xz recompressed with xz --check=crc64 (dkms 3.0's "
                  "`xz -f`; dkms 3.2 with compress_xz_opts emptied in framework.conf)"),
+    "dependency_deleted": ("healthy", "the newest kernel's videodev.ko (v4l2loopback's in-tree dependency) deleted, "
+                                      "then depmod run, as on a kernel whose extra-modules package is not installed"),
 }
+# The in-tree module dependency_deleted removes (relative to /lib/modules/K, any compression).
+DELETED_DEPENDENCY = "kernel/drivers/media/v4l2-core/videodev.ko"
 
 
 # The Debian generations the oracle boots (tests/realhost/build.sh's DKMS_EXPORTER_REALHOST_SUITE),
@@ -148,8 +152,23 @@ def derived_tree(realhost: Path, name: str, generation: str = "bookworm") -> Pat
         module.unlink()  # a hardlink: replace, never write through it
         module.write_bytes(subprocess.run([xz, "--check=crc64", "-c"], input=plain, capture_output=True,
                                           check=True).stdout)
+    elif name == "dependency_deleted":
+        _delete_and_depmod(tree, env["NEW_KERNEL"], DELETED_DEPENDENCY)
     stamp.write_text(stamp_text)
     return tree
+
+
+def _delete_and_depmod(tree: Path, kernel: str, rel: str) -> None:
+    """Delete one module file of K (whatever its compression) and run the real depmod on the
+    tree; the index files are hardlinks into the source tree, so depmod gets its own copies."""
+    base = tree / "lib/modules" / kernel
+    (found,) = [p for p in (base / (rel + suffix) for suffix in ("", ".xz", ".zst", ".gz")) if p.exists()]
+    found.unlink()
+    for index in base.glob("modules.*"):
+        data = index.read_bytes()
+        index.unlink()
+        index.write_bytes(data)
+    subprocess.run([artifacts.need("depmod", "kmod"), "-b", str(tree), kernel], check=True, capture_output=True)
 
 
 def tree_of(realhost: Path, scenario: str, rhelhost: Path | None = None, generation: str = "bookworm") -> Path:
