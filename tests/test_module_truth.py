@@ -173,3 +173,32 @@ def test_loaded_module_dkms_excludes_from_a_kernel_is_not_needed_there(host, dkm
     assert [m.module for m in s.readiness.kernel(K2).modules] == (["acpi_call"] if needed_on_k2 else [])
     assert [m.module for m in s.readiness.kernel(K1).modules] == ["acpi_call"]
     assert (s.readiness.verdict == "ready") is not needed_on_k2
+
+
+@pytest.mark.parametrize(("check", "kernel_decompresses", "unreadable"), [
+    ("crc64", True, True),     # Debian 13: kmod hands the .ko.xz to XZ Embedded, which refuses CRC64
+    ("crc32", True, False),    # what kbuild and dkms 3.2 write
+    ("none", True, False),
+    ("crc64", False, False),   # no CONFIG_MODULE_DECOMPRESS: kmod decompresses with liblzma
+])
+def test_xz_check_the_kernels_decompressor_refuses(host, check, kernel_decompresses, unreadable):
+    """The QEMU oracle booted Debian 13's 6.12.118 with a DKMS .ko.xz recompressed `xz
+    --check=crc64`: EINVAL, "decompression failed with status 6" (lib/xz dec_stream_header)."""
+    host.kernel(K1, running=True)
+    host.kernel(K2, config={"CONFIG_MODULE_DECOMPRESS": "y", "CONFIG_MODULE_COMPRESS_XZ": "y"}
+                if kernel_decompresses else None)
+    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    host.dkms_build("acpi-call", "1.2.2", K1, dest=["acpi_call"], key=None)
+    host.dkms_build("acpi-call", "1.2.2", K2, dest=["acpi_call"], key=None)
+    host.finish()
+    plain = host.path(f"usr/lib/modules/{K2}/updates/dkms/acpi_call.ko")
+    xz = subprocess.run([require_tool("xz"), f"--check={check}", "-c"], input=plain.read_bytes(),
+                        capture_output=True, check=True).stdout
+    plain.unlink()
+    host.path(f"usr/lib/modules/{K2}/updates/dkms/acpi_call.ko.xz").write_bytes(xz)
+    dep = host.path(f"usr/lib/modules/{K2}/modules.dep")
+    dep.write_text(dep.read_text().replace("updates/dkms/acpi_call.ko:", "updates/dkms/acpi_call.ko.xz:"))
+    s = scrape(host.root)
+    assert reasons(s, K2) == (["module_unreadable"] if unreadable else []), s.readiness.kernel(K2).modules
+    if unreadable:
+        assert "xz check CRC64" in s.readiness.kernel(K2).modules[0].problems[0].detail

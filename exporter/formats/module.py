@@ -152,6 +152,7 @@ class ModuleFile:
     machine: str = ""
     elf_class: int = 64
     byte_order: str = "little"
+    xz_check: int | None = None    # an xz file's check ID (0 none, 1 CRC32, 4 CRC64, 10 SHA-256)
 
     def modinfo_values(self, key: str) -> tuple[str, ...]:
         """All values of a repeatable .modinfo key (alias, import_ns, firmware, ...)."""
@@ -186,6 +187,17 @@ def _decompress_error(exc: DecompressError) -> ModuleFileError:
     return ModuleFileError(code, f"{exc.detail} (at offset {exc.offset} of the file)")
 
 
+XZ_CHECK_NAMES = {0: "none", 1: "CRC32", 4: "CRC64", 10: "SHA-256"}
+
+
+def xz_check(raw: bytes) -> int | None:
+    """The integrity check an xz file declares (the low nibble of its stream flags, bytes 6-7 after
+    the magic), None for anything that is not xz: the kernel's own decompressor verifies only some."""
+    if len(raw) < 8 or not raw.startswith(b"\xfd7zXZ\x00"):
+        return None
+    return raw[7] & 0x0F
+
+
 def parse_module_stream(fh: BinaryIO, size: int, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
     """Parse the module file open in ``fh`` (``size`` bytes on disk) without holding it: the
     pieces the checks need are read where they are and the signed content is hashed in
@@ -199,9 +211,11 @@ def parse_module_stream(fh: BinaryIO, size: int, max_bytes: int = DEFAULT_MAX) -
     if fmt == "none":
         return _parse_view(files, "none", lambda name, end: _hash(files.chunks(end), name))
     try:
-        return _parse_compressed(fh, size, fmt, max_bytes)
+        parsed = _parse_compressed(fh, size, fmt, max_bytes)
     except DecompressError as exc:
         raise _decompress_error(exc) from None
+    check = xz_check(files.pread(0, 8)) if fmt == "xz" else None
+    return replace(parsed, xz_check=check) if check is not None else parsed
 
 
 _MAX_PASSES = 4

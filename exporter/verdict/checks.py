@@ -17,6 +17,7 @@ docs/readiness.md lists them in this order; a test keeps the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..facts import HostFacts
@@ -29,7 +30,7 @@ from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..facts.packages import PackageFacts
 from ..facts.secureboot import TrustFacts
 from ..formats.depmod import modname_of_path
-from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
+from ..formats.module import XZ_CHECK_NAMES, ModuleFile, ModuleFileError, ModuleSignature
 from ..formats.x509 import Certificate
 from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
@@ -143,6 +144,22 @@ def initramfs_problems(kernel: Kernel, name: str, file: str | None, ev: Evidence
     return []
 
 
+def kernel_decompressor_refusal(parsed: ModuleFile, config: Mapping[str, str] | None) -> str | None:
+    """Why K's own decompressor refuses a .ko.xz, or None.  With CONFIG_MODULE_DECOMPRESS and
+    xz modules the kernel decompresses them itself: kmod (31+) hands the file over with
+    MODULE_INIT_COMPRESSED_FILE and does not fall back to liblzma.  XZ Embedded verifies only the
+    checks none and CRC32 (lib/xz dec_stream_header: any other is XZ_OPTIONS_ERROR, EINVAL; the
+    oracle saw "decompression failed with status 6" for `xz --check=crc64` on Debian 13's 6.12),
+    which is why kbuild and dkms 3.2 compress with --check=crc32 and dkms 3.0's `xz -f` did not."""
+    if parsed.compression != "xz" or parsed.xz_check in (None, 0, 1) or not config:
+        return None
+    if config.get("CONFIG_MODULE_DECOMPRESS") != "y" or config.get("CONFIG_MODULE_COMPRESS_XZ") != "y":
+        return None
+    check = XZ_CHECK_NAMES.get(parsed.xz_check, f"ID {parsed.xz_check}")
+    return (f"xz check {check}: the kernel decompresses .ko.xz itself (CONFIG_MODULE_DECOMPRESS) and verifies "
+            "only none or CRC32 (\"decompression failed with status 6\"); recompress with xz --check=crc32")
+
+
 def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, file: str,
                           parsed: ModuleFile | ModuleFileError | None, ev: Evidence, akmod: str = "") -> list[Problem]:
     """Will the kernel's loader accept this file? vermagic, symbol CRCs, signature and key."""
@@ -152,6 +169,9 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
         return []  # unreadable: recorded as a collector error, so the verdict is already unknown
     if isinstance(parsed, ModuleFileError):
         return [Problem("module_unreadable", f"{file}: {parsed}", ev.fix("module_unreadable", k, ident, name))]
+    refusal = kernel_decompressor_refusal(parsed, kernel.config)
+    if refusal:
+        return [Problem("module_unreadable", f"{file}: {refusal}", ev.fix("module_unreadable", k, ident, name))]
     out: list[Problem] = []
     kmf = ev.modules
     if kmf is not None and kmf.vermagic and not vermagic_matches(parsed.vermagic, kmf.vermagic,
