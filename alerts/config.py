@@ -24,6 +24,9 @@ NON_BLOCKING_REASONS: tuple[str, ...] = tuple(_REASONS["nonBlocking"])
 # Kernel-level reasons that make a kernel not ready (headers_missing does not: it only stops
 # DKMS from rebuilding).
 KERNEL_BREAKING_REASONS: tuple[str, ...] = tuple(_REASONS["kernelBreaking"])
+# The kernel-level reason of DkmsNextBootLoadedModuleMissing (dkms_kernel_loaded_module_missing
+# names the modules; severity="error" ones page).
+LOADED_MODULE_REASONS: tuple[str, ...] = tuple(_REASONS["loadedModule"])
 # Kernel-level reasons with no alert of their own: DkmsNextBootVerdictNotReady pages when they
 # make the next boot unready.
 VERDICT_ONLY_REASONS: tuple[str, ...] = tuple(_REASONS["verdictOnly"])

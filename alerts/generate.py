@@ -170,13 +170,21 @@ def _rules(rel: str, root: Path = REPO) -> list[dict]:
 
 
 def alert_rules(root: Path = REPO) -> list[dict]:
-    """Every alerting rule of the committed (rendered) rule file, in order."""
-    return _rules(ALERTS_FILE, root)
+    """Every alerting rule of the committed (rendered) alerts file, in order."""
+    return [r for r in _rules(ALERTS_FILE, root) if "alert" in r]
 
 
 def record_rules(root: Path = REPO) -> list[dict]:
-    """Every recording rule of the committed (rendered) rule file."""
+    """Every recording rule of the committed (rendered) fleet rules file: what the dashboard's
+    fleet panels read."""
     return _rules(RULES_FILE, root)
+
+
+def gate_records(root: Path = REPO) -> list[dict]:
+    """The recording rules of the alerts file: the boot-target join, recorded once per
+    evaluation at the top of the reboot-gate group for the alerts below them (and read by the
+    fleet records and the dashboard too)."""
+    return [r for r in _rules(ALERTS_FILE, root) if "record" in r]
 
 
 def drift(root: Path = REPO, config: dict | None = None) -> list[str]:

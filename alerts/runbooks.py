@@ -24,8 +24,8 @@ from markdown_it.token import Token
 
 from exporter.verdict.fixes import REASONS
 
-from .config import (INITRAMFS_REASONS, KERNEL_BREAKING_REASONS, NON_BLOCKING_REASONS, SECURE_BOOT_REASONS,
-                     VERDICT_ONLY_REASONS)
+from .config import (INITRAMFS_REASONS, KERNEL_BREAKING_REASONS, LOADED_MODULE_REASONS, NON_BLOCKING_REASONS,
+                     SECURE_BOOT_REASONS, VERDICT_ONLY_REASONS)
 
 RUNBOOKS_MD = "docs/runbooks.md"
 RUNBOOKS_HTML = "exporter/web/runbooks.html"
@@ -52,6 +52,8 @@ def reason_alert(reason: str) -> str:
         return "DkmsNextBootInitramfsUnusable"
     if reason == "headers_missing":
         return "DkmsKernelHeadersMissing"
+    if reason in LOADED_MODULE_REASONS:
+        return "DkmsNextBootLoadedModuleMissing"
     if reason in VERDICT_ONLY_REASONS:
         return "DkmsNextBootVerdictNotReady"
     return "DkmsNextBootKernelNotReady"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -141,16 +142,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str, timeout: float = 300) -> dict:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as e:     # both engines answer a bad query with a JSON error
-        body = e.read().decode(errors="replace")
+def get_json(url: str, timeout: float = 300, attempts: int = 3) -> dict:
+    """The JSON an engine answers; a timeout or a refused connection (an engine busy evaluating
+    on a loaded machine) is asked again, ``attempts`` times in all, each time waiting longer."""
+    for attempt in range(1, attempts + 1):
         try:
-            return json.loads(body)
-        except ValueError:
-            return {"status": "error", "error": f"HTTP {e.code}: {body[:500]}"}
+            with urllib.request.urlopen(url, timeout=timeout * attempt) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as e:     # both engines answer a bad query with a JSON error
+            body = e.read().decode(errors="replace")
+            try:
+                return json.loads(body)
+            except ValueError:
+                return {"status": "error", "error": f"HTTP {e.code}: {body[:500]}"}
+        except (OSError, ValueError) as e:      # URLError, socket timeout, a truncated body
+            if attempt == attempts:
+                raise RuntimeError(f"{url}: no answer after {attempts} attempts: {e}") from e
+            time.sleep(5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def get_text(url: str, timeout: float = 120, attempts: int = 5) -> str | None:
+    """A text page (vmalert's /metrics), asked again on a timeout with a longer one; None when it
+    never answered (the caller then keeps what it had)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout * attempt) as r:
+                return r.read().decode()
+        except OSError as e:
+            print(f"  {url}: attempt {attempt}/{attempts}: {e}", file=sys.stderr, flush=True)
+            time.sleep(5 * attempt)
+    return None
 
 
 def wait_http(url: str, what: str, proc: subprocess.Popen, timeout: float = 600) -> None:
@@ -373,40 +395,41 @@ def grafana_step(range_s: int, points: int = 1000) -> int:
     return 86400
 
 
-def prometheus_group_times(engine: Engine, evaluations: int, interval: int) -> dict[str, list[float]]:
-    """Each rule group's evaluationTime over ``evaluations`` distinct evaluations."""
+def prometheus_group_times(engine: Engine, evaluations: int, deadline_s: float) -> dict[str, list[float]]:
+    """Each rule group's evaluationTime over up to ``evaluations`` distinct evaluations, asked
+    for until ``deadline_s`` has passed; a group absent from the result finished none."""
     seen: dict[str, dict[str, float]] = {}
-    deadline = time.monotonic() + interval * (evaluations + 3) + 120
+    deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         _, body = engine.query("/api/v1/rules")
         for g in body["data"]["groups"]:
             if g.get("lastEvaluation", "").startswith("0001"):
                 continue
             seen.setdefault(g["name"], {})[g["lastEvaluation"]] = g["evaluationTime"]
-        if seen and all(len(v) >= evaluations for v in seen.values()):
+        if seen and len(seen) == len(body["data"]["groups"]) and all(len(v) >= evaluations for v in seen.values()):
             break
-        time.sleep(max(1, interval / 3))
+        time.sleep(5)
     return {g: list(v.values()) for g, v in seen.items()}
 
 
-def vmalert_group_times(engine: Engine, evaluations: int, interval: int) -> dict[str, list[float]]:
-    """Each group's iteration duration from vmalert's own summary (sum / count), after at least
-    ``evaluations`` iterations."""
+def vmalert_group_times(engine: Engine, evaluations: int, deadline_s: float) -> dict[str, list[float]]:
+    """Each group's mean iteration duration from vmalert's own summary (sum / count), once every
+    group has ``evaluations`` iterations or ``deadline_s`` has passed (then what the groups that
+    finished any have; vmalert's /metrics is asked again with longer timeouts when it is slow:
+    at 10,000 hosts on a loaded machine it took over 30 s to answer)."""
     url = engine.vmalert_url + "/metrics"
-    deadline = time.monotonic() + interval * (evaluations + 3) + 120
+    deadline = time.monotonic() + deadline_s
     times: dict[str, list[float]] = {}
     while time.monotonic() < deadline:
-        try:
-            text = urllib.request.urlopen(url, timeout=120).read().decode()
-        except OSError:           # a loaded machine: vmalert busy evaluating; ask again
-            time.sleep(1)
-            continue
-        sums = dict(re.findall(r'^vmalert_iteration_duration_seconds_sum\{group="([^"]+)"[^}]*\} (\S+)', text, re.M))
-        counts = dict(re.findall(r'^vmalert_iteration_duration_seconds_count\{group="([^"]+)"[^}]*\} (\S+)', text, re.M))
-        if counts and all(float(c) >= evaluations for c in counts.values()):
-            times = {g: [float(sums[g]) / float(c)] for g, c in counts.items()}
-            break
-        time.sleep(max(1, interval / 3))
+        text = get_text(url)
+        if text is not None:
+            sums = dict(re.findall(r'^vmalert_iteration_duration_seconds_sum\{group="([^"]+)"[^}]*\} (\S+)', text, re.M))
+            counts = dict(re.findall(r'^vmalert_iteration_duration_seconds_count\{group="([^"]+)"[^}]*\} (\S+)',
+                                     text, re.M))
+            times = {g: [float(sums[g]) / float(c)] for g, c in counts.items() if float(c) > 0}
+            if counts and all(float(c) >= evaluations for c in counts.values()):
+                break
+        time.sleep(5)
     return times
 
 
@@ -420,13 +443,24 @@ def timed(engine: Engine, path: str, repeat: int, **params: str) -> tuple[float,
     return statistics.median(runs), body
 
 
-def result_set(body: dict) -> frozenset:
-    """An instant query's result as a set of (labels without __name__, value)."""
+def result_set(body: dict) -> dict[tuple, float]:
+    """An instant query's result as {labels without __name__: value}."""
     data = body.get("data", {})
     if data.get("resultType") == "scalar":
-        return frozenset({((), round(float(data["result"][1]), 6))})
-    return frozenset((tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")),
-                      round(float(r["value"][1]), 6)) for r in data.get("result", []))
+        return {(): float(data["result"][1])}
+    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(r["value"][1])
+            for r in data.get("result", [])}
+
+
+def differing(a: dict[tuple, float], b: dict[tuple, float]) -> tuple[list, list]:
+    """What only one side has: label sets, or values that differ by more than a relative 1e-9.
+    VictoriaMetrics keeps about 12 significant digits of a float (a Unix time with fractions,
+    minus time(), differs in the 7th decimal), so exact equality would compare storage formats."""
+    def same(x: float, y: float) -> bool:
+        return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-6) or (math.isnan(x) and math.isnan(y))
+    only_a = sorted((k, v) for k, v in a.items() if k not in b or not same(v, b[k]))
+    only_b = sorted((k, v) for k, v in b.items() if k not in a or not same(v, a[k]))
+    return only_a, only_b
 
 
 # ------------------------------------------------------------------------------------------------
@@ -474,8 +508,9 @@ def run_size(hosts: int, args: argparse.Namespace, templates: dict[str, list[Ser
 
 def measure(engine: Engine, args: argparse.Namespace) -> dict:
     now = str(int(time.time()))
+    deadline = args.deadline or args.eval_interval * (args.evaluations + 3) + 120
     groups = (prometheus_group_times if engine.name == "prometheus" else vmalert_group_times)(
-        engine, args.evaluations, args.eval_interval)
+        engine, args.evaluations, deadline)
     queries, selectors, range_s = dashboard_queries()
     step = grafana_step(range_s)
     latencies = []
@@ -508,10 +543,10 @@ def compare(engines: list[Engine]) -> tuple[list[str], int, int]:
     for what, expr in exprs:
         sets = [result_set(e.query("/api/v1/query", query=expr, time=at)[1]) for e in engines]
         nonempty += bool(sets[0] or sets[1])
-        if sets[0] != sets[1]:
-            only = [sorted(sets[0] - sets[1])[:2], sorted(sets[1] - sets[0])[:2]]
-            diffs.append(f"{what}: {len(sets[0])} vs {len(sets[1])} results; prometheus only {only[0]}, "
-                         f"victoria-metrics only {only[1]}")
+        only = differing(*sets)
+        if only[0] or only[1]:
+            diffs.append(f"{what}: {len(sets[0])} vs {len(sets[1])} results; prometheus only {only[0][:2]}, "
+                         f"victoria-metrics only {only[1][:2]}")
     return diffs, len(exprs), nonempty
 
 
@@ -559,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the data reaches past now, to cover building blocks and measuring (default 1200)")
     parser.add_argument("--eval-interval", type=int, default=15, help="rule evaluation interval, s")
     parser.add_argument("--evaluations", type=int, default=3, help="rule evaluations to take the median of")
+    parser.add_argument("--deadline", type=int, default=0,
+                        help="seconds to wait for the rule groups' evaluations (default: 120 + interval x (evaluations + 3)); "
+                             "a group that finished none by then is shown as -")
     parser.add_argument("--repeat", type=int, default=3, help="runs per query (median)")
     parser.add_argument("--engines", default="prometheus,victoria-metrics")
     parser.add_argument("--json", type=Path, help="also write the results here")

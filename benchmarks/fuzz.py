@@ -10,7 +10,7 @@ Engines:
 
 - **atheris** (coverage-guided libFuzzer for Python; ``.venv/bin/pip install atheris``, not a
   project dependency): each target runs in its own process, instrumented (the exporter and the
-  libraries it parses with: pyelftools, asn1crypto), seeded with real artifacts (gcc-built
+  library it parses with: asn1crypto), seeded with real artifacts (gcc-built
   signed modules compressed by the real tools, depmod's modules.dep.bin, EFI signature lists of
   real certificates, a Debian grub.cfg, dpkg status, cpio images).  A crash stops the target,
   keeps the input (``crash-*`` in the work dir) and makes the script exit 1.
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 TARGETS = ("modfile", "initramfs", "dkmsconf", "dpkg", "bootloader", "trust", "depmod", "makelog", "symvers",
-           "rpmheader", "rpmdb", "pacman", "bls", "modsig")
+           "rpmheader", "rpmdb", "pacman", "bls", "modsig", "zypplocks", "ndb", "vmlinux")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def run_one(target: str, data: bytes) -> None:
             symvers.parse_module_symvers(data.decode("utf-8", "replace"))
         except symvers.SymversError:
             pass
-    elif target in ("rpmheader", "rpmdb", "pacman", "bls", "modsig"):
+    elif target in ("rpmheader", "rpmdb", "pacman", "bls", "modsig", "zypplocks", "ndb", "vmlinux"):
         _run_newer(target, data)
     else:
         raise ValueError(target)
@@ -154,6 +154,32 @@ def _run_newer(target: str, data: bytes) -> None:
         ids = data.decode("utf-8", "replace").split("\n")[:8]
         for variant in ("current", "rhel8"):
             bls.blscfg_order([(i, entry) for i in ids], variant)
+    elif target == "zypplocks":
+        from exporter.formats import zypplocks
+        try:
+            locks = zypplocks.parse_locks(data.decode("utf-8", "replace"))
+        except zypplocks.ZyppLocksError:
+            return
+        for lock in locks[:20]:
+            for name, evr in (("kernel-default", "6.4.0-150600.23.30.1"), ("vim", "2:9.1.0330-1")):
+                assert zypplocks.judge(lock, name, evr, "x86_64") in (True, False, None)
+    elif target == "ndb":
+        from exporter.formats import ndb
+        pread = lambda off, n: data[off:off + n]  # noqa: E731
+        try:
+            for pkgidx, blkoff, blkcnt in ndb.ndb_slots(pread, len(data)):
+                assert len(ndb.read_blob(pread, pkgidx, blkoff, blkcnt)) <= len(data)
+        except ndb.NdbError:
+            pass
+    elif target == "vmlinux":
+        import io
+
+        from exporter.formats import errors, vmlinux
+        try:
+            keys = vmlinux.builtin_certificates(io.BytesIO(data), len(data))
+            assert len(keys.certificates) <= vmlinux.MAX_CERTS
+        except (vmlinux.VmlinuxError, errors.TrustDataError):
+            pass
     elif target == "modsig":
         try:
             kind, body = modfile.decompress_module(data, 8 << 20)
@@ -213,6 +239,10 @@ def write_seeds(target: str, corpus: Path) -> None:
         seeds = [b"title Fedora Linux (6.5.6-300.fc39.x86_64) 39\nversion 6.5.6-300.fc39.x86_64\n"
                  b"linux /vmlinuz-6.5.6-300.fc39.x86_64\ninitrd /initramfs-6.5.6-300.fc39.x86_64.img\noptions root=x\n",
                  b"default @saved\ntimeout 3\n#c\ndefault fedora-*.conf\n"]
+    elif target in ("zypplocks", "ndb", "vmlinux"):
+        from test_properties_distro import _ndb_seed, _vmlinuz_seeds, _zypp_seeds
+        seeds = {"zypplocks": lambda: [t.encode() for t in _zypp_seeds()], "ndb": lambda: [_ndb_seed()],
+                 "vmlinux": lambda: list(_vmlinuz_seeds())}[target]()
     elif target == "modsig":
         from hostbuilder import module_elf
         seeds = [module_elf("acpi_call", "6.1.0-27-amd64", compression=c) for c in ("none", "zstd")]
@@ -252,12 +282,14 @@ def atheris_child(target: str, argv: list[str]) -> None:
     """Runs inside the per-target process: instrument, then hand over to libFuzzer."""
     import atheris
 
-    with atheris.instrument_imports(include=["exporter", "elftools", "asn1crypto"]):
+    with atheris.instrument_imports(include=["exporter", "asn1crypto"]):
         import exporter.collectors.bootloader, exporter.formats.depmod, exporter.formats.dkmsconf  # noqa: F401,E401
         import exporter.formats.dpkg, exporter.formats.initramfs, exporter.formats.makelog  # noqa: F401,E401
         import exporter.formats.module, exporter.formats.symvers, exporter.formats.efi  # noqa: F401,E401
         import exporter.formats.rpmheader, exporter.formats.rpmdb, exporter.formats.pacman  # noqa: F401,E401
         import exporter.formats.bls, exporter.formats.modsig, exporter.formats.x509  # noqa: F401,E401
+        import exporter.formats.zypplocks, exporter.formats.ndb, exporter.formats.vmlinux  # noqa: F401,E401
+        import exporter.formats.rsa  # noqa: F401
     atheris.Setup([sys.argv[0], *argv], lambda data: run_one(target, data))
     atheris.Fuzz()
 
@@ -282,7 +314,8 @@ def run_hypothesis(target: str, seconds: int) -> tuple[int, bool, str]:
     keyword = {"modfile": "module or decompression", "initramfs": "initramfs", "dkmsconf": "dkms_conf",
                "dpkg": "dpkg", "bootloader": "grub", "trust": "signature_lists or certificates or efivar",
                "depmod": "modules_dep", "makelog": "make_log", "symvers": "symvers", "rpmheader": "rpm_header",
-               "rpmdb": "berkeley_db", "pacman": "pacman", "bls": "bls", "modsig": "signed_modules"}[target]
+               "rpmdb": "berkeley_db", "pacman": "pacman", "bls": "bls", "modsig": "signed_modules",
+               "zypplocks": "zypp", "ndb": "ndb", "vmlinux": "kernel_images"}[target]
     examples = max(100, seconds * 40)
     env = dict(os.environ, PROPERTY_EXAMPLES=str(examples), PROPERTY_RANDOM="1")
     start = time.monotonic()

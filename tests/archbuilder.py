@@ -19,6 +19,16 @@ from hostbuilder import FIXED_MTIME, SYMBOLS, Host, _Kernel, kernel_crc, module_
 from pacmantools import FIXED_TIME, Pkg, install
 
 
+def _pkgver(release: str) -> tuple[str, str]:
+    """pkgver and pkgrel of the kernel package of ``release``, as Arch's PKGBUILDs make them:
+    6.10.2-arch1-1 is linux 6.10.2.arch1-1, 6.6.36-1-lts is linux-lts 6.6.36-1, 6.9.7-zen1-1-zen
+    linux-zen 6.9.7.zen1-1 (the flavour suffix is not part of the version)."""
+    parts = release.split("-")
+    if len(parts) > 2 and not parts[-1].isdigit():
+        parts = parts[:-1]
+    return ".".join(parts[:-1]), parts[-1]
+
+
 @dataclass
 class ArchHost(Host):
     pkgs: list[Pkg] = field(default_factory=list)
@@ -52,7 +62,7 @@ class ArchHost(Host):
         ``installed=False``: only what is left after pacman replaced it (the held headers' build/)."""
         cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_MODULE_SIG_FORCE": "n", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
-        version = release.replace("-arch", ".arch").rsplit("-", 1)[0]
+        version, rel = _pkgver(release)
         if installed:
             self.kernels[release] = _Kernel(release, False, True, True, cfg, ["e1000e"])
             base = f"usr/lib/modules/{release}"
@@ -61,14 +71,14 @@ class ArchHost(Host):
             self.write(f"{base}/kernel/drivers/net/{'e1000e'}.ko", module_elf("e1000e", release, intree=True,
                                                                                key="kernel-build"))
             self.write(f"boot/vmlinuz-{pkgbase}", b"MZ kernel " + release.encode())
-            self.pkg(pkgbase, version, release.rsplit("-", 1)[1], provides=("KSMBD-MODULE", "WIREGUARD-MODULE"))
+            self.pkg(pkgbase, version, rel, provides=("KSMBD-MODULE", "WIREGUARD-MODULE"))
         if headers:
             build = f"usr/lib/modules/{release}/build"
             self.write(f"{build}/Makefile", "# linux-headers Makefile\n")
             self.write(f"{build}/include/generated/autoconf.h", "#define CONFIG_MODULES 1\n")
             self.write(f"{build}/Module.symvers", "".join(
                 f"0x{kernel_crc(release, s):08x}\t{s}\tvmlinux\tEXPORT_SYMBOL\t\n" for s in SYMBOLS))
-            self.pkg(f"{pkgbase}-headers", version, release.rsplit("-", 1)[1])
+            self.pkg(f"{pkgbase}-headers", version, rel)
             if release in self.kernels:
                 self.kernels[release].headers = True
         if running:

@@ -90,8 +90,10 @@ class SuseHost(RhelHost):
         self.write(f"boot/config-{release}", "".join(f"{k}={v}\n" for k, v in sorted(cfg.items())))
         self.write(f"boot/System.map-{release}", "ffffffff81000000 T _stext\n")
         version, rel, flavour = self._split(release)
+        in_tree = {f"/usr/lib/modules/{release}/kernel/drivers/net/{name}.ko": self.path(
+            f"usr/lib/modules/{release}/kernel/drivers/net/{name}.ko").read_bytes() for name in self.kernels[release].in_tree}
         self.rpm(f"kernel-{flavour}", version, f"{rel}.1", provides=("multiversion(kernel)",),
-                 files={f"/boot/vmlinuz-{release}": b"MZ kernel " + release.encode()})
+                 files={f"/boot/vmlinuz-{release}": b"MZ kernel " + release.encode(), **in_tree})
         if headers:
             self.headers(release)
         return self

@@ -4,6 +4,7 @@ names documented; and the kured sentinel against the example hosts."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,10 +22,11 @@ from testkit import require_tool  # noqa: E402
 from example_hosts import EXAMPLES  # noqa: E402
 
 from alerts import generate  # noqa: E402
-from alerts.config import (ANY_EXPORTER_INSTANCE, INITRAMFS_REASONS, KERNEL_BREAKING_REASONS,  # noqa: E402
+from alerts.config import (ANY_EXPORTER_INSTANCE, INITRAMFS_REASONS, LOADED_MODULE_REASONS,  # noqa: E402
                            NON_BLOCKING_REASONS, PENDING_METRICS, REBOOT_GATE_PREFIX, SECURE_BOOT_REASONS,
                            VERDICT_ONLY_REASONS)
 from exporter.verdict.fixes import REASONS  # noqa: E402
+from test_docs import kernel_level_reasons  # noqa: E402
 
 UNIT_TESTS = sorted((REPO / "tests" / "alerts").glob("*.yaml"))
 RUNBOOKS = REPO / "docs" / "runbooks.md"
@@ -35,7 +37,11 @@ PROMETHEUS_BUILTINS = {"up", "ALERTS"}
 # Reasons of dkms_module_problem the module-truth and initramfs work adds (issues 3 and 4).
 PLANNED_MODULE_REASONS = {"vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
                           *SECURE_BOOT_REASONS, *INITRAMFS_REASONS}
-KERNEL_LEVEL_REASONS = {"headers_missing", *KERNEL_BREAKING_REASONS, *VERDICT_ONLY_REASONS}
+# The reasons of dkms_kernel_problem, as docs/readiness.md lists them in the code's order
+# (tests/test_docs.py holds the two together): a new kernel-level reason needs no edit here.
+KERNEL_LEVEL_REASONS = set(kernel_level_reasons())
+# The recording rules of the reboot-gate group: the boot-target join, computed once per evaluation.
+GATE_RECORD_PREFIX = "dkms:"
 # The default runbook base (the mixin's _config.runbookUrlBase), and the alerts whose own
 # instance serves no runbooks, so their link names any exporter Prometheus scrapes.
 RUNBOOK_BASE = "http://{{ $labels.instance }}/runbooks"
@@ -52,7 +58,12 @@ def gate_alerts() -> list[dict]:
 
 
 def records() -> set[str]:
-    return {r["record"] for r in generate.record_rules()}
+    """Every recorded name: the fleet rules' and the reboot-gate group's."""
+    return {r["record"] for r in generate.record_rules() + generate.gate_records()}
+
+
+def gate_records() -> set[str]:
+    return {r["record"] for r in generate.gate_records()}
 
 
 # --- PromQL metric names --------------------------------------------------------------------
@@ -89,9 +100,11 @@ def documented_metrics() -> set[str]:
 
 
 def allowed_metric_names(recorded: set[str] = frozenset()) -> set[str]:
+    """Names a rule or panel may read: documented metrics, pending ones, Prometheus' own, the
+    reboot-gate group's boot-target records, and `recorded`."""
     documented = documented_metrics()
     pending = {name for name in PENDING_METRICS if name not in documented}
-    return documented | pending | PROMETHEUS_BUILTINS | set(recorded)
+    return documented | pending | PROMETHEUS_BUILTINS | gate_records() | set(recorded)
 
 
 def test_metric_name_extraction() -> None:
@@ -127,6 +140,9 @@ def test_test_mode_only_shortens_for(tmp_path: Path) -> None:
     fast = yaml.safe_load(generate.render({"forOverride": "2s"})[generate.ALERTS_FILE])
     for group, fast_group in zip(normal["groups"], fast["groups"]):
         for rule, fast_rule in zip(group["rules"], fast_group["rules"]):
+            if "record" in rule:
+                assert fast_rule == rule
+                continue
             assert fast_rule["for"] == "2s"
             assert {k: v for k, v in rule.items() if k != "for"} == \
                    {k: v for k, v in fast_rule.items() if k != "for"}
@@ -222,7 +238,7 @@ def test_annotations_make_the_page_useful_before_a_link_is_clicked() -> None:
             assert "report_url" not in annotations, f"{name}: its instance serves no report"
         else:
             assert annotations["report_url"] == "http://{{ $labels.instance }}/", name
-        gate_module = name.startswith(REBOOT_GATE_PREFIX) and re.match(r"\(?\s*dkms_module_problem", rule["expr"])
+        gate_module = name.startswith(REBOOT_GATE_PREFIX) and re.match(r"dkms:module_problem:boot_target", rule["expr"])
         if gate_module or name == "DkmsNextBootInitramfsUnusable":
             assert annotations["reason_url"] == RUNBOOK_BASE + "#reason-{{ $labels.reason }}", name
             for label in ("kernel", "reason") + (("module",) if gate_module else ()):
@@ -250,7 +266,7 @@ def test_severity_variants_are_exclusive() -> None:
 
 def test_reboot_gate_is_the_prefix() -> None:
     groups = yaml.safe_load((REPO / generate.ALERTS_FILE).read_text())["groups"]
-    gate = {r["alert"] for g in groups if g["name"] == "dkms-exporter.reboot-gate" for r in g["rules"]}
+    gate = {r["alert"] for g in groups if g["name"] == "dkms-exporter.reboot-gate" for r in g["rules"] if "alert" in r}
     assert gate and all(name.startswith(REBOOT_GATE_PREFIX) for name in gate)
     others = {a["alert"] for a in all_alerts()} - gate
     assert not any(name.startswith(REBOOT_GATE_PREFIX) for name in others)
@@ -263,16 +279,78 @@ def test_each_module_problem_reason_belongs_to_exactly_one_gate_alert() -> None:
     """Every reason a module can fail for (today's and the planned ones) is matched by the
     reason matcher of exactly one module-level reboot-gate alert; a warning reason by none."""
     reasons = (set(REASONS) | PLANNED_MODULE_REASONS) - KERNEL_LEVEL_REASONS
-    matchers: dict[str, tuple[str, str]] = {}
+    found: dict[str, set[tuple[str, str]]] = {}
     for alert in gate_alerts():
-        m = re.match(r'\(?\s*dkms_module_problem\{[^}]*reason(=~|!~)"([^"]*)"', alert["expr"])
+        m = re.match(r'dkms:module_problem:boot_target(?:_urgent)?\{[^}]*reason(=~|!~)"([^"]*)"', alert["expr"])
         if m:
-            matchers[alert["alert"]] = (m.group(1), m.group(2))
+            found.setdefault(alert["alert"], set()).add((m.group(1), m.group(2)))
+    assert all(len(v) == 1 for v in found.values()), f"severity variants disagree on their reasons: {found}"
+    matchers = {name: next(iter(v)) for name, v in found.items()}
     assert len(matchers) == 3, matchers
     for reason in sorted(reasons):
         owners = [name for name, (op, regex) in matchers.items()
                   if (re.fullmatch(regex, reason) is not None) == (op == "=~")]
         assert len(owners) == (0 if reason in NON_BLOCKING_REASONS else 1), f"{reason}: {owners}"
+
+
+_KERNEL_REASON_MATCHER = re.compile(r'dkms(?:_|:)kernel_problem(?::boot_target)?\{[^}]*reason(=|=~)"([^"]*)"')
+
+
+def test_each_kernel_level_reason_belongs_to_exactly_one_alert() -> None:
+    """Every reason of dkms_kernel_problem docs/readiness.md lists (not a fixed list: a new one
+    must find its owner) is selected by exactly one alert, or is verdict-only: then
+    DkmsNextBootVerdictNotReady, which excludes only what another alert explains, pages for it."""
+    reasons = KERNEL_LEVEL_REASONS
+    assert {"headers_missing", "initramfs_missing", "loaded_module_missing"} <= reasons
+    matchers: dict[str, set[str]] = {}
+    for alert in all_alerts():
+        if alert["alert"] == "DkmsNextBootVerdictNotReady":
+            continue
+        for op, regex in _KERNEL_REASON_MATCHER.findall(alert["expr"]):
+            matchers.setdefault(alert["alert"], set()).add(regex)
+    for reason in sorted(reasons):
+        owners = {name for name, regexes in matchers.items() if any(re.fullmatch(r, reason) for r in regexes)}
+        expected = 0 if reason in VERDICT_ONLY_REASONS else 1
+        assert len(owners) == expected, f"{reason}: {sorted(owners)}"
+    assert {n for n in matchers if any(re.fullmatch(r, "loaded_module_missing") for r in matchers[n])} == \
+        {"DkmsNextBootLoadedModuleMissing"}
+    assert set(LOADED_MODULE_REASONS) == {"loaded_module_missing"}
+
+
+def test_alerts_read_only_the_gate_records_recorded_above_them() -> None:
+    """The boot-target records are the first rules of the reboot-gate group, so every gate alert
+    reads this evaluation's join (Prometheus runs one group's rules in order, at one timestamp);
+    no alert reads the fleet records of dkms-rules.yaml (the alerts file stands alone)."""
+    groups = yaml.safe_load((REPO / generate.ALERTS_FILE).read_text())["groups"]
+    gate = next(g for g in groups if g["name"] == "dkms-exporter.reboot-gate")
+    kinds = ["record" if "record" in r else "alert" for r in gate["rules"]]
+    assert kinds == sorted(kinds, key=["record", "alert"].index), "the records must come first"
+    assert all("alert" in r for g in groups if g is not gate for r in g["rules"])
+    recorded: set[str] = set()
+    for rule in gate["rules"]:
+        assert metric_names(rule["expr"]) & gate_records() <= recorded, rule.get("record") or rule["alert"]
+        if "record" in rule:
+            recorded.add(rule["record"])
+    fleet = {r["record"] for r in generate.record_rules()}
+    assert not any(metric_names(a["expr"]) & fleet for a in all_alerts()), "alerts must not read the fleet records"
+    assert all(name.startswith(GATE_RECORD_PREFIX) and name.count(":") == 2 for name in gate_records())
+
+
+def test_the_boot_target_join_is_computed_once() -> None:
+    """What made 10,000 hosts take minutes (docs/performance.md, "Fleet scale"): the join of
+    problems with dkms_kernel_info{boot_target="true"} in every rule.  Only the records do it;
+    every other rule and every dashboard query reads them."""
+    board = json.loads((REPO / generate.DASHBOARD).read_text())
+    panel_exprs = [t["expr"] for p in _panels(board["panels"]) for t in p.get("targets", [])]
+    exprs = [r["expr"] for r in all_alerts() + generate.record_rules()] + panel_exprs
+    assert not [e for e in exprs if 'boot_target="true"' in e]
+    joins = [r["record"] for r in generate.gate_records() if 'boot_target="true"' in r["expr"]]
+    assert joins == ["dkms:module_problem:boot_target", "dkms:kernel_problem:boot_target"]
+    assert sum("dkms:module_problem:boot_target" in e for e in exprs) >= 8
+
+
+def _panels(panels: list[dict]) -> list[dict]:
+    return [q for p in panels for q in [p, *_panels(p.get("panels", []))]]
 
 
 def _slug(heading: str) -> str:
@@ -299,9 +377,10 @@ def test_rules_use_documented_metrics_only() -> None:
     recorded = records()
     allowed = allowed_metric_names()
     exprs = [a["expr"] for a in all_alerts()] + [r["expr"] for r in generate.record_rules()]
+    exprs += [r["expr"] for r in generate.gate_records()]
     used = set().union(*(metric_names(e) for e in exprs))
     assert used - allowed == set(), "metric names neither in docs/metrics.md nor pending"
-    assert not (used & recorded), "alerts must not depend on recording rules"
+    assert not (used & recorded - gate_records()), "alerts must not depend on the fleet recording rules"
     assert "dkms_module_problem" in used and "dkms_kernel_info" in used
 
 

@@ -225,7 +225,7 @@ def test_textfile_with_cache_dir_and_no_cache_dir(tmp_path):
 @pytest.mark.parametrize("host, verifies", [(reboot_trap, False), (healthy, True)])
 def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
     """`textfile` without --config.file imports no YAML, no HTTP server, TLS or basic-auth code of
-    ours and no bcrypt; cryptography only on a host where Secure Boot makes it verify module
+    ours, no bcrypt and no pyelftools (module files are read with struct); cryptography only on a host where Secure Boot makes it verify module
     signatures (checked in a fresh interpreter: sys.modules after the run).  ssl and http.server
     still come in with prometheus_client's own package import, which the exposition needs."""
     root = tmp_path / "h"
@@ -243,6 +243,45 @@ def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
     unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
                 "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util"}
     assert loaded & unwanted == set()
+    assert not [m for m in loaded if m.split(".")[0] == "elftools"]
+
+
+def test_builtin_keys_read_once_per_image(tmp_path, monkeypatch):
+    """K's built-in certificates come from decompressing its whole vmlinuz (seconds, and liblzma's
+    32 MiB dictionary): with --cache.dir the second process takes them from the disk cache and
+    does not open the image; a rewritten image (new identity) is read again."""
+    from test_vmlinux import CERTS, bzimage, vmlinux
+
+    import exporter.collectors.module as collector
+    root = tmp_path / "h"
+    healthy(root)
+    images = sorted((root / "boot").glob("vmlinuz-*"))
+    assert images
+    for image in images:
+        image.write_bytes(bzimage(vmlinux(CERTS[:1])))
+    reads: list[int] = []
+    real = collector.builtin_certificates
+
+    def counting(fh, size, extra=0):
+        reads.append(size)
+        return real(fh, size, extra)
+
+    monkeypatch.setattr(collector, "builtin_certificates", counting)
+    d, out = tmp_path / "cache", tmp_path / "dkms.prom"
+    args = ["textfile", "--cache.dir", str(d), "--output", str(out), "--path.rootfs", str(root)]
+    assert main(args) == 0
+    def answers() -> list[str]:   # the verdict's lines, without timings and cache counters
+        return [line for line in out.read_text().splitlines()
+                if line.startswith(("dkms_module", "dkms_kernel", "dkms_host")) and "duration" not in line]
+
+    first, text = len(reads), answers()
+    assert first >= 1 and text
+    assert main(args) == 0
+    assert len(reads) == first and answers() == text
+    images[-1].write_bytes(bzimage(vmlinux(CERTS[:1])) + b"\0")   # another identity: read again
+    assert main(args) == 0
+    assert len(reads) == first + 1
+
 
 
 _COLD_RUN = r"""

@@ -49,7 +49,15 @@ pytestmark = pytest.mark.live
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 FOR = "2s"                      # every `for:` in test mode
-DEADLINE = WAIT                 # seconds: the longest any wait may take (wait_for's bound)
+SCRAPE_INTERVAL = "1s"          # Prometheus' scrape and evaluation interval in this stack
+EVALUATION_INTERVAL = "1s"
+GROUP_WAIT = "3s"               # Alertmanager's, above the evaluation interval as in production
+GROUP_INTERVAL = "1s"
+# How much slower than its idle-machine budget the stack may deliver, per unit of CPU
+# oversubscription (1-minute load average / cores, at least 1): 2 covers timer jitter and a cold
+# first scrape on an idle machine; under load every process of the stack waits for a core in
+# proportion (a load of 15 on 2 cores: 7.5 runnable tasks per core, deadline 15x the budget).
+DELIVERY_MARGIN = 2.0
 JOB = "dkms-exporter"
 TEXTFILE_ONLY = {"dkms_textfile_last_run_timestamp_seconds"}
 BOARD = json.loads((REPO / generate.DASHBOARD).read_text())
@@ -147,7 +155,8 @@ def _exporter_argv(root: Path, port: int, *extra: str) -> list[str]:
 
 def _prometheus_config(stack: Stack, rules: list[Path], am_port: int) -> dict:
     return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL,
+                   "evaluation_interval": EVALUATION_INTERVAL},
         "rule_files": [str(p) for p in rules],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "scrape_configs": [{
@@ -163,10 +172,45 @@ def _alertmanager_config(receiver: str) -> dict:
     group_wait stays above the rule evaluation interval, as in production (30s vs 1m): an alert
     and the one that inhibits it come from different rule groups, up to one interval apart."""
     config = copy.deepcopy(yaml.safe_load((REPO / generate.ALERTMANAGER_EXAMPLE).read_text()))
-    config["route"].update(group_wait="3s", group_interval="1s", repeat_interval="1h")
+    config["route"].update(group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, repeat_interval="1h")
     for r in config["receivers"]:
         r["webhook_configs"] = [{"url": f"{receiver}/{r['name']}", "send_resolved": False}]
     return config
+
+
+def _seconds(duration: str) -> float:
+    """A Prometheus duration of one unit ("2s", "1m") in seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert m, duration
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def delivery_budget() -> float:
+    """Seconds from Prometheus ready to the last reboot-gate alert at the webhook on an idle
+    machine, worst case, from the configured intervals: the first scrape (one scrape interval),
+    the evaluation that sees it (the boot-target records and the alerts below them run in one
+    group at one timestamp: one evaluation interval), `for:`, the evaluation that fires
+    (another interval), Alertmanager's group_wait, and one group_interval for an alert that
+    joins its group after the first notification."""
+    return (_seconds(SCRAPE_INTERVAL) + 2 * _seconds(EVALUATION_INTERVAL) + _seconds(FOR)
+            + _seconds(GROUP_WAIT) + _seconds(GROUP_INTERVAL))
+
+
+def oversubscription() -> float:
+    """Runnable tasks per core now (1-minute load average / cores), at least 1."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def delivery_deadline(load: float) -> float:
+    return delivery_budget() * DELIVERY_MARGIN * load
+
+
+def test_delivery_deadline_follows_the_configuration() -> None:
+    """The bound is the configured pipeline, not a constant: 1 + 2 + 2 + 3 + 1 = 9 s of
+    intervals, twice that on an idle machine, scaled by the load."""
+    assert delivery_budget() == 9.0
+    assert delivery_deadline(1.0) == 18.0 and delivery_deadline(7.5) == 135.0
+    assert oversubscription() >= 1.0
 
 
 # --- the stack ------------------------------------------------------------------------------
@@ -282,7 +326,10 @@ def _delivered_gate(s: Stack) -> set[tuple[str, str, str, str, str]]:
 def delivered(stack: Stack) -> set[tuple[str, str, str, str, str]]:
     expected = expected_gate_alerts(stack)
     assert any(f == "reboot-trap" for _, f, *_ in expected), "the reboot-trap host is not trapped?"
-    wait_for("the reboot-gate alerts at the webhook", lambda: expected <= _delivered_gate(stack))
+    stack.timings["load_per_core"] = oversubscription()
+    elapsed = time.monotonic() - stack.started - stack.timings["ready"]
+    wait_for("the reboot-gate alerts at the webhook", lambda: expected <= _delivered_gate(stack),
+             timeout=max(WAIT, delivery_deadline(stack.timings["load_per_core"]) - elapsed))
     stack.timings["delivered"] = time.monotonic() - stack.started
     time.sleep(2.5)  # two more evaluation + notification rounds: nothing unexpected may follow
     return _delivered_gate(stack)
@@ -466,8 +513,9 @@ def test_template_variables_resolve(stack: Stack, delivered: set) -> None:
 
 def test_every_metric_a_rule_or_panel_uses_is_served(stack: Stack, delivered: set) -> None:
     served = set(get_json(f"{stack.prometheus}/api/v1/label/__name__/values")["data"])
-    recorded = {r["record"] for r in generate.record_rules()}
-    exprs = [a["expr"] for a in generate.alert_rules()] + [t["expr"] for p in panels(BOARD) for t in p["targets"]]
+    records = generate.record_rules() + generate.gate_records()
+    recorded = {r["record"] for r in records}
+    exprs = [a["expr"] for a in generate.alert_rules() + records] + [t["expr"] for p in panels(BOARD) for t in p["targets"]]
     used = set().union(*(metric_names(e) for e in exprs)) - {"ALERTS"}
     pending = {n for n in PENDING_METRICS if n not in documented_metrics()}
     missing = used - served - TEXTFILE_ONLY - pending
@@ -476,6 +524,14 @@ def test_every_metric_a_rule_or_panel_uses_is_served(stack: Stack, delivered: se
 
 
 def test_timings(stack: Stack, delivered: set) -> None:
-    """The whole stack stays quick: record the numbers (shown with -rA) and bound them."""
-    print(f"live stack timings (s since start): {json.dumps({k: round(v, 1) for k, v in stack.timings.items()})}")
-    assert stack.timings["delivered"] < DEADLINE
+    """The alerting pipeline stays within its configured intervals: from Prometheus ready to
+    the last gate alert at the webhook within delivery_deadline() (the intervals' sum, times
+    DELIVERY_MARGIN, times the load per core when the wait began).  Setting up the stack
+    (building the example hosts, `check --json` on each, starting the exporters) is recorded,
+    not bounded: it is CPU work that a loaded machine stretches without limit."""
+    t = stack.timings
+    print(f"live stack timings (s since start): {json.dumps({k: round(v, 1) for k, v in t.items()})}")
+    pipeline = t["delivered"] - t["ready"]
+    deadline = delivery_deadline(t["load_per_core"])
+    assert pipeline < deadline, (f"{pipeline:.1f} s from Prometheus ready to delivery; budget "
+                                 f"{delivery_budget():.0f} s x {DELIVERY_MARGIN} x load {t['load_per_core']:.1f}")

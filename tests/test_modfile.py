@@ -253,6 +253,19 @@ def test_every_elf_class_and_byte_order(arch_modules, arch):
     assert dict(mod.modinfo)["description"] == "a test module, with = signs"
 
 
+def test_machine_names_are_pyelftools_names():
+    """ModuleFile.machine (kept in the persistent cache, compared against _LOADER_RESOLVED) is
+    named as pyelftools names e_machine, which the reader no longer imports for common machines."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    from exporter.formats.module import _MACHINES, machine_name
+    by_number = {v: k for k, v in ENUM_E_MACHINE.items() if k != "_default_"}  # as construct decodes
+    for number, name in _MACHINES.items():
+        assert by_number[number] == name
+    assert all(machine_name(n) == name for n, name in by_number.items())
+    assert machine_name(0xFFFE) == "65534"
+
+
 @pytest.mark.parametrize("arch", mb.ARCHES)
 def test_modinfo_pairs_in_file_order(arch_modules, arch):
     """All .modinfo pairs, in file order: as the spec wrote them and as `modinfo` lists them."""

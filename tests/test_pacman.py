@@ -198,3 +198,41 @@ def test_headers_package_names():
     assert headers_package_name("6.6.36-1-lts") == "linux-lts-headers"
     assert headers_package_name("6.9.7-zen1-1-zen") == "linux-zen-headers"
     assert headers_package_name("6.9.7-hardened1-1-hardened") == "linux-hardened-headers"
+
+
+@pytest.mark.slow
+def test_headers_package_is_named_by_pkgbase_on_a_pacman_db(tmp_path):
+    """A kernel whose release does not say its package (a custom pkgbase): the headers package
+    and its fix come from /usr/lib/modules/K/pkgbase; the kinds come from the names in the local
+    database pacman -U wrote (linux-headers is the headers, not a meta package)."""
+    import json
+    import sys
+    from archbuilder import ArchHost
+    root = tmp_path / "root"
+    custom, lts = "6.10.2-1-custom", "6.6.36-1-lts"
+    h = ArchHost(root)
+    h.kernel(lts, pkgbase="linux-lts")
+    h.kernel(custom, running=True, headers=False, pkgbase="linux-mine")
+    h.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    h.dkms_build("acpi-call", "1.2.2", lts, dest=["acpi_call"])
+    h.pkg("acpi_call-dkms", "1.2.2", "3").pkg("linux-api-headers", "6.10", "1", arch="any")
+    h.loaded(("acpi_call", "OE"))
+    h.systemd_boot("linux-mine")
+    h.finish()
+    q = pacman(root, "-Q").stdout.split()[::2]
+    facts = ARCH.read_packages(context(root))
+    assert sorted(p.name for p in facts.packages) == sorted(q)
+    kinds = {p.name: p.kind for p in facts.packages}
+    # linux-api-headers is the C library's copy of the UAPI headers (Debian's linux-libc-dev)
+    assert (kinds["linux-lts"], kinds["linux-lts-headers"], kinds["linux-api-headers"]) == \
+        ("kernel-image", "kernel-headers", "other"), kinds
+    repo = Path(__file__).resolve().parents[1]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "exporter", "--path.rootfs", str(root), *a],  # noqa: E731
+                                    cwd=repo, capture_output=True, text=True, timeout=120)
+    doc = json.loads(run("check", "--json", "--kernel", custom).stdout)
+    fixes = {p["fix"] for k in doc["kernels"] for m in k["modules"] for p in m["problems"]}
+    assert any(f.startswith("pacman -S linux-mine-headers") for f in fixes), fixes
+    metrics = run("metrics").stdout
+    assert f'dkms_kernel_headers_package_installed{{kernel="{custom}",package="linux-mine-headers"}} 0.0' in metrics
+    assert f'dkms_kernel_headers_package_installed{{kernel="{lts}",package="linux-lts-headers"}} 1.0' in metrics
+    assert 'dkms_package_info{' not in metrics or 'kind="kernel-meta"' not in metrics

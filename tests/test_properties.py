@@ -529,6 +529,30 @@ def test_symvers_mutated_and_random(data):
             assert exc.line_no >= 1
 
 
+def _symvers_general(line: str) -> symvers.ExportTable:
+    table = symvers.ExportTable()
+    symvers._parse_line(1, line, line.split("\t"), table, {}.setdefault)
+    return table
+
+
+@PROFILE
+@given(data=st.data())
+def test_symvers_fast_path_is_the_general_parse(data):
+    """The common-line fast path of parse_module_symvers gives, for any line (mutated real-shaped
+    ones and random text), the exports or the error the general per-line parse gives."""
+    seed = "0x0c3f5a6b\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n0x1\t_printk\tvmlinux\tEXPORT_SYMBOL_GPL\tNS\n"
+    texts = (seed, mutate(seed.encode(), data.draw).decode("utf-8", "replace"),
+             data.draw(st.text("0x1\tEXPORT_SYMBOL_GPLab _", max_size=80)))
+    for line in "\n".join(texts).splitlines():
+        results = []
+        for parse in (symvers.parse_module_symvers, _symvers_general):
+            try:
+                results.append(dict(parse(line)))
+            except symvers.SymversError as exc:
+                results.append(str(exc))
+        assert results[0] == results[1], line
+
+
 # ------------------------------------------------------------------------------------------------
 # the failing examples the properties above found, kept as plain regression tests
 

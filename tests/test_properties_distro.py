@@ -298,3 +298,109 @@ def test_bls_lines_end_at_newline_only_as_grub_reads_them():
     inside a value is part of it (the property test found str.splitlines splitting there)."""
     entry = bls.parse_bls_entry(b"title Fedora\r\noptions quiet\x0clinux /vmlinuz-evil\nlinux /vmlinuz-6.5\n")
     assert entry == {"title": "Fedora", "options": "quiet\x0clinux /vmlinuz-evil", "linux": "/vmlinuz-6.5"}
+
+
+# ------------------------------------------------------------------------------------------------
+# zypper locks (what `zypper addlock` wrote), rpm's ndb Packages.db (written by rpm's own
+# rpmpkg.c through tests/ndbtools.py), a kernel image's built-in certificate list (an xz payload
+# the real xz wrote, laid out as kbuild lays a bzImage)
+
+
+@functools.lru_cache(maxsize=None)
+def _zypp_seeds() -> tuple[str, ...]:
+    """/etc/zypp/locks as the real `zypper --root R addlock` wrote it for every lock form the
+    zypper tests use, and the hand-written records libzypp also reads."""
+    from test_zypper import ADDLOCK, HANDWRITTEN, zypper
+    root = Path(tempfile.mkdtemp(prefix="prop-zypp-"))
+    (root / "etc/zypp").mkdir(parents=True)
+    for args in ADDLOCK:
+        zypper(root, "addlock", *args)
+    return (root / "etc/zypp/locks").read_text(), HANDWRITTEN
+
+
+@functools.lru_cache(maxsize=None)
+def _ndb_seed() -> bytes:
+    """A Packages.db rpm's own rpmpkgPut/rpmpkgDel wrote: the real headers, one erased (a hole)."""
+    import ndbtools
+    blobs = dict(enumerate(_rpm_seeds()[0] * 2, start=1))
+    db = Path(tempfile.mkdtemp(prefix="prop-ndb-")) / "Packages.db"
+    ndbtools.write_ndb(db, blobs, erase=(2,))
+    return db.read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def _vmlinuz_seeds() -> tuple[bytes, ...]:
+    from test_vmlinux import CERTS, bzimage, vmlinux
+    return bzimage(vmlinux(CERTS)), vmlinux(CERTS[:1], decoy=False), bzimage(vmlinux(CERTS[1:]))
+
+
+def test_new_seeds_parse():
+    """The seeds are what the parsers read: every addlock record a lock, every ndb blob a
+    header, and the image's list found (so the mutations start from real inputs)."""
+    from exporter.formats import ndb, vmlinux, zypplocks
+    written, handwritten = _zypp_seeds()
+    assert len(zypplocks.parse_locks(written)) == 16 and zypplocks.parse_locks(handwritten)
+    data = _ndb_seed()
+    slots = ndb.ndb_slots(lambda off, n: data[off:off + n], len(data))
+    assert len(slots) == 2 * len(_rpm_seeds()[0]) - 1
+    for pkgidx, blkoff, blkcnt in slots:
+        parse_header(ndb.read_blob(lambda off, n: data[off:off + n], pkgidx, blkoff, blkcnt))
+    assert len(vmlinux.builtin_certificates(__import__("io").BytesIO(_vmlinuz_seeds()[0]),
+                                            len(_vmlinuz_seeds()[0])).certificates) == 2
+
+
+@PROFILE
+@given(data=st.data())
+def test_mutated_zypp_locks_only_raise_their_error(data):
+    """Damaged /etc/zypp/locks: ZyppLocksError or locks, and judging any lock against a
+    package never raises."""
+    from exporter.formats import zypplocks
+    text = mutate(data.draw(st.sampled_from(_zypp_seeds())).encode(), data.draw).decode("utf-8", "replace")
+    try:
+        locks = zypplocks.parse_locks(text)
+    except zypplocks.ZyppLocksError:
+        return
+    for lock in locks[:20]:
+        for name, evr in (("kernel-default", "6.4.0-150600.23.30.1"), ("vim", "2:9.1.0330-1"), ("", "")):
+            assert zypplocks.judge(lock, name, evr, "x86_64") in (True, False, None)
+
+
+@PROFILE
+@given(data=st.data())
+def test_mutated_ndb_only_raises_ndb_error(data):
+    """Damaged Packages.db: NdbError, or slots whose blobs stay inside the file."""
+    from exporter.formats import ndb
+    blob = mutate(_ndb_seed(), data.draw)
+    pread = lambda off, n: blob[off:off + n]  # noqa: E731
+    try:
+        for pkgidx, blkoff, blkcnt in ndb.ndb_slots(pread, len(blob)):
+            assert len(ndb.read_blob(pread, pkgidx, blkoff, blkcnt)) <= len(blob)
+    except ndb.NdbError:
+        pass
+
+
+@PROFILE
+@given(data=st.data())
+def test_mutated_kernel_images_only_raise_their_errors(data):
+    """Damaged vmlinuz: VmlinuxError or TrustDataError (what the module collector catches), or
+    a list of certificates the image holds."""
+    import io
+
+    from exporter.formats import errors, vmlinux
+    blob = mutate(data.draw(st.sampled_from(_vmlinuz_seeds())), data.draw)
+    try:
+        keys = vmlinux.builtin_certificates(io.BytesIO(blob), len(blob), data.draw(st.sampled_from([0, 4096])))
+    except (vmlinux.VmlinuxError, errors.TrustDataError):
+        return
+    assert len(keys.certificates) <= vmlinux.MAX_CERTS
+
+
+def test_zypp_glob_with_a_reversed_bracket_range_is_not_a_crash():
+    """atheris (zypplocks target): `solvable_name: [n-e]*` with match_type glob made re.compile
+    raise re.error out of judge(); the matcher is invalid, as an invalid regex lock's is: it
+    matches nothing (judged as the regex branch judges it), never a crash."""
+    from exporter.formats import zypplocks
+    (lock,) = zypplocks.parse_locks("type: package\nmatch_type: glob\ncase_sensitive: on\nsolvable_name: [n-e]*\n")
+    assert zypplocks.judge(lock, "kernel-default", "6.4.0-1", "x86_64") is False
+    (regex,) = zypplocks.parse_locks("type: package\nmatch_type: regex\nsolvable_name: [n-e]\n")
+    assert zypplocks.judge(regex, "kernel-default", "6.4.0-1", "x86_64") is False

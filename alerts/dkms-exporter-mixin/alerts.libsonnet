@@ -4,8 +4,14 @@
 // starts with `DkmsNextBoot` are the reboot gate: each says "do not reboot this host now"
 // (kured filters on the prefix).
 //
-// Alert expressions use raw series, never the recording rules, so they work when only the alert
-// group is loaded and never depend on the evaluation order of two groups.
+// The boot-target join (a problem on a kernel that is a boot target) is computed once per
+// evaluation, by the recording rules at the top of the reboot-gate group (BOOT_TARGET_RECORDS):
+// at 10,000 hosts evaluating it in every rule that needs it took minutes (docs/performance.md,
+// "Fleet scale").  Prometheus runs the rules of one group in order at one timestamp, so the gate
+// alerts below them read this evaluation's results; rules of other groups (host, the fleet
+// records, the dashboard) read the latest, at most one evaluation interval old.  The records
+// live in this file, so the alerts still need nothing but alerts/dkms-alerts.yaml; no alert
+// reads the fleet recording rules of rules.libsonnet.
 local q = import 'lib/promql.libsonnet';
 
 local INSTANCE = '{{ $labels.instance }}';
@@ -15,6 +21,12 @@ local INSTANCE = '{{ $labels.instance }}';
 local ANY_EXPORTER_INSTANCE = '{{ with query "dkms_exporter_build_info" }}{{ . | first | label "instance" }}{{ end }}';
 
 local BOOT_TARGET = 'boot_target="true"';
+// The boot-target records (level:metric:operations): each problem of a module a boot target needs
+// (every reason, labels as dkms_module_problem's), each problem of a boot-target kernel, and the
+// module problems that page (a reboot pending, or the module needed in early boot).
+local MODULE_RECORD = 'dkms:module_problem:boot_target';
+local KERNEL_RECORD = 'dkms:kernel_problem:boot_target';
+local URGENT_RECORD = 'dkms:module_problem:boot_target_urgent';
 local NEWEST = 'newest="true"';
 local HEADERS_MISSING = 'reason="headers_missing"';
 local KERNEL_KIND = 'kind=~"kernel.*"';
@@ -58,21 +70,40 @@ local CHECK = 'Run `dkms-exporter check` on the host: it prints the command that
 
   // --- the reboot gate ----------------------------------------------------------------
 
-  // Each reason a module needed by a boot target (next boot or newest kernel) fails.
-  local bootTargetProblems(reasonMatcher) =
-    sel('dkms_module_problem', [reasonMatcher]) + ' == 1\n'
+  // Each reason a module needed by a boot target (next boot or newest kernel) fails, and each
+  // problem of a boot-target kernel: recorded once per evaluation (the records below).
+  local bootTargetModuleJoin =
+    sel('dkms_module_problem') + ' == 1\n'
     + 'and on (' + on + ', kernel) ' + sel('dkms_kernel_info', [BOOT_TARGET]) + ' == 1',
-
-  local bootTargetKernelProblems =
-    sel('dkms_kernel_problem', ['reason=~"' + q.alternatives(reasons.kernelBreaking) + '"']) + ' == 1\n'
+  local bootTargetKernelJoin =
+    sel('dkms_kernel_problem') + ' == 1\n'
     + 'and on (' + on + ', kernel) ' + sel('dkms_kernel_info', [BOOT_TARGET]) + ' == 1',
 
   // Problems that page: a reboot is already pending, or the module is needed in early boot
   // (storage, root filesystem: the host may not come back at all).
-  local urgent(problems) =
-    q.paren(problems) + '\nand on (' + on + ') ' + sel('dkms_reboot_required') + ' == 1\n'
-    + 'or\n' + q.paren(problems) + '\n'
+  local urgentJoin =
+    q.paren(sel(MODULE_RECORD)) + '\nand on (' + on + ') ' + sel('dkms_reboot_required') + ' == 1\n'
+    + 'or\n' + q.paren(sel(MODULE_RECORD)) + '\n'
     + 'and on (' + on + ', kernel, module) ' + sel('dkms_module_early_boot') + ' == 1',
+
+  local bootTargetRecords = [
+    { record: MODULE_RECORD, expr: bootTargetModuleJoin },
+    { record: KERNEL_RECORD, expr: bootTargetKernelJoin },
+    { record: URGENT_RECORD, expr: urgentJoin },
+  ],
+
+  local bootTargetProblems(reasonMatcher) = sel(MODULE_RECORD, [reasonMatcher]),
+  local bootTargetKernelProblems =
+    sel(KERNEL_RECORD, ['reason=~"' + q.alternatives(reasons.kernelBreaking) + '"']),
+  local urgent(reasonMatcher) = sel(URGENT_RECORD, [reasonMatcher]),
+
+  // A module the host loads at every boot that a boot-target kernel lacks (severity="error";
+  // a "warning" one was loaded by hand or hotplug).  The kernel-level problem says the kernel
+  // has such a module, the per-module series which; the metric's own `severity` goes, so the
+  // alert's is the only one.
+  local loadedModuleMissing =
+    'max without (severity) (\n  ' + sel('dkms_kernel_loaded_module_missing', ['severity="error"']) + ' == 1\n)\n'
+    + 'and on (' + on + ', kernel) ' + sel(KERNEL_RECORD, ['reason=~"' + q.alternatives(reasons.loadedModule) + '"']),
 
   // The lower-severity variant of an alert yields to the higher one only once that one fires.
   // Were it `unless <the higher one's condition>`, a problem that escalates (a reboot becomes
@@ -85,8 +116,8 @@ local CHECK = 'Run `dkms-exporter check` on the host: it prints the command that
   local moduleGate(name, reasonMatcher, summary, description, fix) =
     local problems = bootTargetProblems(reasonMatcher);
     [
-      alert(name, urgent(problems), cfg.readinessFor, 'critical', summary, description, fix, reason=true),
-      alert(name, q.paren(problems) + '\n' + unlessFiring(name, 'critical', on + ', kernel, module, reason'),
+      alert(name, urgent(reasonMatcher), cfg.readinessFor, 'critical', summary, description, fix, reason=true),
+      alert(name, problems + '\n' + unlessFiring(name, 'critical', on + ', kernel, module, reason'),
             cfg.readinessFor, 'warning', summary, description, fix, reason=true),
     ],
 
@@ -137,9 +168,20 @@ local CHECK = 'Run `dkms-exporter check` on the host: it prints the command that
         reason=true,
       ),
       alert(
+        'DkmsNextBootLoadedModuleMissing', loadedModuleMissing, cfg.readinessFor, 'critical',
+        'A kernel this host will boot lacks a module the host loads at every boot.',
+        '{{ $labels.instance }}: module {{ $labels.module }} is loaded now and the host loads it at every '
+        + 'boot (initramfs or modules-load.d), but kernel {{ $labels.kernel }}, which the host boots next (or '
+        + 'is its newest kernel), has it neither built in nor as a file where its modules.dep puts it '
+        + '(loaded_module_missing): after the reboot it is gone. ' + CHECK,
+        'Do not reboot yet: install the package with the in-tree modules of {{ $labels.kernel }} (Ubuntu: '
+        + '`apt-get install linux-modules-extra-{{ $labels.kernel }}`); ' + REPORT + 'names it.'
+      ),
+      alert(
         'DkmsNextBootVerdictNotReady',
         sel('dkms_next_boot_ready') + ' == 0\nunless on (' + on + ')\n'
-        + q.paren(q.paren(bootTargetProblems(blocking)) + '\nor\n' + q.paren(bootTargetKernelProblems)),
+        + q.paren(q.paren(bootTargetProblems(blocking)) + '\nor\n' + q.paren(bootTargetKernelProblems)
+                  + '\nor\n' + q.paren(loadedModuleMissing)),
         cfg.readinessFor, 'warning',
         'The exporter says the next boot is not ready, and no module or kernel problem explains it.',
         '{{ $labels.instance }}: dkms_next_boot_ready is 0 but no boot-target module or kernel problem '
@@ -293,11 +335,14 @@ local CHECK = 'Run `dkms-exporter check` on the host: it prints the command that
   dkmsExpressions:: {
     bootTargetProblems(reasonMatcher):: bootTargetProblems(reasonMatcher),
     bootTargetKernelProblems:: bootTargetKernelProblems,
+    moduleRecord:: MODULE_RECORD,
+    kernelRecord:: KERNEL_RECORD,
   },
 
   prometheusAlerts+:: {
     groups+: [
-      { name: 'dkms-exporter.reboot-gate', rules: rebootGate },
+      // the records first: the gate alerts below read this evaluation's results
+      { name: 'dkms-exporter.reboot-gate', rules: bootTargetRecords + rebootGate },
       { name: 'dkms-exporter.host', rules: hostAlerts },
       { name: 'dkms-exporter.exporter', rules: exporterAlerts },
     ],

@@ -22,12 +22,12 @@ local orZero(expr) = expr + ' or vector(0)';
   local cfg = $._config,
   local reasons = cfg.reasons,
 
+  // The boot-target records of the reboot gate (alerts.libsonnet): the join is computed once per
+  // evaluation there, not again on every refresh of every dashboard.
+  local exprs = $.dkmsExpressions,
   local bootTargetProblems(selector) =
-    local targets = 'dkms_kernel_info{' + selector + ', boot_target="true"} == 1';
-    '(dkms_module_problem{' + selector + ', reason!~"' + std.join('|', reasons.nonBlocking) + '"} == 1 '
-    + 'and on (job, instance, kernel) ' + targets + ')\n'
-    + 'or (dkms_kernel_problem{' + selector + ', reason=~"' + std.join('|', reasons.kernelBreaking) + '"} == 1 '
-    + 'and on (job, instance, kernel) ' + targets + ')',
+    exprs.moduleRecord + '{' + selector + ', reason!~"' + std.join('|', reasons.nonBlocking) + '"}\n'
+    + 'or ' + exprs.kernelRecord + '{' + selector + ', reason=~"' + std.join('|', reasons.kernelBreaking) + '"}',
 
   // Data links: a host cell opens that host's report (the exporter's `/`, _config.reportUrl), a
   // reason cell its entry on that exporter's /runbooks (_config.runbookUrlBase).

@@ -1,5 +1,7 @@
 // Recording rules for the fleet: per-job aggregates a 10,000-host dashboard reads instead of
-// raw series.
+// raw series.  The problem counts read the boot-target records of the reboot-gate group
+// (alerts.libsonnet, alerts/dkms-alerts.yaml), so this file needs that one loaded too; being
+// another group, they see those records as of that group's latest evaluation.
 local q = import 'lib/promql.libsonnet';
 
 {

@@ -1,23 +1,30 @@
 """--collector.bootloader: which kernel the boot loader starts next: GRUB (grub.cfg + grubenv),
-GRUB with BLS entries (blscfg), or systemd-boot (loader.conf + EFI variables).
+GRUB with BLS entries (blscfg), or systemd-boot (loader.conf + EFI variables; type #1 entries
+and unified kernel images).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import stat
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ..distro import detect
 from ..distro.arch import release_of_pkgbase
 from ..facts.bootloader import BootFacts
 from ..facts.kernel import MODULES_ROOT
-from ..formats.bls import blscfg_order, parse_bls_entry, parse_loader_conf
+from ..formats.bls import (SdBootEntry, blscfg_order, parse_bls_entry, parse_loader_conf, parse_sdboot_entry,
+                           pick_name_version_sort_key, sdboot_order, split_tries, valid_entry_name)
 from ..formats.efi import LOADER_GUID, efi_string
+from ..formats.osrelease import parse_os_release
+from ..formats.pe import Uki, read_uki
 from ..formats.grub import IMAGE_IN_PATH, MenuEntry, is_index, parse_grub_cfg, parse_grubenv, select_entry
 from ..formats.versions import release_key
 from ..host.context import Context, Unreadable
+from ..host.reader import open_regular
 from . import register
 
 # RHEL 8 on EFI keeps the real grub.cfg in the ESP (RHEL 9 leaves a stub there that loads /boot/grub2's)
@@ -26,6 +33,7 @@ GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg") + tuple(
 GRUBENVS = ("/boot/grub/grubenv", "/boot/grub2/grubenv")
 ESP_DIRS = ("/boot/efi", "/efi", "/boot")
 MAX_CFG = 4 * 1024 * 1024
+UKI_DIR = "EFI/Linux"
 
 
 @register("bootloader", BootFacts, readiness=True)
@@ -194,6 +202,33 @@ def _systemd_boot(ctx: Context) -> BootFacts | None:
     LoaderEntryOneShot, LoaderEntryDefault and loader.conf's ``default`` whose glob matches an
     entry; ``@saved`` in either of the last two stands for LoaderEntryLastBooted; one that
     matches nothing falls through to the next; none matching: the first entry."""
+    menu = systemd_boot_menu(ctx)
+    if menu is None:
+        return None
+    chosen = menu.default or menu.entries[0]
+    return BootFacts("systemd-boot", chosen.kernel, menu.how, "", None, menu.entries, chosen.id)
+
+
+@dataclass(frozen=True)
+class SdBootMenu:
+    esp: str
+    entries: tuple[SdBootEntry, ...]      # in menu order
+    default: SdBootEntry | None           # None: no rule matched (the first entry boots)
+    how: str
+
+    def entry_for(self, kernel: str) -> SdBootEntry | None:
+        """The entry systemd-boot boots ``kernel`` with: the default entry when it boots that
+        kernel, else the first entry in menu order that does."""
+        chosen = self.default or self.entries[0]
+        if chosen.kernel == kernel:
+            return chosen
+        return next((e for e in self.entries if e.kernel == kernel), None)
+
+
+def systemd_boot_menu(ctx: Context) -> SdBootMenu | None:
+    """systemd-boot's menu as ``bootctl list`` shows it: on the first ESP with a loader.conf,
+    type #1 entries (loader/entries/*.conf) and type #2 UKIs (EFI/Linux/*.efi) of the ESP and
+    of an XBOOTLDR partition mounted at /boot, in sdboot_order; None when there is none."""
     for esp in ESP_DIRS:
         conf_path = f"{esp}/loader/loader.conf"
         try:
@@ -202,17 +237,110 @@ def _systemd_boot(ctx: Context) -> BootFacts | None:
             continue
         if conf is None:
             continue
-        entries = _bls_entries(ctx, f"{esp}/loader/entries")
+        found = _type1(ctx, esp, "esp") + _type2(ctx, esp, "esp")
+        xbootldr = _xbootldr(ctx, esp)
+        if xbootldr:
+            found += _type1(ctx, xbootldr, "xbootldr") + _type2(ctx, xbootldr, "xbootldr")
+        entries = tuple(sdboot_order(found))
         if not entries:
             continue
         chosen, how = _default_entry(entries, conf.get("default") or None,
                                      lambda name: _efi_string(ctx, name) or None)
-        return BootFacts("systemd-boot", _bls_kernel((chosen or entries[0])[1]), how, "", None)
+        return SdBootMenu(esp, entries, chosen, how)
     return None
 
 
-def _default_entry(entries: list[tuple[str, dict[str, str]]], conf_default: str | None,
-                   efivar: Callable[[str], str | None]):
+def _xbootldr(ctx: Context, esp: str) -> str | None:
+    """/boot as the Extended Boot Loader partition beside an ESP elsewhere: only when it is a
+    mount point of its own (bootctl's find_xbootldr also checks the partition type, which a file
+    tree cannot show); a /boot directory on the root file system is no partition sd-boot reads."""
+    if esp == "/boot":
+        return None
+    boot, root = ctx.stat("/boot"), ctx.stat("/")
+    if boot is None or root is None or boot.st_dev == root.st_dev:
+        return None
+    return "/boot"
+
+
+def _type1(ctx: Context, root: str, source: str) -> list[SdBootEntry]:
+    """Type #1 entries as bootspec.c boot_entries_find_type1 reads them."""
+    directory = f"{root}/loader/entries"
+    out = []
+    for name in ctx.listdir(directory) or []:
+        if not name.lower().endswith(".conf"):
+            continue
+        entry_id, left, done = split_tries(name)
+        if not valid_entry_name(entry_id):
+            continue
+        try:
+            fields = ctx.load(f"{directory}/{name}", parse_sdboot_entry, limit=65536, purpose="bls-sdboot")
+        except Unreadable:
+            continue
+        if fields is None:
+            continue
+        out.append(SdBootEntry(entry_id, "type1", source, f"{directory}/{name}", _bls_kernel(fields),
+                               fields.get("title"), fields.get("sort-key"), fields.get("machine-id"),
+                               fields.get("version"), left, done))
+    return out
+
+
+def _type2(ctx: Context, root: str, source: str) -> list[SdBootEntry]:
+    """Type #2 entries (UKIs) as bootspec.c boot_entries_find_unified reads them: one per
+    profile; a UKI that cannot be parsed is no entry (bootctl and sd-boot pass over it), and
+    is reported as a read error of this collector."""
+    directory = f"{root}/{UKI_DIR}"
+    out: list[SdBootEntry] = []
+    for name in ctx.listdir(directory) or []:
+        if not name.lower().endswith(".efi"):
+            continue
+        path = f"{directory}/{name}"
+        uki = load_uki(ctx, path)
+        if uki is None:
+            continue
+        out.extend(_uki_entries(uki, name, path, source))
+    return out
+
+
+def load_uki(ctx: Context, path: str) -> Uki | None:
+    """A UKI's headers and small sections, cached by the file's identity; None when absent,
+    not a regular file or not a UKI; a damaged one is reported (ctx.error) and None."""
+    st = ctx.lstat(path)
+    if st is None or not stat.S_ISREG(st.st_mode):    # bootctl: dirent_is_file, O_NOFOLLOW
+        return None
+    try:
+        return ctx.compute(path, "uki", lambda local, _st: _read_uki(local, path))
+    except Unreadable:
+        return None
+
+
+def _read_uki(local, hostpath: str) -> Uki | None:
+    with open_regular(local) as fh:
+        return read_uki(fh, os.fstat(fh.fileno()).st_size, hostpath)
+
+
+def _uki_entries(uki: Uki, name: str, path: str, source: str) -> list[SdBootEntry]:
+    """bootspec.c boot_entry_load_unified, per profile."""
+    stripped, left, done = split_tries(name)
+    if not valid_entry_name(stripped):
+        return []
+    out = []
+    for p in uki.profiles:
+        osrel = parse_os_release(p.osrel.encode())
+        picked = pick_name_version_sort_key(osrel)
+        if picked is None:
+            continue
+        title, version, sort_key = picked
+        prof = parse_os_release(p.profile.encode()) if p.profile is not None else {}
+        entry_id, without = stripped, None
+        if prof.get("ID") or p.number > 0:
+            without = stripped
+            entry_id = f"{stripped}@{prof['ID']}" if prof.get("ID") else f"{stripped}@{p.number}"
+        out.append(SdBootEntry(entry_id, "type2", source, path, uki.uname, title, sort_key, None, version,
+                               left, done, p.number, without))
+    return out
+
+
+def _default_entry(entries, conf_default: str | None, efivar: Callable[[str], str | None]):
     """(the chosen entry or None, how) by systemd-boot's rule; `efivar` reads a loader variable."""
     saved = efivar("LoaderEntryLastBooted")
     default_var = efivar("LoaderEntryDefault")
@@ -238,9 +366,14 @@ def _default_entry(entries: list[tuple[str, dict[str, str]]], conf_default: str 
     return None, "; ".join([*tried, "first entry"])
 
 
-def _match_glob(entries: list[tuple[str, dict[str, str]]], pattern: str):
-    """The first entry whose id the glob matches; systemd-boot folds both to lower case."""
+def _match_glob(entries, pattern: str):
+    """The first entry whose id the glob matches; systemd-boot folds both to lower case.  An
+    SdBootEntry's id keeps its ``.conf``/``.efi`` (as sd-boot's and bootctl's do); SUSE's
+    grub2-bls entries are (id without .conf, fields), so ``.conf`` is dropped from the pattern
+    for those."""
     pattern = pattern.lower()
+    if entries and isinstance(entries[0], SdBootEntry):
+        return next((e for e in entries if fnmatch.fnmatchcase(e.id.lower(), pattern)), None)
     pattern = pattern[:-5] if pattern.endswith(".conf") else pattern
     return next((e for e in entries if fnmatch.fnmatchcase(e[0].lower(), pattern)), None)
 

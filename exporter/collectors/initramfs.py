@@ -4,6 +4,8 @@ Images are listed with exporter.formats.initramfs (streaming, bounded) and the r
 module names, is cached by the image's identity: an unchanged 100 MB image costs one stat per
 scrape, and scrapes are serialised, so two scrapes never decompress the same image at once.
 A corrupt or truncated image is a fact about the image (the boot would fail), not a read error.
+A kernel that systemd-boot boots through a unified kernel image gets the UKI's ``.initrd``
+section as its image (docs/formats.md, "Unified kernel images").
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..distro.arch import read_pkgbase
@@ -18,9 +21,11 @@ from ..facts.initramfs import InitramfsFacts, KernelImage, Listing
 from ..facts.kernel import MODULES_ROOT, KernelFacts
 from ..formats.jsoncodec import Codec
 from ..formats.initramfs import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNCOMPRESSED, ImageListing, InitramfsError, list_image, module_names
+from ..formats.pe import PeError, SectionFile, parse_pe
 from ..host.context import Context, Unreadable
 from ..host.reader import NotRegularFile, open_regular
 from . import register
+from .bootloader import SdBootMenu, systemd_boot_menu
 
 
 # an image's listing (or why it cannot be listed) as the persistent cache (--cache.dir) keeps it
@@ -35,10 +40,16 @@ def collect_initramfs(ctx: Context) -> InitramfsFacts:
     releases = list(kernels.releases)
     if kernels.running and kernels.running not in releases:
         releases.append(kernels.running)
-    return InitramfsFacts({k: _image(ctx, k) for k in releases})
+    # The menu's own read errors belong to the bootloader collector (which reports them and makes
+    # readiness unknown); here they would count the same file twice.
+    menu = systemd_boot_menu(replace(ctx, errors=[]))
+    return InitramfsFacts({k: _image(ctx, k, menu) for k in releases})
 
 
-def _image(ctx: Context, kernel: str) -> KernelImage:
+def _image(ctx: Context, kernel: str, menu: SdBootMenu | None = None) -> KernelImage:
+    entry = menu.entry_for(kernel) if menu is not None else None
+    if entry is not None and entry.type == "type2":
+        return _uki_image(ctx, kernel, entry.path)
     try:
         host = find_image(ctx, kernel)
     except Unreadable:
@@ -63,6 +74,41 @@ def _list(path, kernel: str) -> tuple[Listing | None, InitramfsError | None]:
     except InitramfsError as exc:
         return None, exc
     return Listing(module_names(image, kernel), image.entries, image.compression,
+                   time.perf_counter() - start), None
+
+
+def _uki_image(ctx: Context, kernel: str, path: str) -> KernelImage:
+    """The initramfs systemd-boot's stub passes with a UKI: its ``.initrd`` section, listed like
+    any image through a window of the file (a UKI without one boots with no initramfs)."""
+    st = ctx.stat(path)
+    try:
+        result = ctx.compute(path, f"initramfs-uki:{kernel}", lambda p, _st: _list_uki(p, kernel, path), persist=CODEC)
+    except Unreadable:
+        return KernelImage(path, st.st_size if st else None, st.st_mtime if st else None, None, None)
+    if result is None or result == (None, None):   # vanished, or no .initrd
+        return KernelImage(None, None, None, None, None)
+    listing, error = result
+    return KernelImage(path, st.st_size if st else None, st.st_mtime if st else None, listing, error)
+
+
+_PE_TO_INITRAMFS = {"section_out_of_file": "truncated", "truncated": "truncated"}
+
+
+def _list_uki(local, kernel: str, hostpath: str) -> tuple[Listing | None, InitramfsError | None]:
+    start = time.perf_counter()
+    with open_regular(local) as fh:
+        try:
+            image = parse_pe(fh, os.fstat(fh.fileno()).st_size, hostpath)
+            section = image.profile_section(".initrd", 0)
+            if section is None:
+                return None, None
+            window = SectionFile(fh, image, section, hostpath)
+            listing = list_image(window)   # type: ignore[arg-type]  # a seekable binary file
+        except PeError as exc:
+            return None, InitramfsError(_PE_TO_INITRAMFS.get(exc.code, "corrupt"), 0, f"UKI .initrd: {exc}")
+        except InitramfsError as exc:
+            return None, InitramfsError(exc.code, exc.offset, f"UKI .initrd section: {exc.detail}", exc.stream_offset)
+    return Listing(module_names(listing, kernel), listing.entries, listing.compression,
                    time.perf_counter() - start), None
 
 

@@ -11,6 +11,7 @@ from ..formats import depmod
 from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_builtin, parse_modules_dep, parse_modules_dep_bin
 from ..formats.kconfig import parse_kernel_config
 from ..distro import detect
+from ..distro.arch import read_pkgbase
 from ..host.context import Context, Unreadable
 from . import register
 
@@ -56,6 +57,7 @@ def _kernel(ctx: Context, release: str, image: str, has_modules_dir: bool) -> Ke
                   modules_dep=load_modules_dep(ctx, release) if has_modules_dir else None,
                   headers_dir=_headers(ctx, base), config=_config(ctx, release),
                   builtin=_builtin(ctx, base) if has_modules_dir else None,
+                  pkgbase=read_pkgbase(ctx, release) if has_modules_dir else None,
                   **_out_of_tree(ctx, base) if has_modules_dir else {})
 
 

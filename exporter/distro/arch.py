@@ -33,6 +33,17 @@ class Arch(Distro):
     package_databases = (f"{LOCAL_DB}/ALPM_DB_VERSION",)
     dkms_dest = "/updates/dkms"
 
+    def __init__(self, pkgbases: tuple[tuple[str, str], ...] = ()) -> None:
+        self.pkgbases = dict(pkgbases)      # release -> its /lib/modules/K/pkgbase
+
+    def for_host(self, facts) -> "Arch":
+        """The headers package of K is <pkgbase>-headers, pkgbase as K's own files name it (the
+        release only hints at it: linux-lts' 6.6.36-1-lts, but a custom kernel's anything)."""
+        from ..facts.kernel import KernelFacts
+        kernels = facts.get(KernelFacts) if facts is not None else None
+        pairs = tuple(sorted((k.release, k.pkgbase) for k in kernels.kernels if k.pkgbase)) if kernels else ()
+        return _bound(pairs) if pairs else self
+
     def read_packages(self, ctx: Context) -> PackageFacts:
         """Every entry of the local database (pacman -Q), held when pacman -Su would ignore it;
         entries pacman refuses (no desc, bad name, name mismatch) are findings."""
@@ -75,13 +86,14 @@ class Arch(Distro):
     # --- names -------------------------------------------------------------------------------
 
     def headers_package(self, kernel: str) -> str | None:
-        return headers_package_name(kernel)
+        return self.headers_package_name(kernel)
 
     def headers_package_name(self, kernel: str) -> str:
-        return headers_package_name(kernel)
+        pkgbase = self.pkgbases.get(kernel)
+        return f"{pkgbase}-headers" if pkgbase else headers_package_name(kernel)
 
     def install_headers(self, kernel: str) -> str:
-        return f"pacman -S {headers_package_name(kernel)}"
+        return f"pacman -S {self.headers_package_name(kernel)}"
 
     def install_build_tools(self) -> str:
         return "pacman -S base-devel"
@@ -91,7 +103,7 @@ class Arch(Distro):
 
     def kernel_modules_package(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
         """Arch ships every in-tree module in the kernel's own package (its pkgbase)."""
-        return headers_package_name(kernel).removesuffix("-headers")
+        return self.pkgbases.get(kernel) or headers_package_name(kernel).removesuffix("-headers")
 
     def install_kernel_modules(self, kernel: str, installed: frozenset[str] = frozenset()) -> str:
         return f"pacman -S {self.kernel_modules_package(kernel, installed)}"
@@ -105,6 +117,11 @@ class Arch(Distro):
 
 
 ARCH = Arch()
+
+
+@functools.lru_cache(maxsize=16)
+def _bound(pkgbases: tuple[tuple[str, str], ...]) -> Arch:
+    return Arch(pkgbases)
 
 
 # ---------------------------------------------------------------------------------------------

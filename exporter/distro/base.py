@@ -16,6 +16,11 @@ class Distro:
     package_databases: tuple[str, ...] = ()     # host paths whose presence identifies the family
     dkms_dest: str | None = None                # dkms's override_dest_module_location there
 
+    def for_host(self, facts) -> "Distro":
+        """The backend with what this host's files say about its kernels' packages (Arch's
+        pkgbase names the headers package); most families need nothing more than the release."""
+        return self
+
     def read_packages(self, ctx: Context) -> PackageFacts:
         """Installed, held and half-configured packages; no database known: manager None."""
         return PackageFacts(None, (), ())

@@ -38,6 +38,9 @@ class Suse(Distro):
     package_databases = NDB_PATHS
     dkms_dest = "/updates"
 
+    def __init__(self, devel: tuple[tuple[str, str], ...] = ()) -> None:
+        self.devel = dict(devel)            # release -> kernel-FLAVOUR-devel-V-R of its kernel package
+
     # --- the package database ---------------------------------------------------------------
 
     def database(self, ctx: Context) -> RpmDatabase | None:
@@ -79,11 +82,23 @@ class Suse(Distro):
 
     # --- names -------------------------------------------------------------------------------
 
+    def for_host(self, facts) -> "Suse":
+        """K's headers are kernel-FLAVOUR-devel of the same VERSION-RELEASE as the kernel-FLAVOUR
+        package that owns /usr/lib/modules/K/kernel/ (the release lacks the rebuild number N of
+        kernel-default-6.4.0-150600.23.25.N): found in the rpmdb, never guessed from K."""
+        from ..facts.packages import PackageFacts
+        packages = facts.get(PackageFacts) if facts is not None else None
+        found = {}
+        for k, name, vr in (packages.kernel_owners if packages else ()):
+            flavour = k.rsplit("-", 1)[-1]
+            if name == f"kernel-{flavour}":
+                found[k] = f"kernel-{flavour}-devel-{vr}"
+        return _bound(tuple(sorted(found.items()))) if found else self
+
     def headers_package(self, kernel: str) -> str | None:
-        """None: kernel-default-devel is one multiversion name, and the package of K's headers is
-        kernel-default-devel-V-R.N with a rebuild number N the release does not carry, so the
-        exporter does not claim which installed one is K's (headers_missing still says it)."""
-        return None
+        """kernel-FLAVOUR-devel-V-R of K's kernel package (for_host); None when the rpmdb does not
+        say which package is K's (headers_missing still says what is missing)."""
+        return self.devel.get(kernel)
 
     def headers_package_name(self, kernel: str) -> str:
         """kernel-FLAVOUR-devel: the flavour is the release's last part (-default, -azure, -rt)."""
@@ -133,6 +148,11 @@ class Suse(Distro):
 SUSE = Suse()
 
 
+@functools.lru_cache(maxsize=16)
+def _bound(devel: tuple[tuple[str, str], ...]) -> Suse:
+    return Suse(devel)
+
+
 def _read_ndb(path, host: str) -> RpmDatabase:
     """Packages.db read whole through pread on one descriptor (no lock taken: rpm's readers
     take a shared flock on the file; a reader that never writes needs none)."""
@@ -160,4 +180,5 @@ def _package_facts(db: RpmDatabase, locks: tuple[ZyppLock, ...]) -> PackageFacts
     findings = [PackageProblem(f"header #{hnum}", "corrupt-header") for hnum, _ in db.bad]
     findings += duplicates(db.packages, INSTALLONLY)
     modules = tuple(PackageModule(p.nevra, path) for p in db.packages for path in p.module_files)
-    return PackageFacts("rpm", tuple(packages), tuple(findings), db.path, modules)
+    owners = tuple((k, p.name, f"{p.version}-{p.release}") for p in db.packages for k in p.kernel_releases)
+    return PackageFacts("rpm", tuple(packages), tuple(findings), db.path, modules, owners)

@@ -23,6 +23,7 @@ class Kernel:
     out_of_tree: dict[str, tuple[str, ...]] = field(default_factory=dict)  # modname -> relpaths
     mtimes: dict[str, float] = field(default_factory=dict)                 # relpath -> mtime of those files
     builtin: frozenset[str] | None = None    # modules.builtin: modnames built into the image; None: unread
+    pkgbase: str | None = None           # Arch: /lib/modules/K/pkgbase, the package that installed K
 
     @property
     def headers(self) -> bool:

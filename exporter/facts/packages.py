@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 _KIND_PATTERNS = (
-    ("kernel-headers", re.compile(r"^(linux-headers-|kernel(-[a-z0-9]+)?-devel$|kernel-devel|kernel-headers)")),
+    # Arch: <pkgbase>-headers (linux-headers, linux-lts-headers) are the headers, not a meta package
+    ("kernel-headers", re.compile(r"^(linux-headers-|kernel(-[a-z0-9]+)?-devel$|kernel-devel|kernel-headers"
+                                  r"|linux(-(?!api-headers$)[a-z0-9]+)*-headers$)")),
     ("kernel-image", re.compile(r"^(linux-image-|linux-modules-|kernel$|kernel-core|kernel-modules"
-                                r"|kernel-(rt|debug|rt-debug|64k|64k-debug|16k|16k-debug)(-core|-modules[a-z-]*)?$)")),
+                                r"|kernel-(rt|debug|rt-debug|64k|64k-debug|16k|16k-debug)(-core|-modules[a-z-]*)?$"
+                                r"|linux(-lts|-zen|-hardened|-rt|-rt-lts)?$)")),
     ("kernel-meta", re.compile(r"^linux-(generic|virtual|lowlatency|aws|azure|gcp|oracle|kvm|image|headers)"
                                r"(-[a-z0-9.]+)*$")),
     ("dkms", re.compile(r"(^dkms$|-dkms$)")),
@@ -74,6 +78,8 @@ class PackageFacts:
     findings: tuple[PackageProblem, ...]
     database: str = ""                   # host path of the database read
     module_files: tuple[PackageModule, ...] = ()
+    kernel_owners: tuple[tuple[str, str, str], ...] = ()   # rpm: (K, name, VERSION-RELEASE) of the packages
+                                                           # owning /lib/modules/K/kernel/ files
 
     @property
     def present(self) -> bool:
@@ -84,5 +90,15 @@ class PackageFacts:
         return [p for p in self.packages if p.held]
 
     def installed(self, name: str) -> bool:
-        """A package of that name (or, for rpm, that NEVRA: kernel-devel-K) is installed."""
-        return any((p.name == name or p.nevra == name) and p.state == "installed" for p in self.packages)
+        """A package of that name (or, for rpm, that NEVRA: kernel-devel-K, or NAME-VERSION-RELEASE
+        as `rpm -q` takes it) is installed."""
+        return name in self._installed
+
+    @cached_property
+    def _installed(self) -> frozenset[str]:
+        """Names, NEVRAs and NAME-VERSION-RELEASEs of the installed packages, derived once per
+        facts object (these live as long as the package database's identity): a warm scrape asks
+        per kernel and header package, and walking ~1,000 packages each time was per-scrape work
+        for nothing."""
+        return frozenset(n for p in self.packages if p.state == "installed"
+                         for n in (p.name, p.nevra, f"{p.name}-{p.version.split(':', 1)[-1]}"))

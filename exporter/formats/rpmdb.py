@@ -207,6 +207,7 @@ class InstalledPackage:
     installtime: int | None
     provides: tuple[str, ...]
     module_files: tuple[str, ...]   # paths under /lib/modules/K/{extra,updates,weak-updates}
+    kernel_releases: tuple[str, ...] = ()   # K whose in-tree /lib/modules/K/kernel/ it owns files in
 
     @property
     def evr(self) -> str:
@@ -234,7 +235,17 @@ def installed_package(hnum: int, blob: bytes) -> InstalledPackage:
         raise RpmHeaderError(f"header {hnum} has no NAME, VERSION or RELEASE")
     return InstalledPackage(hnum, name, h.integer(RPMTAG_EPOCH), version, release, h.string(RPMTAG_ARCH) or "",
                             h.integer(RPMTAG_INSTALLTIME), tuple(h.strings(RPMTAG_PROVIDENAME)),
-                            tuple(_module_files(h)))
+                            tuple(_module_files(h)), _kernel_releases(h))
+
+
+_KERNEL_DIR = re.compile(r"^(?:/usr)?/lib/modules/([^/]+)/kernel/")
+
+
+def _kernel_releases(h: Header) -> tuple[str, ...]:
+    """The releases whose in-tree modules this package ships (the kernel package of K: SUSE's
+    kernel-FLAVOUR): read from DIRNAMES alone, no file list walked."""
+    names = h.strings(RPMTAG_DIRNAMES) if RPMTAG_BASENAMES in h else h.strings(RPMTAG_OLDFILENAMES)
+    return tuple(sorted({m.group(1) for d in names if (m := _KERNEL_DIR.match(d))}))
 
 
 def _module_files(h: Header) -> list[str]:

@@ -73,6 +73,21 @@ class ExportTable(dict[str, Export]):
         return {}
 
 
+_NEW = object.__new__
+_SET_CRC, _SET_MODULE, _SET_TYPE, _SET_NS = (Export.__dict__[f].__set__ for f in ("crc", "module", "export_type", "namespace"))
+
+
+def _export(crc: int, module: str, export_type: str, namespace: str) -> Export:
+    """Export(crc, module, export_type, namespace) without the frozen dataclass' __init__ (an
+    object.__setattr__ per field): half the cost, for the ~25,000 built per table."""
+    e = _NEW(Export)
+    _SET_CRC(e, crc)
+    _SET_MODULE(e, module)
+    _SET_TYPE(e, export_type)
+    _SET_NS(e, namespace)
+    return e
+
+
 def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES) -> ExportTable:
     """A Module.symvers file's exports; gzip or xz data (by magic, whatever the name) is
     decompressed first, to at most ``max_bytes`` (DecompressError beyond, or if it is damaged)."""
@@ -86,27 +101,45 @@ def parse_module_symvers(text: str) -> ExportTable:
     (before namespaces) and the 5.4-5.7 order with the namespace third."""
     exports = ExportTable()
     seen: dict[str, str] = {}    # one str object per distinct module / type / namespace
+    intern = seen.setdefault
     for line_no, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
         cols = line.split("\t")
-        type_col = next((i for i, c in enumerate(cols) if c.startswith("EXPORT_")), None)
-        if len(cols) not in (4, 5) or type_col not in (3, 4) or (type_col == 4 and len(cols) != 5):
-            raise SymversError(line_no, f"unexpected columns {cols!r}")
-        try:
-            crc = int(cols[0], 16)
-        except ValueError:
-            raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
-        if not cols[1]:
-            raise SymversError(line_no, "empty symbol name")
-        if type_col == 3:
-            module, namespace = cols[2], cols[4] if len(cols) == 5 else ""
-        else:
-            namespace, module = cols[2], cols[3]
-        kind = cols[type_col]
-        exports[cols[1]] = Export(crc, seen.setdefault(module, module), seen.setdefault(kind, kind),
-                                  seen.setdefault(namespace, namespace))
+        n = len(cols)
+        # the common line (modpost's 5.8+ order, or 4 columns), checked as the general path
+        # below would; anything else takes that path (~25,000 lines per kernel: this is most
+        # of a cold scrape's symvers cost)
+        if (n == 5 or n == 4) and cols[3][:7] == "EXPORT_" and cols[1] and not (
+                cols[0][:7] == "EXPORT_" or cols[1][:7] == "EXPORT_" or cols[2][:7] == "EXPORT_"):
+            try:
+                crc = int(cols[0], 16)
+            except ValueError:
+                raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
+            ns = cols[4] if n == 5 else ""
+            exports[cols[1]] = _export(crc, intern(cols[2], cols[2]), intern(cols[3], cols[3]), intern(ns, ns))
+            continue
+        _parse_line(line_no, line, cols, exports, intern)
     return exports
+
+
+def _parse_line(line_no: int, line: str, cols: list[str], exports: ExportTable, intern) -> None:
+    """One line in any accepted layout (the 5.4-5.7 order, with the namespace third), or why not."""
+    if not line.strip():
+        return
+    type_col = next((i for i, c in enumerate(cols) if c.startswith("EXPORT_")), None)
+    if len(cols) not in (4, 5) or type_col not in (3, 4) or (type_col == 4 and len(cols) != 5):
+        raise SymversError(line_no, f"unexpected columns {cols!r}")
+    try:
+        crc = int(cols[0], 16)
+    except ValueError:
+        raise SymversError(line_no, f"CRC {cols[0]!r} is not hex") from None
+    if not cols[1]:
+        raise SymversError(line_no, "empty symbol name")
+    if type_col == 3:
+        module, namespace = cols[2], cols[4] if len(cols) == 5 else ""
+    else:
+        namespace, module = cols[2], cols[3]
+    kind = cols[type_col]
+    exports[cols[1]] = Export(crc, intern(module, module), intern(kind, kind), intern(namespace, namespace))
 
 
 def module_name_of(symvers_module: str) -> str:
@@ -146,7 +179,9 @@ def _table_from_rows(data: object) -> ExportTable:
     try:
         rows = zip(data["sym"], data["crc"], map(data["mod"].__getitem__, data["mod_i"]),
                    map(data["type"].__getitem__, data["type_i"]), map(data["ns"].__getitem__, data["ns_i"]))
-        table = ExportTable((sym, Export(crc, mod, kind, ns)) for sym, crc, mod, kind, ns in rows)   # distinct values: shared
+        if any(data[c] and min(data[c]) < 0 for c in ("mod_i", "type_i", "ns_i")):
+            raise IndexError
+        table = ExportTable((sym, _export(crc, mod, kind, ns)) for sym, crc, mod, kind, ns in rows)   # distinct values: shared
     except IndexError:
         raise ValueError("export table: an index beyond its column") from None
     if len(table) != n:

@@ -258,7 +258,10 @@ def _matcher(values: list[str], mode: str, case: bool):
         if mode == "substring":
             return (lambda s: v in s) if case else (lambda s: v.lower() in s.lower())
         if mode == "glob":
-            rx = re.compile(_regex_of_glob(v) + r"\Z", flags | re.DOTALL)
+            try:   # a bracket the regex engine refuses ("[n-e]"): invalid, as the regex branch
+                rx = re.compile(_regex_of_glob(v) + r"\Z", flags | re.DOTALL)
+            except re.error:
+                return False
             return lambda s: rx.match(s) is not None
         try:
             rx = re.compile(v, flags)

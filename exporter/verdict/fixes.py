@@ -138,4 +138,4 @@ def fixes_for(facts: HostFacts) -> Fixes:
     holds = {p.name: p.held_by for p in packages.held if p.held_by} if packages else {}
     installed = frozenset(n for p in packages.packages if p.state == "installed"
                           for n in (p.name, p.nevra) if n) if packages else frozenset()
-    return Fixes(for_family(found.family if found else None), holds, installed)
+    return Fixes(for_family(found.family if found else None).for_host(facts), holds, installed)

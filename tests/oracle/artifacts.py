@@ -1,6 +1,11 @@
 """The oracle's slow inputs, made once and cached: Debian's busybox-static, shim and grub (from
 `apt-get download` into the shared debs/ cache), the static module loader, the OVMF firmware.
 
+Each Debian generation boots through its own signed shim and grub: bookworm's come from the
+host's apt (the host runs bookworm), trixie's from trixie's own lists under ``<cache>/oracle/apt/``
+(the sources the real-host builder wrote for its trixie tree, so the same mirror; the machine's
+apt configuration is never touched).
+
 Everything lives under ``<cache>/oracle/`` in a directory named after its inputs (the .deb file
 name, or a hash of the source and the compiler), so a new package version or an edited source is
 a new directory and a stale one is never reused.  A missing tool fails with the package to install.
@@ -14,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +30,9 @@ LOADER_SOURCE = HERE / "loadmod.c"
 INIT_SCRIPT = HERE / "oracle-init.sh"
 OVMF_DIR = Path("/usr/share/OVMF")
 QEMU = "qemu-system-x86_64"
+HOST_SUITE = "bookworm"          # served by the machine's own apt lists
+SUITES = ("bookworm", "trixie")  # the generations whose boot chain the oracle can fetch
+LISTS_MAX_AGE = 24 * 3600        # own lists older than this are refreshed (a superseded .deb 404s)
 
 
 class MissingTool(RuntimeError):
@@ -44,10 +53,73 @@ def oracle_cache() -> Path:
     return path
 
 
-def _from_deb(package: str, members: list[str]) -> Path:
-    """Extract ``members`` of the candidate .deb of ``package`` once; the directory is keyed by
-    the .deb's file name (package and version)."""
-    deb = apt_download(package)
+def suite_apt_options(suite: str) -> list[str]:
+    """apt-get options that make apt see only ``suite``'s lists (none for the host's suite): a
+    sources file, lists, cache and an empty dpkg status under <cache>/oracle/apt/SUITE, like
+    tests/realhost/build.sh's for its trixie tree, whose sources file is copied (same mirror)."""
+    if suite == HOST_SUITE:
+        return []
+    if suite not in SUITES:
+        raise ValueError(f"no boot chain for Debian {suite!r} (known: {', '.join(SUITES)})")
+    root = oracle_cache() / "apt" / suite
+    opts = ["-o", f"Dir::Etc={root}/etc", "-o", "Dir::Etc::sourcelist=/dev/null",
+            "-o", f"Dir::Etc::sourceparts={root}/etc/sources.list.d", "-o", f"Dir::State::Lists={root}/lists",
+            "-o", f"Dir::Cache={root}/cache", "-o", f"Dir::State::status={root}/status",
+            "-o", "APT::Architecture=amd64", "-o", "APT::Sandbox::User=root"]
+    builder = cache_dir() / "realhost" / suite / "apt/etc/sources.list.d/debian.sources"
+    with _locked(root / ".lock"):
+        if not builder.is_file():
+            raise MissingTool(f"{builder} is missing: DKMS_EXPORTER_REALHOST_SUITE={suite} tests/realhost/build.sh "
+                              "writes it (the oracle fetches that generation's shim and grub from the same mirror)")
+        sources = root / "etc/sources.list.d/debian.sources"
+        for d in ("etc/sources.list.d", "etc/preferences.d", "etc/apt.conf.d", "lists/partial",
+                  "cache/archives/partial"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        (root / "status").touch()
+        changed = not sources.is_file() or sources.read_bytes() != builder.read_bytes()
+        if changed:
+            sources.write_bytes(builder.read_bytes())
+        release = sorted((root / "lists").glob("*_InRelease"))
+        if changed or not release or time.time() - min(p.stat().st_mtime for p in release) > LISTS_MAX_AGE:
+            proc = subprocess.run([need("apt-get", "apt"), *opts, "update", "-q"], capture_output=True, text=True,
+                                  check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"apt-get update of {suite}'s lists failed:\n{proc.stderr[-2000:]}")
+    return opts
+
+
+def suite_download(package: str, suite: str) -> Path:
+    """``apt-get download`` of ``suite``'s candidate into the shared debs/ cache (once, locked):
+    the host's apt for the host's suite, the suite's own lists otherwise."""
+    if suite == HOST_SUITE:
+        return apt_download(package)
+    from testkit import slow_artifact   # the quick tier never downloads
+    slow_artifact(f"a Debian {suite} package from the network ({package})")
+    opts = suite_apt_options(suite)
+    debs = cache_dir() / "debs"
+    apt = need("apt-get", "apt")
+    with _locked(debs / f".{package}.lock"):
+        uris = subprocess.run([apt, *opts, "download", "--print-uris", package], capture_output=True, text=True,
+                              check=False).stdout
+        names = [f[1] for f in (line.split() for line in uris.splitlines()) if len(f) >= 2 and f[1].endswith(".deb")]
+        if not names:
+            raise RuntimeError(f"{suite}'s apt lists offer no {package}")
+        if (debs / names[0]).is_file():
+            return debs / names[0]
+        with tempfile.TemporaryDirectory(dir=debs) as tmp:
+            proc = subprocess.run([apt, *opts, "download", "-q", package], cwd=tmp, capture_output=True, text=True,
+                                  check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"apt-get download {package} ({suite}) failed: {proc.stderr.strip()}")
+            (deb,) = Path(tmp).glob("*.deb")
+            os.replace(deb, debs / deb.name)
+            return debs / deb.name
+
+
+def _from_deb(package: str, members: list[str], suite: str = HOST_SUITE) -> Path:
+    """Extract ``members`` of ``suite``'s candidate .deb of ``package`` once; the directory is
+    keyed by the .deb's file name (package and version, which differ between suites)."""
+    deb = suite_download(package, suite)
     dest = oracle_cache() / "debs" / deb.stem
     stamp = dest / ".extracted"
     with _locked(oracle_cache() / "debs" / f".{package}.lock"):
@@ -94,21 +166,24 @@ class SecureBootChain:
     grub: Path
     ovmf_code: Path
     ovmf_vars: Path
+    suite: str = HOST_SUITE
 
     def describe(self) -> str:
         return (f"shim {self.shim.parents[3].name}, grub {self.grub.parents[4].name}, "
                 f"OVMF {self.ovmf_code.name} + {self.ovmf_vars.name}")
 
 
-def secure_boot_chain() -> SecureBootChain:
-    shim = _from_deb("shim-signed", ["usr/lib/shim/shimx64.efi.signed"])
-    grub = _from_deb("grub-efi-amd64-signed", ["usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"])
+def secure_boot_chain(suite: str = HOST_SUITE) -> SecureBootChain:
+    """``suite``'s signed shim and grub (the packages a Debian host of that release installs),
+    booted by the host's OVMF with Microsoft's keys enrolled."""
+    shim = _from_deb("shim-signed", ["usr/lib/shim/shimx64.efi.signed"], suite)
+    grub = _from_deb("grub-efi-amd64-signed", ["usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"], suite)
     code, vars_ = OVMF_DIR / "OVMF_CODE_4M.secboot.fd", OVMF_DIR / "OVMF_VARS_4M.ms.fd"
     for f in (code, vars_):
         if not f.exists():
             raise MissingTool(f"{f} is missing: apt-get install ovmf (listed in .ci/apt-packages)")
     return SecureBootChain(shim / "usr/lib/shim/shimx64.efi.signed",
-                           grub / "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", code, vars_)
+                           grub / "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", code, vars_, suite)
 
 
 def virt_fw_vars() -> list[str]:

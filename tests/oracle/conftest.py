@@ -1,9 +1,11 @@
-"""Fixtures of the oracle tests: every scenario x kernel booted once (equal boots shared), two
-QEMUs at a time, while holding the real-host builder's lock shared.  Failures to build or boot
-fail the tests with the reason; nothing is skipped."""
+"""Fixtures of the oracle tests: every scenario x kernel of every Debian generation (GENERATIONS:
+bookworm, trixie) booted once (equal boots shared), two QEMUs at a time, while holding the
+real-host builders' locks shared.  Failures to build or boot fail the tests with the reason;
+nothing is skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,7 @@ from testkit import slow_artifact
 from . import artifacts
 from .harness import BootResult, BootSpec, boot
 from .judge import Row, judge_kernel
-from .scenarios import Case, SharedLock, cases, ensure_realhost, os_cpu_count
+from .scenarios import GENERATIONS, Case, SharedLock, cases, ensure_realhost, os_cpu_count
 
 
 @dataclass
@@ -33,13 +35,27 @@ class OracleRun:
     def result(self, case: Case) -> BootResult:
         return self.boots[case.spec.key()]
 
+    def distinct(self, generation: str | None = None) -> list[BootResult]:
+        """The boots that ran (not the aliases), of one generation or all."""
+        keys = {c.spec.key() for c in self.cases if generation in (None, c.generation)} - set(self.aliases)
+        return [self.boots[k] for k in sorted(keys)]
+
+    def cpu_seconds(self, generation: str | None = None) -> float:
+        """QEMU's CPU time over the distinct boots: the stage's cost whatever else runs."""
+        return sum(b.cpu_seconds for b in self.distinct(generation))
+
     def report(self) -> str:
         lines = [(f"oracle stage: {len(self.cases)} scenario x kernel cases, "
-                  f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall")]
+                  f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall, "
+                  f"{self.cpu_seconds():.0f}s QEMU CPU")]
+        for g in dict.fromkeys(c.generation for c in self.cases):
+            boots = self.distinct(g)
+            lines.append(f"   {g}: {sum(c.generation == g for c in self.cases)} cases, {len(boots)} boots, "
+                         f"{self.cpu_seconds(g):.0f}s QEMU CPU, {sum(b.seconds for b in boots):.0f}s QEMU wall summed")
         for case in self.cases:
             r = self.result(case)
             mode = "secure-boot" if case.spec.secure_boot else "direct"
-            lines.append(f"== {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s "
+            lines.append(f"== {case.generation}: {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s ({r.cpu_seconds:.1f}s CPU) "
                          f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}"
                          + (f" = boot {self.aliases[case.spec.key()]}]" if case.spec.key() in self.aliases else "]"))
             lines += ["   " + row.line() for row in self.rows[(case.scenario, case.kernel)]]
@@ -48,11 +64,14 @@ class OracleRun:
 
 def _run_all(work: Path) -> OracleRun:
     from rhelhost.build import ensure_rhelhost
-    realhost = ensure_realhost()
-    rhelhost = ensure_rhelhost()
-    with SharedLock(realhost), SharedLock(rhelhost):
+    builds = {g: ensure_realhost(g) for g in GENERATIONS}
+    rhelhost = ensure_rhelhost() if "bookworm" in builds else None   # derived from bookworm's tree
+    with contextlib.ExitStack() as locks:
+        for build in (*builds.values(), *([rhelhost] if rhelhost else [])):
+            locks.enter_context(SharedLock(build))
         start = time.monotonic()
-        all_cases = cases(realhost, rhelhost)
+        all_cases = [c for g, build in builds.items()
+                     for c in cases(build, rhelhost if g == "bookworm" else None, g)]
         specs = {c.spec.key(): c.spec for c in all_cases}
         aliases = _empty_plan_aliases(specs)
         workers = max(1, min(2, os_cpu_count()))
@@ -68,7 +87,7 @@ def _run_all(work: Path) -> OracleRun:
     (work / "report.txt").write_text(report + "\n")
     (artifacts.oracle_cache() / "last-report.txt").write_text(report + "\n")
     (work / "timings.json").write_text(json.dumps(
-        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at,
+        {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at, "release": b.spec.release, "cpu_seconds": b.cpu_seconds,
              "secure_boot": b.spec.secure_boot is not None} for k, b in boots.items()}, indent=1))
     return run
 

@@ -12,12 +12,15 @@ console, and :func:`parse_console` turns the ``ORACLE ...`` lines into a :class:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +35,7 @@ CMDLINE = "console=ttyS0 panic=-1 rdinit=/oracle-init loglevel=1"
 INDEX_FILES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin",
                "modules.softdep", "modules.symbols", "modules.symbols.bin", "modules.builtin",
                "modules.builtin.bin", "modules.builtin.alias.bin", "modules.builtin.modinfo",
-               "modules.devname", "modules.order")
+               "modules.devname", "modules.order", "modules.weakdep")   # weakdep: kmod 33+ (Debian 13)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class SecureBootSetup:
     `mokutil --import` + MokManager; shim copies them to MokListRT and the mokvar table."""
 
     mok_certificates: tuple[bytes, ...] = ()
+    suite: str = "bookworm"       # whose signed shim and grub boot (the tree's Debian release)
     dbx_certificates: tuple[bytes, ...] = ()   # revoked in dbx (virt-fw-vars --add-dbx-cert)
 
 
@@ -84,7 +88,7 @@ class BootSpec:
         for rel in self.extra_files:
             h.update(b"extra " + rel.encode() + _file_digest(self.tree / rel.lstrip("/")))
         if self.secure_boot is not None:
-            h.update(b"secure-boot")
+            h.update(b"secure-boot " + self.secure_boot.suite.encode())
             for der in self.secure_boot.mok_certificates:
                 h.update(hashlib.sha256(der).digest())
             for der in self.secure_boot.dbx_certificates:
@@ -98,7 +102,7 @@ class BootSpec:
         for f in (self.vmlinuz, self.initrd):
             h.update(_file_digest(f))
         if self.secure_boot is not None:
-            h.update(b"secure-boot")
+            h.update(b"secure-boot " + self.secure_boot.suite.encode())
             for der in self.secure_boot.mok_certificates:
                 h.update(hashlib.sha256(der).digest())
             for der in self.secure_boot.dbx_certificates:
@@ -220,23 +224,37 @@ class RunResult:
     seconds: float
     console: str
     stderr: str
+    cpu_seconds: float = 0.0   # QEMU's user + system CPU: what a boot costs whatever the load
 
 
 def run_vm(argv: Sequence[str], console: Path, timeout: float) -> RunResult:
-    """Run a VM whose serial console goes to ``console``; kill its process group at the timeout."""
+    """Run a VM whose serial console goes to ``console``; kill its process group at the timeout.
+    The VM is reaped with wait4 for its CPU time (wall time on a shared machine says little)."""
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-        status = "exited"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        status = "timeout"
+    with tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err_file, start_new_session=True)
+        killed = threading.Event()
+        timer = threading.Timer(timeout, _kill_group, (proc.pid, killed))
+        timer.start()
+        try:
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(wait_status)
+        status = "timeout" if killed.is_set() else "exited"
+        err_file.seek(0)
+        err = err_file.read()
     seconds = time.monotonic() - start
     text = console.read_bytes().decode("utf-8", "replace") if console.exists() else ""
-    return RunResult(status, proc.returncode, seconds, text, err.decode("utf-8", "replace"))
+    return RunResult(status, proc.returncode, seconds, text, err.decode("utf-8", "replace"),
+                     usage.ru_utime + usage.ru_stime)
+
+
+def _kill_group(pid: int, killed: threading.Event) -> None:
+    killed.set()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def direct_argv(spec: BootSpec, initrd: Path, console: Path) -> list[str]:
@@ -262,7 +280,7 @@ def esp_image(spec: BootSpec, initrd: Path, work: Path) -> Path:
     """A FAT ESP made with mtools (no mounts): shim as the removable-media loader, grub beside it
     (shim's second stage), the signed kernel, the combined initramfs and grub.cfg where Debian's
     signed grub looks ($prefix /EFI/debian, else next to itself)."""
-    chain = artifacts.secure_boot_chain()
+    chain = artifacts.secure_boot_chain(spec.secure_boot.suite if spec.secure_boot else artifacts.HOST_SUITE)
     mformat, mmd, mcopy = artifacts.mtools()
     image = work / "esp.img"
     size = spec.vmlinuz.stat().st_size + initrd.stat().st_size + 16 * 2**20
@@ -287,7 +305,7 @@ def esp_image(spec: BootSpec, initrd: Path, work: Path) -> Path:
 def firmware_vars(setup: SecureBootSetup, work: Path) -> Path:
     """A copy of OVMF's Microsoft-enrolled variable store with the MOK certificates in MokList,
     written by virt-fw-vars (what MokManager would have written after `mokutil --import`)."""
-    chain = artifacts.secure_boot_chain()
+    chain = artifacts.secure_boot_chain(setup.suite)
     out = work / "OVMF_VARS.fd"
     argv = [*artifacts.virt_fw_vars(), "-i", str(chain.ovmf_vars), "-o", str(out)]
     for i, der in enumerate(setup.mok_certificates):
@@ -304,9 +322,9 @@ def firmware_vars(setup: SecureBootSetup, work: Path) -> Path:
     return out
 
 
-def secure_argv(esp: Path, fw_vars: Path, console: Path) -> list[str]:
+def secure_argv(esp: Path, fw_vars: Path, console: Path, suite: str = artifacts.HOST_SUITE) -> list[str]:
     """OVMF with Secure Boot (SMM, secure pflash) boots shim from the ESP on a virtio disk."""
-    chain = artifacts.secure_boot_chain()
+    chain = artifacts.secure_boot_chain(suite)
     return [artifacts.qemu(), "-machine", "q35,smm=on", "-accel", "tcg", "-m", "1024", "-smp", "1",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-global", "driver=cfi.pflash01,property=secure,value=on",
@@ -358,6 +376,8 @@ class KernelView:
     files: dict[str, bytes] = field(default_factory=dict)
     dmesg: list[str] = field(default_factory=list)
     extra: dict[str, int | None] = field(default_factory=dict)   # extra file (VM path) -> errno, None: loaded
+    load_via: dict[str, str] = field(default_factory=dict)      # file -> how loadmod gave it to the kernel
+    keyrings: dict[str, str] = field(default_factory=dict)      # ".machine" -> "1" (keys linked) or "empty"
 
     def module(self, name: str) -> ModuleOutcome:
         name = name.replace("-", "_")
@@ -402,6 +422,10 @@ def parse_console(text: str) -> KernelView:
             view.module(words[0]).resolved = words[1] == "found"
         elif what == "dep" and len(words) == 2:
             current_dep[words[1]] = words[0]
+        elif what == "keyring" and len(words) >= 2:
+            view.keyrings[words[0]] = " ".join(words[1:])
+        elif what == "loadvia" and len(words) == 2:
+            view.load_via[words[0]] = words[1]
         elif what == "load" and len(words) >= 2 and words[0].startswith("/oracle/extra/"):
             view.extra[words[0]] = None if words[1] == "ok" else int(words[1].removeprefix("errno="))
         elif what == "load" and len(words) >= 2:
@@ -427,6 +451,7 @@ class BootResult:
     view: KernelView
     console: str
     detail: str = ""
+    cpu_seconds: float = 0.0  # QEMU's CPU time
 
     def panic(self) -> str | None:
         m = re.search(r"Kernel panic - not syncing: (.*)", self.console)
@@ -452,7 +477,8 @@ def boot(spec: BootSpec, work: Path) -> BootResult:
     if spec.secure_boot is None:
         argv = direct_argv(spec, initrd, console)
     else:
-        argv = secure_argv(esp_image(spec, initrd, work), firmware_vars(spec.secure_boot, work), console)
+        argv = secure_argv(esp_image(spec, initrd, work), firmware_vars(spec.secure_boot, work), console,
+                           spec.secure_boot.suite)
     (work / "argv").write_text(" ".join(argv) + "\n")
     run = run_vm(argv, console, spec.timeout)
     view = parse_console(run.console)
@@ -464,4 +490,4 @@ def boot(spec: BootSpec, work: Path) -> BootResult:
         status, detail = "init_died", ""
     else:
         status, detail = "ok", ""
-    return BootResult(spec, status, run.seconds, view, run.console, detail)
+    return BootResult(spec, status, run.seconds, view, run.console, detail, run.cpu_seconds)

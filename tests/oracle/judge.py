@@ -43,6 +43,9 @@ EXPECT: dict[str, Refusal] = {
     "symbol_version_mismatch": Refusal(frozenset({errno.EINVAL, errno.ENOEXEC}),
                                        ("disagrees about version of symbol",)),
     "unknown_symbol": Refusal(frozenset({errno.ENOENT}), ("Unknown symbol",)),
+    # a module K lacks (modprobe cannot load it first, or depmod no longer lists it): the module
+    # itself is then refused by simplify_symbols() for the symbols it would have exported
+    "dependency_missing": Refusal(frozenset({errno.ENOENT}), ("Unknown symbol",)),
     "module_unreadable": Refusal(frozenset({errno.ENOEXEC, errno.EINVAL, errno.EBADMSG}), ()),
     # module_sig_check(): every error but ENODATA/ENOPKG/ENOKEY is returned as it is, with no log
     # line (the PKCS#7 code only pr_devel()s a digest mismatch or a revoked key)

@@ -11,7 +11,8 @@
 #      it would load), is it loaded already;
 #   3. for each module of the plan: resolve it in the host tree's modules.dep (modprobe -d), the
 #      sha256 of its file, and load the files in order with finit_module (loadmod prints the errno);
-#   4. the kernel's view of trust (sig_enforce, lockdown, Secure Boot) and, with CAPTURE=1, the
+#   4. the kernel's view of trust (sig_enforce, lockdown, Secure Boot, the system keyrings' sizes,
+#      what it decompresses itself) and, with CAPTURE=1, the
 #      EFI variables, mokvar table, /proc/keys... base64-encoded;
 #   5. the kernel's log (dmesg), then power off.
 # Nothing here may stop the script early: a failed step is a result, printed and judged on the host.
@@ -100,6 +101,11 @@ done
 say fact "sig_enforce=$(cat /sys/module/module/parameters/sig_enforce 2>/dev/null || echo absent)"
 say fact "lockdown=$(sed 's/ /,/g' /sys/kernel/security/lockdown 2>/dev/null || echo absent)"
 if [ -d /sys/firmware/efi ]; then say fact efi=yes; else say fact efi=no; fi
+# What the kernel decompresses itself (CONFIG_MODULE_DECOMPRESS: Debian 13's xz, for .ko.xz).
+say fact "module_compression=$(cat /sys/module/compression 2>/dev/null || echo absent)"
+# The system keyrings and how many keys each holds ("keyring .machine: 1" or ": empty"): where
+# the MOKs went (.machine on 6.12 when shim sets MokListTrustedRT, else .platform).
+sed -n 's/.* keyring *\(\.[a-z_]*\): *\(.*\)$/ORACLE keyring \1 \2/p' /proc/keys 2>/dev/null
 say fact "tainted=$(cat /proc/sys/kernel/tainted)"
 capture() { [ -f "$1" ] && say file "$1" "$(base64 -w 0 <"$1")"; }
 if [ "$CAPTURE" = 1 ]; then

@@ -43,7 +43,20 @@ DERIVED = {
     "sb_mok_not_enrolled": ("signed_sb_on", "MokListRT removed: mokutil --import was run, MokManager never"),
     "sb_module_changed": ("signed_sb_on", "one bit of NEW's v4l2loopback.ko .text flipped after signing, trailer intact"),
     "sb_mok_revoked_dbx": ("signed_sb_on", "the enrolled MOK certificate also in dbx (virt-fw-vars --add-dbx-cert)"),
+    "dependency_deleted": ("healthy", "the newest kernel's videodev.ko (v4l2loopback's in-tree dependency) deleted, "
+                                      "then depmod run, as on a kernel whose extra-modules package is not installed"),
 }
+# The in-tree module dependency_deleted removes (relative to /lib/modules/K, any compression).
+DELETED_DEPENDENCY = "kernel/drivers/media/v4l2-core/videodev.ko"
+
+
+# The Debian generations the oracle boots (tests/realhost/build.sh's DKMS_EXPORTER_REALHOST_SUITE),
+# the same variable and default as the real-host tests: .ci/run boots both.
+GENERATIONS = tuple(g for g in os.environ.get("DKMS_EXPORTER_REALHOST_GENERATIONS", "bookworm,trixie").split(",")
+                    if g)
+# Derived trees made on a later generation too (bookworm gets every DERIVED entry): the derivations
+# here are generation-neutral (an initramfs cut in half, MokListRT removed).
+LATER_DERIVED = ("initramfs_truncated", "sb_mok_not_enrolled")
 
 
 def rhel_scenarios() -> tuple[str, ...]:
@@ -52,20 +65,25 @@ def rhel_scenarios() -> tuple[str, ...]:
     return tuple(s.name for s in scenarios("NEW", "OLD"))
 
 
-def scenario_names() -> tuple[str, ...]:
-    return realhost_scenarios() + tuple(DERIVED) + rhel_scenarios()
+def scenario_names(generation: str = "bookworm") -> tuple[str, ...]:
+    """The scenarios of one generation: bookworm's real-host, derived and RHEL-layout trees; a
+    later generation's real-host trees and the derivations of LATER_DERIVED."""
+    if generation == "bookworm":
+        return realhost_scenarios() + tuple(DERIVED) + rhel_scenarios()
+    return realhost_scenarios() + tuple(d for d in DERIVED if d in LATER_DERIVED)
 
 
-def ensure_realhost() -> Path:
-    """Runs tests/realhost/build.sh (warm: seconds; cold: about 7 minutes, needs root) and returns
-    the build it made or reused (its REALHOST_DIR=, builds/KEY: scenarios/, host.env, stamp); a
-    failure raises with the end of its output."""
+def ensure_realhost(suite: str = "bookworm") -> Path:
+    """Runs tests/realhost/build.sh for one generation (warm: seconds; cold: about 7 minutes, needs
+    root) and returns the build it made or reused (its REALHOST_DIR=, builds/KEY: scenarios/,
+    host.env, stamp); a failure raises with the end of its output."""
     build = REALHOST / "build.sh"
     proc = subprocess.run(["bash", str(build)], capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-                          check=False)
+                          check=False, env={**os.environ, "DKMS_EXPORTER_REALHOST_SUITE": suite})
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     if proc.returncode != 0:
-        raise RuntimeError(f"tests/realhost/build.sh failed (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(f"DKMS_EXPORTER_REALHOST_SUITE={suite} tests/realhost/build.sh failed "
+                           f"(exit {proc.returncode}):\n{tail}")
     dirs = [line.split("=", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("REALHOST_DIR=")]
     if not dirs:
         raise RuntimeError(f"tests/realhost/build.sh printed no REALHOST_DIR=:\n{tail}")
@@ -107,11 +125,12 @@ def _link_copy(src: Path, dst: Path) -> None:
     subprocess.run(["cp", "-al", str(src), str(dst)], check=True)
 
 
-def derived_tree(realhost: Path, name: str) -> Path:
-    """Build (or reuse, keyed by the source tree's build stamp and this file) a derived tree."""
+def derived_tree(realhost: Path, name: str, generation: str = "bookworm") -> Path:
+    """Build (or reuse, keyed by the source tree's build stamp and this file) a derived tree
+    (bookworm's under derived/NAME, a later generation's under derived/GENERATION/NAME)."""
     source, _ = DERIVED[name]
     stamp_text = (realhost / "stamp").read_text().strip() + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-    base = artifacts.oracle_cache() / "derived" / name
+    base = artifacts.oracle_cache() / "derived" / ("" if generation == "bookworm" else generation) / name
     tree, stamp = base / "tree", base / "stamp"
     if stamp.exists() and stamp.read_text() == stamp_text and tree.is_dir():
         return tree
@@ -132,6 +151,8 @@ def derived_tree(realhost: Path, name: str) -> Path:
         efivars = tree / "sys/firmware/efi/efivars"
         mok = (efivars / f"MokListRT-{SHIM_LOCK}").read_bytes()
         (efivars / f"dbx-{DB_GUID}").write_bytes(b"\x27\x00\x00\x00" + mok[4:])
+    elif name == "dependency_deleted":
+        _delete_and_depmod(tree, env["NEW_KERNEL"], DELETED_DEPENDENCY)
     stamp.write_text(stamp_text)
     return tree
 
@@ -149,9 +170,22 @@ def _flip_text_bit(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def tree_of(realhost: Path, scenario: str, rhelhost: Path | None = None) -> Path:
+def _delete_and_depmod(tree: Path, kernel: str, rel: str) -> None:
+    """Delete one module file of K (whatever its compression) and run the real depmod on the
+    tree; the index files are hardlinks into the source tree, so depmod gets its own copies."""
+    base = tree / "lib/modules" / kernel
+    (found,) = [p for p in (base / (rel + suffix) for suffix in ("", ".xz", ".zst", ".gz")) if p.exists()]
+    found.unlink()
+    for index in base.glob("modules.*"):
+        data = index.read_bytes()
+        index.unlink()
+        index.write_bytes(data)
+    subprocess.run([artifacts.need("depmod", "kmod"), "-b", str(tree), kernel], check=True, capture_output=True)
+
+
+def tree_of(realhost: Path, scenario: str, rhelhost: Path | None = None, generation: str = "bookworm") -> Path:
     if scenario in DERIVED:
-        return derived_tree(realhost, scenario)
+        return derived_tree(realhost, scenario, generation)
     if rhelhost is not None and scenario in rhel_scenarios():
         return rhelhost / "scenarios" / scenario / "tree"
     return realhost / "scenarios" / scenario / "tree"
@@ -171,11 +205,27 @@ def _efivar(tree: Path, name: str, guid: str) -> bytes | None:
 
 
 def secure_boot_setup(tree: Path) -> SecureBootSetup | None:
-    """Secure Boot on (per the tree's efivars) -> the MOKs to enroll; otherwise None."""
+    """Secure Boot on (per the tree's efivars) -> the MOKs to enroll and whose shim and grub boot
+    (the tree's own Debian release); otherwise None."""
     sb, setup = _efivar(tree, "SecureBoot", EFI_GLOBAL), _efivar(tree, "SetupMode", EFI_GLOBAL)
     if sb != b"\x01" or setup not in (None, b"\x00"):
         return None
-    return SecureBootSetup(tuple(mok_certificates(tree)), tuple(mok_certificates(tree, "dbx", DB_GUID)))
+    return SecureBootSetup(tuple(mok_certificates(tree)), debian_suite(tree),
+                           dbx_certificates=tuple(mok_certificates(tree, "dbx", DB_GUID)))
+
+
+def debian_suite(tree: Path) -> str:
+    """The tree's Debian release by its os-release VERSION_CODENAME, if the oracle has that
+    release's boot chain; bookworm's otherwise (other layouts boot through Debian 12's)."""
+    text = ""
+    for rel in ("etc/os-release", "usr/lib/os-release"):   # the first may be an absolute symlink
+        try:
+            text = (tree / rel).read_text()
+            break
+        except OSError:
+            continue
+    m = re.search(r'^VERSION_CODENAME="?([a-z]+)"?$', text, re.MULTILINE)
+    return m.group(1) if m and m.group(1) in artifacts.SUITES else artifacts.HOST_SUITE
 
 
 def mok_certificates(tree: Path, name: str = "MokListRT", guid: str = "") -> list[bytes]:
@@ -240,17 +290,21 @@ class Case:
     tree: Path
     doc: dict
     spec: BootSpec
+    generation: str = "bookworm"
 
 
-def cases(realhost: Path, rhelhost: Path | None = None) -> list[Case]:
-    """Every scenario x installed kernel with the exporter's verdict (one `check` process each, two
-    at a time: each is about a second of Python)."""
-    names = scenario_names() if rhelhost is not None else realhost_scenarios() + tuple(DERIVED)
-    pairs = [(scenario, tree_of(realhost, scenario, rhelhost)) for scenario in names]
+def cases(realhost: Path, rhelhost: Path | None = None, generation: str = "bookworm") -> list[Case]:
+    """Every scenario x installed kernel of one generation with the exporter's verdict (one
+    `check` process each, two at a time: each is about a second of Python)."""
+    if generation != "bookworm":
+        names = scenario_names(generation)
+    else:
+        names = scenario_names() if rhelhost is not None else realhost_scenarios() + tuple(DERIVED)
+    pairs = [(scenario, tree_of(realhost, scenario, rhelhost, generation)) for scenario in names]
     todo = [(scenario, tree, kernel) for scenario, tree in pairs for kernel in installed_kernels(tree)]
     with ThreadPoolExecutor(max(1, min(2, os_cpu_count()))) as pool:
         docs = list(pool.map(lambda item: exporter_check(item[1], item[2]), todo))
-    return [Case(scenario, kernel, tree, doc, boot_spec(tree, kernel, doc))
+    return [Case(scenario, kernel, tree, doc, boot_spec(tree, kernel, doc), generation)
             for (scenario, tree, kernel), doc in zip(todo, docs, strict=True)]
 
 

@@ -143,6 +143,14 @@ def test_a_hung_vm_is_killed_at_the_timeout(tmp_path: Path) -> None:
     assert run.console.startswith("ORACLE begin")
 
 
+def test_a_vms_cpu_time_is_measured(tmp_path: Path) -> None:
+    """The stage's cost is judged by QEMU's CPU time (wall time on a shared machine says little)."""
+    run = run_vm(["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo err >&2"],
+                 tmp_path / "console.log", timeout=60.0)
+    assert (run.status, run.returncode, run.stderr) == ("exited", 0, "err\n")
+    assert 0.05 < run.cpu_seconds <= run.seconds + 0.5
+
+
 def test_payload_starts_aligned_after_the_real_initramfs(tmp_path: Path) -> None:
     """The kernel accepts an uncompressed cpio after a compressed one only at a 4-byte boundary."""
     initrd, payload = tmp_path / "initrd", tmp_path / "payload.cpio"
@@ -198,3 +206,35 @@ def test_a_file_modules_dep_names_but_the_tree_lacks_is_absent() -> None:
     assert judge_module("K", _module("v4l2loopback", False, "file_missing"), r).agree
     assert not judge_module("K", _module("v4l2loopback", False, "unknown_symbol"), r).agree  # ENOENT, no log
     assert "its file is gone" in judge_module("K", _module("v4l2loopback", False, "file_missing"), r).kernel_did
+
+
+def test_load_paths_and_keyrings_are_parsed() -> None:
+    """loadmod's `loadvia` line (kernel decompression of a .ko.xz) and the keyring sizes."""
+    console = ("ORACLE begin release=6.12.118+deb13-amd64 uptime=5.0\n"
+               "ORACLE fact module_compression=xz\n"
+               "ORACLE keyring .machine 1\nORACLE keyring .platform empty\n"
+               "ORACLE dep v4l2loopback /oracle/root/lib/modules/K/updates/dkms/v4l2loopback.ko.xz\n"
+               "ORACLE loadvia /oracle/root/lib/modules/K/updates/dkms/v4l2loopback.ko.xz kernel-xz\n"
+               "ORACLE load /oracle/root/lib/modules/K/updates/dkms/v4l2loopback.ko.xz ok\n"
+               "ORACLE end uptime=6.0\n")
+    view = parse_console(console)
+    path = "/oracle/root/lib/modules/K/updates/dkms/v4l2loopback.ko.xz"
+    assert view.load_via == {path: "kernel-xz"}
+    assert view.keyrings == {".machine": "1", ".platform": "empty"}
+    assert view.modules["v4l2loopback"].loads == [(path, None)]
+    assert view.modules["v4l2loopback"].errno is None
+
+
+def test_a_trees_debian_release_picks_its_boot_chain(tmp_path: Path) -> None:
+    from .harness import SecureBootSetup
+    from .scenarios import debian_suite
+
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "usr/lib/os-release").write_text('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nVERSION_CODENAME=trixie\n')
+    assert debian_suite(tmp_path) == "trixie"
+    (tmp_path / "usr/lib/os-release").write_text("ID=opensuse-leap\n")
+    assert debian_suite(tmp_path) == "bookworm"
+    v, i = tmp_path / "v", tmp_path / "i"
+    v.write_bytes(b"k"), i.write_bytes(b"i")
+    keys = {BootSpec(tmp_path, "K", v, i, (), SecureBootSetup((), suite)).key() for suite in ("bookworm", "trixie")}
+    assert len(keys) == 2   # another shim and grub boot other bytes: never shared

@@ -165,11 +165,13 @@ def facts_from_reference(ref: Reference, initramfs_universe: FactSet = frozenset
     DKMS modules (those the exporter reports), so every claim the exporter makes is checked too.
 
     The early-boot kinds need "which modules does K need": here, every module `dkms status` lists
-    (both DKMS modules are AUTOINSTALL, so docs/readiness.md needs them for every kernel)."""
+    and every module file DKMS installed (all are AUTOINSTALL, so docs/readiness.md needs them for
+    every kernel).  The files count because one DKMS package may build several modules under
+    other names: zfs-dkms's `zfs/2.1.11` line stands for spl, znvpair, ... and zfs."""
     dkms_names = {f.name for f in ref.module_files} | {
         name for listing in ref.initramfs.values() for name, path in listing.items() if "/updates/dkms/" in path}
     pairs = {(m, k) for m in dkms_names for k in ref.initramfs} | set(initramfs_universe)
-    needed = {norm_module(line.module) for line in ref.dkms_status}
+    needed = {norm_module(line.module) for line in ref.dkms_status} | {f.name for f in ref.module_files}
     running_image = ref.initramfs.get(ref.running_kernel, {})
     early = {m for m, path in running_image.items() if "/updates/dkms/" in path} & needed
     registered = {(line.module, line.version) for line in ref.dkms_status}

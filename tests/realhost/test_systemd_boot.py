@@ -15,12 +15,7 @@ from pathlib import Path
 import pytest
 from testkit import scrape, slow_artifact
 
-from exporter.collectors.bootloader import _bls_entries
-from exporter.config import Config
 from exporter.facts.bootloader import BootFacts
-from exporter.host.cache import FileCache
-from exporter.host.context import Context
-from exporter.host.rootfs import HostFS
 
 from .conftest import HERE, run_build, tail
 
@@ -71,11 +66,11 @@ def test_next_boot_is_bootctls_default(sdboot: dict[str, Variant], name: str) ->
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_entries_in_bootctls_order(sdboot: dict[str, Variant], name: str) -> None:
-    """systemd-boot's menu order (sort-key, machine-id, version descending) as bootctl lists it;
-    the exporter's ids drop the `.conf` bootctl keeps."""
+    """systemd-boot's menu (ids with their `.conf`, sort-key, version; the order of bootspec.c's
+    boot_entry_compare) as bootctl lists it, and the default entry bootctl marks."""
     v = sdboot[name]
-    ctx = Context(HostFS(str(v.tree)), FileCache(), Config())
-    ours = [(entry_id, fields.get("version")) for entry_id, fields in _bls_entries(ctx, "/boot/efi/loader/entries")]
-    theirs = [(e["id"].removesuffix(".conf"), e["version"]) for e in v.listing if e["type"] == "type1"]
+    boot = scrape(v.tree).facts.get(BootFacts)
+    ours = [(e.id, e.type, e.source, e.sort_key, e.machine_id, e.version) for e in boot.entries]
+    theirs = [(e["id"], e["type"], e["source"], e["sortKey"], e["machineId"], e["version"]) for e in v.listing]
     assert ours == theirs
-    assert all(e["source"] == "esp" for e in v.listing)
+    assert boot.default_id == next(e["id"] for e in v.listing if e.get("isDefault"))

@@ -25,7 +25,7 @@ def section(out: Families, scrape: Scrape) -> None:
                        "modules.dep.bin) exists and parses for the kernel.", ["kernel"])
     packages = scrape.facts.get(PackageFacts)
     os_facts = scrape.facts.get(OsFacts)
-    distro = for_family(os_facts.family if os_facts else None)
+    distro = for_family(os_facts.family if os_facts else None).for_host(scrape.facts)
     hpkg = out.gauge("dkms_kernel_headers_package_installed", "Where the distribution names "
                      "the headers package after the kernel (Debian: linux-headers-K): 1 when it is installed, 0 "
                      "when it is not.", ["kernel", "package"])
