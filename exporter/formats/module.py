@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from asn1crypto import cms
-from elftools.elf.enums import ENUM_E_MACHINE
 
 from .decompress import LIBKMOD, MAGIC_MAX, DecompressError, decompress, sniff
 from .modview import HEADER, TAIL, BytesView, Digest, FileView, Missing, SparseView, View, shdr_window, stream_pass
@@ -68,7 +67,7 @@ _OPENSSL_DIGEST_NAMES = {
     "2.16.840.1.101.3.4.2.12": "shake256",
 }
 
-# Errors pyelftools and asn1crypto raise on malformed input; they are turned into ModuleFileError.
+# Errors asn1crypto and struct raise on malformed input; they are turned into ModuleFileError.
 _PARSER_ERRORS = (
     ValueError,
     TypeError,
@@ -409,7 +408,20 @@ _EHDR_TAIL = {  # (offset of e_type, struct for e_type..e_shstrndx)
 }
 _SHDR = {1: "IIIIIIIIII", 2: "IIQQQQIIQQ"}  # sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, ...
 SHT_SYMTAB, SHT_NOBITS, SHT_DYNSYM = 2, 8, 11
-_MACHINES = {v: k for k, v in ENUM_E_MACHINE.items() if not k.startswith("_")}
+_MACHINES = {62: "EM_X86_64", 3: "EM_386", 183: "EM_AARCH64", 40: "EM_ARM", 21: "EM_PPC64", 20: "EM_PPC",
+             22: "EM_S390", 243: "EM_RISCV", 8: "EM_MIPS", 2: "EM_SPARC", 43: "EM_SPARCV9", 258: "EM_LOONGARCH"}
+"""e_machine names of the architectures Linux builds modules for, as pyelftools names them
+(ModuleFile.machine is kept in the persistent cache and compared with _LOADER_RESOLVED): the
+reader does not import pyelftools (5 MiB) for them."""
+
+
+def machine_name(number: int) -> str:
+    """pyelftools' name of an e_machine value (its table only for the rare ones), else the number."""
+    name = _MACHINES.get(number)
+    if name is None:
+        from elftools.elf.enums import ENUM_E_MACHINE
+        name = {v: k for k, v in ENUM_E_MACHINE.items() if k != "_default_"}.get(number, str(number))
+    return name
 _NEEDED = (".modinfo", ".gnu.linkonce.this_module", "__versions", ".symtab")
 
 
@@ -456,7 +468,7 @@ class _Elf:
             raise ModuleFileError("bad_elf", f"e_shstrndx {shstrndx} >= e_shnum {shnum}")
         self.elfclass = 64 if ei_class == b"\x02" else 32
         self.little_endian = ei_data == b"\x01"
-        self.machine = str(_MACHINES.get(hdr[1], hdr[1]))
+        self.machine = machine_name(hdr[1])
         self.order = order
         table = view.pread(shoff, shnum * shentsize)
         raw = list(struct.iter_unpack(order + _SHDR[ei_class[0]], table))
