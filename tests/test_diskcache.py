@@ -304,6 +304,7 @@ def _cold_run(root: Path, d: Path) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow   # three fresh interpreters: over the quick tier's 5 s at CI load
 def test_signature_verdicts_are_kept_and_a_rewritten_module_is_verified_again(tmp_path):
     """A cold process on an unchanged host takes every signature verification from --cache.dir
     (it never even imports cryptography); a module rewritten in place with its size and mtime
