@@ -67,7 +67,7 @@ _OPENSSL_DIGEST_NAMES = {
     "2.16.840.1.101.3.4.2.12": "shake256",
 }
 
-# Errors pyelftools and asn1crypto raise on malformed input; they are turned into ModuleFileError.
+# Errors asn1crypto and struct raise on malformed input; they are turned into ModuleFileError.
 _PARSER_ERRORS = (
     ValueError,
     TypeError,

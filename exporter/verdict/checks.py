@@ -17,7 +17,7 @@ docs/readiness.md lists them in this order; a test keeps the two in step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..facts import HostFacts
@@ -35,7 +35,7 @@ from ..formats.x509 import Certificate
 from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
-from ..formats.modsig import matches, policy_rejection, verify
+from ..formats.modsig import SigCheck, matches, policy_rejection, verify
 from .trust import enforced_for, module_trusted_certificates, revocation_certificates, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
@@ -196,7 +196,7 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
         out.append(Problem("unsigned", f"{k} enforces module signatures and {file} is unsigned",
                            ev.fix("unsigned", k, ident, name)))
     if sig is not None and (ev.sig_checked or ev.enforced):
-        out += _signature_problems(k, name, ident, sig, ev, akmod)
+        out += _signature_problems(k, name, ident, sig, ev, akmod, file)
     if kmf is not None:
         out += dependency_problems(k, name, file, kmf, ev)
     return out
@@ -228,7 +228,7 @@ def dependency_problems(k: str, name: str, file: str, kmf: KernelModuleFacts, ev
 
 
 def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
-                        akmod: str) -> list[Problem]:
+                        akmod: str, file: str = "") -> list[Problem]:
     """The kernel's module_sig_check() on a signed file: a message it refuses outright, an
     unknown key (fatal only when enforced), or a signature that fails with the key it found
     (fatal always: "all other errors are fatal ... even if signatures aren't required")."""
@@ -237,7 +237,8 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
     refused = policy_rejection(sig)
     if refused is not None:
         return invalid(refused)
-    revoked = _revocation_problem(k, name, ident, sig, ev)
+    check = lambda cert: _verified(ev, k, file, sig, cert)  # noqa: E731
+    revoked = _revocation_problem(k, name, ident, sig, ev, check)
     if revoked is not None:
         return [revoked]
     builtin = ev.modules.builtin_keys if ev.modules is not None else None
@@ -258,20 +259,29 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
                             "enrolled (MokListRT, db) nor the kernel's own key",
                             ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         return []
-    check = verify(sig, cert)
-    if check.ok:
+    result = check(cert)
+    if result.ok:
         return []
     return invalid(f"signed by '{sig.signer}' (key {sig.key_id}, certificate sha256 {cert.sha256[:16]}…): "
-                   f"{check.detail}")
+                   f"{result.detail}")
 
 
-def _revocation_problem(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence) -> Problem | None:
+def _verified(ev: Evidence, k: str, file: str, sig: ModuleSignature, cert: Certificate) -> SigCheck:
+    """The module collector's verification of this file with this certificate (kept by the
+    file's identity on disk), else verified here."""
+    rel = file.split(f"/lib/modules/{k}/", 1)[-1]
+    found = ev.modules.sigchecks.get((rel, cert.sha256)) if ev.modules is not None else None
+    return found if found is not None else verify(sig, cert)
+
+
+def _revocation_problem(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
+                        check: Callable[[Certificate], SigCheck]) -> Problem | None:
     """certs/system_keyring.c verify_pkcs7_message_sig(): after pkcs7_verify() and before any
     trusted keyring is searched, is_key_on_revocation_list() looks the signer up in .blacklist
     and, when its key verifies the signature, the load fails with EKEYREJECTED, fatal whatever
     the enforcement (and whether or not the key is also enrolled)."""
     for source, cert in ev.revoked:
-        if matches(sig, cert) and verify(sig, cert).ok:
+        if matches(sig, cert) and check(cert).ok:
             return Problem("signature_revoked",
                            f"signed by '{sig.signer or sig.skid}' (key {sig.key_id or sig.skid}), whose certificate "
                            f"(sha256 {cert.sha256[:16]}…) is revoked in {source}: {k} loads it into its .blacklist "

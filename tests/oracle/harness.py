@@ -45,6 +45,7 @@ class SecureBootSetup:
 
     mok_certificates: tuple[bytes, ...] = ()
     suite: str = "bookworm"       # whose signed shim and grub boot (the tree's Debian release)
+    dbx_certificates: tuple[bytes, ...] = ()   # revoked in dbx (virt-fw-vars --add-dbx-cert)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class BootSpec:
             h.update(b"secure-boot " + self.secure_boot.suite.encode())
             for der in self.secure_boot.mok_certificates:
                 h.update(hashlib.sha256(der).digest())
+            for der in self.secure_boot.dbx_certificates:
+                h.update(b"dbx" + hashlib.sha256(der).digest())
         return h.hexdigest()[:20]
 
     def image_key(self) -> str:
@@ -102,6 +105,8 @@ class BootSpec:
             h.update(b"secure-boot " + self.secure_boot.suite.encode())
             for der in self.secure_boot.mok_certificates:
                 h.update(hashlib.sha256(der).digest())
+            for der in self.secure_boot.dbx_certificates:
+                h.update(b"dbx" + hashlib.sha256(der).digest())
         return h.hexdigest()[:20]
 
 
@@ -307,6 +312,10 @@ def firmware_vars(setup: SecureBootSetup, work: Path) -> Path:
         cert = work / f"mok{i}.der"
         cert.write_bytes(der)
         argv += ["--add-mok", SHIM_LOCK_GUID, str(cert)]
+    for i, der in enumerate(setup.dbx_certificates):
+        cert = work / f"dbx{i}.der"
+        cert.write_bytes(der)
+        argv += ["--add-dbx-cert", SHIM_LOCK_GUID, str(cert)]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"virt-fw-vars failed:\n{proc.stdout}\n{proc.stderr}")

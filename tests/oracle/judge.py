@@ -47,6 +47,10 @@ EXPECT: dict[str, Refusal] = {
     # itself is then refused by simplify_symbols() for the symbols it would have exported
     "dependency_missing": Refusal(frozenset({errno.ENOENT}), ("Unknown symbol",)),
     "module_unreadable": Refusal(frozenset({errno.ENOEXEC, errno.EINVAL, errno.EBADMSG}), ()),
+    # module_sig_check(): every error but ENODATA/ENOPKG/ENOKEY is returned as it is, with no log
+    # line (the PKCS#7 code only pr_devel()s a digest mismatch or a revoked key)
+    "signature_invalid": Refusal(frozenset({errno.EKEYREJECTED, errno.EBADMSG}), ()),
+    "signature_revoked": Refusal(frozenset({errno.EKEYREJECTED}), ()),
 }
 
 

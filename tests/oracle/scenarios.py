@@ -33,6 +33,7 @@ REPO = HERE.parents[1]
 REALHOST = REPO / "tests/realhost"
 EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 SHIM_LOCK = "605dab50-e046-4300-abb6-3dd810dd8b23"
+DB_GUID = "d719b2cb-3d3a-4596-a3bc-dad00e67656f"     # EFI_IMAGE_SECURITY_DATABASE_GUID: db, dbx
 BUILD_TIMEOUT = 45 * 60
 
 
@@ -42,6 +43,8 @@ DERIVED = {
     "sb_mok_not_enrolled": ("signed_sb_on", "MokListRT removed: mokutil --import was run, MokManager never"),
     "xz_crc64": ("healthy", "the newest kernel's v4l2loopback.ko.xz recompressed with xz --check=crc64 (dkms 3.0's "
                  "`xz -f`; dkms 3.2 with compress_xz_opts emptied in framework.conf)"),
+    "sb_module_changed": ("signed_sb_on", "one bit of NEW's v4l2loopback.ko .text flipped after signing, trailer intact"),
+    "sb_mok_revoked_dbx": ("signed_sb_on", "the enrolled MOK certificate also in dbx (virt-fw-vars --add-dbx-cert)"),
     "dependency_deleted": ("healthy", "the newest kernel's videodev.ko (v4l2loopback's in-tree dependency) deleted, "
                                       "then depmod run, as on a kernel whose extra-modules package is not installed"),
 }
@@ -152,10 +155,30 @@ def derived_tree(realhost: Path, name: str, generation: str = "bookworm") -> Pat
         module.unlink()  # a hardlink: replace, never write through it
         module.write_bytes(subprocess.run([xz, "--check=crc64", "-c"], input=plain, capture_output=True,
                                           check=True).stdout)
+    elif name == "sb_module_changed":
+        _flip_text_bit(next((tree / "lib/modules" / env["NEW_KERNEL"] / "updates").rglob("v4l2loopback.ko")))
+    elif name == "sb_mok_revoked_dbx":
+        # dbx as the firmware stores it after the update: the same EFI_CERT_X509 list as MokListRT
+        efivars = tree / "sys/firmware/efi/efivars"
+        mok = (efivars / f"MokListRT-{SHIM_LOCK}").read_bytes()
+        (efivars / f"dbx-{DB_GUID}").write_bytes(b"\x27\x00\x00\x00" + mok[4:])
     elif name == "dependency_deleted":
         _delete_and_depmod(tree, env["NEW_KERNEL"], DELETED_DEPENDENCY)
     stamp.write_text(stamp_text)
     return tree
+
+
+def _flip_text_bit(path: Path) -> None:
+    """One bit in the middle of .text, the appended signature left as sign-file wrote it (the
+    file is a hardlink: replaced, never written through)."""
+    from elftools.elf.elffile import ELFFile
+    data = bytearray(path.read_bytes())
+    with path.open("rb") as fh:
+        text = ELFFile(fh).get_section_by_name(".text")
+        at = text["sh_offset"] + text["sh_size"] // 2
+    data[at] ^= 0x01
+    path.unlink()
+    path.write_bytes(bytes(data))
 
 
 def _delete_and_depmod(tree: Path, kernel: str, rel: str) -> None:
@@ -198,7 +221,8 @@ def secure_boot_setup(tree: Path) -> SecureBootSetup | None:
     sb, setup = _efivar(tree, "SecureBoot", EFI_GLOBAL), _efivar(tree, "SetupMode", EFI_GLOBAL)
     if sb != b"\x01" or setup not in (None, b"\x00"):
         return None
-    return SecureBootSetup(tuple(mok_certificates(tree)), debian_suite(tree))
+    return SecureBootSetup(tuple(mok_certificates(tree)), debian_suite(tree),
+                           dbx_certificates=tuple(mok_certificates(tree, "dbx", DB_GUID)))
 
 
 def debian_suite(tree: Path) -> str:
@@ -215,9 +239,9 @@ def debian_suite(tree: Path) -> str:
     return m.group(1) if m and m.group(1) in artifacts.SUITES else artifacts.HOST_SUITE
 
 
-def mok_certificates(tree: Path) -> list[bytes]:
-    """DER certificates of the tree's MokListRT, parsed by virt-firmware."""
-    data = _efivar(tree, "MokListRT", SHIM_LOCK)
+def mok_certificates(tree: Path, name: str = "MokListRT", guid: str = "") -> list[bytes]:
+    """DER certificates of the tree's MokListRT (or dbx), parsed by virt-firmware."""
+    data = _efivar(tree, name, guid or SHIM_LOCK)
     if data is None:
         return []
     artifacts.virt_fw_vars()  # fails with the install hint when virt-firmware is missing

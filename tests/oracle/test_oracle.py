@@ -255,3 +255,27 @@ def test_weak_modules_decision_is_the_kernels(oracle_run) -> None:
     (candidate,) = broken.spec.extra_files
     assert r.view.extra[extra_payload_path(candidate)] in (errno.ENOEXEC, errno.EINVAL), r.describe()
     assert any("kabidemo: disagrees about version of symbol" in line for line in r.view.dmesg), r.view.dmesg
+
+
+def test_secure_boot_refuses_a_module_changed_after_signing(oracle_run) -> None:
+    """One bit of .text flipped after sign-file, the trailer intact: the exporter says
+    signature_invalid and the kernel, which found the enrolled key, refuses the digest."""
+    case = _case(oracle_run, "sb_module_changed")
+    (m,) = [m for k in case.doc["kernels"] if k["kernel"] == case.kernel for m in k["modules"]
+            if m["module"] == "v4l2loopback"]
+    assert [p["reason"] for p in m["problems"]] == ["signature_invalid"], m
+    r = oracle_run.result(case)
+    assert r.status == "ok", r.describe()
+    v4l2 = r.view.module("v4l2loopback")
+    assert not v4l2.loaded and v4l2.errno in (errno.EKEYREJECTED, errno.EBADMSG), v4l2
+
+
+def test_a_mok_certificate_in_dbx_revokes_nothing_on_debian(oracle_run) -> None:
+    """Debian's kernel has no CONFIG_SYSTEM_REVOCATION_LIST: an EFI_CERT_X509 dbx entry is passed
+    to the stub add_key_to_revocation_list(), so the module that certificate signed still loads
+    and the exporter must not call it revoked (docs/readiness.md, "Revocations")."""
+    case = _case(oracle_run, "sb_mok_revoked_dbx")
+    assert case.spec.secure_boot is not None and case.spec.secure_boot.dbx_certificates
+    r = oracle_run.result(case)
+    assert r.status == "ok", r.describe()
+    assert r.view.module("v4l2loopback").loaded, r.view.module("v4l2loopback")
