@@ -243,3 +243,47 @@ def test_a_scrape_imports_only_what_it_uses(tmp_path, host, verifies):
     unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
                 "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util"}
     assert loaded & unwanted == set()
+
+
+_COLD_RUN = r"""
+import json, sys
+from exporter.config import Config
+from exporter.host.diskcache import DiskCache
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
+s = Scraper(HostFS(sys.argv[1]), Config(), store=DiskCache(sys.argv[2])).scrape()
+mods = s.facts.runs["module"].facts.kernels
+print(json.dumps({"crypto": "cryptography" in sys.modules,
+                  "checks": sum(len(k.sigchecks) for k in mods.values()),
+                  "reasons": sorted({p.reason for k in s.readiness.kernels for m in k.modules for p in m.problems})}))
+"""
+
+
+def _cold_run(root: Path, d: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", _COLD_RUN, str(root), str(d)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_signature_verdicts_are_kept_and_a_rewritten_module_is_verified_again(tmp_path):
+    """A cold process on an unchanged host takes every signature verification from --cache.dir
+    (it never even imports cryptography); a module rewritten in place with its size and mtime
+    restored (cp -p, a restore: only the ctime tells) is verified again and found changed."""
+    root = tmp_path / "h"
+    healthy(root)
+    d = cache_dir(tmp_path)
+    first = _cold_run(root, d)
+    assert first["crypto"] and first["checks"] >= 1 and first["reasons"] == []
+    again = _cold_run(root, d)
+    assert again == {**first, "crypto": False}
+    module = next(root.glob("usr/lib/modules/*/updates/dkms/acpi_call.ko"))
+    st = module.stat()
+    with open(module, "r+b") as f:            # one bit of .text (the first section), trailer intact
+        f.seek(64)
+        byte = f.read(1)
+        f.seek(64)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert module.stat().st_size == st.st_size and module.stat().st_mtime_ns == st.st_mtime_ns
+    changed = _cold_run(root, d)
+    assert changed["crypto"] and "signature_invalid" in changed["reasons"]

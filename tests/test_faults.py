@@ -140,8 +140,35 @@ def test_eio_reading_a_module_file(host, capsys, monkeypatch):
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
         return real(path, limit)
 
+    class EioReader:
+        """The module collector streams module files (open_regular + reads): every read fails."""
+
+        def __init__(self, fh) -> None:
+            self._fh = fh
+
+        def fileno(self) -> int:
+            return self._fh.fileno()
+
+        def seek(self, *args) -> int:
+            return self._fh.seek(*args)
+
+        def read(self, n: int = -1) -> bytes:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), "acpi_call.ko")
+
+        def __enter__(self) -> "EioReader":
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self._fh.close()
+
+    real_open = module_collector.open_regular
+
+    def failing_open(path):
+        fh = real_open(path)
+        return EioReader(fh) if str(path).endswith(f"{K2}/updates/dkms/acpi_call.ko") else fh
+
     monkeypatch.setattr(filecache, "read_bounded", failing)
-    monkeypatch.setattr(module_collector, "read_bounded", failing)
+    monkeypatch.setattr(module_collector, "open_regular", failing_open)
     m = metrics_of(host.root, capsys)
     assert errors_of(m, "module") == 1 and success_of(m, "module") == 0
     assert_unknown(host.root, m, capsys)

@@ -16,19 +16,26 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
-from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, decompress_module, parse_module
+from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, parse_module_stream
 from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..formats.vmlinux import VmlinuxError, builtin_certificates
-from ..formats.x509 import Certificate
+from ..formats.modsig import SigCheck, matches, policy_rejection, verify
+from ..formats.x509 import Certificate, load_certificate
 from ..formats.errors import TrustDataError
 from ..host.context import Context, Unreadable
-from ..host.reader import FileTooLarge, open_regular, read_bounded
+from ..host.reader import open_regular, read_bounded
 from . import register
 
 MAX_REFERENCE_CANDIDATES = 5
 # parsed module files as the persistent cache (--cache.dir) keeps them
 MODULE_CODEC = Codec("module", (ModuleFile, ModuleSignature), errors={ModuleFileError: ("code", "message")})
+# one verification of a module's signature with one certificate, kept by the module's identity
+SIGCHECK_CODEC = Codec("sigcheck", (SigCheck,))
+# the keys DKMS, Ubuntu's shim-signed and akmods sign with (their certificates, as the
+# secureboot collector also reads them): the usual signers of out-of-tree modules
+SIGNER_CERTS = ("/var/lib/dkms/mok.pub", "/var/lib/shim-signed/mok/MOK.der", "/etc/pki/akmods/certs/public_key.der")
+MAX_CERT_BYTES = 1024 * 1024
 
 
 @register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
@@ -65,9 +72,57 @@ def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str], loaded_nam
     needs = _needs(k, files, exports)
     present = _present(ctx, k, needs, loaded_names)
     keys, keys_error = None, ""
+    checks: dict[tuple[str, str], SigCheck] = {}
     if any(isinstance(p, ModuleFile) and p.signature is not None for p in files.values()):
         keys, keys_error = builtin_keys(ctx, k)
-    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present, keys, keys_error)
+        checks = signature_checks(ctx, base, files, (*(keys or ()), *signer_certificates(ctx)))
+    return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present, keys, keys_error,
+                             checks)
+
+
+def signature_checks(ctx: Context, base: str, files: dict[str, ModuleFile | ModuleFileError],
+                     candidates: tuple[Certificate, ...]) -> dict[tuple[str, str], SigCheck]:
+    """Each signed module verified with every candidate certificate its signer names (K's own
+    keys, the signing keys on disk), kept by the module file's identity in the persistent cache:
+    a cold run on an unchanged host verifies nothing, and never imports `cryptography`.  The
+    verdict looks a result up by (file, certificate SHA-256) and verifies itself on a miss."""
+    out: dict[tuple[str, str], SigCheck] = {}
+    for rel, parsed in files.items():
+        sig = parsed.signature if isinstance(parsed, ModuleFile) else None
+        if sig is None or policy_rejection(sig) is not None:
+            continue
+        for cert in candidates:
+            if not matches(sig, cert) or (rel, cert.sha256) in out:
+                continue
+            try:
+                found = ctx.compute(f"{base}/{rel}", f"sigcheck-{cert.sha256[:32]}",
+                                    lambda _p, _st, s=sig, c=cert: verify(s, c), persist=SIGCHECK_CODEC)
+            except Unreadable:
+                continue
+            if found is not None:
+                out[(rel, cert.sha256)] = found
+    return out
+
+
+def signer_certificates(ctx: Context) -> tuple[Certificate, ...]:
+    """The signing certificates on disk that parse (a bad one is the secureboot collector's
+    error to report, not this one's)."""
+    certs = []
+    for path in SIGNER_CERTS:
+        try:
+            cert = ctx.compute(path, "signer-cert", _certificate_or_none)
+        except Unreadable:
+            continue
+        if cert is not None:
+            certs.append(cert)
+    return tuple(certs)
+
+
+def _certificate_or_none(path, _st) -> Certificate | None:
+    try:
+        return load_certificate(read_bounded(path, MAX_CERT_BYTES), str(path))
+    except (OSError, ValueError, TrustDataError):
+        return None
 
 
 def builtin_keys(ctx: Context, k: Kernel) -> tuple[tuple[Certificate, ...] | None, str]:
@@ -139,16 +194,14 @@ def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileErro
 
 
 def read_module(path: pathlib.Path, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
-    """Open, decompress (bounded) and parse one module file."""
+    """Open and parse one module file, streamed: never held whole, decompressed or not
+    (exporter.formats.modview), so a tens-of-MiB vendor module costs a few MiB of memory."""
     try:
-        raw = read_bounded(path, max_bytes)
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return parse_module_stream(fh, size, max_bytes)
     except OSError as e:
         raise ModuleFileError("unreadable", f"{path}: {e.strerror or e}") from e
-    except FileTooLarge:
-        raise ModuleFileError("too_large", f"{path}: file is over the {max_bytes}-byte bound") from None
-    try:
-        compression, data = decompress_module(raw, max_bytes)
-        return parse_module(data, compression=compression)
     except ModuleFileError as e:
         raise ModuleFileError(e.code, f"{path}: {e.message}") from None
 

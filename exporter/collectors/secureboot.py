@@ -45,7 +45,7 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
     except Unreadable:
         cmdline = ""
     keys_known = True
-    mok = db = None
+    mok = db = dbx = mokx = None
     if sb.supported:
         try:
             mok = read_mok_list(sysfs, "MokListRT")
@@ -57,6 +57,16 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
         except TrustDataError as exc:
             ctx.error(str(sysfs / "firmware/efi/efivars"), exc)
             keys_known = False
+        # revocations: unreadable ones leave keys_known alone (a revocation the exporter cannot
+        # read is an error in the log, not a reason to call every signature untrusted)
+        try:
+            dbx = read_db(sysfs, "dbx")
+        except TrustDataError as exc:
+            ctx.error(str(sysfs / "firmware/efi/efivars"), exc)
+        try:
+            mokx = read_mok_list(sysfs, "MokListXRT")
+        except TrustDataError as exc:
+            ctx.error(str(sysfs / "firmware/efi"), exc)
     certs = []
     for path in SIGNING_CERTS:
         try:
@@ -66,7 +76,8 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
         if cert is not None:
             certs.append((path, cert))
     trusted_rt = _guard(ctx, mok_keys_trusted, sysfs) if sb.supported else None
-    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs), trusted_rt)
+    return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs), trusted_rt,
+                      dbx, mokx)
 
 
 def _guard(ctx: Context, read: Callable[[Path], T], path: Path) -> T | None:
@@ -167,13 +178,14 @@ def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
     return _key_list(name, tuple(sources), tuple(entries))
 
 
-def read_db(sysfs: Path) -> KeyList | None:
-    """UEFI db (what the kernel loads into the .platform keyring); None when absent."""
-    path = sysfs / "firmware/efi/efivars" / f"db-{DB_GUID}"
+def read_db(sysfs: Path, name: str = "db") -> KeyList | None:
+    """UEFI db (what the kernel loads into the .platform keyring) or dbx (into .blacklist);
+    None when absent."""
+    path = sysfs / "firmware/efi/efivars" / f"{name}-{DB_GUID}"
     var = read_efivar(path)
     if var is None:
         return None
-    return _key_list("db", (path,), parse_signature_lists(var.data, str(path)))
+    return _key_list(name, (path,), parse_signature_lists(var.data, str(path)))
 
 
 @functools.lru_cache(maxsize=32)

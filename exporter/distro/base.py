@@ -84,6 +84,14 @@ class Distro:
         return ("enrol DKMS's signing key: mokutil --import /var/lib/dkms/mok.pub, then confirm in MokManager at "
                 "the next boot")
 
+    def new_dkms_key(self) -> str:
+        """DKMS (3.x) makes mok.key/mok.pub at its next build when they are missing."""
+        return ("move DKMS's revoked key aside: mv /var/lib/dkms/mok.key /var/lib/dkms/mok.key.revoked && "
+                "mv /var/lib/dkms/mok.pub /var/lib/dkms/mok.pub.revoked")
+
+    def new_akmods_key(self) -> str:
+        return "make akmods a new signing key: kmodgenca -a --force"
+
     def rebuild_akmod(self, kernel: str, name: str) -> str:
         return f"akmods --force --kernels {kernel} --kmod {name}"
 

@@ -100,6 +100,11 @@ class Debian(Distro):
                 "<file> (or /usr/lib/linux-kbuild-*/scripts/sign-file sha256 /var/lib/dkms/mok.key "
                 "/var/lib/dkms/mok.pub <file>)")
 
+    def new_dkms_key(self) -> str:
+        return ("move DKMS's revoked key aside: mv /var/lib/dkms/mok.key /var/lib/dkms/mok.key.revoked && "
+                "mv /var/lib/dkms/mok.pub /var/lib/dkms/mok.pub.revoked (Ubuntu: update-secureboot-policy "
+                "--new-key)")
+
     def enrol_dkms_key(self) -> str:
         return ("enrol DKMS's signing key: mokutil --import /var/lib/dkms/mok.pub (Ubuntu: "
                 "/var/lib/shim-signed/mok/MOK.der), then confirm in MokManager at the next boot")

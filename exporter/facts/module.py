@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..formats.depmod import Need
+from ..formats.modsig import SigCheck
 from ..formats.module import ModuleFile, ModuleFileError, ModuleSignature
 from ..formats.symvers import ExportTable
 from ..formats.x509 import Certificate
@@ -23,6 +24,7 @@ class KernelModuleFacts:
     present: dict[str, bool] = field(default_factory=dict)   # relpath in modules.dep -> the file exists (stat)
     builtin_keys: tuple[Certificate, ...] | None = None  # certificates built into K's image; None: not read
     builtin_keys_error: str = ""                         # why they could not be read, when they could not
+    sigchecks: dict[tuple[str, str], SigCheck] = field(default_factory=dict)  # (relpath, cert sha256) -> verified
 
     def missing_needs(self, rel: str) -> list[Need]:
         """What the module at ``rel`` needs that K lacks: not in K's depmod index, or its file gone."""

@@ -39,6 +39,8 @@ class TrustFacts:
     keys_known: bool                # False when a key list exists but could not be read
     signing_certs: tuple[tuple[str, Certificate], ...]
     mok_trusted_rt: bool | None = None   # shim's MokListTrustedRT in the mokvar table (.machine keyring)
+    dbx: KeyList | None = None           # UEFI dbx: revocations the kernel loads into .blacklist
+    mokx: KeyList | None = None          # MokListXRT: shim's revocations, loaded there under Secure Boot
 
     @property
     def secure_boot_effective(self) -> bool | None:

@@ -41,6 +41,7 @@ import bz2
 import lzma
 import zlib
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 import lz4.block
@@ -59,6 +60,7 @@ __all__ = [
     "Source",
     "Stream",
     "decompress",
+    "iter_decompressed",
     "is_magic_prefix",
     "open_stream",
     "sniff",
@@ -493,14 +495,20 @@ def decompress(data: bytes, limit: int, fmt: str | None = None) -> bytes:
     fmt = fmt or sniff(data[:MAGIC_MAX])
     if fmt is None:
         raise DecompressError("unknown_format", 0, f"no known compression magic ({data[:6].hex()})")
-    src = BytesSource(data)
-    parts: list[bytes] = []
+    parts = [bytes(chunk) for chunk in iter_decompressed(BytesSource(data), limit, fmt)]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def iter_decompressed(src: Source, limit: int, fmt: str) -> Iterator[bytes | memoryview]:
+    """``decompress`` as chunks of at most ``CHUNK`` bytes, from any Source (a file too): for a
+    module file too big to hold decompressed, read in passes (exporter.formats.modview).
+    Chunks may be views of a reused buffer: copy what you keep."""
     total = 0
     while True:
         try:
             stream = open_stream(src, fmt, limit=limit - total)
             while chunk := stream.read():
-                parts.append(bytes(chunk))
+                yield chunk
         except DecompressError as exc:
             if exc.code != "too_large" or not total:
                 raise
@@ -508,18 +516,20 @@ def decompress(data: bytes, limit: int, fmt: str | None = None) -> bytes:
                                   total + (exc.output_offset or 0)) from None
         total += stream.total
         if fmt == "xz":
-            src.seek(_past_nuls(data, src.pos))
+            src.seek(_source_past_nuls(src, src.pos))
         if src.pos >= src.size:
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+            return
         if sniff(src.peek_at(src.pos, MAGIC_MAX)) != fmt:
             raise DecompressError("corrupt", src.pos, f"{src.size - src.pos} bytes of trailing garbage after "
                                   f"the {fmt} data", total)
 
 
-def _past_nuls(data: bytes, pos: int) -> int:
+def _source_past_nuls(src: Source, pos: int) -> int:
     """The first offset at or after ``pos`` that is not a NUL byte (a window at a time)."""
-    while pos < len(data):
-        window = data[pos : pos + _IN_CHUNK]
+    while pos < src.size:
+        window = src.peek_at(pos, _IN_CHUNK)
+        if not window:
+            break
         kept = window.lstrip(b"\0")
         pos += len(window) - len(kept)
         if kept:

@@ -13,17 +13,16 @@ never an OOM.
 from __future__ import annotations
 
 import hashlib
-import io
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 from asn1crypto import cms
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.enums import ENUM_E_MACHINE
 
 from .decompress import LIBKMOD, MAGIC_MAX, DecompressError, decompress, sniff
+from .modview import HEADER, TAIL, BytesView, Digest, FileView, Missing, SparseView, View, shdr_window, stream_pass
 from .x509 import format_key_id, name_cn_like_kmod
 
 DEFAULT_MAX = 256 * 1024 * 1024
@@ -71,8 +70,6 @@ _OPENSSL_DIGEST_NAMES = {
 
 # Errors pyelftools and asn1crypto raise on malformed input; they are turned into ModuleFileError.
 _PARSER_ERRORS = (
-    ELFError,
-    ConstructError,
     ValueError,
     TypeError,
     KeyError,
@@ -182,25 +179,99 @@ def decompress_module(raw: bytes, max_bytes: int = DEFAULT_MAX) -> tuple[str, by
     try:
         return fmt, decompress(raw, max_bytes, fmt)
     except DecompressError as exc:
-        code = "too_large" if exc.code == "too_large" else "bad_compression"
-        raise ModuleFileError(code, f"{exc.detail} (at offset {exc.offset} of the file)") from None
+        raise _decompress_error(exc) from None
+
+
+def _decompress_error(exc: DecompressError) -> ModuleFileError:
+    code = "too_large" if exc.code == "too_large" else "bad_compression"
+    return ModuleFileError(code, f"{exc.detail} (at offset {exc.offset} of the file)")
+
+
+def parse_module_stream(fh: BinaryIO, size: int, max_bytes: int = DEFAULT_MAX) -> ModuleFile:
+    """Parse the module file open in ``fh`` (``size`` bytes on disk) without holding it: the
+    pieces the checks need are read where they are and the signed content is hashed in
+    chunks (exporter.formats.modview); a compressed file is decompressed in passes."""
+    if size > max_bytes:
+        raise ModuleFileError("too_large", f"file is over the {max_bytes}-byte bound")
+    if size == 0:
+        raise ModuleFileError("empty", "empty file")
+    files = FileView(fh, size)
+    fmt = detect_compression(files.pread(0, MAGIC_MAX))
+    if fmt == "none":
+        return _parse_view(files, "none", lambda name, end: _hash(files.chunks(end), name))
+    try:
+        return _parse_compressed(fh, size, fmt, max_bytes)
+    except DecompressError as exc:
+        raise _decompress_error(exc) from None
+
+
+_MAX_PASSES = 4
+
+
+def _parse_compressed(fh: BinaryIO, size: int, fmt: str, max_bytes: int) -> ModuleFile:
+    """Stream the decompression until every piece the parser asks for is captured (two passes
+    for every real module: ends and section headers, then sections and digest)."""
+    first = stream_pass(fh, size, fmt, max_bytes, [(0, HEADER)], tail=TAIL, grow=shdr_window)
+    view = SparseView(first.size, first.pieces)
+    digest: bytes | None = None
+    for _ in range(_MAX_PASSES):
+        need, want = _missing(view)
+        if want is not None and digest is not None:
+            want = None
+        if not need and want is None:
+            break
+        more = stream_pass(fh, size, fmt, max_bytes, need, digest=want)
+        if more.size != view.size:
+            raise OSError(f"decompressed to {more.size} bytes, then to {view.size}: the file changed while it was read")
+        view.pieces.update(more.pieces)
+        digest = digest or more.digest
+    else:
+        raise ModuleFileError("bad_elf", f"the parts the loader reads were still not found after {_MAX_PASSES + 1} passes")
+    return _parse_view(view, fmt, lambda name, end: digest)
+
+
+def _missing(view: SparseView) -> tuple[list[tuple[int, int]], Digest | None]:
+    """What the parser would read that ``view`` lacks, and the digest to compute: the trailer
+    first (it bounds the ELF), then the section headers, .shstrtab and the needed sections."""
+    if view.size == 0:
+        return [], None
+    try:
+        body_len, sig = _read_trailer(view)
+    except Missing as m:
+        return [(m.start, m.end)], None
+    name = _HASHLIB_NAMES.get(sig.hash_algo) if sig is not None else None
+    want = Digest(name, body_len) if name else None
+    try:
+        elf = _Elf(view, body_len)
+    except Missing as m:
+        return [(m.start, m.end)], want
+    return [r for r in elf.needed_ranges() if not view.has(*r)], want
+
+
+def _hash(chunks: Iterator[bytes | memoryview], name: str) -> bytes:
+    h = hashlib.new(name)
+    for chunk in chunks:
+        h.update(chunk)
+    return h.digest()
 
 
 # ---------------------------------------------------------------------------------------------
 # Signature trailer
 
 
-def split_signature(data: bytes) -> tuple[bytes, ModuleSignature | None]:
-    """Split off the appended signature, checking it like the kernel's mod_check_sig()."""
-    if not data.endswith(SIG_MAGIC):
-        return data, None
-    end = len(data) - len(SIG_MAGIC)
+def _read_trailer(view: View) -> tuple[int, ModuleSignature | None]:
+    """(bytes before the signature, the signature without its digest), checked like the
+    kernel's mod_check_sig()."""
+    size = view.size
+    if size < len(SIG_MAGIC) or view.pread(size - len(SIG_MAGIC), len(SIG_MAGIC)) != SIG_MAGIC:
+        return size, None
+    end = size - len(SIG_MAGIC)
     if end < _MODSIG.size:
         raise ModuleFileError(
             "bad_signature", f"signature magic at offset {end} leaves no room for module_signature"
         )
     ms_off = end - _MODSIG.size
-    algo, hash_, id_type, signer_len, key_id_len, pad, sig_len = _MODSIG.unpack_from(data, ms_off)
+    algo, hash_, id_type, signer_len, key_id_len, pad, sig_len = _MODSIG.unpack(view.pread(ms_off, _MODSIG.size))
     if sig_len == 0 or sig_len >= ms_off:
         raise ModuleFileError(
             "bad_signature",
@@ -217,26 +288,13 @@ def split_signature(data: bytes) -> tuple[bytes, ModuleSignature | None]:
             "bad_signature", f"module_signature at offset {ms_off} has non-zero legacy fields"
         )
     blob_off = ms_off - sig_len
-    sig = parse_pkcs7_signature(data[blob_off:ms_off], blob_off)
-    return data[:blob_off], _with_digest(sig, memoryview(data)[:blob_off])
-
-
-def _with_digest(sig: ModuleSignature, content: memoryview) -> ModuleSignature:
-    """``sig`` with the digest of the signed content, hashed in place (no copy of the module)."""
-    name = _HASHLIB_NAMES.get(sig.hash_algo)
-    if name is None:
-        return sig
-    h = hashlib.new(name)
-    for start in range(0, len(content), _DIGEST_CHUNK):
-        h.update(content[start:start + _DIGEST_CHUNK])
-    return replace(sig, content_digest=h.digest())
+    return blob_off, parse_pkcs7_signature(view.pread(blob_off, sig_len), blob_off)
 
 
 # hash_algo names (above) that hashlib knows under another or the same name; the kernel's
 # crypto API knows these too (sm3 and the rest: the exporter cannot verify, says so)
 _HASHLIB_NAMES = {"sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
                   "sha512": "sha512", "sha3-256": "sha3_256", "sha3-384": "sha3_384", "sha3-512": "sha3_512"}
-_DIGEST_CHUNK = 1 << 20
 
 
 def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
@@ -285,32 +343,40 @@ def parse_pkcs7_signature(blob: bytes, offset: int = 0) -> ModuleSignature:
 
 def parse_module(data: bytes, *, compression: str = "none") -> ModuleFile:
     """Parse decompressed module bytes (``compression`` only records what the file was)."""
-    if not data:
+    view = BytesView(data)
+    return _parse_view(view, compression, lambda name, end: _hash(view.chunks(end), name))
+
+
+def _parse_view(view: View, compression: str, digest_of: Callable[[str, int], bytes | None]) -> ModuleFile:
+    if view.size == 0:
         raise ModuleFileError("empty", "empty file")
-    fmt = detect_compression(data)
-    if fmt != "none" and not data.startswith(b"\x7fELF"):
+    head = view.pread(0, MAGIC_MAX)
+    fmt = detect_compression(head)
+    if fmt != "none" and not head.startswith(b"\x7fELF"):
         raise ModuleFileError("not_elf", f"data is {fmt}-compressed; decompress it first")
-    body, signature = split_signature(data)
+    body_len, signature = _read_trailer(view)
+    if signature is not None and (name := _HASHLIB_NAMES.get(signature.hash_algo)):
+        signature = replace(signature, content_digest=digest_of(name, body_len))
     try:
-        return _parse_elf(body, signature, compression)
+        return _parse_elf(_Elf(view, body_len), signature, compression)
     except ModuleFileError:
         raise
     except _PARSER_ERRORS as e:
         raise ModuleFileError("bad_elf", f"malformed ELF: {type(e).__name__}: {e}") from None
 
 
-def _parse_elf(body: bytes, signature: ModuleSignature | None, compression: str) -> ModuleFile:
-    elf, sections = _open_elf(body)
-    modinfo = _read_modinfo(sections.get(".modinfo"))
+def _parse_elf(elf: _Elf, signature: ModuleSignature | None, compression: str) -> ModuleFile:
+    sections = elf.sections
+    modinfo = _read_modinfo(elf, sections.get(".modinfo"))
     this_module = sections.get(".gnu.linkonce.this_module")
     if this_module is None:
         raise ModuleFileError(
             "not_module", "no .gnu.linkonce.this_module section: the kernel refuses it (ENOEXEC)"
         )
-    machine = elf["e_machine"]
+    machine = elf.machine
     versions_sec = sections.get("__versions")
     versions = _read_versions(versions_sec, elf, machine) if versions_sec is not None else ()
-    undefined, weak = _read_undefined(sections.get(".symtab"), machine)
+    undefined, weak = _read_undefined(elf, sections.get(".symtab"), machine)
     first = {}
     for key, value in modinfo:
         first.setdefault(key, value)
@@ -331,7 +397,7 @@ def _parse_elf(body: bytes, signature: ModuleSignature | None, compression: str)
         modinfo=modinfo,
         has_versions=versions_sec is not None,
         weak_undefined=weak,
-        machine=str(machine),
+        machine=machine,
         elf_class=elf.elfclass,
         byte_order="little" if elf.little_endian else "big",
     )
@@ -341,61 +407,98 @@ _EHDR_TAIL = {  # (offset of e_type, struct for e_type..e_shstrndx)
     1: (16, "HHIIIIIHHHHHH"),  # ELFCLASS32
     2: (16, "HHIQQQIHHHHHH"),  # ELFCLASS64
 }
+_SHDR = {1: "IIIIIIIIII", 2: "IIQQQQIIQQ"}  # sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, ...
+SHT_SYMTAB, SHT_NOBITS, SHT_DYNSYM = 2, 8, 11
+_MACHINES = {v: k for k, v in ENUM_E_MACHINE.items() if not k.startswith("_")}
+_NEEDED = (".modinfo", ".gnu.linkonce.this_module", "__versions", ".symtab")
 
 
-def _open_elf(body: bytes) -> tuple[ELFFile, dict]:
-    """ELFFile over ``body`` and its sections by name (first wins, as the kernel's find_sec()),
-    after the bounds checks of the kernel's elf_validity_check()."""
-    if not body.startswith(b"\x7fELF"):
-        raise ModuleFileError("not_elf", f"no ELF magic at offset 0 (starts with {body[:4]!r})")
-    ei_class, ei_data = body[4:5], body[5:6]
-    if ei_class not in (b"\x01", b"\x02") or ei_data not in (b"\x01", b"\x02"):
-        raise ModuleFileError("bad_elf", f"ELF class/data bytes {body[4:6].hex()} are invalid")
-    off, fields = _EHDR_TAIL[ei_class[0]]
-    fmt = ("<" if ei_data == b"\x01" else ">") + fields
-    if len(body) < off + struct.calcsize(fmt):
-        raise ModuleFileError("truncated", f"ELF header cut at offset {len(body)}")
-    hdr = struct.unpack_from(fmt, body, off)
-    e_type, shoff, shentsize, shnum, shstrndx = hdr[0], hdr[5], hdr[10], hdr[11], hdr[12]
-    if e_type != 1:
-        raise ModuleFileError("not_module", f"ELF e_type {e_type}, modules are ET_REL (1)")
-    want = 64 if ei_class == b"\x02" else 40
-    if shentsize != want:
-        raise ModuleFileError("bad_elf", f"e_shentsize {shentsize}, expected {want}")
-    if shnum == 0 or shoff + shnum * shentsize > len(body):
-        raise ModuleFileError(
-            "truncated",
-            f"section headers at offset {shoff} ({shnum} x {shentsize} bytes) "
-            f"run past the end of the {len(body)}-byte ELF",
-        )
-    if shstrndx >= shnum:
-        raise ModuleFileError("bad_elf", f"e_shstrndx {shstrndx} >= e_shnum {shnum}")
-    elf = ELFFile(io.BytesIO(body))
-    sections = {}
-    for index in range(shnum):
-        sec = elf.get_section(index)
-        if sec["sh_type"] != "SHT_NOBITS" and sec["sh_offset"] + sec["sh_size"] > len(body):
+@dataclass(frozen=True)
+class _Section:
+    name: str
+    type: int
+    offset: int
+    size: int
+    link: int
+
+
+class _Elf:
+    """An ET_REL module's header and section table, read from a view after the bounds checks
+    of the kernel's elf_validity_check(); sections by name (first wins, as find_sec()).
+    Section contents are read only when asked for (``data``)."""
+
+    def __init__(self, view: View, body_len: int) -> None:
+        self.view = view
+        head = view.pread(0, min(HEADER, body_len))
+        if not head.startswith(b"\x7fELF"):
+            raise ModuleFileError("not_elf", f"no ELF magic at offset 0 (starts with {head[:4]!r})")
+        ei_class, ei_data = head[4:5], head[5:6]
+        if ei_class not in (b"\x01", b"\x02") or ei_data not in (b"\x01", b"\x02"):
+            raise ModuleFileError("bad_elf", f"ELF class/data bytes {head[4:6].hex()} are invalid")
+        off, fields = _EHDR_TAIL[ei_class[0]]
+        order = "<" if ei_data == b"\x01" else ">"
+        if len(head) < off + struct.calcsize(order + fields):
+            raise ModuleFileError("truncated", f"ELF header cut at offset {body_len}")
+        hdr = struct.unpack_from(order + fields, head, off)
+        e_type, shoff, shentsize, shnum, shstrndx = hdr[0], hdr[5], hdr[10], hdr[11], hdr[12]
+        if e_type != 1:
+            raise ModuleFileError("not_module", f"ELF e_type {e_type}, modules are ET_REL (1)")
+        want = 64 if ei_class == b"\x02" else 40
+        if shentsize != want:
+            raise ModuleFileError("bad_elf", f"e_shentsize {shentsize}, expected {want}")
+        if shnum == 0 or shoff + shnum * shentsize > body_len:
             raise ModuleFileError(
                 "truncated",
-                f"section {index} at offset {sec['sh_offset']} (+{sec['sh_size']} bytes) "
-                f"runs past the end of the {len(body)}-byte ELF",
+                f"section headers at offset {shoff} ({shnum} x {shentsize} bytes) "
+                f"run past the end of the {body_len}-byte ELF",
             )
-        sections.setdefault(sec.name, sec)
-    return elf, sections
+        if shstrndx >= shnum:
+            raise ModuleFileError("bad_elf", f"e_shstrndx {shstrndx} >= e_shnum {shnum}")
+        self.elfclass = 64 if ei_class == b"\x02" else 32
+        self.little_endian = ei_data == b"\x01"
+        self.machine = str(_MACHINES.get(hdr[1], hdr[1]))
+        self.order = order
+        table = view.pread(shoff, shnum * shentsize)
+        raw = list(struct.iter_unpack(order + _SHDR[ei_class[0]], table))
+        for index, (_, sh_type, _, _, sh_offset, sh_size, *_rest) in enumerate(raw):
+            if sh_type != SHT_NOBITS and sh_offset + sh_size > body_len:
+                raise ModuleFileError(
+                    "truncated",
+                    f"section {index} at offset {sh_offset} (+{sh_size} bytes) "
+                    f"runs past the end of the {body_len}-byte ELF",
+                )
+        strs = raw[shstrndx]
+        names = b"" if strs[1] == SHT_NOBITS else view.pread(strs[4], strs[5])
+        self.by_index = tuple(_Section(_cstring(names, r[0]), r[1], r[4], r[5], r[6]) for r in raw)
+        self.sections: dict[str, _Section] = {}
+        for sec in self.by_index:
+            self.sections.setdefault(sec.name, sec)
+
+    def data(self, sec: _Section) -> bytes:
+        """A section's bytes in the file.  SHT_NOBITS has none (its sh_size is whatever the file
+        says: 2**60 would be a MemoryError)."""
+        return b"" if sec.type == SHT_NOBITS else self.view.pread(sec.offset, sec.size)
+
+    def needed_ranges(self) -> list[tuple[int, int]]:
+        """Where the sections the parser reads are (for a view that streams: modview)."""
+        secs = [self.sections[n] for n in _NEEDED if n in self.sections]
+        symtab = self.sections.get(".symtab")
+        if symtab is not None and 0 < symtab.link < len(self.by_index):
+            secs.append(self.by_index[symtab.link])
+        return [(s.offset, s.offset + s.size) for s in secs if s.type != SHT_NOBITS and s.size]
 
 
-def _bytes(sec) -> bytes:
-    """A section's bytes in the file.  SHT_NOBITS has none: pyelftools would make sh_size NULs,
-    and sh_size is whatever the file says (2**60 raised MemoryError; 1 GiB took 1 GiB)."""
-    return b"" if sec["sh_type"] == "SHT_NOBITS" else sec.data()
+def _cstring(table: bytes, offset: int) -> str:
+    end = table.find(b"\x00", offset)
+    return table[offset : end if end >= 0 else len(table)].decode("utf-8", "replace")
 
 
-def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
+def _read_modinfo(elf: _Elf, sec: _Section | None) -> tuple[tuple[str, str], ...]:
     """NUL-separated key=value strings; empty runs skipped (as kmod does)."""
     if sec is None:
         return ()
     pairs = []
-    for raw in _bytes(sec).split(b"\x00"):
+    for raw in elf.data(sec).split(b"\x00"):
         if not raw:
             continue
         key, sep, value = raw.decode("utf-8", "replace").partition("=")
@@ -403,16 +506,16 @@ def _read_modinfo(sec) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _read_versions(sec, elf: ELFFile, machine: str) -> tuple[tuple[str, int], ...]:
+def _read_versions(sec: _Section, elf: _Elf, machine: str) -> tuple[tuple[str, int], ...]:
     """__versions: struct modversion_info { unsigned long crc; char name[64 - sizeof(long)]; }."""
-    data = _bytes(sec)
+    data = elf.data(sec)
     if len(data) % 64:
         raise ModuleFileError(
             "bad_versions",
-            f"__versions at offset {sec['sh_offset']} is {len(data)} bytes, not a multiple of 64",
+            f"__versions at offset {sec.offset} is {len(data)} bytes, not a multiple of 64",
         )
     word = 8 if elf.elfclass == 64 else 4
-    crc_fmt = ("<" if elf.little_endian else ">") + ("Q" if word == 8 else "I")
+    crc_fmt = elf.order + ("Q" if word == 8 else "I")
     entries = []
     for off in range(0, len(data), 64):
         (crc,) = struct.unpack_from(crc_fmt, data, off)
@@ -429,22 +532,21 @@ _SYM_LAYOUT = {  # Elf32_Sym / Elf64_Sym: (struct fields, index of st_info, inde
 }
 
 
-def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _read_undefined(elf: _Elf, symtab: _Section | None, machine: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(strong, weak) undefined symbol names from .symtab, as simplify_symbols() sees them.
 
-    Unpacked with struct, not pyelftools' per-symbol parser (40x slower; a zfs/nvidia-sized
-    module has thousands of symbols).  Like the kernel, entries are sizeof(Elf_Sym) apart
-    whatever sh_entsize says, and names come from the section sh_link names."""
-    if not isinstance(symtab, SymbolTableSection):
+    Unpacked with struct (a zfs/nvidia-sized module has thousands of symbols).  Like the kernel,
+    entries are sizeof(Elf_Sym) apart whatever sh_entsize says, and names come from the section
+    sh_link names."""
+    if symtab is None or symtab.type not in (SHT_SYMTAB, SHT_DYNSYM):
         raise ModuleFileError("bad_elf", "no .symtab: the kernel refuses it (stripped module?)")
-    elf = symtab.elffile
     fields, info_at, shndx_at = _SYM_LAYOUT[elf.elfclass]
-    layout = struct.Struct(("<" if elf.little_endian else ">") + fields)
-    link = symtab["sh_link"]
-    if not 0 < link < elf.num_sections():
+    layout = struct.Struct(elf.order + fields)
+    link = symtab.link
+    if not 0 < link < len(elf.by_index):
         raise ModuleFileError("bad_elf", f".symtab sh_link {link} is not a section")
-    strtab = _bytes(elf.get_section(link))
-    data = _bytes(symtab)
+    strtab = elf.data(elf.by_index[link])
+    data = elf.data(symtab)
     data = data[: len(data) - len(data) % layout.size]
     resolved_by_loader = _LOADER_RESOLVED.get(machine, set())
     strong, weak = [], []
@@ -461,9 +563,9 @@ def _read_undefined(symtab, machine: str) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(dict.fromkeys(strong)), tuple(dict.fromkeys(weak))
 
 
-def _this_module_name(sec, elf: ELFFile) -> str | None:
+def _this_module_name(sec: _Section, elf: _Elf) -> str | None:
     """struct module's name[] (after enum state and list_head), the kernel's fallback name."""
     off = 24 if elf.elfclass == 64 else 12
-    raw = _bytes(sec)[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
+    raw = elf.data(sec)[off : off + 64 - (8 if elf.elfclass == 64 else 4)]
     name = raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
     return name or None

@@ -79,3 +79,22 @@ def load_certificate(data: bytes, origin: str = "certificate") -> Certificate:
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError, RecursionError) as e:
         # asn1crypto raises AttributeError for a REAL where a certificate field has ANY type
         raise TrustDataError("bad_certificate", f"{origin}: not an X.509 certificate: {e}") from None
+
+
+@dataclass(frozen=True)
+class KeyFlags:
+    """The extension bits the kernel's x509_cert_parser.c turns into KEY_EFLAG_CA (basicConstraints
+    cA TRUE), KEY_EFLAG_KEYCERTSIGN and KEY_EFLAG_DIGITALSIG (keyUsage): what restrict_link_by_ca()
+    admits into a CA-only .machine keyring.  No keyUsage extension sets neither usage bit."""
+
+    ca: bool
+    key_cert_sign: bool
+    digital_signature: bool
+
+
+def key_flags(cert: Certificate) -> KeyFlags:
+    parsed = asn1x509.Certificate.load(cert.der)
+    usage = parsed.key_usage_value.native if parsed.key_usage_value is not None else set()
+    bc = parsed.basic_constraints_value
+    return KeyFlags(bool(bc is not None and bc["ca"].native), "key_cert_sign" in usage,
+                    "digital_signature" in usage)

@@ -6,7 +6,7 @@
    only with a build;
 3. the loader's own checks of the file (``module_unreadable``, ``vermagic_mismatch``,
    ``symbol_version_mismatch``, ``unknown_symbol``), then its signature (``unsigned``,
-   ``untrusted_key``, ``signature_invalid``): all that apply.  The kernel's load_module() checks the signature first;
+   ``signature_revoked``, ``untrusted_key``, ``signature_invalid``): all that apply.  The kernel's load_module() checks the signature first;
    every one of them is reported, so the order changes the listing, not the verdict;
 4. early boot: the initramfs (``missing_from_initramfs``, ``initramfs_stale``), only when
    nothing so far is an error;
@@ -17,6 +17,7 @@ docs/readiness.md lists them in this order; a test keeps the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..facts import HostFacts
@@ -34,15 +35,15 @@ from ..formats.x509 import Certificate
 from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
-from ..formats.modsig import policy_rejection, verify
-from .trust import enforced_for, module_trusted_certificates, signing_certificate
+from ..formats.modsig import SigCheck, matches, policy_rejection, verify
+from .trust import enforced_for, module_trusted_certificates, revocation_certificates, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
 CHECK_ORDER = ("not_built", "build_failed", "built_not_installed", "file_missing", "weak_update_missing",
                "kabi_mismatch", "not_in_depmod",
                "module_unreadable", "vermagic_mismatch", "symbol_version_mismatch", "unknown_symbol",
-               "unsigned", "untrusted_key", "signature_invalid", "dependency_missing", "missing_from_initramfs", "initramfs_stale", "blacklisted")
+               "unsigned", "signature_revoked", "untrusted_key", "signature_invalid", "dependency_missing", "missing_from_initramfs", "initramfs_stale", "blacklisted")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Evidence:
     module_packages: dict[str, str] | None = None             # module file path -> the package that ships it
     sig_checked: bool | None = None     # CONFIG_MODULE_SIG=y: the kernel checks every signature it finds
     unused: tuple[Certificate, ...] = ()  # enrolled (MokListRT, db), but not in a keyring K verifies modules with
+    revoked: tuple[tuple[str, Certificate], ...] = ()   # (dbx / MokListXRT, certificate) in K's .blacklist
 
     @staticmethod
     def of(kernel: Kernel, facts: HostFacts, fix: Fixes, early_boot: frozenset[str] = frozenset()) -> "Evidence":
@@ -80,7 +82,8 @@ class Evidence:
                         modules.kernels if modules else None,
                         {m.path.removeprefix("/usr"): m.package for m in packages.module_files} if packages else None,
                         kernel.config.get("CONFIG_MODULE_SIG") == "y" if kernel.config else None,
-                        tuple(c for c in (trust.trusted_certificates if trust else ()) if c not in trusted))
+                        tuple(c for c in (trust.trusted_certificates if trust else ()) if c not in trusted),
+                        revocation_certificates(trust, kernel.config or None) if trust else ())
 
 
 def assess_module(kernel: Kernel, name: str, source: DkmsEntry | AkmodEntry | None, why: tuple[str, ...],
@@ -174,7 +177,7 @@ def module_truth_problems(kernel: Kernel, name: str, entry: DkmsEntry | None, fi
         out.append(Problem("unsigned", f"{k} enforces module signatures and {file} is unsigned",
                            ev.fix("unsigned", k, ident, name)))
     if sig is not None and (ev.sig_checked or ev.enforced):
-        out += _signature_problems(k, name, ident, sig, ev, akmod)
+        out += _signature_problems(k, name, ident, sig, ev, akmod, file)
     if kmf is not None:
         out += dependency_problems(k, name, file, kmf, ev)
     return out
@@ -206,7 +209,7 @@ def dependency_problems(k: str, name: str, file: str, kmf: KernelModuleFacts, ev
 
 
 def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
-                        akmod: str) -> list[Problem]:
+                        akmod: str, file: str = "") -> list[Problem]:
     """The kernel's module_sig_check() on a signed file: a message it refuses outright, an
     unknown key (fatal only when enforced), or a signature that fails with the key it found
     (fatal always: "all other errors are fatal ... even if signatures aren't required")."""
@@ -215,6 +218,10 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
     refused = policy_rejection(sig)
     if refused is not None:
         return invalid(refused)
+    check = lambda cert: _verified(ev, k, file, sig, cert)  # noqa: E731
+    revoked = _revocation_problem(k, name, ident, sig, ev, check)
+    if revoked is not None:
+        return [revoked]
     builtin = ev.modules.builtin_keys if ev.modules is not None else None
     if builtin is None and ev.builtin is not None and sig.signer == ev.builtin.signer \
             and sig.key_id == ev.builtin.key_id:
@@ -225,18 +232,43 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is enrolled "
                             f"(MokListRT or db) but not in a keyring {k} verifies modules with: its kernel has no "
                             ".platform fallback, and MOK reaches .machine only with "
-                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT",
+                            "CONFIG_INTEGRITY_MACHINE_KEYRING and shim's MokListTrustedRT (and, with "
+                            "CONFIG_INTEGRITY_CA_MACHINE_KEYRING, only as a CA certificate with keyCertSign)",
                             ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         if ev.enforced and ev.trust_known:
             return [Problem("untrusted_key", f"signed by '{sig.signer}' (key {sig.key_id}), which is not "
                             "enrolled (MokListRT, db) nor the kernel's own key",
                             ev.fix("untrusted_key", k, ident, name, akmod=akmod))]
         return []
-    check = verify(sig, cert)
-    if check.ok:
+    result = check(cert)
+    if result.ok:
         return []
     return invalid(f"signed by '{sig.signer}' (key {sig.key_id}, certificate sha256 {cert.sha256[:16]}…): "
-                   f"{check.detail}")
+                   f"{result.detail}")
+
+
+def _verified(ev: Evidence, k: str, file: str, sig: ModuleSignature, cert: Certificate) -> SigCheck:
+    """The module collector's verification of this file with this certificate (kept by the
+    file's identity on disk), else verified here."""
+    rel = file.split(f"/lib/modules/{k}/", 1)[-1]
+    found = ev.modules.sigchecks.get((rel, cert.sha256)) if ev.modules is not None else None
+    return found if found is not None else verify(sig, cert)
+
+
+def _revocation_problem(k: str, name: str, ident: str, sig: ModuleSignature, ev: Evidence,
+                        check: Callable[[Certificate], SigCheck]) -> Problem | None:
+    """certs/system_keyring.c verify_pkcs7_message_sig(): after pkcs7_verify() and before any
+    trusted keyring is searched, is_key_on_revocation_list() looks the signer up in .blacklist
+    and, when its key verifies the signature, the load fails with EKEYREJECTED, fatal whatever
+    the enforcement (and whether or not the key is also enrolled)."""
+    for source, cert in ev.revoked:
+        if matches(sig, cert) and check(cert).ok:
+            return Problem("signature_revoked",
+                           f"signed by '{sig.signer or sig.skid}' (key {sig.key_id or sig.skid}), whose certificate "
+                           f"(sha256 {cert.sha256[:16]}…) is revoked in {source}: {k} loads it into its .blacklist "
+                           "keyring and refuses the signature (EKEYREJECTED) even where signatures are not enforced",
+                           ev.fix("signature_revoked", k, ident, name))
+    return None
 
 
 def _akmod_problem(kernel: Kernel, name: str, akmod: AkmodEntry, fix: Fixes) -> Problem | None:

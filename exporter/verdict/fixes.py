@@ -24,6 +24,7 @@ REASONS = {
     "unknown_symbol": "the module needs a symbol the kernel does not export to it",
     "unsigned": "the kernel enforces module signatures and the module is unsigned",
     "untrusted_key": "the module is signed by a key the machine does not trust",
+    "signature_revoked": "the module is signed by a certificate revoked in dbx or MokListXRT (the kernel refuses it)",
     "signature_invalid": "the module's signature does not verify (it changed after signing, or the kernel refuses its form)",
     "dependency_missing": "a module this one needs loaded first (depends=, or the exporter of a symbol it imports) is absent for the kernel",
     "loaded_module_missing": "a module loaded now is absent for the kernel (an error when the host loads it at boot, else a warning)",
@@ -112,6 +113,13 @@ class Fixes:
             return f"upgrade the package that ships {dkms or module} to a version built for {kernel}, then {rebuild}"
         if reason == "unsigned":
             return f"{d.sign_module()}, or let DKMS sign it: {rebuild_force}"
+        if reason == "signature_revoked":
+            if akmod:
+                return f"{d.new_akmods_key()}, then {d.rebuild_akmod(kernel, akmod)}, then {d.enrol_akmods_key()}"
+            if dkms:
+                return f"{d.new_dkms_key()}, then {rebuild_force} (DKMS makes a new key), then {d.enrol_dkms_key()}"
+            return (f"re-sign {module} with a key whose certificate is not revoked and enrol that certificate "
+                    "(mokutil --import CERT.der, then MokManager at the next boot)")
         if reason == "untrusted_key":
             if akmod:
                 return d.enrol_akmods_key()

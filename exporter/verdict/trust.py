@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..facts.secureboot import TrustFacts
 from ..formats.modsig import matches
 from ..formats.module import ModuleSignature
-from ..formats.x509 import Certificate
+from ..formats.x509 import Certificate, key_flags
 
 _CMD_SIG_ENFORCE = re.compile(r"(?:^|\s)module\.sig_enforce(?:=(\S+))?(?:\s|$)")
 _CMD_LOCKDOWN = re.compile(r"(?:^|\s)lockdown=(integrity|confidentiality|none)(?:\s|$)")
@@ -124,4 +124,44 @@ def module_trusted_certificates(trust: TrustFacts, config: Mapping[str, str] | N
         return tuple(mok) + tuple(db)
     cfg = config or {}
     machine = cfg.get("CONFIG_INTEGRITY_MACHINE_KEYRING") == "y" and cfg.get("CONFIG_SECONDARY_TRUSTED_KEYRING") == "y"
-    return tuple(mok) if machine and trust.mok_trusted_rt else ()
+    return tuple(c for c in mok if machine_admits(c, cfg)) if machine and trust.mok_trusted_rt else ()
+
+
+def machine_admits(cert: Certificate, config: Mapping[str, str]) -> bool:
+    """Whether K's .machine keyring takes this MOK certificate (6.4+): with
+    CONFIG_INTEGRITY_CA_MACHINE_KEYRING, security/integrity/digsig.c gives .machine the
+    restrict_link_by_ca() restriction (crypto/asymmetric_keys/restrict.c): basicConstraints CA
+    and keyUsage keyCertSign, and with CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX no
+    digitalSignature.  A refused certificate goes to .platform instead (machine_keyring.c
+    add_to_machine_keyring()), which upstream module verification does not consult."""
+    if config.get("CONFIG_INTEGRITY_CA_MACHINE_KEYRING") != "y":
+        return True
+    flags = key_flags(cert)
+    if not (flags.ca and flags.key_cert_sign):
+        return False
+    return not (config.get("CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX") == "y" and flags.digital_signature)
+
+
+def revocation_certificates(trust: TrustFacts, config: Mapping[str, str] | None
+                            ) -> tuple[tuple[str, Certificate], ...]:
+    """The certificates kernel K puts in its .blacklist keyring as revoked keys, each with the
+    variable it comes from (docs/readiness.md, "Revocations").
+
+    security/integrity/platform_certs (load_uefi.c, keyring_handler.c): EFI_CERT_X509 entries of
+    ``dbx`` and, when Secure Boot is on ("the MOK/MOKx can not be trusted when secure boot is
+    disabled"), of ``MokListXRT`` go to add_key_to_revocation_list(), which does something only
+    with CONFIG_SYSTEM_REVOCATION_LIST (and load_uefi.c is built only with CONFIG_LOAD_UEFI_KEYS).
+    An unknown config counts as having both: the gate must not pass a module K may refuse.
+
+    Not here, by the kernel's own code: EFI_CERT_X509_SHA256 ("tbs:") entries are blacklisted
+    with their EFI_TIME appended (parse_efi_signature_list() hands the handler the whole
+    signature data, 48 bytes), so the description never equals a certificate's 32-byte TBS
+    digest; EFI_CERT_SHA256 ("bin:") hashes are checked for EFI images and IMA, never by
+    upstream module loading."""
+    cfg = config or {}
+    if config and (cfg.get("CONFIG_SYSTEM_REVOCATION_LIST") != "y" or cfg.get("CONFIG_LOAD_UEFI_KEYS") != "y"):
+        return ()
+    lists = [trust.dbx]
+    if trust.secure_boot_effective is not False:
+        lists.append(trust.mokx)
+    return tuple((kl.name, cert) for kl in lists if kl is not None for cert in kl.certificates)
