@@ -29,6 +29,20 @@ def test_streamed_digest_refuses_a_file_past_the_bound(tmp_path, monkeypatch) ->
         dkms._sha256_file(f, f.stat())
 
 
+def test_streamed_digest_refuses_a_file_over_the_bound_unread(tmp_path, monkeypatch) -> None:
+    """A 2 GiB sparse .ko is refused by its size before any read (test_faults: no 256 MiB read)."""
+    f = tmp_path / "sparse.ko"
+    with open(f, "wb") as fh:
+        fh.truncate(2 << 30)
+
+    def no_open(*_a, **_k):
+        raise AssertionError("opened a file its size already refuses")
+
+    monkeypatch.setattr(dkms, "open_regular", no_open)
+    with pytest.raises(FileTooLarge):
+        dkms._sha256_file(f, f.stat())
+
+
 def test_streamed_digest_refuses_a_fifo(tmp_path) -> None:
     fifo = tmp_path / "fifo.ko"
     os.mkfifo(fifo)

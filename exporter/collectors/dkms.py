@@ -246,8 +246,11 @@ def _digest(ctx: Context, hostpath: str) -> str | None:
         return None
 
 
-def _sha256_file(path, _st) -> str:
-    """Hash in 1 MiB chunks, refusing (not truncating) a file past DIGEST_LIMIT as it is read."""
+def _sha256_file(path, st) -> str:
+    """Hash in 1 MiB chunks; a file past DIGEST_LIMIT is refused unread (by its size) or, if it
+    grows while being read, as it is read (never hashed truncated)."""
+    if st.st_size > DIGEST_LIMIT:
+        raise FileTooLarge(f"{path}: {st.st_size} bytes, larger than {DIGEST_LIMIT}")
     h, total = hashlib.sha256(), 0
     with open_regular(path) as fh:
         while chunk := fh.read(_DIGEST_CHUNK):
