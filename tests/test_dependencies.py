@@ -122,3 +122,16 @@ def test_loaded_module_listed_in_modules_load_d_is_an_error(host):
 def test_loaded_module_present_or_built_in_is_no_problem(host):
     s = _host(host, loaded=(("videodev", ""), ("mc", "")), builtin=("drivers/media/mc/mc",))
     assert kernel_problems(s) == []
+
+
+def test_depends_on_a_module_dkms_renamed_is_met_by_its_file():
+    """nvidia-kernel-dkms installs nvidia-modeset as nvidia-current-modeset.ko (DEST_MODULE_NAME):
+    the drm module's depends= says nvidia-modeset, depmod indexes nvidia_current_modeset; the need
+    is that file, present in the index, not a module K lacks (Debian 12's real nvidia tree)."""
+    modeset, drm = "updates/dkms/nvidia-current-modeset.ko", "updates/dkms/nvidia-current-drm.ko"
+    dep = parse_modules_dep(f"{modeset}:\n{drm}: {modeset}\n".encode())
+    needs = module_needs("nvidia_current_drm", drm, ("nvidia-modeset",), (), dep, None, frozenset(),
+                         {"nvidia_modeset": modeset})
+    assert needs == (Need("nvidia_current_modeset", modeset, "depends="),)
+    assert module_needs("nvidia_current_drm", drm, ("nvidia-modeset",), (), dep, None, frozenset()) == (
+        Need("nvidia_modeset", None, "depends="), Need("nvidia_current_modeset", modeset, "modules.dep"))

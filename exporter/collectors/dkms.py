@@ -29,7 +29,7 @@ from ..formats.dkmsconf import MAX_CONF_BYTES, SOURCE_TREE, DkmsConfError, evalu
 from ..formats.makelog import MAX_LOG_BYTES, MakeLog, classify_make_log
 from ..formats.versions import compare
 from ..host.context import Context, Unreadable
-from ..host.reader import read_ends
+from ..host.reader import FileTooLarge, open_regular, read_ends
 from . import register
 
 _KERNEL_DIR = re.compile(r"^[0-9]+\..*")
@@ -41,6 +41,8 @@ DEFAULT_INSTALL_TREE = "/lib/modules"
 
 # a module file's SHA-256 (built vs installed copy) as the persistent cache keeps it: a str
 DIGEST_CODEC = Codec("sha256")
+DIGEST_LIMIT = 256 * 1024 * 1024   # a module file to compare; the module parser's bound too
+_DIGEST_CHUNK = 1 << 20
 
 
 @register("dkms", DkmsFacts, readiness=True)
@@ -236,11 +238,27 @@ def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], 
 
 
 def _digest(ctx: Context, hostpath: str) -> str | None:
+    """sha256 of a module file, streamed: a vendor module is tens of MiB (Debian's
+    nvidia-current.ko 62 MiB) and this compares two copies of it, built and installed."""
     try:
-        return ctx.load(hostpath, lambda b: hashlib.sha256(b).hexdigest(), limit=256 * 1024 * 1024,
-                        purpose="sha256", persist=DIGEST_CODEC)
+        return ctx.compute(hostpath, "sha256", _sha256_file, persist=DIGEST_CODEC)
     except Unreadable:
         return None
+
+
+def _sha256_file(path, st) -> str:
+    """Hash in 1 MiB chunks; a file past DIGEST_LIMIT is refused unread (by its size) or, if it
+    grows while being read, as it is read (never hashed truncated)."""
+    if st.st_size > DIGEST_LIMIT:
+        raise FileTooLarge(f"{path}: {st.st_size} bytes, larger than {DIGEST_LIMIT}")
+    h, total = hashlib.sha256(), 0
+    with open_regular(path) as fh:
+        while chunk := fh.read(_DIGEST_CHUNK):
+            total += len(chunk)
+            if total > DIGEST_LIMIT:
+                raise FileTooLarge(f"{path}: larger than {DIGEST_LIMIT} bytes")
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _failure(ctx: Context, vdir: str, builds: tuple[DkmsBuild, ...]) -> BuildFailure | None:

@@ -160,8 +160,21 @@ def _needs(k: Kernel, files: dict[str, ModuleFile | ModuleFileError],
     if k.modules_dep is None:
         return {}
     return {rel: module_needs(modname_of_path(rel), rel, parsed.depends, parsed.undefined, k.modules_dep,
-                              exports, k.builtin)
+                              exports, k.builtin, _renamed(k, files))
             for rel, parsed in files.items() if isinstance(parsed, ModuleFile)}
+
+
+def _renamed(k: Kernel, files: dict[str, ModuleFile | ModuleFileError]) -> dict[str, str]:
+    """Kernel name (.modinfo name=) -> file, for the indexed module files whose file name says
+    otherwise (DKMS's DEST_MODULE_NAME: nvidia-current-modeset.ko is the kernel's nvidia_modeset)."""
+    dep = k.modules_dep
+    out = {}
+    for rel, parsed in files.items():
+        if isinstance(parsed, ModuleFile) and parsed.name and dep is not None:
+            name, indexed = parsed.name.replace("-", "_"), modname_of_path(rel)
+            if name != indexed and dep.paths.get(indexed) == rel:
+                out.setdefault(name, rel)
+    return out
 
 
 def _present(ctx: Context, k: Kernel, needs: dict[str, tuple[Need, ...]], loaded: set[str]) -> dict[str, bool]:

@@ -160,7 +160,8 @@ class Need:
 
 
 def module_needs(own_name: str, own_rel: str, depends: tuple[str, ...], undefined: tuple[str, ...],
-                 dep: ModulesDep, exports=None, builtin: frozenset[str] | None = None) -> tuple[Need, ...]:
+                 dep: ModulesDep, exports=None, builtin: frozenset[str] | None = None,
+                 renamed: dict[str, str] | None = None) -> tuple[Need, ...]:
     """Every module K must have for this one to load, in modprobe's terms.
 
     depmod resolves a module's undefined symbols to the modules that export them and writes the
@@ -169,7 +170,13 @@ def module_needs(own_name: str, own_rel: str, depends: tuple[str, ...], undefine
     ``depends=`` name modpost wrote into it, the exporter (per K's Module.symvers, ``exports``:
     symbol -> Export) of each symbol it imports, what modules.dep lists for those and for the
     module itself.  A module built into K (modules.builtin) is met without a file; vmlinux's
-    exports need nothing.  Whether each file exists is for the caller to ask."""
+    exports need nothing.  Whether each file exists is for the caller to ask.
+
+    ``depends=`` holds the names modpost knew at build time, the kernel's names for the modules
+    (their .modinfo ``name=``); depmod indexes files by file name.  DKMS's DEST_MODULE_NAME
+    renames files (Debian's nvidia-kernel-dkms installs nvidia-modeset as
+    nvidia-current-modeset.ko), so ``renamed`` maps such a kernel name to the indexed file that
+    carries it; the need is then that file, under its index name."""
     seen: dict[str, Need] = {}
 
     def add(name: str, rel: str | None, why: str) -> None:
@@ -184,6 +191,9 @@ def module_needs(own_name: str, own_rel: str, depends: tuple[str, ...], undefine
                 direct.append((modname_of_path(e.module), f"symbol {sym}"))
     for name, why in direct:
         rel = dep.paths.get(name)
+        if rel is None and renamed and name in renamed:
+            rel = renamed[name]
+            name = modname_of_path(rel)
         add(name, rel, why)
         for r in dep.deps.get(rel, ()) if rel else ():
             add(modname_of_path(r), r, f"needed by {name}")

@@ -105,7 +105,7 @@ def test_the_packages_built_what_they_claim(heavy: RealHost, scenario: str, new_
     assert ZFS_MODULES <= set(image), sorted(image)
     assert not NVIDIA_MODULES & set(image)
     if scenario == "nvidia":
-        size = (ref.tree / ko(ref.tree, new_kernel, "updates/dkms/nvidia-current.ko")).stat().st_size
+        size = (ref.tree / "lib/modules" / new_kernel / ko(ref.tree, new_kernel, "updates/dkms/nvidia-current.ko")).stat().st_size
         assert size > 20 * 2**20, size
 
 
