@@ -328,7 +328,7 @@ def test_real_module_zstd_and_xz_copies(real_kernel, tmp_path):
     for comp in ("zstd", "xz", "gzip"):
         copy = tmp_path / f"ceph{mb.SUFFIX[comp]}"
         copy.write_bytes(mb.compress(plain.read_bytes(), comp))
-        assert replace(read_module(copy), compression="none") == base
+        assert replace(read_module(copy), compression="none", xz_check=None) == base
 
 
 @pytest.mark.slow
