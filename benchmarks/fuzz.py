@@ -289,7 +289,6 @@ def atheris_child(target: str, argv: list[str]) -> None:
         import exporter.formats.rpmheader, exporter.formats.rpmdb, exporter.formats.pacman  # noqa: F401,E401
         import exporter.formats.bls, exporter.formats.modsig, exporter.formats.x509  # noqa: F401,E401
         import exporter.formats.zypplocks, exporter.formats.ndb, exporter.formats.vmlinux  # noqa: F401,E401
-        import exporter.formats.rsa  # noqa: F401
     atheris.Setup([sys.argv[0], *argv], lambda data: run_one(target, data))
     atheris.Fuzz()
 
