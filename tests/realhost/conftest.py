@@ -74,6 +74,25 @@ def run_build(out: list[str], suite: str = "bookworm") -> int:
     return returncode
 
 
+def trixie_variant_build(script: str, marker: str, timeout: int) -> Path:
+    """Builds (or reuses) the trixie real host, then the variant trees SCRIPT makes from it
+    (sdboot.sh, ukiboot.sh); returns the directory the script printed as MARKER=DIR."""
+    out: list[str] = []
+    if run_build(out, "trixie") != 0:
+        pytest.fail(f"trixie build.sh failed:\n{tail(''.join(out), 40)}", pytrace=False)
+    [src] = [line.split("=", 1)[1].strip() for line in out if line.startswith("REALHOST_DIR=")][-1:]
+    p = subprocess.run(["bash", str(HERE / script), src], capture_output=True, text=True, timeout=timeout,
+                       check=False)
+    if p.returncode != 0:
+        pytest.fail(f"{script} failed (exit {p.returncode}):\n{tail(p.stdout + p.stderr, 40)}", pytrace=False)
+    return Path([line for line in p.stdout.splitlines() if line.startswith(f"{marker}=")][-1].split("=", 1)[1])
+
+
+def variant_env(ref: Path) -> dict[str, str]:
+    """A variant's ref/entries.env (KEY=VALUE lines the build script wrote) as a dict."""
+    return dict(line.split("=", 1) for line in (ref / "entries.env").read_text().splitlines() if "=" in line)
+
+
 @pytest.fixture(scope="session", params=GENERATIONS)
 def realhost(request: pytest.FixtureRequest) -> RealHost:
     """Runs build.sh for one generation (warm: reuses the cache), its progress shown live past

@@ -7,17 +7,18 @@
 # `bootctl list --json=short` (systemd 257), run inside it.
 #
 # Usage: sdboot.sh REALHOST_DIR   (a trixie build of build.sh: REALHOST_DIR/scenarios/healthy)
-# Cached like build.sh: <REALHOST_DIR>/../../sdboot/KEY (KEY hashes this script and the build's
-# stamp); the two most recently used kept.  Prints SDBOOT_DIR=<dir> last.  Cold: about 2 minutes.
-# shellcheck disable=SC2317  # cleanup runs from the trap
+# Cached like build.sh: <REALHOST_DIR>/../../sdboot/KEY (KEY hashes this script, esp-lib.sh and the
+# build's stamp); the two most recently used kept.  Prints SDBOOT_DIR=<dir> last.  Cold: about 2 minutes.
 set -euo pipefail
 umask 022
 export LC_ALL=C.UTF-8
 
 SRC=${1:?usage: sdboot.sh REALHOST_DIR}
 ROOT=$(cd "$SRC/../.." && pwd)
-KEY=$( { sha256sum <"${BASH_SOURCE[0]}"; cat "$SRC/stamp"; } | sha256sum | cut -c1-16)
-OUT=$ROOT/sdboot/$KEY
+TAG=sdboot
+# shellcheck source=tests/realhost/esp-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/esp-lib.sh"
+esp_init "${BASH_SOURCE[0]}"
 LOADER_GUID=4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
 # Variants: name, loader.conf default (or -), LoaderEntryDefault (or -), LoaderEntryOneShot (or -).
 # NEW/OLD stand for the two kernels' entry ids (MACHINE_ID-KERNEL.conf, as kernel-install names
@@ -29,19 +30,7 @@ VARIANTS=(
   "oneshot - NEW OLD"
   "oneshot_nomatch OLDGLOB - nosuch.conf"
 )
-MOUNTED=()
 
-step() { printf '[sdboot] %s\n' "$*"; }
-die() { printf '[sdboot] ERROR: %s\n' "$*" >&2; exit 1; }
-cleanup() { local m; for m in "${MOUNTED[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done; }
-trap cleanup EXIT
-in_tree() {
-  local t=$1; shift
-  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 SYSTEMD_RELAX_ESP_CHECKS=1 \
-    DEBIAN_FRONTEND=noninteractive chroot "$t" "$@"
-}
-mount_on() { mount "$@"; MOUNTED+=("${*: -1}"); }
-unmount() { umount "$1"; local m kept=(); for m in "${MOUNTED[@]}"; do [[ $m == "$1" ]] || kept+=("$m"); done; MOUNTED=("${kept[@]}"); }
 
 # An EFI variable as efivarfs shows it: 4 bytes of attributes (NV|BS|RT), then UTF-16LE + NUL.
 write_efivar() {
@@ -101,16 +90,9 @@ make_variant() {
   printf 'NEW_ENTRY=%s\nOLD_ENTRY=%s\n' "$new" "$old" >"$v/ref/entries.env"
 }
 
-main() {
-  [[ -f $SRC/stamp ]] || die "$SRC is not a finished build.sh build"
-  mkdir -p "$ROOT/sdboot"
-  exec 8>>"$ROOT/.lock"; flock -s 8        # build.sh (exclusive) never deletes the source meanwhile
-  exec 9>>"$ROOT/sdboot/.lock"; flock 9
-  if [[ -f $OUT/stamp && $(cat "$OUT/stamp") == "$KEY" ]]; then
-    touch "$OUT/last-used"; step "warm: reusing sdboot/$KEY"; echo "SDBOOT_DIR=$OUT"; return
-  fi
-  [[ $(id -u) == 0 ]] || die "a cold build needs root (chroot, mount)"
-  local start=$SECONDS spec
+# Everything one build makes (cached_build stamps and prunes).
+build_all() {
+  local spec
   rm -rf "$OUT/variants"; mkdir -p "$OUT/variants"
   # An ESP tree finished by an interrupted run is kept (the variants are remade).
   if [[ ! -f $OUT/esp-tree.done ]]; then
@@ -120,12 +102,7 @@ main() {
     # shellcheck disable=SC2086  # the spec's words
     make_variant "$OUT/esp-tree" $spec
   done
-  echo "build: $((SECONDS - start))s" >"$OUT/timings.txt"
-  echo "$KEY" >"$OUT/stamp"; touch "$OUT/last-used"
-  find "$ROOT/sdboot" -mindepth 2 -maxdepth 2 -name last-used -printf '%T@ %h\n' | sort -rn | tail -n +3 |
-    while read -r _ old; do rm -rf "$old"; done
-  step "done in $((SECONDS - start))s"
-  echo "SDBOOT_DIR=$OUT"
+  : >"$OUT/timings.txt"
 }
 
-main "$@"
+cached_build SDBOOT_DIR build_all

@@ -8,7 +8,6 @@ that matches nothing (fall through to loader.conf)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from testkit import scrape, slow_artifact
 
 from exporter.facts.bootloader import BootFacts
 
-from .conftest import HERE, run_build, tail
+from .conftest import trixie_variant_build, variant_env
 
 pytestmark = pytest.mark.realhost
 
@@ -36,21 +35,12 @@ class Variant:
 @pytest.fixture(scope="module")
 def sdboot() -> dict[str, Variant]:
     slow_artifact("the Debian 13 systemd-boot trees (tests/realhost/sdboot.sh)")
-    out: list[str] = []
-    if run_build(out, "trixie") != 0:
-        pytest.fail(f"trixie build.sh failed:\n{tail(''.join(out), 40)}", pytrace=False)
-    [src] = [line.split("=", 1)[1].strip() for line in out if line.startswith("REALHOST_DIR=")][-1:]
-    p = subprocess.run(["bash", str(HERE / "sdboot.sh"), src], capture_output=True, text=True, timeout=1800,
-                       check=False)
-    if p.returncode != 0:
-        pytest.fail(f"sdboot.sh failed (exit {p.returncode}):\n{tail(p.stdout + p.stderr, 40)}", pytrace=False)
-    root = Path([line for line in p.stdout.splitlines() if line.startswith("SDBOOT_DIR=")][-1].split("=", 1)[1])
+    root = trixie_variant_build("sdboot.sh", "SDBOOT_DIR", timeout=1800)
     variants = {}
     for name in VARIANTS:
         ref = root / "variants" / name / "ref"
-        env = dict(line.split("=", 1) for line in (ref / "entries.env").read_text().splitlines() if "=" in line)
         variants[name] = Variant(root / "variants" / name / "tree",
-                                 json.loads((ref / "bootctl-list.json").read_text()), env)
+                                 json.loads((ref / "bootctl-list.json").read_text()), variant_env(ref))
     return variants
 
 

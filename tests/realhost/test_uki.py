@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from exporter.facts.initramfs import InitramfsFacts
 from exporter.formats.initramfs import list_image, module_names
 from exporter.formats.pe import SectionFile, parse_pe
 
-from .conftest import HERE, run_build, tail
+from .conftest import trixie_variant_build, variant_env
 
 pytestmark = pytest.mark.realhost
 
@@ -52,21 +51,12 @@ class Variant:
 @pytest.fixture(scope="module")
 def ukiboot() -> dict[str, Variant]:
     slow_artifact("the Debian 13 UKI trees (tests/realhost/ukiboot.sh)")
-    out: list[str] = []
-    if run_build(out, "trixie") != 0:
-        pytest.fail(f"trixie build.sh failed:\n{tail(''.join(out), 40)}", pytrace=False)
-    [src] = [line.split("=", 1)[1].strip() for line in out if line.startswith("REALHOST_DIR=")][-1:]
-    p = subprocess.run(["bash", str(HERE / "ukiboot.sh"), src], capture_output=True, text=True, timeout=2400,
-                       check=False)
-    if p.returncode != 0:
-        pytest.fail(f"ukiboot.sh failed (exit {p.returncode}):\n{tail(p.stdout + p.stderr, 40)}", pytrace=False)
-    root = Path([line for line in p.stdout.splitlines() if line.startswith("UKIBOOT_DIR=")][-1].split("=", 1)[1])
+    root = trixie_variant_build("ukiboot.sh", "UKIBOOT_DIR", timeout=2400)
     variants = {}
     for name in VARIANTS:
         ref = root / "variants" / name / "ref"
-        env = dict(line.split("=", 1) for line in (ref / "entries.env").read_text().splitlines() if "=" in line)
         variants[name] = Variant(name, root / "variants" / name / "tree", ref,
-                                 json.loads((ref / "bootctl-list.json").read_text()), env)
+                                 json.loads((ref / "bootctl-list.json").read_text()), variant_env(ref))
     return variants
 
 

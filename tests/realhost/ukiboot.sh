@@ -15,32 +15,21 @@
 # (NAME.lsinitramfs), `ukify inspect --json=short` (NAME.inspect.json).
 #
 # Usage: ukiboot.sh REALHOST_DIR   (a trixie build of build.sh)
-# Cached under <REALHOST_DIR>/../../ukiboot/KEY (KEY hashes this script and the build's stamp);
+# Cached under <REALHOST_DIR>/../../ukiboot/KEY (KEY hashes this script, esp-lib.sh and the build's stamp);
 # two kept.  Prints UKIBOOT_DIR=<dir> last.
-# shellcheck disable=SC2317  # cleanup runs from the trap
 set -euo pipefail
 umask 022
 export LC_ALL=C.UTF-8
 
 SRC=${1:?usage: ukiboot.sh REALHOST_DIR}
 ROOT=$(cd "$SRC/../.." && pwd)
-KEY=$( { sha256sum <"${BASH_SOURCE[0]}"; cat "$SRC/stamp"; } | sha256sum | cut -c1-16)
-OUT=$ROOT/ukiboot/$KEY
+TAG=ukiboot
+# shellcheck source=tests/realhost/esp-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/esp-lib.sh"
+esp_init "${BASH_SOURCE[0]}"
 ORDER_ENTRIES=40
 ORDER_SEED=16
-MOUNTED=()
 
-step() { printf '[ukiboot] %s\n' "$*"; }
-die() { printf '[ukiboot] ERROR: %s\n' "$*" >&2; exit 1; }
-cleanup() { local m; for m in "${MOUNTED[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done; }
-trap cleanup EXIT
-in_tree() {
-  local t=$1; shift
-  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 SYSTEMD_RELAX_ESP_CHECKS=1 \
-    DEBIAN_FRONTEND=noninteractive chroot "$t" "$@"
-}
-mount_on() { mount "$@"; MOUNTED+=("${*: -1}"); }
-unmount() { umount "$1"; local m kept=(); for m in "${MOUNTED[@]}"; do [[ $m == "$1" ]] || kept+=("$m"); done; MOUNTED=("${kept[@]}"); }
 kernel_of() { grep -m1 "^$1_KERNEL=" "$SRC/host.env" | cut -d= -f2; }
 
 # The tree with systemd-boot and ukify, and the two ESPs (esp-uki, esp-both) beside it.
@@ -155,20 +144,13 @@ make_variant() {
   printf 'NEW_KERNEL=%s\nOLD_KERNEL=%s\nMACHINE_ID=%s\n' "$new" "$(kernel_of OLD)" "$mid" >"$v/ref/entries.env"
 }
 
-main() {
-  [[ -f $SRC/stamp ]] || die "$SRC is not a finished build.sh build"
-  mkdir -p "$ROOT/ukiboot"
-  exec 8>>"$ROOT/.lock"; flock -s 8        # build.sh (exclusive) never deletes the source meanwhile
-  exec 9>>"$ROOT/ukiboot/.lock"; flock 9
-  if [[ -f $OUT/stamp && $(cat "$OUT/stamp") == "$KEY" ]]; then
-    touch "$OUT/last-used"; step "warm: reusing ukiboot/$KEY"; echo "UKIBOOT_DIR=$OUT"; return
-  fi
-  [[ $(id -u) == 0 ]] || die "a cold build needs root (chroot, mount)"
-  command -v objcopy >/dev/null || die "objcopy (binutils) is needed for the .initrd references"
+# Everything one build makes (cached_build stamps and prunes).
+build_all() {
   local start=$SECONDS
+  command -v objcopy >/dev/null || die "objcopy (binutils) is needed for the .initrd references"
   rm -rf "$OUT/variants"; mkdir -p "$OUT/variants"
   if [[ ! -f $OUT/tree.done ]]; then
-    rm -rf "$OUT/tree" "$OUT/esp-uki" "$OUT/esp-both"; mkdir -p "$OUT"; build_tree; touch "$OUT/tree.done"
+    rm -rf "$OUT/tree" "$OUT/esp-uki" "$OUT/esp-both"; build_tree; touch "$OUT/tree.done"
   fi
   echo "tree: $((SECONDS - start))s" >"$OUT/timings.txt"
   make_variant uki "$OUT/esp-uki"
@@ -177,12 +159,6 @@ main() {
   make_variant bad_table "$OUT/esp-uki"
   make_variant bad_offset "$OUT/esp-uki"
   make_variant bad_vsize "$OUT/esp-uki"
-  echo "build: $((SECONDS - start))s" >>"$OUT/timings.txt"
-  echo "$KEY" >"$OUT/stamp"; touch "$OUT/last-used"
-  find "$ROOT/ukiboot" -mindepth 2 -maxdepth 2 -name last-used -printf '%T@ %h\n' | sort -rn | tail -n +3 |
-    while read -r _ old; do rm -rf "$old"; done
-  step "done in $((SECONDS - start))s"
-  echo "UKIBOOT_DIR=$OUT"
 }
 
-main "$@"
+cached_build UKIBOOT_DIR build_all
