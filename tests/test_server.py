@@ -2,10 +2,13 @@
 
 import concurrent.futures
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from testkit import Served, example_root, run_exporter
+from testkit import Served, example_root, require_tool, run_exporter
 
 from example_hosts import reboot_trap
 
@@ -54,3 +57,30 @@ def test_sigterm_shuts_down_cleanly(server):
 def test_bad_listen_address_is_a_clear_error(tmp_path):
     out = run_exporter("serve", "--web.listen-address", "nonsense", "--path.rootfs", str(tmp_path), timeout=30)
     assert out.returncode == 1 and "cannot listen on nonsense" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_response_is_one_tcp_send(tmp_path_factory, tmp_path):
+    """wsgiref writes the status line, Date, Server, the headers and the body apart; on an
+    unbuffered socket that was five sends a scrape (each exposed to Nagle and delayed ACKs).
+    strace on the serving process sees the whole /metrics response leave in one sendto."""
+    trace = tmp_path / "trace"
+    with Served(example_root(tmp_path_factory, reboot_trap)) as server:
+        _traced_scrape(server, trace)
+    sends = [line for line in trace.read_text().splitlines() if "sendto(" in line or "sendmsg(" in line]
+    assert len(sends) == 1, sends
+    assert '"HTTP/1.0 200 OK\\r\\n' in sends[0]
+
+
+def _traced_scrape(server: Served, trace: Path) -> None:
+    """One /metrics request while strace records the serving process' sends into TRACE."""
+    tracer = subprocess.Popen([require_tool("strace"), "-f", "-qq", "-e", "trace=sendto,sendmsg,write",
+                               "-o", str(trace), "-p", str(server.proc.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)   # strace attaches to every thread
+        r = server.request("/metrics")
+        time.sleep(0.5)
+    finally:
+        tracer.terminate()
+        tracer.wait(10)
+    assert r.status == 200 and len(r.body) < 64 * 1024

@@ -133,6 +133,11 @@ def _landing(telemetry_path: str) -> str:
 
 class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS
+    # wsgiref writes the status line, Date, Server, the headers and the body separately; on the
+    # unbuffered socket writer (socketserver's default) that is five small TCP sends a response,
+    # each one exposed to Nagle and delayed ACKs.  A buffered writer sends a response of up to
+    # this many bytes in one send (flushed when the response ends); larger bodies go in one more.
+    wbufsize = 64 * 1024
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("http request", extra={"client": self.address_string(), "request": format % args})
