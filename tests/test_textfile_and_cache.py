@@ -151,3 +151,42 @@ def test_module_rewritten_in_place_keeping_size_and_mtime_is_read_again(tmp_path
     assert scraper.cache.misses > misses
     problems = {p.reason for k in readiness.kernels for m in k.modules for p in m.problems}
     assert "module_unreadable" in problems
+
+
+def test_the_verdict_is_derived_once_per_state_of_the_facts(tmp_path, monkeypatch):
+    """A warm scrape of an unchanged host reuses the previous verdict (assess is not called);
+    a changed fact makes a new one."""
+    from exporter.scrape import scraper as scraper_mod
+    root = tmp_path / "h"
+    healthy(root)
+    calls = []
+    real = scraper_mod.assess
+    monkeypatch.setattr(scraper_mod, "assess", lambda facts, config: calls.append(1) or real(facts, config))
+    scraper = Scraper(HostFS(root), Config())
+    first = scraper.scrape().readiness
+    second = scraper.scrape().readiness
+    assert second is first and len(calls) == 1
+    for module in root.glob("usr/lib/modules/*/updates/dkms/acpi_call.ko*"):
+        module.unlink()
+    third = scraper.scrape().readiness
+    assert len(calls) == 2 and third.verdict == "not_ready"
+
+
+def test_a_module_changed_only_in_its_signed_bytes_gets_a_new_verdict(tmp_path):
+    """One bit of .text flipped in place, size and mtime restored: the parsed module compares
+    in its vermagic and signer; the verdict memo must not reuse the old verdict."""
+    root = tmp_path / "h"
+    healthy(root)
+    scraper = Scraper(HostFS(root), Config())
+    assert scraper.scrape().readiness.verdict == "ready"
+    module = next(root.glob("usr/lib/modules/*/updates/dkms/acpi_call.ko"))
+    st = module.stat()
+    with open(module, "r+b") as f:            # one bit of .text (the first section), trailer intact
+        f.seek(64)
+        byte = f.read(1)
+        f.seek(64)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    readiness = scraper.scrape().readiness
+    problems = {p.reason for k in readiness.kernels for m in k.modules for p in m.problems}
+    assert "signature_invalid" in problems
