@@ -38,6 +38,7 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -426,12 +427,73 @@ def report_scaling(results: list[Result]) -> None:
               f"{r.checklist_s / r.warm_pct(0.5):>6.0f}x")
 
 
+LOADED_SIZES = (100, 1_000, 4_000, 10_000)
+
+
+def _proc_modules(root: Path, n: int) -> str:
+    """/proc/modules with n modules: the running kernel's own modules first (names from its
+    modules.dep, untainted), then out-of-tree names (taint OE) past the in-tree ones."""
+    running = (root / "proc/sys/kernel/osrelease").read_text().strip() if (root / "proc/sys/kernel/osrelease").exists() \
+        else sorted(p.name for p in (root / "usr/lib/modules").iterdir())[0]
+    dep = (root / "usr/lib/modules" / running / "modules.dep").read_text()
+    names = [line.split(":", 1)[0].rsplit("/", 1)[-1].split(".ko", 1)[0].replace("-", "_") for line in dep.splitlines()]
+    rows = [f"{m} 16384 0 - Live 0x0000000000000000\n" for m in names[:n]]
+    rows += [f"vendor{i} 16384 0 - Live 0x0000000000000000 (OE)\n" for i in range(max(0, n - len(names)))]
+    return "".join(rows)
+
+
+def loaded_growth(root: Path, sizes: tuple[int, ...] = LOADED_SIZES, warm: int = 10) -> list[dict]:
+    """In-process, per size: the first scrape with rendering (cold parse cache, the process
+    already started), the median warm scrape + rendering, the module collector's warm time and
+    the body size, with /proc/modules holding that many modules (a copy of procfs only)."""
+    sys.path.insert(0, str(REPO))
+    from prometheus_client.exposition import generate_latest
+
+    from exporter.config import Config
+    from exporter.host.rootfs import HostFS
+    from exporter.scrape import Scraper
+    from exporter.web.server import build_registry
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as proc:
+            shutil.copytree(root / "proc", proc, dirs_exist_ok=True, symlinks=True) if (root / "proc").is_dir() else None
+            Path(proc, "modules").write_text(_proc_modules(root, n))
+            scraper = Scraper(HostFS(root, procfs=proc), Config(), store=None)
+            registry, _ = build_registry(scraper, process=False)
+            t = time.process_time()
+            body = generate_latest(registry)
+            cold = time.process_time() - t
+            times, module_ms = [], []
+            for _ in range(warm):
+                t = time.process_time()
+                generate_latest(registry)
+                times.append(time.process_time() - t)
+                module_ms.append(scraper.scrape().facts.runs["module"].duration)
+            rows.append({"loaded": n, "cold_s": cold, "warm_s": statistics.median(times),
+                         "module_s": statistics.median(module_ms), "body": len(body)})
+    return rows
+
+
+def report_loaded(rows: list[dict]) -> None:
+    print("\nloaded modules (in-process, CPU time; warm = scrape + render, median of 10)")
+    print(f"  {'loaded':>7} {'cold':>9} {'warm':>9} {'module':>9} {'body':>9}  {'warm per 1,000 more':>20}")
+    prev = None
+    for r in rows:
+        slope = "" if prev is None else \
+            f"{(r['warm_s'] - prev['warm_s']) / (r['loaded'] - prev['loaded']) * 1e6:>17.1f} ms"
+        print(f"  {r['loaded']:>7,} {r['cold_s'] * 1000:>7.0f}ms {r['warm_s'] * 1000:>7.1f}ms "
+              f"{r['module_s'] * 1000:>7.1f}ms {r['body'] / 1024:>7.0f}KB  {slope:>20}")
+        prev = r
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
     parser.add_argument("--no-scaling", action="store_true", help="only the main host")
     parser.add_argument("--scrapes", type=int, default=None, help="warm scrapes on the main host (default 1000)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one cold scrape in-process")
+    parser.add_argument("--loaded", action="store_true",
+                        help="only the loaded-modules growth table (small host; 100 to 10,000 loaded)")
     parser.add_argument("--host", choices=("all", "main", "small"), default="all",
                         help="which host(s) to measure: the big one, the small real-Debian-like one, or both")
     args = parser.parse_args()
@@ -444,6 +506,9 @@ def main() -> int:
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     load0 = os.getloadavg()[0]
     byte_compile()
+    if args.loaded:
+        report_loaded(loaded_growth(benchhost.build(SMALL, log=log)))
+        return 0
     if args.host in ("all", "small"):
         report_small(measure(SMALL, reps=reps, scrapes=scrapes, rss=True, log=log))
         if args.host == "small":
@@ -459,6 +524,7 @@ def main() -> int:
             results.append(main_result if shape == MAIN else
                            measure(shape, reps=max(2, reps - 2), scrapes=200, rss=False, log=log))
         report_scaling(results)
+        report_loaded(loaded_growth(benchhost.build(SMALL, log=log)))
     print(f"\nload average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs; "
           f"Python {sys.version.split()[0]}")
     return 0

@@ -11,6 +11,9 @@ from __future__ import annotations
 from hostbuilder import SYMBOLS, kernel_crc, module_elf
 from testkit import K1, K2, scrape
 
+from exporter.config import Config
+from exporter.host.rootfs import HostFS
+from exporter.scrape.scraper import Scraper
 from exporter.formats.depmod import Need, module_needs, parse_modules_builtin, parse_modules_dep
 from exporter.formats.symvers import parse_module_symvers
 
@@ -135,3 +138,23 @@ def test_depends_on_a_module_dkms_renamed_is_met_by_its_file():
     assert needs == (Need("nvidia_current_modeset", modeset, "depends="),)
     assert module_needs("nvidia_current_drm", drm, ("nvidia-modeset",), (), dep, None, frozenset()) == (
         Need("nvidia_modeset", None, "depends="), Need("nvidia_current_modeset", modeset, "modules.dep"))
+
+
+def test_a_running_scraper_sees_a_loaded_modules_file_go_and_come_back(host):
+    """The presence check is one cached listing per directory (keyed by the directory's
+    identity), not a stat per file: deleting videodev.ko must still show on the next warm
+    scrape, a dangling link in its place counts as absent (modprobe would fail on it), and a
+    file put back makes the problem go away."""
+    _host(host, loaded=(("videodev", ""), ("acpi_call", "OE")))
+    scraper = Scraper(HostFS(host.root), Config())
+    assert kernel_problems(scraper.scrape()) == []
+    f = host.root / f"usr/lib/modules/{K2}/{VIDEODEV}"
+    body = f.read_bytes()
+    f.unlink()
+    (p,) = kernel_problems(scraper.scrape())
+    assert p.detail.startswith("videodev is loaded now") and "the file is gone" in p.detail
+    f.symlink_to("/nonexistent/videodev.ko")
+    assert len(kernel_problems(scraper.scrape())) == 1
+    f.unlink()
+    f.write_bytes(body)
+    assert kernel_problems(scraper.scrape()) == []

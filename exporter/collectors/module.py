@@ -23,7 +23,7 @@ from ..formats.vmlinux import VmlinuxError, builtin_certificates
 from ..formats.modsig import SigCheck, matches, policy_rejection, verify
 from ..formats.x509 import Certificate, load_certificate
 from ..formats.errors import TrustDataError
-from ..host.context import Context, Unreadable
+from ..host.context import Context, DirEntries, Unreadable
 from ..host.reader import open_regular, read_bounded
 from . import register
 
@@ -185,7 +185,23 @@ def _present(ctx: Context, k: Kernel, needs: dict[str, tuple[Need, ...]], loaded
         return {}
     rels = {n.rel for ns in needs.values() for n in ns if n.rel}
     rels.update(dep.paths[m] for m in loaded if m in dep.paths)
-    return {rel: ctx.exists(f"{MODULES_ROOT}/{k.release}/{rel}") for rel in sorted(rels)}
+    base = f"{MODULES_ROOT}/{k.release}"
+    out: dict[str, bool] = {}
+    listings: dict[str, DirEntries | None] = {}
+    # one cached listing per directory (one stat a warm scrape), not one stat per file:
+    # thousands of modules are loaded on a big host, and this runs for every kernel
+    for rel in sorted(rels):
+        directory, _, name = rel.rpartition("/")
+        if directory not in listings:
+            listings[directory] = ctx.dir_entries(f"{base}/{directory}" if directory else base)
+        entries = listings[directory]
+        if entries is None:
+            out[rel] = False
+        elif name in entries.links:
+            out[rel] = ctx.exists(f"{base}/{rel}")   # a link: resolved inside the root
+        else:
+            out[rel] = name in entries.files
+    return out
 
 
 def read_module_file(ctx: Context, hostpath: str) -> ModuleFile | ModuleFileError | None:

@@ -101,6 +101,12 @@ class Context:
             self.error(hostpath, exc)
             raise Unreadable(hostpath) from exc
 
+    def dir_entries(self, hostpath: str) -> DirEntries | None:
+        """The regular files and the symbolic links of a host directory, cached by the
+        directory's identity (an entry added, removed or renamed changes its mtime and ctime);
+        None when it does not exist.  One stat a warm call, however many files it holds."""
+        return self.compute(hostpath, "dir-entries", _scan_dir)
+
     def lstat(self, hostpath: str) -> os.stat_result | None:
         """lstat of the last component (the link itself), None when absent."""
         parent, _, name = hostpath.rstrip("/").rpartition("/")
@@ -131,6 +137,23 @@ class Context:
 
     def exists(self, hostpath: str) -> bool:
         return self.stat(hostpath) is not None
+
+
+@dataclass(frozen=True)
+class DirEntries:
+    files: frozenset[str]    # regular files (by the entry's own type: not following links)
+    links: frozenset[str]    # symbolic links: whether they lead to a file needs a resolved stat
+
+
+def _scan_dir(path: Path, _st: os.stat_result) -> DirEntries:
+    files, links = set(), set()
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_symlink():
+                links.add(entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                files.add(entry.name)
+    return DirEntries(frozenset(files), frozenset(links))
 
 
 def _describe(problem: BaseException | str) -> str:
