@@ -379,3 +379,24 @@ def test_the_esp_image_is_the_same_bytes_every_run(tmp_path: Path, monkeypatch: 
         images.append(harness.esp_image(spec, files["initrd"], tmp_path / run).read_bytes())
         time.sleep(2.1)   # FAT time stamps have 2 s steps
     assert images[0] == images[1]
+
+
+def test_the_variable_store_is_the_same_bytes_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """virt-fw-vars on OVMF's Microsoft-enrolled store with a MOK and a dbx certificate: equal
+    certificates, equal bytes (else every Secure Boot boot would miss its record)."""
+    from testkit import REPO
+
+    from . import artifacts, harness
+    from .harness import SecureBootSetup
+    vars_ = artifacts.OVMF_DIR / "OVMF_VARS_4M.ms.fd"
+    assert vars_.is_file(), "apt-get install ovmf (listed in .ci/apt-packages)"
+    chain = artifacts.SecureBootChain(vars_, vars_, vars_, vars_)
+    monkeypatch.setattr(artifacts, "secure_boot_chain", lambda suite=artifacts.HOST_SUITE: chain)
+    der = (REPO / "tests/data/keys/dkms-mok.der").read_bytes()
+    setup = SecureBootSetup((der,), dbx_certificates=(der,))
+    stores = []
+    for run in ("w1", "w2"):
+        (tmp_path / run).mkdir()
+        stores.append(harness.firmware_vars(setup, tmp_path / run).read_bytes())
+        time.sleep(1.1)
+    assert stores[0] == stores[1] and stores[0] != vars_.read_bytes()
