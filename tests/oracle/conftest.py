@@ -1,12 +1,14 @@
 """Fixtures of the oracle tests: every scenario x kernel of every Debian generation (GENERATIONS:
 bookworm, trixie) booted once (equal boots shared), two QEMUs at a time, while holding the
-real-host builders' locks shared.  Failures to build or boot fail the tests with the reason;
-nothing is skipped."""
+real-host builders' locks shared.  A boot whose inputs are byte-identical to a recorded one is
+replayed from tests/oracle/records.py; the canaries (CANARIES) boot on every run.  Failures to
+build or boot fail the tests with the reason; nothing is skipped."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +22,12 @@ from .harness import BootResult, BootSpec, boot
 from .judge import Row, judge_kernel
 from .scenarios import GENERATIONS, Case, SharedLock, cases, ensure_realhost, os_cpu_count
 
+# Booted on every run, replayed never, per Debian generation: the newest kernel of healthy (a
+# direct boot: SeaBIOS, the payload, loadmod, the module loads) and of signed_sb_on (OVMF, shim,
+# grub, the MOK in the variable store, the capture).  A broken harness, QEMU, OVMF or shim cannot
+# hide behind the records, and each canary's answer is compared with its record.
+CANARIES = ("healthy", "signed_sb_on")
+
 
 @dataclass
 class OracleRun:
@@ -31,6 +39,7 @@ class OracleRun:
     workdir: Path
     rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)   # empty-plan spec key -> the boot it shares
+    canaries: set[str] = field(default_factory=set)         # spec keys booted whatever the records hold
 
     def result(self, case: Case) -> BootResult:
         return self.boots[case.spec.key()]
@@ -45,9 +54,10 @@ class OracleRun:
         return sum(b.cpu_seconds for b in self.distinct(generation))
 
     def report(self) -> str:
+        replayed = sum(b.replayed for b in self.distinct())
         lines = [(f"oracle stage: {len(self.cases)} scenario x kernel cases, "
-                  f"{len(self.boots) - len(self.aliases)} boots, {self.seconds:.0f}s wall, "
-                  f"{self.cpu_seconds():.0f}s QEMU CPU")]
+                  f"{len(self.boots) - len(self.aliases)} boots ({replayed} replayed from records), "
+                  f"{self.seconds:.0f}s wall, {self.cpu_seconds():.0f}s QEMU CPU (recorded boots' included)")]
         for g in dict.fromkeys(c.generation for c in self.cases):
             boots = self.distinct(g)
             lines.append(f"   {g}: {sum(c.generation == g for c in self.cases)} cases, {len(boots)} boots, "
@@ -55,7 +65,8 @@ class OracleRun:
         for case in self.cases:
             r = self.result(case)
             mode = "secure-boot" if case.spec.secure_boot else "direct"
-            lines.append(f"== {case.generation}: {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s ({r.cpu_seconds:.1f}s CPU) "
+            how = "replayed" if r.replayed else "canary" if case.spec.key() in self.canaries else "booted"
+            lines.append(f"== {case.generation}: {case.scenario} / {case.kernel}: {mode} boot {r.status} in {r.seconds:.1f}s ({r.cpu_seconds:.1f}s CPU, {how}) "
                          f"(init at {r.view.began_at}s kernel time) [{case.spec.key()}"
                          + (f" = boot {self.aliases[case.spec.key()]}]" if case.spec.key() in self.aliases else "]"))
             lines += ["   " + row.line() for row in self.rows[(case.scenario, case.kernel)]]
@@ -74,13 +85,14 @@ def _run_all(work: Path) -> OracleRun:
                      for c in cases(build, rhelhost if g == "bookworm" else None, g)]
         specs = {c.spec.key(): c.spec for c in all_cases}
         aliases = _empty_plan_aliases(specs)
+        canaries = canary_keys(all_cases)
         workers = max(1, min(2, os_cpu_count()))
         with ThreadPoolExecutor(workers) as pool:
-            futures = {key: pool.submit(boot, spec, work / key) for key, spec in specs.items()
+            futures = {key: pool.submit(boot, spec, work / key, fresh=key in canaries) for key, spec in specs.items()
                        if key not in aliases}
             boots = {key: f.result() for key, f in futures.items()}
         boots.update({key: boots[target] for key, target in aliases.items()})
-        run = OracleRun(all_cases, boots, time.monotonic() - start, work, aliases=aliases)
+        run = OracleRun(all_cases, boots, time.monotonic() - start, work, aliases=aliases, canaries=canaries)
     for case in all_cases:
         run.rows[(case.scenario, case.kernel)] = judge_kernel(case.kernel, case.doc, run.result(case))
     report = run.report()
@@ -88,8 +100,23 @@ def _run_all(work: Path) -> OracleRun:
     (artifacts.oracle_cache() / "last-report.txt").write_text(report + "\n")
     (work / "timings.json").write_text(json.dumps(
         {k: {"seconds": b.seconds, "status": b.status, "init_at": b.view.began_at, "release": b.spec.release, "cpu_seconds": b.cpu_seconds,
-             "secure_boot": b.spec.secure_boot is not None} for k, b in boots.items()}, indent=1))
+             "secure_boot": b.spec.secure_boot is not None, "replayed": b.replayed} for k, b in boots.items()}, indent=1))
     return run
+
+
+def canary_keys(all_cases: list[Case]) -> set[str]:
+    """The spec keys of CANARIES' newest kernel in every generation."""
+    keys = set()
+    for g in dict.fromkeys(c.generation for c in all_cases):
+        for scenario in CANARIES:
+            mine = [c for c in all_cases if c.generation == g and c.scenario == scenario]
+            if mine:
+                keys.add(max(mine, key=lambda c: _release_order(c.kernel)).spec.key())
+    return keys
+
+
+def _release_order(kernel: str) -> list:
+    return [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[-.+]", kernel)]
 
 
 def _empty_plan_aliases(specs: dict[str, BootSpec]) -> dict[str, str]:

@@ -26,12 +26,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts
+from . import artifacts, records
 
 DIRECT_TIMEOUT = 180.0   # ~12-20 s normally; TCG on a loaded 2-core machine can be 5x slower
 SECURE_TIMEOUT = 420.0   # ~35-45 s normally (OVMF, shim, grub reading 40 MB through EFI calls)
 SHIM_LOCK_GUID = "605dab50-e046-4300-abb6-3dd810dd8b23"
 CMDLINE = "console=ttyS0 panic=-1 rdinit=/oracle-init loglevel=1"
+# The time stamp of every file the harness makes for a VM (payload cpio, ESP), so equal inputs are
+# equal bytes and a recorded boot can be replayed (records.py); nothing in the guest reads it.
+SOURCE_DATE_EPOCH = 1700000000
+ESP_SERIAL = "0E5AC1E5"
 INDEX_FILES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin",
                "modules.softdep", "modules.symbols", "modules.symbols.bin", "modules.builtin",
                "modules.builtin.bin", "modules.builtin.alias.bin", "modules.builtin.modinfo",
@@ -188,6 +192,7 @@ def build_payload(spec: BootSpec, work: Path) -> Path:
         dest = stage / extra_payload_path(rel).lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(spec.tree / rel.lstrip("/"), dest)
+    pin_mtimes(stage)
     names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
     out = work / "oracle.cpio"
     with open(out, "wb") as f:
@@ -197,6 +202,13 @@ def build_payload(spec: BootSpec, work: Path) -> Path:
     if proc.returncode != 0:
         raise RuntimeError(f"cpio failed: {proc.stderr.decode()}")
     return out
+
+
+def pin_mtimes(stage: Path) -> None:
+    """Every file and directory under ``stage`` stamped SOURCE_DATE_EPOCH (cpio keeps mtimes, and
+    shutil.copy gives the copy's time): the same staged content packs to the same bytes."""
+    for p in sorted(stage.rglob("*"), reverse=True):
+        os.utime(p, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH), follow_symlinks=False)
 
 
 def combined_initrd(initrd: Path, payload: Path, out: Path) -> Path:
@@ -225,6 +237,8 @@ class RunResult:
     console: str
     stderr: str
     cpu_seconds: float = 0.0   # QEMU's user + system CPU: what a boot costs whatever the load
+    replayed: bool = False     # read from records.py, QEMU not started
+    recorded_console: str | None = None   # a fresh run's record before it (or, if none, as stored now)
 
 
 def run_vm(argv: Sequence[str], console: Path, timeout: float) -> RunResult:
@@ -249,6 +263,25 @@ def run_vm(argv: Sequence[str], console: Path, timeout: float) -> RunResult:
     text = console.read_bytes().decode("utf-8", "replace") if console.exists() else ""
     return RunResult(status, proc.returncode, seconds, text, err.decode("utf-8", "replace"),
                      usage.ru_utime + usage.ru_stime)
+
+
+def run_recorded(argv: Sequence[str], console: Path, timeout: float, *, fresh: bool = False) -> RunResult:
+    """run_vm, or the record of a run with byte-identical inputs (records.py).  ``fresh`` (a
+    canary) or DKMS_EXPORTER_ORACLE_REBOOT boots anyway; a fresh run keeps the record it replaces
+    (or, on a first run, the one it wrote, read back) so the two answers can be compared."""
+    k = records.key(argv, console.parent, console)
+    (console.parent / "record-key").write_text(k + "\n")
+    if not fresh and not records.reboot_forced():
+        recorded = records.load(k)
+        if recorded is not None:
+            return RunResult(**recorded, replayed=True)
+    before = records.load(k)
+    run = run_vm(argv, console, timeout)
+    fields = {f: getattr(run, f) for f in records.FIELDS}
+    records.store(k, fields)
+    after = before or records.load(k)
+    run.recorded_console = after["console"] if after else None
+    return run
 
 
 def _kill_group(pid: int, killed: threading.Event) -> None:
@@ -289,7 +322,7 @@ def esp_image(spec: BootSpec, initrd: Path, work: Path) -> Path:
     cfg = work / "grub.cfg"
     cfg.write_text(GRUB_CFG.format(release=spec.release, cmdline=CMDLINE))
     img = ["-i", str(image)]
-    steps = [[mformat, *img, "-F", "-v", "ORACLEESP", "::"],
+    steps = [[mformat, *img, "-F", "-v", "ORACLEESP", "-N", ESP_SERIAL, "::"],
              [mmd, *img, "::/EFI", "::/EFI/BOOT", "::/EFI/debian"],
              [mcopy, *img, str(chain.shim), "::/EFI/BOOT/BOOTX64.EFI"],
              [mcopy, *img, str(chain.grub), "::/EFI/BOOT/grubx64.efi"],
@@ -298,7 +331,8 @@ def esp_image(spec: BootSpec, initrd: Path, work: Path) -> Path:
              [mcopy, *img, str(spec.vmlinuz), "::/vmlinuz"],
              [mcopy, *img, str(initrd), "::/initrd.img"]]
     for argv in steps:
-        subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+        subprocess.run(argv, check=True, capture_output=True,   # time stamps from SOURCE_DATE_EPOCH
+                       env={**os.environ, "MTOOLS_SKIP_CHECK": "1", "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)})
     return image
 
 
@@ -441,6 +475,23 @@ def parse_console(text: str) -> KernelView:
     return view
 
 
+_STAMP = re.compile(r"^\[\s*\d+\.\d+\]\s*")
+
+
+def answer(view: KernelView) -> dict:
+    """What the kernel did, without what varies between two boots of the same bytes (uptimes,
+    dmesg time stamps, /proc/keys serials, boot_params): the per-module outcomes, the facts,
+    keyrings, extra loads, the EFI variables read, and the log lines about the plan's modules."""
+    from dataclasses import asdict
+    names = set(view.modules) | {_modname(f) for f in view.extra}
+    return {"release": view.release, "ended": view.ended, "facts": view.facts, "conf_modules": view.conf_modules,
+            "modules": {n: asdict(m) for n, m in sorted(view.modules.items())}, "extra": view.extra,
+            "load_via": view.load_via, "keyrings": view.keyrings,
+            "files": {f: d for f, d in view.files.items() if f.startswith("/sys/firmware/efi/")},
+            "dmesg": sorted({_STAMP.sub("", line) for line in view.dmesg
+                             if any(re.search(rf"\b{re.escape(n)}\b", line) for n in names)})}
+
+
 @dataclass
 class BootResult:
     """A finished boot: how it ended, the kernel's view, the times, the console."""
@@ -452,6 +503,8 @@ class BootResult:
     console: str
     detail: str = ""
     cpu_seconds: float = 0.0  # QEMU's CPU time
+    replayed: bool = False    # the console came from a record (records.py), QEMU did not run
+    recorded_console: str | None = None   # a fresh boot's record (for the canaries' comparison)
 
     def panic(self) -> str | None:
         m = re.search(r"Kernel panic - not syncing: (.*)", self.console)
@@ -467,8 +520,9 @@ class BootResult:
                 f"{self.status} after {self.seconds:.1f}s {self.detail}\nconsole (end):\n{tail}")
 
 
-def boot(spec: BootSpec, work: Path) -> BootResult:
-    """Boot once; never raises for what the guest does (a hang or a panic is a result)."""
+def boot(spec: BootSpec, work: Path, *, fresh: bool = False) -> BootResult:
+    """Boot once, or replay the record of the same bytes (``fresh``: always boot); never raises
+    for what the guest does (a hang or a panic is a result)."""
     work.mkdir(parents=True, exist_ok=True)
     payload = build_payload(spec, work)
     initrd = combined_initrd(spec.initrd, payload, work / "initrd.img")
@@ -480,7 +534,12 @@ def boot(spec: BootSpec, work: Path) -> BootResult:
         argv = secure_argv(esp_image(spec, initrd, work), firmware_vars(spec.secure_boot, work), console,
                            spec.secure_boot.suite)
     (work / "argv").write_text(" ".join(argv) + "\n")
-    run = run_vm(argv, console, spec.timeout)
+    run = run_recorded(argv, console, spec.timeout, fresh=fresh)
+    return result_of(spec, run)
+
+
+def result_of(spec: BootSpec, run: RunResult) -> BootResult:
+    """A run (booted or replayed) read and classified, here, on every run."""
     view = parse_console(run.console)
     if run.status == "timeout":
         status, detail = "timeout", f"(killed at {spec.timeout:.0f}s)"
@@ -490,4 +549,5 @@ def boot(spec: BootSpec, work: Path) -> BootResult:
         status, detail = "init_died", ""
     else:
         status, detail = "ok", ""
-    return BootResult(spec, status, run.seconds, view, run.console, detail, run.cpu_seconds)
+    return BootResult(spec, status, run.seconds, view, run.console, detail, run.cpu_seconds, run.replayed,
+                      run.recorded_console)

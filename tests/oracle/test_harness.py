@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from .harness import BootResult, BootSpec, combined_initrd, parse_console, run_vm
 from .judge import judge_kernel, judge_module
 
@@ -238,3 +240,163 @@ def test_a_trees_debian_release_picks_its_boot_chain(tmp_path: Path) -> None:
     v.write_bytes(b"k"), i.write_bytes(b"i")
     keys = {BootSpec(tmp_path, "K", v, i, (), SecureBootSetup((), suite)).key() for suite in ("bookworm", "trixie")}
     assert len(keys) == 2   # another shim and grub boot other bytes: never shared
+
+
+# ---------------------------------------------------------------------------------------------
+# The records of the kernel's answers (records.py): a fake VM (sh copying its input file to the
+# console), so each test can count the runs that really happened.
+
+VM_SCRIPT = 'disk=${1#file=}; cat "${disk%%,*}" > "$2"; echo ran >> "$ORACLE_TEST_RUNS"\n'
+
+
+def _fake_vm(tmp_path: Path, run_dir: str, data: bytes) -> tuple[list[str], Path]:
+    """A VM run in its own work directory (as each pytest run has its own tmp): input file there."""
+    work = tmp_path / run_dir
+    work.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "vm.sh").write_text(VM_SCRIPT)
+    (work / "disk.img").write_bytes(data)
+    console = work / "console.log"
+    return ["sh", str(tmp_path / "vm.sh"), f"file={work / 'disk.img'},readonly=on", str(console)], console
+
+
+def _runs(tmp_path: Path) -> int:
+    path = tmp_path / "runs"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.fixture
+def record_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from . import records
+    monkeypatch.setattr(records, "records_dir", lambda: tmp_path / "records")
+    monkeypatch.delenv(records.REBOOT_ENV, raising=False)
+    monkeypatch.setenv("ORACLE_TEST_RUNS", str(tmp_path / "runs"))   # counted outside the keyed arguments
+    return tmp_path / "records"
+
+
+def test_a_recorded_boot_is_replayed_without_starting_the_vm(tmp_path: Path, record_store: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import harness
+    argv, console = _fake_vm(tmp_path, "run1", b"ORACLE begin release=K uptime=1\nORACLE end\n")
+    first = harness.run_recorded(argv, console, 30.0)
+    assert not first.replayed and _runs(tmp_path) == 1 and first.console.startswith("ORACLE begin")
+    assert len(list(record_store.rglob("*.json"))) == 1
+
+    def no_vm(*a, **k):
+        raise AssertionError("QEMU started for a recorded boot")
+    monkeypatch.setattr(harness, "run_vm", no_vm)
+    argv2, console2 = _fake_vm(tmp_path, "run2", b"ORACLE begin release=K uptime=1\nORACLE end\n")  # another tmp dir
+    again = harness.run_recorded(argv2, console2, 30.0)
+    assert again.replayed and (again.console, again.status, again.returncode) == (first.console, "exited", 0)
+    assert harness.result_of(_result().spec, again).status == "ok"   # parsed and classified live
+
+
+def test_any_changed_input_byte_misses_the_record(tmp_path: Path, record_store: Path) -> None:
+    from . import harness
+    data = b"ORACLE begin release=K uptime=1\nORACLE end\n"
+    argv, console = _fake_vm(tmp_path, "a", data)
+    harness.run_recorded(argv, console, 30.0)
+    changed = bytearray(data)
+    changed[15] ^= 0x01
+    argv, console = _fake_vm(tmp_path, "b", bytes(changed))
+    r = harness.run_recorded(argv, console, 30.0)
+    assert not r.replayed and _runs(tmp_path) == 2 and r.console == changed.decode()
+    argv, console = _fake_vm(tmp_path, "c", data)
+    argv[2] = argv[2].replace("readonly=on", "readonly=off")      # another argument, same bytes
+    assert not harness.run_recorded(argv, console, 30.0).replayed and _runs(tmp_path) == 3
+
+
+def test_a_damaged_record_is_ignored_and_the_boot_runs(tmp_path: Path, record_store: Path) -> None:
+    import json
+
+    from . import harness
+    argv, console = _fake_vm(tmp_path, "a", b"ORACLE begin release=K uptime=1\nORACLE end\n")
+    harness.run_recorded(argv, console, 30.0)
+    (path,) = record_store.rglob("*.json")
+    doc = json.loads(path.read_text())
+    doc["run"]["console"] = doc["run"]["console"].replace("end", "END")   # valid JSON, wrong checksum
+    path.write_text(json.dumps(doc))
+    r = harness.run_recorded(argv, console, 30.0)
+    assert not r.replayed and _runs(tmp_path) == 2 and "ORACLE end" in r.console
+    path.write_bytes(path.read_bytes()[:40])                              # cut short
+    assert not harness.run_recorded(argv, console, 30.0).replayed and _runs(tmp_path) == 3
+    assert harness.run_recorded(argv, console, 30.0).replayed             # rewritten whole
+
+
+def test_a_canary_or_the_reboot_variable_always_boots(tmp_path: Path, record_store: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import harness, records
+    argv, console = _fake_vm(tmp_path, "a", b"ORACLE begin release=K uptime=1\nORACLE end\n")
+    first = harness.run_recorded(argv, console, 30.0)
+    assert first.recorded_console == first.console     # a first run compares with what it stored
+    canary = harness.run_recorded(argv, console, 30.0, fresh=True)
+    assert not canary.replayed and _runs(tmp_path) == 2 and canary.recorded_console == first.console
+    monkeypatch.setenv(records.REBOOT_ENV, "1")
+    assert not harness.run_recorded(argv, console, 30.0).replayed and _runs(tmp_path) == 3
+
+
+def test_a_timed_out_run_is_not_recorded(tmp_path: Path, record_store: Path) -> None:
+    from . import harness
+    (tmp_path / "hang.sh").write_text("sleep 60 & sleep 60\n")
+    console = tmp_path / "console.log"
+    r = harness.run_recorded(["sh", str(tmp_path / "hang.sh")], console, 1.0)
+    assert r.status == "timeout" and not list(record_store.rglob("*.json"))
+
+
+def test_the_payload_packs_to_the_same_bytes_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cpio keeps mtimes and shutil.copy stamps the copy's time: pinned, the payload of the same
+    plan is the same bytes (a record can only hit if it is), every entry stamped SOURCE_DATE_EPOCH."""
+    from . import artifacts, harness
+    for name in ("busybox", "loadmod"):
+        (tmp_path / name).write_bytes(name.encode())
+    monkeypatch.setattr(artifacts, "busybox", lambda: tmp_path / "busybox")
+    monkeypatch.setattr(artifacts, "loader", lambda: tmp_path / "loadmod")
+    mods = tmp_path / "tree/lib/modules/K"
+    mods.mkdir(parents=True)
+    (mods / "modules.dep").write_text("")
+    spec = BootSpec(tmp_path / "tree", "K", Path("/v"), Path("/i"), ("v4l2loopback",))
+    one = harness.build_payload(spec, tmp_path / "w1").read_bytes()
+    time.sleep(1.1)   # cpio stores seconds
+    two = harness.build_payload(spec, tmp_path / "w2").read_bytes()
+    assert one == two
+    headers = [one[i:i + 110] for i in range(len(one)) if one[i:i + 6] == b"070701"]
+    assert len(headers) > 5 and {int(h[46:54], 16) for h in headers[:-1]} == {harness.SOURCE_DATE_EPOCH}  # not TRAILER!!!
+
+
+def test_the_esp_image_is_the_same_bytes_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mformat's random serial and mtools' clock time stamps would make every ESP new bytes."""
+    from . import artifacts, harness
+    from .harness import SecureBootSetup
+    files = {}
+    for name in ("shim", "grub", "code", "vars", "vmlinuz", "initrd"):
+        files[name] = tmp_path / name
+        files[name].write_bytes(name.encode() * 1000)
+    chain = artifacts.SecureBootChain(files["shim"], files["grub"], files["code"], files["vars"])
+    monkeypatch.setattr(artifacts, "secure_boot_chain", lambda suite=artifacts.HOST_SUITE: chain)
+    spec = BootSpec(tmp_path, "K", files["vmlinuz"], files["initrd"], (), SecureBootSetup())
+    images = []
+    for run in ("w1", "w2"):
+        (tmp_path / run).mkdir()
+        images.append(harness.esp_image(spec, files["initrd"], tmp_path / run).read_bytes())
+        time.sleep(2.1)   # FAT time stamps have 2 s steps
+    assert images[0] == images[1]
+
+
+def test_the_variable_store_is_the_same_bytes_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """virt-fw-vars on OVMF's Microsoft-enrolled store with a MOK and a dbx certificate: equal
+    certificates, equal bytes (else every Secure Boot boot would miss its record)."""
+    from testkit import REPO
+
+    from . import artifacts, harness
+    from .harness import SecureBootSetup
+    vars_ = artifacts.OVMF_DIR / "OVMF_VARS_4M.ms.fd"
+    assert vars_.is_file(), "apt-get install ovmf (listed in .ci/apt-packages)"
+    chain = artifacts.SecureBootChain(vars_, vars_, vars_, vars_)
+    monkeypatch.setattr(artifacts, "secure_boot_chain", lambda suite=artifacts.HOST_SUITE: chain)
+    der = (REPO / "tests/data/keys/dkms-mok.der").read_bytes()
+    setup = SecureBootSetup((der,), dbx_certificates=(der,))
+    stores = []
+    for run in ("w1", "w2"):
+        (tmp_path / run).mkdir()
+        stores.append(harness.firmware_vars(setup, tmp_path / run).read_bytes())
+        time.sleep(1.1)
+    assert stores[0] == stores[1] and stores[0] != vars_.read_bytes()

@@ -25,7 +25,7 @@ import pytest
 from testkit import slow_artifact
 
 from . import artifacts
-from .harness import BootResult, BootSpec, build_payload, combined_initrd, direct_argv, parse_console, run_vm
+from .harness import BootResult, BootSpec, build_payload, combined_initrd, direct_argv, pin_mtimes, result_of, run_recorded
 from .judge import Row, judge_kernel
 from .scenarios import SharedLock, boot_spec, derived_tree, ensure_realhost, exporter_check
 
@@ -49,6 +49,7 @@ def conf_modules_overlay(tree: Path, work: Path, extra: str) -> Path:
     listed = [line.strip() for line in (tree / "etc/initramfs-tools/modules").read_text().splitlines()
               if line.strip() and not line.lstrip().startswith("#")]
     (stage / "conf/modules").write_text("".join(f"{m}\n" for m in [*listed, extra]))
+    pin_mtimes(stage)   # the same bytes every run: a recorded boot replays (records.py)
     out = work / "overlay.cpio"
     with open(out, "wb") as f:
         subprocess.run([artifacts.need("cpio", "cpio"), "-o", "-H", "newc", "-R", "0:0", "--reproducible", "--quiet"],
@@ -57,18 +58,15 @@ def conf_modules_overlay(tree: Path, work: Path, extra: str) -> Path:
 
 
 def boot_with(spec: BootSpec, work: Path, overlay: Path | None = None) -> BootResult:
-    """harness.boot for a direct boot, with an optional cpio after the oracle's payload."""
+    """harness.boot for a direct boot, with an optional cpio after the oracle's payload (replayed
+    from the record of identical bytes, as harness.boot is)."""
     work.mkdir(parents=True, exist_ok=True)
     initrd = combined_initrd(spec.initrd, build_payload(spec, work), work / "initrd.img")
     if overlay is not None:
         initrd = combined_initrd(initrd, overlay, work / "initrd-overlay.img")
     console = work / "console.log"
     console.unlink(missing_ok=True)
-    run = run_vm(direct_argv(spec, initrd, console), console, spec.timeout)
-    view = parse_console(run.console)
-    status = ("timeout" if run.status == "timeout" else "no_init" if view.release is None
-              else "ok" if view.ended else "init_died")
-    return BootResult(spec, status, run.seconds, view, run.console)
+    return result_of(spec, run_recorded(direct_argv(spec, initrd, console), console, spec.timeout))
 
 
 @pytest.fixture(scope="module")

@@ -232,6 +232,23 @@ def test_the_oracle_stage_fits_the_ci_budget(oracle_run) -> None:
     assert oracle_run.cpu_seconds() < 2 * 8 * 60, oracle_run.report()
 
 
+@pytest.mark.parametrize("generation", DEBIAN)
+def test_the_canaries_boot_every_run_and_answer_as_their_records(oracle_run, generation: str) -> None:
+    """Records (tests/oracle/records.py) replay a boot of identical bytes; the canaries never: per
+    generation a direct and a Secure Boot boot run QEMU on every run, and what the kernel did now
+    must be what the record of the same bytes says it did (the previous run's; on a first run, the
+    record just written, read back)."""
+    from .harness import answer, parse_console
+
+    mine = [oracle_run.boots[k] for k in oracle_run.canaries
+            if any(c.generation == generation and c.spec.key() == k for c in oracle_run.cases)]
+    assert sorted(b.spec.secure_boot is not None for b in mine) == [False, True], [b.describe() for b in mine]
+    for b in mine:
+        assert not b.replayed and b.status == "ok", b.describe()
+        assert b.recorded_console is not None, f"no record was written for the canary {b.spec.release}"
+        assert answer(parse_console(b.recorded_console)) == answer(b.view), b.describe()
+
+
 def _rhel_case(oracle_run, scenario: str, kernel_abi: str):
     return next(c for c in oracle_run.cases if c.scenario == scenario and f"-{kernel_abi}-" in c.kernel)
 
