@@ -395,9 +395,12 @@ def grafana_step(range_s: int, points: int = 1000) -> int:
     return 86400
 
 
-def prometheus_group_times(engine: Engine, evaluations: int, deadline_s: float) -> dict[str, list[float]]:
+def prometheus_group_times(engine: Engine, evaluations: int, deadline_s: float,
+                           per_rule: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Each rule group's evaluationTime over up to ``evaluations`` distinct evaluations, asked
-    for until ``deadline_s`` has passed; a group absent from the result finished none."""
+    for until ``deadline_s`` has passed; a group absent from the result finished none.  With
+    ``per_rule``, each rule's own evaluationTime ("group/rule name") is gathered into it too, so
+    a group's time can be told apart into its expressions and the overhead around them."""
     seen: dict[str, dict[str, float]] = {}
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -405,6 +408,10 @@ def prometheus_group_times(engine: Engine, evaluations: int, deadline_s: float) 
         for g in body["data"]["groups"]:
             if g.get("lastEvaluation", "").startswith("0001"):
                 continue
+            if per_rule is not None and g["lastEvaluation"] not in seen.get(g["name"], {}):
+                for i, r in enumerate(g["rules"]):     # an alert name may repeat within a group
+                    if not r.get("lastEvaluation", "").startswith("0001"):
+                        per_rule.setdefault(f"{g['name']}/{i:02d} {r['name']}", []).append(r["evaluationTime"])
             seen.setdefault(g["name"], {})[g["lastEvaluation"]] = g["evaluationTime"]
         if seen and len(seen) == len(body["data"]["groups"]) and all(len(v) >= evaluations for v in seen.values()):
             break
@@ -509,8 +516,11 @@ def run_size(hosts: int, args: argparse.Namespace, templates: dict[str, list[Ser
 def measure(engine: Engine, args: argparse.Namespace) -> dict:
     now = str(int(time.time()))
     deadline = args.deadline or args.eval_interval * (args.evaluations + 3) + 120
-    groups = (prometheus_group_times if engine.name == "prometheus" else vmalert_group_times)(
-        engine, args.evaluations, deadline)
+    per_rule: dict[str, list[float]] = {}
+    if engine.name == "prometheus":
+        groups = prometheus_group_times(engine, args.evaluations, deadline, per_rule)
+    else:
+        groups = vmalert_group_times(engine, args.evaluations, deadline)
     queries, selectors, range_s = dashboard_queries()
     step = grafana_step(range_s)
     latencies = []
@@ -529,7 +539,8 @@ def measure(engine: Engine, args: argparse.Namespace) -> dict:
         s, body = timed(engine, f"/api/v1/label/{label}/values", args.repeat, **{"match[]": match,
                         "start": str(int(now) - range_s), "end": now})
         latencies.append((f"variable {label}", "label values", s, len(body["data"])))
-    return {"groups": {g: statistics.median(v) for g, v in groups.items()}, "queries": latencies}
+    return {"groups": {g: statistics.median(v) for g, v in groups.items()}, "queries": latencies,
+            "rules": {r: statistics.median(v) for r, v in per_rule.items()}}
 
 
 def compare(engines: list[Engine]) -> tuple[list[str], int, int]:
@@ -566,6 +577,17 @@ def report(results: list[dict], engines: list[str]) -> str:
     for g in groups:
         cells = " | ".join(_ms(r[e]["groups"].get(g)) for e in engines for r in results)
         lines.append(f"| {g} | {cells} |")
+    rule_names = sorted({n for r in results for e in engines for n in r[e].get("rules", {})})
+    if rule_names:
+        with_rules = [(e, r) for e in engines for r in results if r[e].get("rules")]
+        lines += ["", "| rule (its own evaluation, ms) | " + " | ".join(f"{e} {r['hosts']:,}" for e, r in with_rules)
+                  + " |", "|---" * (1 + len(with_rules)) + "|"]
+        for n in rule_names:
+            lines.append(f"| {n} | " + " | ".join(_ms(r[e]["rules"].get(n)) for e, r in with_rules) + " |")
+        for e, r in with_rules:
+            own = {g: sum(v for n, v in r[e]["rules"].items() if n.split("/")[0] == g) for g in r[e]["groups"]}
+            lines.append(f"\n{e} {r['hosts']:,}: group time minus its rules' own (overhead), ms: "
+                         + ", ".join(f"{g} {1000 * (r[e]['groups'][g] - own[g]):.1f}" for g in sorted(own)))
     lines += ["", f"| dashboard query (median latency, ms) | kind | {head} |",
               "|---" * (2 + len(engines) * len(results)) + "|"]
     for i, (panel, kind, *_rest) in enumerate(results[0][engines[0]]["queries"]):

@@ -62,9 +62,12 @@ SMALL = Shape(2, 2, "most", exports=25_000)
 on every run so such a cost cannot hide behind the big host's numbers again."""
 SCALING = (
     Shape(1, 12, "most"), Shape(3, 12, "most"), MAIN, Shape(12, 12, "most"),
-    Shape(6, 3, "most"), Shape(6, 24, "most"),
+    Shape(6, 3, "most"), Shape(6, 24, "most"), Shape(12, 30, "most"),
     Shape(6, 12, "none"), Shape(6, 12, "list"),
 )
+"""Kernels at 12 modules (1, 3, 6, 12), modules at 6 kernels (3, 12, 24), the 12 x 30 host the
+issue names (360 module files, twelve images), and the image kinds.  report_scaling fits a
+linear model on the "most" shapes but 12 x 30 and says how far 12 x 30 lies from it."""
 
 
 @dataclass
@@ -415,6 +418,31 @@ def report_main(r: Result, imports: float | None) -> None:
           f"{(r.cpu_of('textfile') - r.cpu_of('interpreter')) * 1000:.0f} ms CPU)")
 
 
+def report_growth(results: list[Result]) -> None:
+    """Cost per kernel (the kernel series at 12 modules) and per kernel x module (the module
+    series at 6 kernels), cold and warm, by least squares; and the 12 x 30 host against what
+    those two slopes predict from 12 x 12 (where growth stops being linear, it shows here)."""
+    most = {(r.shape.kernels, r.shape.modules): r for r in results if r.shape.image == "most" and not r.shape.exports}
+    by_kernel = [most[k] for k in sorted(most) if k[1] == 12]
+    by_module = [most[k] for k in sorted(most) if k[0] == 6]
+    if len(by_kernel) < 2 or len(by_module) < 2:
+        return
+    print("\ngrowth (least-squares slopes; 12 x 30 predicted from 12 x 12 + 18 modules x 12 kernels)")
+    for what, value in (("cold", lambda r: r.cold_s), ("cold CPU", lambda r: r.cpu_of("cold")),
+                        ("warm p50", lambda r: r.warm_pct(0.5)), ("checklist", lambda r: r.checklist_s)):
+        per_kernel = statistics.linear_regression([r.shape.kernels for r in by_kernel],
+                                                  [value(r) for r in by_kernel]).slope
+        per_pair = statistics.linear_regression([r.shape.modules * 6 for r in by_module],
+                                                [value(r) for r in by_module]).slope
+        line = f"  {what:10} per kernel (at 12 modules) {per_kernel * 1000:8.2f} ms   per kernel x module {per_pair * 1000:7.3f} ms"
+        if (12, 30) in most and (12, 12) in most:
+            predicted = value(most[(12, 12)]) + per_pair * 18 * 12
+            measured = value(most[(12, 30)])
+            line += f"   12 x 30: {measured * 1000:.1f} ms measured, {predicted * 1000:.1f} predicted " \
+                    f"({measured / predicted:.2f}x)"
+        print(line)
+
+
 def report_scaling(results: list[Result]) -> None:
     print("\nscaling (medians; warm = serve p50)")
     print(f"  {'kernels':>7} {'modules':>7} {'image':>6} {'files':>6}  {'checklist':>10} {'cold':>8} {'warm':>9}  "
@@ -524,6 +552,7 @@ def main() -> int:
             results.append(main_result if shape == MAIN else
                            measure(shape, reps=max(2, reps - 2), scrapes=200, rss=False, log=log))
         report_scaling(results)
+        report_growth(results)
         report_loaded(loaded_growth(benchhost.build(SMALL, log=log)))
     print(f"\nload average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs; "
           f"Python {sys.version.split()[0]}")
