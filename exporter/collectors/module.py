@@ -159,8 +159,9 @@ def _needs(k: Kernel, files: dict[str, ModuleFile | ModuleFileError],
     """What each parsed module needs loaded first for K (formats.depmod.module_needs)."""
     if k.modules_dep is None:
         return {}
+    renamed = _renamed(k, files)   # once per kernel: per module it made this quadratic in K's modules
     return {rel: module_needs(modname_of_path(rel), rel, parsed.depends, parsed.undefined, k.modules_dep,
-                              exports, k.builtin, _renamed(k, files))
+                              exports, k.builtin, renamed)
             for rel, parsed in files.items() if isinstance(parsed, ModuleFile)}
 
 
