@@ -59,7 +59,7 @@ def collect_dkms(ctx: Context) -> DkmsFacts:
             if not ctx.is_dir(mdir):
                 continue
             for ver in ctx.listdir(mdir) or []:
-                entry = _entry(ctx, tree, install_tree, module, ver, modern, relaxed)
+                entry = _entry(ctx, tree, install_tree, module, ver, modern, relaxed, distro_dest)
                 if entry is not None:
                     facts_entries.append(entry)
         except Unreadable:
@@ -99,7 +99,7 @@ def _package_of(text: str) -> tuple[str, str] | None:
 
 
 def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
-           modern: bool, relaxed: bool) -> DkmsEntry | None:
+           modern: bool, relaxed: bool, distro_dest: str | None) -> DkmsEntry | None:
     vdir = f"{tree}/{module}/{ver}"
     if not ctx.is_dir(vdir):
         return None
@@ -125,7 +125,7 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
                 ctx.error(f"{source}/dkms.conf", "dkms.conf missing: dkms cannot evaluate this module")
         except Unreadable:
             conf_text = None
-    builds = tuple(_builds(ctx, tree, install_tree, module, ver, conf_text, relaxed))
+    builds = tuple(_builds(ctx, tree, install_tree, module, ver, conf_text, relaxed, distro_dest))
     if state == "broken":
         builds = ()
     failure = _failure(ctx, vdir, builds)
@@ -133,7 +133,7 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
 
 
 def _builds(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
-            conf_text: str | None, relaxed: bool):
+            conf_text: str | None, relaxed: bool, distro_dest: str | None):
     vdir = f"{tree}/{module}/{ver}"
     for kernel in ctx.listdir(vdir) or []:
         if not _KERNEL_DIR.match(kernel):
@@ -141,13 +141,13 @@ def _builds(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
         for arch in ctx.listdir(f"{vdir}/{kernel}") or []:
             if arch.startswith("."):
                 continue
-            build = _build(ctx, tree, install_tree, module, ver, kernel, arch, conf_text, relaxed)
+            build = _build(ctx, tree, install_tree, module, ver, kernel, arch, conf_text, relaxed, distro_dest)
             if build is not None:
                 yield build
 
 
 def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, kernel: str,
-           arch: str, conf_text: str | None, relaxed: bool) -> DkmsBuild | None:
+           arch: str, conf_text: str | None, relaxed: bool, distro_dest: str | None) -> DkmsBuild | None:
     kdir = f"{tree}/{module}/{ver}/{kernel}/{arch}"
     if not ctx.is_dir(f"{kdir}/module"):
         return None
@@ -171,7 +171,8 @@ def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, ke
         decorations.append("original_module_exists")
     if missing:
         decorations.append("missing_built_modules")
-    if installed and _differs(ctx, conf_text, files, kernel, arch, tree, install_tree, module, ver, suffix):
+    if installed and _differs(ctx, conf_text, files, kernel, arch, tree, install_tree, module, ver, suffix,
+                              distro_dest):
         decorations.append("built_installed_differ")
     return DkmsBuild(kernel, arch, "installed" if installed else "built", tuple(decorations), tuple(files))
 
@@ -211,8 +212,9 @@ def _module_suffix(ctx: Context, install_tree: str, kernel: str) -> str:
 
 
 def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], kernel: str, arch: str,
-             tree: str, install_tree: str, module: str, ver: str, suffix: str) -> bool:
-    """dkms's 'Diff between built and installed module': no identical copy where dkms looks."""
+             tree: str, install_tree: str, module: str, ver: str, suffix: str, distro: str | None) -> bool:
+    """dkms's 'Diff between built and installed module': no identical copy where dkms looks
+    (``distro``: the distribution's override_dest_module_location, detected once per scrape)."""
     conf = None
     if conf_text is not None:
         try:
@@ -221,7 +223,6 @@ def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], 
             conf = None
     for index, (name, built) in enumerate(files):
         locations = []
-        distro = _distro_dest(ctx)
         raw = conf.dest_module_location(index) if conf else ""
         if distro:
             locations.append(distro)
