@@ -504,7 +504,13 @@ def run_size(hosts: int, args: argparse.Namespace, templates: dict[str, list[Ser
         for engine in engines:
             engine.resume()
         if len(engines) == 2:
-            time.sleep(2 * args.eval_interval + 5)   # both have recorded the rules again since
+            # Both must have recorded the rules again since the pause, chains included: the fleet
+            # group reads records the reboot-gate group writes, so it needs one of its own
+            # evaluations after one of reboot-gate's *finished* (at 10,000 hosts on 2 cores that
+            # took 14.5 s of a 15 s interval; two intervals were not enough, and the fleet panels
+            # compared empty on Prometheus against full on VictoriaMetrics).
+            slowest = max((t for e in engines for t in result[e.name]["groups"].values()), default=0.0)
+            time.sleep(3 * args.eval_interval + 2 * slowest + 5)
         result["differences"], result["compared"], result["compared_nonempty"] = (
             compare(engines) if len(engines) == 2 else (None, 0, 0))
     finally:

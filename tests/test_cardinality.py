@@ -64,3 +64,26 @@ def test_per_module_metrics_scale_with_pairs_not_with_more(capsys):
     growth = big[0] - small[0]
     allowed = PER_KERNEL * (big[1] - small[1]) + PER_KERNEL_MODULE * (big[2] - small[2]) + PER_LISTED_ITEM
     assert 0 < growth <= allowed, (growth, allowed)
+
+
+def _documented_rows() -> dict[str, tuple[int, int, int, int]]:
+    """docs/performance.md's series-budget table of the example hosts: name -> (kernels, pairs,
+    series, budget), from rows like ``| `healthy` (typical ...) | 2 | 4 | 105 | 139 | 150 |``."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "performance.md").read_text()
+    section = text.split("### Series budget", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0].startswith("`") and all(c.isdigit() for c in cells[1:5]):
+            rows[cells[0].split("`")[1]] = tuple(int(c) for c in cells[1:5])
+    return rows
+
+
+def test_the_documented_budget_table_is_the_example_hosts_output(capsys):
+    """The table SREs size their Prometheus by is measured, not remembered: one row per example
+    host, with the kernels, pairs and series its real output has and the formula's budget."""
+    documented = _documented_rows()
+    assert set(documented) == {p.name for p in EXAMPLES.iterdir()}, sorted(documented)
+    for name, row in documented.items():
+        series, kernels, pairs, collectors = shape(metrics_of(EXAMPLES / name, capsys))
+        assert row == (kernels, pairs, series, budget(kernels, pairs, collectors)), (name, row)
