@@ -38,7 +38,8 @@ REBOOT_GATE_PREFIX = "DkmsNextBoot"
 # exporter and, for alerts whose instance serves nothing, for any exporter Prometheus scrapes
 # (alerts.libsonnet defines them; the tests fill them in to follow the links).
 INSTANCE = "{{ $labels.instance }}"
-ANY_EXPORTER_INSTANCE = '{{ with query "topk(1, dkms_exporter_build_info)" }}{{ . | first | label "instance" }}{{ end }}'
+ANY_EXPORTER_RECORD = "dkms:exporter_build_info:any"
+ANY_EXPORTER_INSTANCE = '{{ with query "' + ANY_EXPORTER_RECORD + '" }}{{ . | first | label "instance" }}{{ end }}'
 
 # Metric names the rules or the dashboard may use before docs/metrics.md lists them (name ->
 # the issue adding them), so rules can be written ahead of the exporter. The tests accept a

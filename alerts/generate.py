@@ -183,7 +183,8 @@ def record_rules(root: Path = REPO) -> list[dict]:
 def gate_records(root: Path = REPO) -> list[dict]:
     """The recording rules of the alerts file: the boot-target join, recorded once per
     evaluation at the top of the reboot-gate group for the alerts below them (and read by the
-    fleet records and the dashboard too)."""
+    fleet records and the dashboard too), and at the top of the exporter group the one series
+    the instance-less alerts' runbook links read."""
     return [r for r in _rules(ALERTS_FILE, root) if "record" in r]
 
 

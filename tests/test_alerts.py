@@ -22,7 +22,7 @@ from testkit import require_tool  # noqa: E402
 from example_hosts import EXAMPLES  # noqa: E402
 
 from alerts import generate  # noqa: E402
-from alerts.config import (ANY_EXPORTER_INSTANCE, INITRAMFS_REASONS, LOADED_MODULE_REASONS,  # noqa: E402
+from alerts.config import (ANY_EXPORTER_INSTANCE, ANY_EXPORTER_RECORD, INITRAMFS_REASONS, LOADED_MODULE_REASONS,  # noqa: E402
                            NON_BLOCKING_REASONS, PENDING_METRICS, REBOOT_GATE_PREFIX, SECURE_BOOT_REASONS,
                            VERDICT_ONLY_REASONS)
 from exporter.verdict.fixes import REASONS  # noqa: E402
@@ -324,9 +324,12 @@ def test_alerts_read_only_the_gate_records_recorded_above_them() -> None:
     no alert reads the fleet records of dkms-rules.yaml (the alerts file stands alone)."""
     groups = yaml.safe_load((REPO / generate.ALERTS_FILE).read_text())["groups"]
     gate = next(g for g in groups if g["name"] == "dkms-exporter.reboot-gate")
-    kinds = ["record" if "record" in r else "alert" for r in gate["rules"]]
-    assert kinds == sorted(kinds, key=["record", "alert"].index), "the records must come first"
-    assert all("alert" in r for g in groups if g is not gate for r in g["rules"])
+    for g in groups:     # a group's records come first: its alerts read this evaluation's
+        kinds = ["record" if "record" in r else "alert" for r in g["rules"]]
+        assert kinds == sorted(kinds, key=["record", "alert"].index), f"{g['name']}: the records must come first"
+    # besides the gate's, only the exporter group records: the one series its runbook links read
+    assert {r["record"] for g in groups if g is not gate for r in g["rules"] if "record" in r} == {ANY_EXPORTER_RECORD}
+    assert not any(ANY_EXPORTER_RECORD in metric_names(a["expr"]) for a in all_alerts())
     recorded: set[str] = set()
     for rule in gate["rules"]:
         assert metric_names(rule["expr"]) & gate_records() <= recorded, rule.get("record") or rule["alert"]
