@@ -560,6 +560,10 @@ def compare(engines: list[Engine]) -> tuple[list[str], int, int]:
     for what, expr in exprs:
         sets = [result_set(e.query("/api/v1/query", query=expr, time=at)[1]) for e in engines]
         nonempty += bool(sets[0] or sets[1])
+        if "topk(1," in expr:
+            # one series of many equal ones, by design (a runbook link to any exporter): the
+            # engines break the tie differently, so only the count can agree
+            sets = [{(): float(len(x))} for x in sets]
         only = differing(*sets)
         if only[0] or only[1]:
             diffs.append(f"{what}: {len(sets[0])} vs {len(sets[1])} results; prometheus only {only[0][:2]}, "
