@@ -9,13 +9,11 @@ up here first, with the scope it grew in.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from testkit import REPO, metrics_of, samples
+from testkit import metrics_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "hosts"
 
@@ -67,31 +65,3 @@ def test_per_module_metrics_scale_with_pairs_not_with_more(capsys):
     allowed = PER_KERNEL * (big[1] - small[1]) + PER_KERNEL_MODULE * (big[2] - small[2]) + PER_LISTED_ITEM
     assert 0 < growth <= allowed, (growth, allowed)
 
-
-def _documented_rows() -> dict[str, tuple[int, int, int, int]]:
-    """docs/performance.md's series-budget table of the example hosts: name -> (kernels, pairs,
-    series, budget), from rows like ``| `healthy` (typical ...) | 2 | 4 | 105 | 139 | 150 |``."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "performance.md").read_text()
-    section = text.split("### Series budget", 1)[1].split("\n### ", 1)[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 5 and cells[0].startswith("`") and all(c.isdigit() for c in cells[1:5]):
-            rows[cells[0].split("`")[1]] = tuple(int(c) for c in cells[1:5])
-    return rows
-
-
-def test_the_documented_budget_table_is_the_example_hosts_output(tmp_path):
-    """The table SREs size their Prometheus by is measured, not remembered: one row per example
-    host, with the kernels, pairs and series its real output has and the formula's budget.  As
-    deployed: a fresh process (in-process, after other tests, many-problems served 3 series more)
-    with a persistent cache (its own counters are series too), a new one per host."""
-    documented = _documented_rows()
-    assert set(documented) == {p.name for p in EXAMPLES.iterdir()}, sorted(documented)
-    for name, row in documented.items():
-        proc = subprocess.run([sys.executable, "-m", "exporter", "metrics", "--path.rootfs", str(EXAMPLES / name),
-                               "--cache.dir", str(tmp_path / name)], cwd=REPO, capture_output=True, text=True,
-                              timeout=120, check=False)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        series, kernels, pairs, collectors = shape(samples(proc.stdout))
-        assert row == (kernels, pairs, series, budget(kernels, pairs, collectors)), (name, row)
