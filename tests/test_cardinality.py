@@ -64,4 +64,3 @@ def test_per_module_metrics_scale_with_pairs_not_with_more(capsys):
     growth = big[0] - small[0]
     allowed = PER_KERNEL * (big[1] - small[1]) + PER_KERNEL_MODULE * (big[2] - small[2]) + PER_LISTED_ITEM
     assert 0 < growth <= allowed, (growth, allowed)
-
