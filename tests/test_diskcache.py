@@ -327,3 +327,44 @@ def test_signature_verdicts_are_kept_and_a_rewritten_module_is_verified_again(tm
     assert module.stat().st_size == st.st_size and module.stat().st_mtime_ns == st.st_mtime_ns
     changed = _cold_run(root, d)
     assert changed["crypto"] and "signature_invalid" in changed["reasons"]
+
+
+def _reasons(scrape, kernel: str, module: str) -> set[str]:
+    kv = next(kv for kv in scrape.readiness.kernels if kv.kernel == kernel)
+    return {p.reason for m in kv.modules if m.module == module for p in m.problems}
+
+
+def test_a_rebuilt_module_using_a_new_symbol_is_judged_against_the_whole_file(tmp_path):
+    """Export tables are kept as slices: only the symbols the kernel's modules use.  A module
+    rebuilt to use a symbol the slice lacks must have the file read again, in a running process
+    (in-memory cache) and in a new one (the persistent cache): here the new symbol's CRC is wrong,
+    so the loader's answer is "disagrees about version of symbol", never "Unknown symbol" or
+    nothing, and both caches must say so."""
+    import modbuild
+    from hostbuilder import FIXED_MTIME, kernel_crc, vermagic
+
+    root = tmp_path / "h"
+    healthy(root)
+    k = "6.1.0-28-amd64"
+    symvers_file = next(root.glob(f"usr/src/linux-headers-{k}/Module.symvers"))
+    with symvers_file.open("a") as fh:   # an export no module uses yet: not in any slice
+        fh.write(f"0x{kernel_crc(k, 'rebuilt_new_sym'):08x}\trebuilt_new_sym\tvmlinux\tEXPORT_SYMBOL\t\n")
+    os.utime(symvers_file, (FIXED_MTIME, FIXED_MTIME))
+    d = cache_dir(tmp_path)
+    running = scraper(root, DiskCache(str(d)))
+    assert "symbol_version_mismatch" not in _reasons(running.scrape(), k, "acpi_call")
+
+    syms = ("_printk", "__fentry__", "pci_register_driver", "rebuilt_new_sym")
+    spec = modbuild.ModSpec(name="acpi_call", vermagic=vermagic(k), undefined=syms,
+                            versions=(("module_layout", kernel_crc(k, "module_layout")),
+                                      *((s, kernel_crc(k, s) ^ (s == "rebuilt_new_sym")) for s in syms)))
+    module = root / f"usr/lib/modules/{k}/updates/dkms/acpi_call.ko"
+    module.write_bytes(modbuild.build_module(spec, tmp_path / "acpi_call.ko").read_bytes())
+    os.utime(module, (FIXED_MTIME, FIXED_MTIME))   # nothing else changes: the symvers file's identity holds
+
+    for label, scrape in (("running", running.scrape()), ("new process", scraper(root, DiskCache(str(d))).scrape())):
+        reasons = _reasons(scrape, k, "acpi_call")
+        assert "symbol_version_mismatch" in reasons and "unknown_symbol" not in reasons, (label, reasons)
+        problem = next(p for kv in scrape.readiness.kernels if kv.kernel == k for m in kv.modules
+                       if m.module == "acpi_call" for p in m.problems if p.reason == "symbol_version_mismatch")
+        assert "rebuilt_new_sym" in problem.detail, (label, problem.detail)

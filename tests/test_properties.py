@@ -529,9 +529,28 @@ def test_symvers_mutated_and_random(data):
             assert exc.line_no >= 1
 
 
+@PROFILE
+@given(st.lists(_SYMVERS_LINE, max_size=20), st.sets(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,30}", fullmatch=True),
+                                                    max_size=8), st.data())
+def test_symvers_slice_is_the_whole_table_cut_to_what_is_wanted(lines, extra, data):
+    """A slice holds exactly the whole table's rows for the wanted symbols, and answers every
+    whole-table question (truth, total, CRCs, exporting modules) as the whole table does, also
+    after a trip through the persistent cache's codec."""
+    text = "".join(f"0x{crc:08x}\t{sym}\t{mod}\t{kind}\t{ns}\n" for crc, sym, mod, kind, ns in lines)
+    whole = symvers.parse_module_symvers(text)
+    wanted = frozenset(extra) | frozenset(data.draw(st.sets(st.sampled_from(sorted(whole)))) if whole else ())
+    for cut in (symvers.parse_module_symvers(text, wanted),
+                symvers.CODEC.decode(symvers.CODEC.encode(symvers.parse_module_symvers(text, wanted)))):
+        assert dict(cut) == {s: e for s, e in whole.items() if s in wanted}
+        assert (bool(cut), cut.has_crcs, cut.module_names) == (bool(whole), whole.has_crcs, whole.module_names)
+        assert cut.covers(wanted) and cut.covers(whole) == (whole.keys() <= wanted)
+
+
 def _symvers_general(line: str) -> symvers.ExportTable:
     table = symvers.ExportTable()
-    symvers._parse_line(1, line, line.split("\t"), table, {}.setdefault)
+    found = symvers._parse_line(1, line, line.split("\t"), {}.setdefault)
+    if found is not None:
+        table[found[0]] = found[1]
     return table
 
 

@@ -50,13 +50,16 @@ def collect_modules(ctx: Context) -> ModuleFacts:
     loaded: LoadedFacts | None = ctx.previous.get("loaded")
     wanted_loaded = set(loaded.out_of_tree) if loaded else set()
     loaded_names = {m.name for m in loaded.modules} if loaded else set()
+    files = {k.release: _module_files(ctx, k, wanted_loaded) for k in kernels.kernels}
     out = {}
     for k in kernels.kernels:
-        out[k.release] = _kernel_modules(ctx, k, wanted_loaded, loaded_names)
+        users = [p for p in files[k.release].values() if isinstance(p, ModuleFile)] + _weak_candidates(kernels, k, files)
+        out[k.release] = _kernel_modules(ctx, k, files[k.release], users, loaded_names)
     return ModuleFacts(out)
 
 
-def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str], loaded_names: set[str] = frozenset()) -> KernelModuleFacts:
+def _module_files(ctx: Context, k: Kernel, wanted_loaded: set[str]) -> dict[str, ModuleFile | ModuleFileError]:
+    """K's out-of-tree module files (and loaded ones K indexes elsewhere), parsed."""
     base = f"{MODULES_ROOT}/{k.release}"
     rels = {rel for paths in k.out_of_tree.values() for rel in paths}
     if k.modules_dep is not None:  # loaded out-of-tree modules that live elsewhere (vendor packages)
@@ -71,8 +74,24 @@ def _kernel_modules(ctx: Context, k: Kernel, wanted_loaded: set[str], loaded_nam
             # the kernel collector listed it moments ago: unread, it must not count as a module
             # with no problems (the tree changed during the scrape; the next one sees it whole)
             ctx.error(f"{base}/{rel}", "listed, then gone when read: the tree changed during the scrape")
+    return files
+
+
+def _weak_candidates(kernels: KernelFacts, k: Kernel, files: dict[str, dict]) -> list[ModuleFile]:
+    """Other kernels' kmod files the verdict checks against K's exports (weak-modules, see
+    verdict.checks.weak_modules_problem): K's export slice must answer for them too."""
+    if not kernels.weak_modules:
+        return []
+    return [p for other in kernels.kernels if other.release != k.release
+            for rel, p in files.get(other.release, {}).items()
+            if isinstance(p, ModuleFile) and rel.startswith(kernels.kmp_dirs) and not rel.startswith("updates/dkms/")]
+
+
+def _kernel_modules(ctx: Context, k: Kernel, files: dict[str, ModuleFile | ModuleFileError], users: list[ModuleFile],
+                    loaded_names: set[str] = frozenset()) -> KernelModuleFacts:
+    base = f"{MODULES_ROOT}/{k.release}"
     vermagic, vsource, signer = _reference(ctx, k)
-    exports, esource = _exports(ctx, k)
+    exports, esource = _exports(ctx, k, users)
     needs = _needs(k, files, exports)
     present = _present(ctx, k, needs, loaded_names)
     keys, keys_error = None, ""
@@ -247,9 +266,14 @@ def _reference(ctx: Context, k: Kernel) -> tuple[str | None, str, ModuleSignatur
     return None, "", None
 
 
-def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
+def _exports(ctx: Context, k: Kernel, users: list[ModuleFile]) -> tuple[ExportTable | None, str]:
     """Exported symbols with CRCs: Module.symvers from the headers, or the symvers file
-    Fedora/RHEL ship with the kernel. System.map carries no CRCs (scripts/mksysmap drops them)."""
+    Fedora/RHEL ship with the kernel. System.map carries no CRCs (scripts/mksysmap drops them).
+
+    Kept as a slice (formats.symvers.ExportTable): the exports of the symbols ``users`` (the
+    module files checked against K) import, by the file's identity.  A warm scrape checks, once
+    per module object, that the slice still answers for it; a new or rebuilt module that uses
+    a symbol it lacks has the file read again (as on a cold scrape), never judged from less."""
     candidates = []
     if k.headers_dir:
         candidates.append(f"{k.headers_dir}/Module.symvers")
@@ -258,8 +282,10 @@ def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
                    f"{MODULES_ROOT}/{k.release}/symvers.gz", f"{MODULES_ROOT}/{k.release}/symvers.xz"]
     for path in dict.fromkeys(candidates):
         try:
-            exports = ctx.load(path, _parse_symvers, limit=symvers.MAX_BYTES, purpose="symvers",
-                               persist=symvers.CODEC)
+            exports = _load_slice(ctx, path, users)
+            if exports and not _covers(exports, users):
+                ctx.cache.forget(ctx.fs.local(path), SYMVERS_PURPOSE)
+                exports = _load_slice(ctx, path, users)
         except Unreadable:
             return None, "none"
         if exports:
@@ -267,10 +293,37 @@ def _exports(ctx: Context, k: Kernel) -> tuple[ExportTable | None, str]:
     return None, "none"
 
 
-def _parse_symvers(data: bytes) -> ExportTable:
-    """Exports of a symvers file; a damaged one or a bomb is ValueError (DecompressError is one),
-    which the context records as this file being unreadable."""
+SYMVERS_PURPOSE = "symvers"
+
+
+def _load_slice(ctx: Context, path: str, users: list[ModuleFile]) -> ExportTable | None:
+    wanted = frozenset(sym for m in users for sym in _symbols_of(m))
+    return ctx.load(path, lambda data: _parse_symvers(data, wanted), limit=symvers.MAX_BYTES,
+                    purpose=SYMVERS_PURPOSE, persist=symvers.CODEC)
+
+
+def _symbols_of(m: ModuleFile) -> tuple[str, ...]:
+    """Every symbol name the loader checks of ``m`` against a kernel's exports."""
+    return (*m.undefined, *m.weak_undefined, *(sym for sym, _ in m.versions))
+
+
+def _covers(table: ExportTable, users: list[ModuleFile]) -> bool:
+    """Does the slice answer for every user?  Remembered per module object in the table's memo,
+    so a warm scrape costs a lookup per module, not a walk over its symbols."""
+    memo = table.memo
+    for m in users:
+        hit = memo.get(("covers", id(m)))
+        if hit is None or hit[0] is not m:
+            hit = memo[("covers", id(m))] = (m, table.covers(_symbols_of(m)))   # m kept: its id is not reused
+        if not hit[1]:
+            return False
+    return True
+
+
+def _parse_symvers(data: bytes, wanted: frozenset[str] | None = None) -> ExportTable:
+    """Exports of a symvers file (a slice with ``wanted``); a damaged one or a bomb is
+    ValueError (DecompressError is one), which the context records as this file being unreadable."""
     try:
-        return symvers.parse_symvers_file(data)
+        return symvers.parse_symvers_file(data, wanted=wanted)
     except SymversError as exc:
         raise ValueError(str(exc)) from None

@@ -85,6 +85,10 @@ def check_versions(module: ModuleFile, exports: Mapping[str, Export]) -> Version
     if not isinstance(exports, ExportTable):
         return _check_versions(module, exports, any(e.crc for e in exports.values()),
                                frozenset(module_name_of(e.module) for e in exports.values()))
+    if not exports.covers((*module.undefined, *(sym for sym, _ in module.versions))):
+        # a slice made for other modules (the collector keeps slices whole for its own): what it
+        # lacks is not proof of "Unknown symbol"
+        return VersionCheck(undetermined=tuple(module.undefined), no_versions=exports.has_crcs and not module.has_versions)
     memo = exports.memo
     hit = memo.get(id(module))
     if hit is not None and hit[0] is module:
