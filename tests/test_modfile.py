@@ -128,6 +128,44 @@ def test_fields_equal_modinfo(module_matrix, label, comp):
     assert read_module(path).compression == comp
 
 
+@pytest.mark.parametrize("comp", ["zstd", "xz", "gzip"])
+def test_kept_whole_and_streamed_parse_the_same(module_matrix, comp, monkeypatch):
+    """A compressed module within modview.WHOLE_MAX is decompressed once and parsed from memory;
+    a bigger one (nvidia.ko) is streamed, in two passes when signed (the digest's algorithm is in
+    the trailer at the end).  Both give the same facts, signed content
+    digest included, for every signing variant; and the kept-whole path is the one taken."""
+    import exporter.formats.modview as modview
+
+    passes = []
+    real_pass = modview.stream_pass
+
+    def counting(*args, **kw):
+        passes.append(kw.get("whole_max", 0))
+        return real_pass(*args, **kw)
+
+    monkeypatch.setattr("exporter.formats.module.stream_pass", counting)
+    streamed_passes = {}
+    for label, *_ in SIGNINGS:
+        path = module_matrix[label, comp]
+        passes.clear()
+        whole = read_module(path)
+        assert passes == [modview.WHOLE_MAX], (label, passes)
+        monkeypatch.setattr("exporter.formats.module.WHOLE_MAX", 0)
+        passes.clear()
+        streamed = read_module(path)
+        monkeypatch.undo()
+        monkeypatch.setattr("exporter.formats.module.stream_pass", counting)
+        assert passes[0] == 0 and len(passes) in (1, 2), (label, passes)
+        streamed_passes[label] = len(passes)
+        assert whole == streamed, label
+        if whole.signature is not None:   # not part of equality (compare=False): checked by itself
+            assert whole.signature.content_digest == streamed.signature.content_digest, label
+            assert whole.signature.content_digest is not None or label in ("rsa-md5", "rsa-ripemd160"), label
+        assert whole == replace(read_module(module_matrix[label, "none"]), compression=comp,
+                                xz_check=whole.xz_check), label
+    assert streamed_passes["rsa-sha256"] == 2, streamed_passes   # the digest pass was exercised
+
+
 @pytest.mark.parametrize("label", [s[0] for s in SIGNINGS])
 def test_gzip_read_although_debian_modinfo_cannot(module_matrix, label):
     """Debian 12's kmod is built -ZLIB: modinfo cannot open .ko.gz at all.  The exporter can, and
@@ -282,7 +320,7 @@ def test_modinfo_pairs_in_file_order(arch_modules, arch):
     assert [(k, v.strip()) for k, v in mod.modinfo] == pairs
 
 
-def test_out_of_tree_defaults_and_missing_keys(workdir):
+def test_out_of_tree_defaults_and_missing_keys(workdir, base_module):
     spec = mb.ModSpec(version=None, license=None, depends=None, retpoline=False, vermagic=None, versions=None)
     mod = read_module(mb.build_module(spec, workdir / "bare.ko"))
     assert (mod.version, mod.license, mod.vermagic, mod.retpoline, mod.intree) == (None, None, None, None, False)

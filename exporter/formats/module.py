@@ -21,7 +21,7 @@ from typing import BinaryIO
 from asn1crypto import cms
 
 from .decompress import LIBKMOD, MAGIC_MAX, DecompressError, decompress, sniff
-from .modview import HEADER, TAIL, BytesView, Digest, FileView, Missing, SparseView, View, shdr_window, stream_pass
+from .modview import HEADER, TAIL, WHOLE_MAX, BytesView, Digest, FileView, Missing, SparseView, View, shdr_window, stream_pass
 from .x509 import format_key_id, name_cn_like_kmod
 
 DEFAULT_MAX = 256 * 1024 * 1024
@@ -222,9 +222,13 @@ _MAX_PASSES = 4
 
 
 def _parse_compressed(fh: BinaryIO, size: int, fmt: str, max_bytes: int) -> ModuleFile:
-    """Stream the decompression until every piece the parser asks for is captured (two passes
-    for every real module: ends and section headers, then sections and digest)."""
-    first = stream_pass(fh, size, fmt, max_bytes, [(0, HEADER)], tail=TAIL, grow=shdr_window)
+    """Stream the decompression until every piece the parser asks for is captured: one pass for
+    a module that decompresses to at most WHOLE_MAX (kept whole), two for a bigger one (ends and
+    section headers, then sections and digest)."""
+    first = stream_pass(fh, size, fmt, max_bytes, [(0, HEADER)], tail=TAIL, grow=shdr_window, whole_max=WHOLE_MAX)
+    if first.whole is not None:    # small enough to have been kept: parsed from memory
+        whole = first.whole
+        return _parse_view(BytesView(whole), fmt, lambda name, end: hashlib.new(name, memoryview(whole)[:end]).digest())
     view = SparseView(first.size, first.pieces)
     digest: bytes | None = None
     for _ in range(_MAX_PASSES):

@@ -14,9 +14,12 @@ never looks at, so it reads through a view:
   ``Missing`` with the range, and the caller streams once more to capture it.  The first pass
   keeps the ELF header, the tail (signature trailer) and a window ending at the section headers
   (.shstrtab sits just before them in every ld -r output); the second keeps the sections the
-  parser needs and hashes the signed content, with the digest the signature names.
+  parser needs and hashes the signed content, with the digest the signature names.  A module
+  that decompresses to at most ``WHOLE_MAX`` is kept whole by the first pass instead (most DKMS
+  modules): one decompression, then a BytesView.
 
-Peak memory is the pieces kept plus one decompressed chunk, never the module's size.
+Peak memory is the pieces kept plus one decompressed chunk (or WHOLE_MAX), never the size of a
+big module.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ TAIL = 64 * 1024
 (a few hundred bytes to a few KiB; a longer blob costs one more pass, not a wrong answer)."""
 BEFORE_SHDRS = 256 * 1024
 """Bytes kept just before the section headers on the first pass: .shstrtab (and often .strtab)."""
+WHOLE_MAX = 2 * 1024 * 1024
+"""A compressed module that decompresses to at most this is kept whole by the first pass, and
+parsed from memory: one decompression instead of two.  Most DKMS modules are 0.1-2 MiB
+decompressed; the big ones (nvidia.ko, zfs.ko) stay streamed, so the bound is also the most
+memory this costs."""
 
 
 class Missing(Exception):
@@ -124,14 +132,16 @@ class PassResult:
     size: int
     pieces: dict[int, bytes]
     digest: bytes | None
+    whole: bytearray | None = None     # every decompressed byte, when asked for and within the bound
 
 
 def stream_pass(fh: BinaryIO, size: int, fmt: str, limit: int, ranges: list[tuple[int, int]], *,
                 tail: int = 0, digest: Digest | None = None,
-                grow: Callable[[bytes], list[tuple[int, int]]] | None = None) -> PassResult:
+                grow: Callable[[bytes], list[tuple[int, int]]] | None = None, whole_max: int = 0) -> PassResult:
     """Decompress the ``fmt`` file in ``fh`` once, keeping ``ranges`` (and the last ``tail``
     bytes) and hashing per ``digest``.  ``grow(header)`` is called once the first HEADER bytes
-    are known and may add ranges (the section headers' window) not yet streamed past.
+    are known and may add ranges (the section headers' window) not yet streamed past.  With
+    ``whole_max``, every byte is kept too while the stream stays within it (``whole``).
     Raises DecompressError like exporter.formats.decompress.decompress."""
     ends: dict[int, int] = {}
     for start, end in ranges:
@@ -141,11 +151,17 @@ def stream_pass(fh: BinaryIO, size: int, fmt: str, limit: int, ranges: list[tupl
     head = bytearray()
     hasher = hashlib.new(digest.name) if digest else None
     kept = bytearray()
+    whole: bytearray | None = bytearray() if whole_max else None
     pos = 0
     source = FileSource(fh, size)
     source.seek(0)
     for chunk in iter_decompressed(source, limit, fmt):
         n = len(chunk)
+        if whole is not None:
+            if pos + n <= whole_max:
+                whole += chunk
+            else:
+                whole = None     # too big to hold: streamed like any other
         if grow is not None and len(head) < HEADER:
             head += chunk[: HEADER - len(head)]
             if len(head) >= HEADER or n == 0:
@@ -167,7 +183,7 @@ def stream_pass(fh: BinaryIO, size: int, fmt: str, limit: int, ranges: list[tupl
     pieces = {start: bytes(buf) for start, buf in wanted.items() if len(buf) == min(ends[start], pos) - start}
     if tail and kept:
         pieces[pos - len(kept)] = bytes(kept)
-    return PassResult(pos, pieces, hasher.digest() if hasher is not None and pos >= digest.end else None)
+    return PassResult(pos, pieces, hasher.digest() if hasher is not None and pos >= digest.end else None, whole)
 
 
 def shdr_window(header: bytes) -> list[tuple[int, int]]:
