@@ -21,7 +21,7 @@ from ..formats.jsoncodec import Codec
 from ..formats.symvers import ExportTable, SymversError
 from ..formats.vmlinux import VmlinuxError, builtin_certificates
 from ..formats.modsig import SigCheck, matches, policy_rejection, verify
-from ..formats.x509 import Certificate, load_certificate
+from ..formats.x509 import CODEC as X509_CODEC, Certificate, load_certificate
 from ..formats.errors import TrustDataError
 from ..host.context import Context, DirEntries, Unreadable
 from ..host.reader import open_regular, read_bounded
@@ -133,7 +133,7 @@ def signer_certificates(ctx: Context) -> tuple[Certificate, ...]:
     certs = []
     for path in SIGNER_CERTS:
         try:
-            cert = ctx.compute(path, "signer-cert", _certificate_or_none)
+            cert = ctx.compute(path, "signer-cert", _certificate_or_none, persist=X509_CODEC)
         except Unreadable:
             continue
         if cert is not None:

@@ -18,7 +18,7 @@ from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GU
                            key_list_from_entries, parse_efivar, parse_signature_lists, small_int)
 from ..formats.errors import TrustDataError
 from ..formats.sysfs import parse_boot_params_secure_boot, parse_lockdown, parse_sig_enforce
-from ..formats.x509 import Certificate, load_certificate
+from ..formats.x509 import CODEC as X509_CODEC, Certificate, load_certificate
 from ..host.context import Context, Unreadable
 from ..host.reader import FileTooLarge, read_optional
 from . import register
@@ -70,7 +70,8 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
     certs = []
     for path in SIGNING_CERTS:
         try:
-            cert = ctx.load(path, lambda b, p=path: load_certificate(b, p), limit=MAX_CERT_BYTES, purpose="cert")
+            cert = ctx.load(path, lambda b, p=path: load_certificate(b, p), limit=MAX_CERT_BYTES, purpose="cert",
+                            persist=X509_CODEC)
         except Unreadable:
             continue
         if cert is not None:

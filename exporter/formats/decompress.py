@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
-import lz4.block
 import zstandard
 
 __all__ = [
@@ -455,6 +454,8 @@ class _Lz4LegacyStream(Stream):
             block = src.read(size)
             if len(block) < size:
                 raise DecompressError("truncated", src.size, "lz4 block extends past the end of the input", self.total)
+            import lz4.block   # legacy lz4 initramfs images only
+
             try:
                 out = lz4.block.decompress(block, uncompressed_size=self._BLOCK)
             except lz4.block.LZ4BlockError as exc:

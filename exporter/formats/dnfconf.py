@@ -19,7 +19,6 @@ is not a hold: the repositories decide.  Sources: docs/formats.md, "dnf holds".
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -355,6 +354,8 @@ _COMPARATORS = ("=", "==", "<", "<=", ">", ">=", "<>", "!=")
 def parse_versionlock_toml(text: str) -> list[Dnf5Lock]:
     """/etc/dnf/versionlock.toml as libdnf5's VersionlockConfig reads it: ignored without
     ``version = "1.0"``; entries without a name, and invalid conditions, skipped."""
+    import tomllib   # dnf5 hosts only
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

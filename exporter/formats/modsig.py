@@ -24,7 +24,6 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
-from asn1crypto import cms
 
 from .module import ModuleSignature
 from .x509 import Certificate
@@ -87,6 +86,8 @@ def check_attributes(sig: ModuleSignature, cert: Certificate) -> SigCheck:
 
 
 def _message_digest(signed_attrs: bytes) -> bytes | None:
+    from asn1crypto import cms   # only when a signature is verified (see formats.module)
+
     for attr in cms.CMSAttributes.load(signed_attrs):
         if attr["type"].dotted == _OID_MESSAGE_DIGEST and len(attr["values"]) == 1:
             return bytes(attr["values"][0].native)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from asn1crypto import core as asn1core
-from asn1crypto import pem
-from asn1crypto import x509 as asn1x509
+from typing import TYPE_CHECKING
 
 from .errors import TrustDataError
+from .jsoncodec import Codec
+
+if TYPE_CHECKING:
+    from asn1crypto import x509 as asn1x509
 
 _OID_COMMON_NAME = "2.5.4.3"
 
@@ -32,6 +34,8 @@ def name_cn_like_kmod(name: asn1x509.Name) -> str:
     OpenSSL hands back the raw string bytes and kmod treats them as a C string, so the value is
     cut at the first NUL (matters only for BMPString/UniversalString names).
     """
+    from asn1crypto import core as asn1core
+
     attrs = [atv for rdn in name.chosen for atv in rdn]
     if not attrs:
         return ""
@@ -57,8 +61,15 @@ class Certificate:
     der: bytes = field(repr=False)
 
 
+# a parsed certificate file as the persistent cache keeps it: a run that finds it there imports
+# no ASN.1 code (asn1crypto is ~9 MiB of a process)
+CODEC = Codec("certificate", (Certificate,))
+
+
 def load_certificate(data: bytes, origin: str = "certificate") -> Certificate:
     """Parse a DER or PEM X.509 certificate."""
+    from asn1crypto import pem, x509 as asn1x509   # ~9 MiB: imported by the first certificate, not by every run
+
     try:
         if pem.detect(data):
             type_name, _, data = pem.unarmor(data)
@@ -93,6 +104,8 @@ class KeyFlags:
 
 
 def key_flags(cert: Certificate) -> KeyFlags:
+    from asn1crypto import x509 as asn1x509
+
     parsed = asn1x509.Certificate.load(cert.der)
     usage = parsed.key_usage_value.native if parsed.key_usage_value is not None else set()
     bc = parsed.basic_constraints_value

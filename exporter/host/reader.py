@@ -10,7 +10,6 @@ never truncated into a half-truth.
 from __future__ import annotations
 
 import errno
-import sqlite3
 import os
 import stat
 from pathlib import Path
@@ -131,6 +130,8 @@ def query_sqlite(path: str | Path, sql: str, limit: int, convert=None) -> list:
     if wal_size and not shm.exists():
         raise ChangedWhileRead(errno.EBUSY, "write-ahead log without its -shm index (reading it would "
                                "create files on the host)", str(wal))
+    import sqlite3   # the RPM family's rpmdb.sqlite only: not loaded on other hosts
+
     uri = f"{path.as_uri()}?" + ("mode=ro" if wal_size else "immutable=1")
     con = sqlite3.connect(uri, uri=True, timeout=2.0, check_same_thread=False)
     try:
