@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,22 +44,60 @@ def collect_initramfs(ctx: Context) -> InitramfsFacts:
     # The menu's own read errors belong to the bootloader collector (which reports them and makes
     # readiness unknown); here they would count the same file twice.
     menu = systemd_boot_menu(replace(ctx, errors=[]))
-    return InitramfsFacts({k: _image(ctx, k, menu) for k in releases})
+    located = {k: _locate(ctx, k, menu) for k in releases}
+    return InitramfsFacts(dict(zip(releases, _list_all(ctx, located))))
 
 
-def _image(ctx: Context, kernel: str, menu: SdBootMenu | None = None) -> KernelImage:
+LISTING_WORKERS = 2
+"""Images listed side by side when more than one must be decompressed (a cold scrape, or after
+``update-initramfs -u -k all``).  zstd, xz and gzip decode outside the interpreter lock, so two
+images decode at once on two cores: the cold scrape's longest step measured 0.80 -> 0.38 s for 6
+images.  Not more: each worker holds a decoder (zstd's window, liblzma's dictionary) and most
+hosts keep two or three kernels.  A warm scrape, where every listing is cached, starts no thread."""
+
+
+def _locate(ctx: Context, kernel: str, menu: SdBootMenu | None) -> tuple[str, str] | None:
+    """(kind, host path) of the image the boot loader passes with ``kernel``: "uki" for a
+    unified kernel image systemd-boot boots, "image" for an initramfs file; None when none."""
     entry = menu.entry_for(kernel) if menu is not None else None
     if entry is not None and entry.type == "type2":
-        return _uki_image(ctx, kernel, entry.path)
+        return "uki", entry.path
     try:
         host = find_image(ctx, kernel)
     except Unreadable:
-        return KernelImage(None, None, None, None, None)
-    if host is None:
-        return KernelImage(None, None, None, None, None)
+        return None
+    return ("image", host) if host is not None else None
+
+
+def _purpose(kind: str, kernel: str) -> str:
+    return f"initramfs-uki:{kernel}" if kind == "uki" else f"initramfs:{kernel}"
+
+
+def _list_all(ctx: Context, located: dict[str, tuple[str, str] | None]) -> list[KernelImage]:
+    """Each kernel's KernelImage, in order; the images not cached in memory in up to
+    LISTING_WORKERS threads when there are several."""
+    def one(c: Context, kernel: str) -> KernelImage:
+        where = located[kernel]
+        if where is None:
+            return KernelImage(None, None, None, None, None)
+        return _uki_image(c, kernel, where[1]) if where[0] == "uki" else _image(c, kernel, where[1])
+
+    uncached = [k for k, where in located.items() if where is not None and not ctx.cached(where[1], _purpose(where[0], k))]
+    workers = min(LISTING_WORKERS, len(uncached), len(os.sched_getaffinity(0)))
+    if workers < 2:
+        return [one(ctx, k) for k in located]
+    quiets = [replace(ctx, errors=[]) for _ in located]   # read errors kept in kernel order
+    with ThreadPoolExecutor(workers, thread_name_prefix="initramfs") as pool:
+        images = list(pool.map(one, quiets, located))
+    for quiet in quiets:
+        ctx.errors.extend(quiet.errors)
+    return images
+
+
+def _image(ctx: Context, kernel: str, host: str) -> KernelImage:
     st = ctx.stat(host)
     try:
-        result = ctx.compute(host, f"initramfs:{kernel}", lambda p, _st: _list(p, kernel), persist=CODEC)
+        result = ctx.compute(host, _purpose("image", kernel), lambda p, _st: _list(p, kernel), persist=CODEC)
     except Unreadable:
         return KernelImage(host, st.st_size if st else None, st.st_mtime if st else None, None, None)
     if result is None:   # vanished between find and list
@@ -82,7 +121,7 @@ def _uki_image(ctx: Context, kernel: str, path: str) -> KernelImage:
     any image through a window of the file (a UKI without one boots with no initramfs)."""
     st = ctx.stat(path)
     try:
-        result = ctx.compute(path, f"initramfs-uki:{kernel}", lambda p, _st: _list_uki(p, kernel, path), persist=CODEC)
+        result = ctx.compute(path, _purpose("uki", kernel), lambda p, _st: _list_uki(p, kernel, path), persist=CODEC)
     except Unreadable:
         return KernelImage(path, st.st_size if st else None, st.st_mtime if st else None, None, None)
     if result is None or result == (None, None):   # vanished, or no .initrd

@@ -64,6 +64,17 @@ class FileCache:
             for key in [k for k, e in self._entries.items() if e.generation < floor]:
                 del self._entries[key]
 
+    def fresh(self, path: str | Path, purpose: str) -> bool:
+        """Whether compute(path, purpose, ...) would answer from memory now (one stat): lets a
+        collector tell a warm scrape from one that must parse, without counting either."""
+        try:
+            ident = identity(os.stat(path))
+        except OSError:
+            return False
+        with self._lock:
+            entry = self._entries.get((str(path), purpose))
+        return entry is not None and entry.ident == ident
+
     def forget(self, path: str | Path, purpose: str) -> None:
         """Drop one entry: its value was derived around a read error that must be seen again."""
         with self._lock:

@@ -79,6 +79,22 @@ class Context:
             self.error(hostpath, exc)
             raise Unreadable(hostpath) from exc
 
+    def cached(self, hostpath: str, purpose: str) -> bool:
+        """Whether load/compute of ``hostpath`` for ``purpose`` would answer from memory now
+        (one stat; False when that cannot be told): a collector's cue that parsing is ahead."""
+        try:
+            return self.cache.fresh(self.fs.local(hostpath), purpose)
+        except OSError:
+            return False
+
+    def same_file_key(self, hostpath: str) -> str:
+        """The key the caches file ``hostpath`` under (its local path, links resolved inside the
+        root): two host paths with one key are one cache entry."""
+        try:
+            return self.fs.local(hostpath)
+        except OSError:
+            return hostpath
+
     def load_local(self, local: Path, parse: Callable[[bytes], T], *, limit: int = DEFAULT_READ_LIMIT,
                    purpose: str | None = None) -> T | None:
         """Read and parse a file of procfs/sysfs/efivarfs: never cached, because these report
