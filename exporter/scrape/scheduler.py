@@ -7,7 +7,9 @@ served, but readiness built on them is "unknown").
 Collectors run one at a time, in order, each in a worker thread the scrape watches.  One at
 a time because Python threads share one interpreter lock: side by side, the image listing
 (many short GIL-releasing zstd calls) waits behind the ELF parsing (3x slower), and a cold
-scrape was measured 1.3x slower (docs/performance.md).  A collector that has not returned after
+scrape was measured 1.3x slower (docs/performance.md).  Inside a collector, work that runs
+outside the lock (decompressing images and module files) may go two at a time: see
+collectors.initramfs LISTING_WORKERS and collectors.module PARSE_WORKERS.  A collector that has not returned after
 ``stall`` seconds (default a tenth of the timeout) stops holding the others up: the next one
 starts beside it.  At the scrape's deadline (``--scrape.timeout``) any collector still
 running is reported as failed ("timed out") and the scrape is served without it; one that
