@@ -80,14 +80,13 @@ def parse_dkms_conf(text: str, env: dict[str, str]) -> DkmsConf:
     conf = DkmsConf()
     scope: dict[str, str] = dict(env)
     depth = 0
-    for lineno, line in _logical_lines(text):
+    for lineno, line in _logical_lines_of(text):
         try:
-            words = shlex.split(line, comments=True, posix=True)
+            words, raw_words = _words(line)
         except ValueError as exc:
             raise DkmsConfError(f"line {lineno}: {exc}") from None
         if not words:
             continue
-        raw_words = _raw_words(line)
         first = words[0].rstrip(";")
         if first in _OPENERS or re.match(r"^[A-Za-z_][A-Za-z0-9_]*\(\)$", first) or (
                 len(words) > 1 and words[1].startswith("()")) or first == "function":
@@ -111,13 +110,13 @@ def _assign(conf: DkmsConf, scope: dict[str, str], name: str, index: str | None,
             dynamic: bool) -> None:
     if raw.startswith("(") and index is None:
         try:  # the line splits (a '#' ends it), its array body may not: E=(""#"
-            items = shlex.split(raw.strip("()"), posix=True)
+            items = _split(raw.strip("()"))
         except ValueError as exc:
             raise DkmsConfError(f"array {name}: {exc}") from None
         conf.values[name] = {i: _expand(v, scope, conf) for i, v in enumerate(items)}
     else:
         try:
-            words = shlex.split(raw, posix=True) if raw else [""]
+            words = _split(raw) if raw else [""]
         except ValueError:
             words = [raw]
         value = _expand(" ".join(words) if words else "", scope, conf)
@@ -134,6 +133,28 @@ def _assign(conf: DkmsConf, scope: dict[str, str], name: str, index: str | None,
         conf.dynamic.add(name)
     else:
         conf.dynamic.discard(name)
+
+
+# A dkms.conf is evaluated once per (kernel, arch) it was built for: a new process evaluates each
+# one for every kernel (72 evaluations on the benchmark's big host, ~1.7 ms each, nearly all of it
+# shlex).  The lexing does not depend on the kernel, so it is done once per text, line and value;
+# only the expansion is per evaluation.  Pure functions of strings: lru_cache is safe, and an
+# error is not cached (it is raised again, as it would be).
+
+@functools.lru_cache(maxsize=256)
+def _logical_lines_of(text: str) -> tuple[tuple[int, str], ...]:
+    return tuple(_logical_lines(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _words(line: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(shlex words, raw words keeping their quotes) of one logical line."""
+    return tuple(shlex.split(line, comments=True, posix=True)), tuple(_raw_words(line))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(shlex.split(raw, posix=True))
 
 
 def _expand(value: str, scope: dict[str, str], conf: DkmsConf) -> str:
