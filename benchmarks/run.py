@@ -122,8 +122,13 @@ class Result:
 # the contenders
 
 
+PYTHON = sys.executable
+"""The interpreter the exporter runs under (--python): this one (the venv) by default;
+/usr/bin/python3 measures it as the .deb runs it, on Debian's python3 and python3-* libraries."""
+
+
 def exporter_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "exporter", *args]
+    return [PYTHON, "-m", "exporter", *args]
 
 
 CPU: dict[str, list[float]] = {}
@@ -147,7 +152,7 @@ def byte_compile() -> None:
     Debian's python3 helpers byte-compile on install).  With PYTHONDONTWRITEBYTECODE set (as in
     this project's shells) every cold run would otherwise compile ~100 modules from source:
     ~1 s of CPU that no installed exporter pays."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "exporter")], check=True,
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(REPO / "exporter")], check=True,
                    stdout=subprocess.DEVNULL)
 
 
@@ -169,7 +174,7 @@ PEAK = ("import atexit, runpy, sys\n"
 def metrics_peak_kib(root: Path) -> int:
     """VmHWM of a cold ``metrics`` process, read by the process itself at exit (ru_maxrss of a
     child would carry this process's own peak across fork and exec)."""
-    proc = subprocess.run([sys.executable, "-c", PEAK, "--no-cache.dir", "metrics", "--path.rootfs", str(root)],
+    proc = subprocess.run([PYTHON, "-c", PEAK, "--no-cache.dir", "metrics", "--path.rootfs", str(root)],
                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     return int(proc.stderr.rsplit("VmHWM", 1)[1].split()[0])
 
@@ -182,7 +187,7 @@ def textfile_cached(root: Path, cache: Path, out: Path) -> float:
 
 def interpreter_start() -> float:
     """This interpreter starting and exiting (with site, as the exporter needs its packages)."""
-    return timed("interpreter", [sys.executable, "-c", "pass"])
+    return timed("interpreter", [PYTHON, "-c", "pass"])
 
 
 def decompress_script(root: Path) -> str:
@@ -352,7 +357,7 @@ def import_time() -> float:
     """Seconds a fresh interpreter needs to import the exporter (part of every cold run)."""
     code = "import time; t = time.perf_counter(); import exporter.cli, exporter.web.server, exporter.output.metrics; " \
            "print(time.perf_counter() - t)"
-    return min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    return min(float(subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True,
                                     cwd=REPO).stdout) for _ in range(3))
 
 
@@ -524,7 +529,13 @@ def main() -> int:
                         help="only the loaded-modules growth table (small host; 100 to 10,000 loaded)")
     parser.add_argument("--host", choices=("all", "main", "small"), default="all",
                         help="which host(s) to measure: the big one, the small real-Debian-like one, or both")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter the exporter runs under (default: this one); /usr/bin/python3 "
+                             "measures it as the .deb runs it, with Debian's python3-* libraries (install "
+                             "deploy/debian/control's Depends first)")
     args = parser.parse_args()
+    global PYTHON
+    PYTHON = args.python
     if os.geteuid() != 0:
         print("run as root: building the host's initramfs images needs mkinitramfs in a mount namespace",
               file=sys.stderr)
@@ -533,6 +544,8 @@ def main() -> int:
     scrapes = args.scrapes or (200 if args.quick else 1000)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     load0 = os.getloadavg()[0]
+    if PYTHON != sys.executable:
+        log(f"the exporter runs under {PYTHON} ({subprocess.run([PYTHON, '--version'], capture_output=True, text=True).stdout.strip()})")
     byte_compile()
     if args.loaded:
         report_loaded(loaded_growth(benchhost.build(SMALL, log=log)))
@@ -555,7 +568,7 @@ def main() -> int:
         report_growth(results)
         report_loaded(loaded_growth(benchhost.build(SMALL, log=log)))
     print(f"\nload average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs; "
-          f"Python {sys.version.split()[0]}")
+          f"the exporter on {subprocess.run([PYTHON, '-c', 'import sys; print(sys.version.split()[0])'], capture_output=True, text=True).stdout.strip()} ({PYTHON})")
     return 0
 
 
