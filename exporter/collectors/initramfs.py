@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..formats.jsoncodec import Codec
 from ..formats.initramfs import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNCOMPRESSED, ImageListing, InitramfsError, list_image, module_names
 from ..formats.pe import PeError, SectionFile, parse_pe
 from ..host.context import Context, Unreadable
+from ..host.parallel import cores, map_in_threads
 from ..host.reader import NotRegularFile, open_regular
 from . import register
 from .bootloader import SdBootMenu, systemd_boot_menu
@@ -83,13 +83,12 @@ def _list_all(ctx: Context, located: dict[str, tuple[str, str] | None]) -> list[
         return _uki_image(c, kernel, where[1]) if where[0] == "uki" else _image(c, kernel, where[1])
 
     uncached = [k for k, where in located.items() if where is not None and not ctx.cached(where[1], _purpose(where[0], k))]
-    workers = min(LISTING_WORKERS, len(uncached), len(os.sched_getaffinity(0)))
+    workers = min(LISTING_WORKERS, len(uncached), cores())
     if workers < 2:
         return [one(ctx, k) for k in located]
-    quiets = [replace(ctx, errors=[]) for _ in located]   # read errors kept in kernel order
-    with ThreadPoolExecutor(workers, thread_name_prefix="initramfs") as pool:
-        images = list(pool.map(one, quiets, located))
-    for quiet in quiets:
+    quiets = {k: replace(ctx, errors=[]) for k in located}   # read errors kept in kernel order
+    images = map_in_threads(lambda k: one(quiets[k], k), list(located), workers)
+    for quiet in quiets.values():
         ctx.errors.extend(quiet.errors)
     return images
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
@@ -26,6 +25,7 @@ from ..formats.modsig import SigCheck, matches, policy_rejection, verify
 from ..formats.x509 import CODEC as X509_CODEC, Certificate, load_certificate
 from ..formats.errors import TrustDataError
 from ..host.context import Context, DirEntries, Unreadable
+from ..host.parallel import cores, map_in_threads
 from ..host.reader import open_regular, read_bounded
 from . import register
 
@@ -80,13 +80,12 @@ def _read_all(ctx: Context, paths: list[str]) -> dict[str, ModuleFile | ModuleFi
         first.setdefault(ctx.same_file_key(p), p)
     lead = list(first.values())
     uncached = sum(1 for p in lead if not ctx.cached(p, MODULE_PURPOSE))
-    workers = min(PARSE_WORKERS, uncached, len(os.sched_getaffinity(0)))
+    workers = min(PARSE_WORKERS, uncached, cores())
     if workers < 2:
         return {p: read_module_file(ctx, p) for p in paths}
-    quiets = [replace(ctx, errors=[]) for _ in lead]
-    with ThreadPoolExecutor(workers, thread_name_prefix="module") as pool:
-        out = dict(zip(lead, pool.map(read_module_file, quiets, lead)))
-    for quiet in quiets:
+    quiets = {p: replace(ctx, errors=[]) for p in lead}
+    out = dict(zip(lead, map_in_threads(lambda p: read_module_file(quiets[p], p), lead, workers)))
+    for quiet in quiets.values():
         ctx.errors.extend(quiet.errors)
     return {p: out[p] if p in out else read_module_file(ctx, p) for p in paths}
 
