@@ -13,6 +13,7 @@ from example_hosts import many_problems, suse_healthy
 
 import exporter.collectors.initramfs as initramfs
 import exporter.collectors.module as module
+import exporter.host.parallel as parallel
 from exporter.config import Config
 from exporter.host.rootfs import HostFS
 from exporter.scrape.scraper import Scraper
@@ -32,10 +33,8 @@ class _Counting:
 def _run(root: Path, monkeypatch, workers: int) -> tuple:
     monkeypatch.setattr(initramfs, "LISTING_WORKERS", workers)
     monkeypatch.setattr(module, "PARSE_WORKERS", workers)
-    monkeypatch.setattr(initramfs, "map_in_threads", _Counting.map)
-    monkeypatch.setattr(module, "map_in_threads", _Counting.map)
-    monkeypatch.setattr(initramfs, "cores", lambda: 2)   # two cores, as CI has
-    monkeypatch.setattr(module, "cores", lambda: 2)
+    monkeypatch.setattr(parallel, "map_in_threads", _Counting.map)
+    monkeypatch.setattr(parallel, "cores", lambda: 2)   # two cores, as CI has
     _Counting.started = 0
     scraper = Scraper(HostFS(root), Config())
     cold = scraper.scrape()

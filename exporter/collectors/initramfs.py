@@ -23,7 +23,7 @@ from ..formats.jsoncodec import Codec
 from ..formats.initramfs import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNCOMPRESSED, ImageListing, InitramfsError, list_image, module_names
 from ..formats.pe import PeError, SectionFile, parse_pe
 from ..host.context import Context, Unreadable
-from ..host.parallel import cores, map_in_threads
+from ..host.parallel import parse_side_by_side
 from ..host.reader import NotRegularFile, open_regular
 from . import register
 from .bootloader import SdBootMenu, systemd_boot_menu
@@ -82,15 +82,8 @@ def _list_all(ctx: Context, located: dict[str, tuple[str, str] | None]) -> list[
             return KernelImage(None, None, None, None, None)
         return _uki_image(c, kernel, where[1]) if where[0] == "uki" else _image(c, kernel, where[1])
 
-    uncached = [k for k, where in located.items() if where is not None and not ctx.cached(where[1], _purpose(where[0], k))]
-    workers = min(LISTING_WORKERS, len(uncached), cores())
-    if workers < 2:
-        return [one(ctx, k) for k in located]
-    quiets = {k: replace(ctx, errors=[]) for k in located}   # read errors kept in kernel order
-    images = map_in_threads(lambda k: one(quiets[k], k), list(located), workers)
-    for quiet in quiets.values():
-        ctx.errors.extend(quiet.errors)
-    return images
+    uncached = sum(1 for k, where in located.items() if where is not None and not ctx.cached(where[1], _purpose(where[0], k)))
+    return parse_side_by_side(ctx, one, list(located), min(LISTING_WORKERS, uncached))
 
 
 def _image(ctx: Context, kernel: str, host: str) -> KernelImage:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from dataclasses import replace
 
 from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
@@ -25,7 +24,7 @@ from ..formats.modsig import SigCheck, matches, policy_rejection, verify
 from ..formats.x509 import CODEC as X509_CODEC, Certificate, load_certificate
 from ..formats.errors import TrustDataError
 from ..host.context import Context, DirEntries, Unreadable
-from ..host.parallel import cores, map_in_threads
+from ..host.parallel import parse_side_by_side
 from ..host.reader import open_regular, read_bounded
 from . import register
 
@@ -80,13 +79,7 @@ def _read_all(ctx: Context, paths: list[str]) -> dict[str, ModuleFile | ModuleFi
         first.setdefault(ctx.same_file_key(p), p)
     lead = list(first.values())
     uncached = sum(1 for p in lead if not ctx.cached(p, MODULE_PURPOSE))
-    workers = min(PARSE_WORKERS, uncached, cores())
-    if workers < 2:
-        return {p: read_module_file(ctx, p) for p in paths}
-    quiets = {p: replace(ctx, errors=[]) for p in lead}
-    out = dict(zip(lead, map_in_threads(lambda p: read_module_file(quiets[p], p), lead, workers)))
-    for quiet in quiets.values():
-        ctx.errors.extend(quiet.errors)
+    out = dict(zip(lead, parse_side_by_side(ctx, read_module_file, lead, min(PARSE_WORKERS, uncached))))
     return {p: out[p] if p in out else read_module_file(ctx, p) for p in paths}
 
 
@@ -322,7 +315,7 @@ def _exports(ctx: Context, k: Kernel, users: list[ModuleFile]) -> tuple[ExportTa
         try:
             exports = _load_slice(ctx, path, users)
             if exports and not _covers(exports, users):
-                ctx.cache.forget(ctx.fs.local(path), SYMVERS_PURPOSE)
+                ctx.forget(path, SYMVERS_PURPOSE)
                 exports = _load_slice(ctx, path, users)
         except Unreadable:
             return None, "none"
@@ -335,8 +328,10 @@ SYMVERS_PURPOSE = "symvers"
 
 
 def _load_slice(ctx: Context, path: str, users: list[ModuleFile]) -> ExportTable | None:
-    wanted = frozenset(sym for m in users for sym in _symbols_of(m))
-    return ctx.load(path, lambda data: _parse_symvers(data, wanted), limit=symvers.MAX_BYTES,
+    """The slice of ``path`` for ``users``; the wanted set is only built when the file is parsed
+    (a warm scrape finds the slice by the file's identity)."""
+    return ctx.load(path, lambda data: _parse_symvers(data, frozenset(s for m in users for s in _symbols_of(m))),
+                    limit=symvers.MAX_BYTES,
                     purpose=SYMVERS_PURPOSE, persist=symvers.CODEC)
 
 

@@ -87,6 +87,11 @@ class Context:
         except OSError:
             return False
 
+    def forget(self, hostpath: str, purpose: str) -> None:
+        """Drop the cached value of ``hostpath`` for ``purpose`` (in memory and on disk), so that
+        the next load/compute reads the file again."""
+        self.cache.forget(self.same_file_key(hostpath), purpose)
+
     def same_file_key(self, hostpath: str) -> str:
         """The key the caches file ``hostpath`` under (its local path, links resolved inside the
         root): two host paths with one key are one cache entry."""

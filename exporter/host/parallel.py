@@ -12,7 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .context import Context
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,4 +57,18 @@ def map_in_threads(fn: Callable[[T], R], items: Sequence[T], workers: int) -> li
     for exc in errors:
         if exc is not None:
             raise exc
+    return results
+
+
+def parse_side_by_side(ctx: "Context", fn: Callable[["Context", T], R], items: Sequence[T], workers: int) -> list[R]:
+    """[fn(ctx, item) for item in items], in up to ``workers`` threads (capped by the cores)
+    when two or more are asked for.  Each threaded call records into a Context of its own, and
+    their read errors are added to ``ctx`` in item order: the same list the serial run makes."""
+    workers = min(workers, cores())
+    if workers < 2 or len(items) < 2:
+        return [fn(ctx, item) for item in items]
+    own = [replace(ctx, errors=[]) for _ in items]
+    results = map_in_threads(lambda i: fn(own[i], items[i]), range(len(items)), workers)
+    for c in own:
+        ctx.errors.extend(c.errors)
     return results

@@ -85,15 +85,17 @@ def check_versions(module: ModuleFile, exports: Mapping[str, Export]) -> Version
     if not isinstance(exports, ExportTable):
         return _check_versions(module, exports, any(e.crc for e in exports.values()),
                                frozenset(module_name_of(e.module) for e in exports.values()))
-    if not exports.covers((*module.undefined, *(sym for sym, _ in module.versions))):
-        # a slice made for other modules (the collector keeps slices whole for its own): what it
-        # lacks is not proof of "Unknown symbol"
-        return VersionCheck(undetermined=tuple(module.undefined), no_versions=exports.has_crcs and not module.has_versions)
     memo = exports.memo
     hit = memo.get(id(module))
     if hit is not None and hit[0] is module:
         return hit[1]
-    result = _check_versions(module, exports, exports.has_crcs, exports.module_names)
+    if not exports.covers((*module.undefined, *(sym for sym, _ in module.versions))):
+        # a slice made for other modules (the collector keeps slices whole for its own): what it
+        # lacks is not proof of "Unknown symbol"
+        result = VersionCheck(undetermined=tuple(module.undefined),
+                              no_versions=exports.has_crcs and not module.has_versions)
+    else:
+        result = _check_versions(module, exports, exports.has_crcs, exports.module_names)
     if len(memo) >= MEMO_MAX:
         memo.clear()
     memo[id(module)] = (module, result)      # the module is kept alive, so its id is not reused
