@@ -459,12 +459,18 @@ def result_set(body: dict) -> dict[tuple, float]:
             for r in data.get("result", [])}
 
 
+TIME_ULPS = 64 * math.ulp(2.0 ** 31)   # 64 ulps of any Unix time until 2106: 3.1e-5 s
+
+
 def differing(a: dict[tuple, float], b: dict[tuple, float]) -> tuple[list, list]:
-    """What only one side has: label sets, or values that differ by more than a relative 1e-9.
-    VictoriaMetrics keeps about 12 significant digits of a float (a Unix time with fractions,
-    minus time(), differs in the 7th decimal), so exact equality would compare storage formats."""
+    """What only one side has: label sets, or values that differ by more than a relative 1e-9
+    or, absolutely, by more than 64 units in the last place of a current Unix time.
+    VictoriaMetrics stores a float as a decimal and back, so a Unix time with fractions comes
+    back a few ulps off; `time() - timestamp` keeps that absolute error (CI once saw 1.4e-6 on
+    385 s, six ulps of the timestamp): exact or purely relative equality would compare
+    storage formats, not answers."""
     def same(x: float, y: float) -> bool:
-        return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-6) or (math.isnan(x) and math.isnan(y))
+        return math.isclose(x, y, rel_tol=1e-9, abs_tol=TIME_ULPS) or (math.isnan(x) and math.isnan(y))
     only_a = sorted((k, v) for k, v in a.items() if k not in b or not same(v, b[k]))
     only_b = sorted((k, v) for k, v in b.items() if k not in a or not same(v, a[k]))
     return only_a, only_b

@@ -40,3 +40,16 @@ def test_fleet_benchmark_runs_at_twenty_hosts(tmp_path, capsys):
         assert len(result[engine]["queries"]) == len(queries) + len(selectors)
     # the comparison is not of empty sets: most expressions find series in this fleet
     assert result["compared_nonempty"] >= result["compared"] // 2, result
+
+
+def test_engines_compare_answers_not_storage_formats():
+    """The pair CI once saw (`time() - timestamp`, VictoriaMetrics' value a few ulps of the Unix
+    time off) is the same answer; a difference a dashboard would show is not."""
+    key = (("instance", "h:9101"),)
+    prometheus, victoria = {key: 385.33292150497437}, {key: 385.3329200744629}
+    assert fleet.differing(prometheus, victoria) == ([], [])
+    assert fleet.differing(prometheus, {key: 385.3339}) != ([], [])
+    assert fleet.differing({key: 1.0}, {key: 1.0 + 1e-8}) == ([], [])
+    assert fleet.differing({key: 1e12}, {key: 1e12 + 1e4}) != ([], [])
+    assert fleet.differing({key: float("nan")}, {key: float("nan")}) == ([], [])
+    assert fleet.differing({key: 1.0}, {}) == ([(key, 1.0)], [])
