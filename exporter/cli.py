@@ -168,12 +168,14 @@ def _main(argv: list[str] | None) -> int:
             return 1
         return 0
     from .web.server import App, build_registry, make_http_server, serve
-    from .web.config_file import WebConfigError, WebConfigProvider
-    try:
-        web_config = WebConfigProvider(args.web_config_file) if args.web_config_file else None
-    except WebConfigError as exc:
-        print(f"dkms-exporter: --web.config.file: {exc}", file=sys.stderr)
-        return 2
+    web_config = None
+    if args.web_config_file:
+        from .web.config_file import WebConfigError, WebConfigProvider
+        try:
+            web_config = WebConfigProvider(args.web_config_file)
+        except WebConfigError as exc:
+            print(f"dkms-exporter: --web.config.file: {exc}", file=sys.stderr)
+            return 2
     registry, _ = build_registry(scraper)
     try:
         server = make_http_server(args.listen, App(registry, args.telemetry_path, scraper), web_config)

@@ -84,3 +84,39 @@ def _traced_scrape(server: Served, trace: Path) -> None:
         tracer.terminate()
         tracer.wait(10)
     assert r.status == 200 and len(r.body) < 64 * 1024
+
+
+SERVE_AND_LIST_MODULES = """
+import os, signal, sys, threading, time, urllib.request
+port, root, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def scrape_then_stop():
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+            break
+        except OSError:
+            time.sleep(0.05)
+    open(out, "w").write(" ".join(sorted(sys.modules)))
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=scrape_then_stop, daemon=True).start()
+from exporter.cli import main
+sys.exit(main(["--no-cache.dir", "serve", "--web.listen-address", f"127.0.0.1:{port}", "--path.rootfs", root,
+               "--log.level", "error"]))
+"""
+
+
+def test_serve_without_a_web_config_carries_none_of_its_code(tmp_path_factory, tmp_path):
+    """`serve` with no --web.config.file has no YAML, bcrypt, TLS or basic-auth code in it after a
+    scrape (the issue's "no import the scrape does not need"; ~1.5 MiB of the resident set).
+    Checked in the serving interpreter itself, just before SIGTERM."""
+    from testkit import free_port
+    import sys as _sys
+    out = tmp_path / "modules"
+    done = subprocess.run([_sys.executable, "-c", SERVE_AND_LIST_MODULES, str(free_port()),
+                           str(example_root(tmp_path_factory, reboot_trap)), str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(out.read_text().split())
+    assert "exporter.web.server" in loaded and "prometheus_client" in loaded
+    unwanted = {"yaml", "bcrypt", "exporter.web.basic_auth", "exporter.web.config_file", "exporter.web.tls"}
+    assert loaded & unwanted == set()

@@ -18,8 +18,6 @@ import time
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
-import bcrypt
-
 from .config_file import RateLimit, WebConfig
 from .errors import WebConfigError
 from .responses import StartResponse, WSGIApp, plain
@@ -98,6 +96,7 @@ class BasicAuthMiddleware:
             raise _Busy()
         try:
             self.bcrypt_checks += 1
+            import bcrypt   # on the first password checked: a web config without users never needs it
             return bcrypt.checkpw(password, hashed)
         except ValueError:      # longer than bcrypt's 72 bytes: Go's bcrypt refuses it too
             return False
@@ -127,6 +126,7 @@ def dummy_hash(config: WebConfig) -> bytes:
 @lru_cache(maxsize=None)
 def _dummy_hash(cost: int) -> bytes:
     """A bcrypt hash of a random secret: checking any password against it costs like a real one."""
+    import bcrypt
     return bcrypt.hashpw(secrets.token_bytes(24).hex().encode(), bcrypt.gensalt(cost))
 
 

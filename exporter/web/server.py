@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 from socketserver import ThreadingMixIn
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
@@ -31,11 +31,11 @@ from ..output.metrics import DkmsCollector, registry_for
 from ..output.report import render_report
 from ..scrape import Scraper
 from . import DEFAULT_LISTEN, DEFAULT_PORT  # noqa: F401 - defined there for the CLI
-from .basic_auth import BasicAuthMiddleware
-from .config_file import WebConfigProvider
 from .exposition import metrics_response
 from .responses import StartResponse, plain, respond
-from .tls import tls_server_class
+
+if TYPE_CHECKING:
+    from .config_file import WebConfigProvider
 
 log = logging.getLogger("dkms_exporter")
 
@@ -193,11 +193,14 @@ def parse_listen(address: str) -> tuple[str, int]:
 
 
 def make_http_server(address: str, app: App, web_config: WebConfigProvider | None = None) -> WSGIServer:
-    """The HTTP server; with a web config, behind its basic auth and, if it says so, TLS."""
+    """The HTTP server; with a web config, behind its basic auth and, if it says so, TLS.  Their
+    code (and YAML, bcrypt) is imported only then: a plain exporter carries none of it (~1.5 MiB)."""
     host, port = parse_listen(address)
     cls: type[WSGIServer] = _Server6 if ":" in host else _Server
     wsgi_app: Callable[..., Iterable[bytes]] = app
     if web_config is not None:
+        from .basic_auth import BasicAuthMiddleware
+        from .tls import tls_server_class
         wsgi_app = BasicAuthMiddleware(app, web_config)
         if web_config().tls is not None:
             cls = tls_server_class(cls, web_config)
