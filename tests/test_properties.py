@@ -546,6 +546,33 @@ def test_symvers_slice_is_the_whole_table_cut_to_what_is_wanted(lines, extra, da
         assert cut.covers(wanted) and cut.covers(whole) == (whole.keys() <= wanted)
 
 
+def _parsed(parse, *args) -> tuple:
+    try:
+        t = parse(*args)
+    except symvers.SymversError as exc:
+        return ("error", str(exc))
+    return ("table", dict(t), t.total, t.has_crcs, t.module_names, t.wanted)
+
+
+@PROFILE
+@given(st.lists(_SYMVERS_LINE, max_size=12), st.data())
+def test_symvers_file_read_line_by_line_is_the_text_split_at_once(lines, data):
+    """parse_symvers_file reads a file line by line (no second copy of its text): for any
+    bytes, real-shaped or mutated, with and without the other line breaks str.splitlines knows
+    (CR, VT, FF, FS-RS, NEL, LS, PS) and invalid UTF-8, the table or error is the one the whole
+    decoded text, split by splitlines, gives, as a whole table and as a slice."""
+    good = "".join(f"0x{crc:08x}\t{sym}\t{mod}\t{kind}\t{ns}\n" for crc, sym, mod, kind, ns in lines).encode()
+    breaks = [b"\r", b"\r\n", b"\x0b", b"\x0c", b"\x1c", b"\x1e", "\x85".encode(), "\u2028".encode(), b"\xff", b"\xe2\x80"]
+    blob = mutate(good, data.draw) if good and data.draw(st.booleans()) else good
+    if blob and data.draw(st.booleans()):
+        at = data.draw(st.integers(0, len(blob)))
+        blob = blob[:at] + data.draw(st.sampled_from(breaks)) + blob[at:]
+    wanted = frozenset(sym for _, sym, *_ in lines[::2])
+    for want in (None, wanted):
+        assert _parsed(symvers.parse_symvers_file, blob, symvers.MAX_BYTES, want) == \
+            _parsed(symvers.parse_module_symvers, blob.decode("utf-8", "replace"), want), blob
+
+
 def _symvers_general(line: str) -> symvers.ExportTable:
     table = symvers.ExportTable()
     found = symvers._parse_line(1, line, line.split("\t"), {}.setdefault)
