@@ -223,7 +223,7 @@ def test_textfile_with_cache_dir_and_no_cache_dir(tmp_path):
 
 
 @pytest.mark.parametrize("host, warm, verifies, asn1", [(reboot_trap, False, False, True), (healthy, False, True, True),
-                                                        (reboot_trap, True, False, False)])
+                                                        (reboot_trap, True, False, False), (healthy, True, False, False)])
 def test_a_scrape_imports_only_what_it_uses(tmp_path, host, warm, verifies, asn1):
     """`textfile` without --config.file imports no YAML, no HTTP server, TLS or basic-auth code of
     ours, no bcrypt and no pyelftools (module files are read with struct); cryptography only on a
@@ -379,3 +379,37 @@ def test_a_rebuilt_module_using_a_new_symbol_is_judged_against_the_whole_file(tm
         problem = next(p for kv in scrape.readiness.kernels if kv.kernel == k for m in kv.modules
                        if m.module == "acpi_call" for p in m.problems if p.reason == "symbol_version_mismatch")
         assert "rebuilt_new_sym" in problem.detail, (label, problem.detail)
+
+
+def test_values_of_identityless_files_are_kept_by_their_bytes(tmp_path):
+    """FileCache.by_content (efivarfs certificates): the same bytes are derived once, in memory
+    and across processes through the store; other bytes (a newly enrolled key) are derived
+    again; a derivation that fails is remembered in memory only, never written to disk."""
+    from exporter.host.cache import FileCache
+    d = cache_dir(tmp_path)
+    calls: list[bytes] = []
+
+    def derive(data: bytes):
+        def fn():
+            calls.append(data)
+            if data == b"bad":
+                raise ValueError("not a certificate")
+            return ("parsed", data.decode())
+        return fn
+
+    first = FileCache(DiskCache(str(d)))
+    assert first.by_content(b"key-1", "efi-cert", derive(b"key-1"), CODEC) == ("parsed", "key-1")
+    assert first.by_content(b"key-1", "efi-cert", derive(b"key-1"), CODEC) == ("parsed", "key-1")
+    assert calls == [b"key-1"]
+    second = FileCache(DiskCache(str(d)))          # a new process: from disk, not derived
+    assert second.by_content(b"key-1", "efi-cert", derive(b"key-1"), CODEC) == ("parsed", "key-1")
+    assert calls == [b"key-1"] and second.store.hits == 1
+    assert second.by_content(b"key-2", "efi-cert", derive(b"key-2"), CODEC) == ("parsed", "key-2")
+    assert calls == [b"key-1", b"key-2"]
+    for cache in (second, second):                 # the error once, then from memory
+        with pytest.raises(ValueError):
+            cache.by_content(b"bad", "efi-cert", derive(b"bad"), CODEC)
+    assert calls.count(b"bad") == 1
+    with pytest.raises(ValueError):
+        FileCache(DiskCache(str(d))).by_content(b"bad", "efi-cert", derive(b"bad"), CODEC)
+    assert calls.count(b"bad") == 2

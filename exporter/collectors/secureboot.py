@@ -9,7 +9,6 @@ know"), a malformed one a TrustDataError recorded as this collector's read error
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -27,6 +26,7 @@ from . import register
 SIGNING_CERTS = ("/var/lib/dkms/mok.pub", "/var/lib/shim-signed/mok/MOK.der", "/etc/pki/akmods/certs/public_key.der")
 MAX_CERT_BYTES = 1024 * 1024
 T = TypeVar("T")
+CertLoader = Callable[[bytes, str], Certificate]
 
 
 @register("secureboot", TrustFacts, readiness=True)
@@ -47,24 +47,25 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
     keys_known = True
     mok = db = dbx = mokx = None
     if sb.supported:
+        load = _certificates_by_content(ctx)
         try:
-            mok = read_mok_list(sysfs, "MokListRT")
+            mok = read_mok_list(sysfs, "MokListRT", load)
         except TrustDataError as exc:
             ctx.error(str(sysfs / "firmware/efi"), exc)
             keys_known = False
         try:
-            db = read_db(sysfs)
+            db = read_db(sysfs, "db", load)
         except TrustDataError as exc:
             ctx.error(str(sysfs / "firmware/efi/efivars"), exc)
             keys_known = False
         # revocations: unreadable ones leave keys_known alone (a revocation the exporter cannot
         # read is an error in the log, not a reason to call every signature untrusted)
         try:
-            dbx = read_db(sysfs, "dbx")
+            dbx = read_db(sysfs, "dbx", load)
         except TrustDataError as exc:
             ctx.error(str(sysfs / "firmware/efi/efivars"), exc)
         try:
-            mokx = read_mok_list(sysfs, "MokListXRT")
+            mokx = read_mok_list(sysfs, "MokListXRT", load)
         except TrustDataError as exc:
             ctx.error(str(sysfs / "firmware/efi"), exc)
     certs = []
@@ -79,6 +80,17 @@ def collect_secureboot(ctx: Context) -> TrustFacts:
     trusted_rt = _guard(ctx, mok_keys_trusted, sysfs) if sb.supported else None
     return TrustFacts(sb, lockdown, sig_enforce, cmdline.strip(), mok, db, keys_known, tuple(certs), trusted_rt,
                       dbx, mokx)
+
+
+def _certificates_by_content(ctx: Context) -> CertLoader:
+    """load_certificate remembered by the certificate's bytes, in memory and in the persistent
+    cache: efivarfs files have no identity to cache by (they are read every scrape), but the
+    certificates in them change only when a key is enrolled; parsing each (ASN.1, and the
+    import of asn1crypto itself) was most of the collector's cost in a warm scrape and in
+    every new process (a timer's textfile run)."""
+    def load(der: bytes, origin: str) -> Certificate:
+        return ctx.by_content(der, "efi-cert", lambda: load_certificate(der, origin), persist=X509_CODEC)
+    return load
 
 
 def _guard(ctx: Context, read: Callable[[Path], T], path: Path) -> T | None:
@@ -157,7 +169,7 @@ def read_certificate(path: Path) -> Certificate | None:
     return None if raw is None else load_certificate(raw, str(path))
 
 
-def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
+def read_mok_list(sysfs: Path, name: str = "MokListRT", load: CertLoader = load_certificate) -> KeyList | None:
     """MokListRT / MokListXRT from the kernel's mokvar table (<sysfs>/firmware/efi/mok-variables,
     raw) or else efivarfs (<name>, <name>1, <name>2, ... each with attributes).  None when
     neither has the variable."""
@@ -165,7 +177,7 @@ def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
     raw = _read(efi / "mok-variables" / name, MAX_VAR_BYTES)
     if raw is not None:
         source = efi / "mok-variables" / name
-        return _key_list(name, (source,), parse_signature_lists(raw, str(source)))
+        return key_list_from_entries(name, (source,), parse_signature_lists(raw, str(source)), load)
     sources, entries = [], []
     for i in range(0, 64):
         path = efivar_path(efi / "efivars", f"{name}{i or ''}", SHIM_LOCK_GUID)
@@ -176,26 +188,17 @@ def read_mok_list(sysfs: Path, name: str = "MokListRT") -> KeyList | None:
         entries.extend(parse_signature_lists(var.data, str(path)))
     if not sources:
         return None
-    return _key_list(name, tuple(sources), tuple(entries))
+    return key_list_from_entries(name, tuple(sources), entries, load)
 
 
-def read_db(sysfs: Path, name: str = "db") -> KeyList | None:
+def read_db(sysfs: Path, name: str = "db", load: CertLoader = load_certificate) -> KeyList | None:
     """UEFI db (what the kernel loads into the .platform keyring) or dbx (into .blacklist);
     None when absent."""
     path = sysfs / "firmware/efi/efivars" / f"{name}-{DB_GUID}"
     var = read_efivar(path)
     if var is None:
         return None
-    return _key_list(name, (path,), parse_signature_lists(var.data, str(path)))
-
-
-@functools.lru_cache(maxsize=32)
-def _key_list(name: str, sources: tuple[Path, ...], entries: tuple[SignatureEntry, ...]) -> KeyList:
-    """key_list_from_entries, remembered by the variable's entries: efivarfs files have no
-    identity to cache by (they are read every scrape), but the certificates in them change
-    only when a key is enrolled, and parsing each one (ASN.1) was most of a warm scrape's
-    secureboot cost.  KeyList and its certificates are frozen, so sharing them is safe."""
-    return key_list_from_entries(name, sources, entries)
+    return key_list_from_entries(name, (path,), parse_signature_lists(var.data, str(path)), load)
 
 
 def mok_keys_trusted(sysfs: Path) -> bool | None:

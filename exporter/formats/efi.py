@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,12 +120,14 @@ class KeyList:
     other: tuple[SignatureEntry, ...] = ()
 
 
-def key_list_from_entries(name: str, sources: tuple[Path, ...], entries: Iterable[SignatureEntry]) -> KeyList:
-    """Sort parsed entries into certificates / hashes / other."""
+def key_list_from_entries(name: str, sources: tuple[Path, ...], entries: Iterable[SignatureEntry],
+                          load: Callable[[bytes, str], Certificate] = load_certificate) -> KeyList:
+    """Sort parsed entries into certificates / hashes / other; ``load(der, origin)`` parses a
+    certificate (the collector passes one that remembers them by their bytes)."""
     certs, hashes, other = [], [], []
     for i, entry in enumerate(entries):
         if entry.type_guid == EFI_CERT_X509_GUID:
-            certs.append(load_certificate(entry.data, f"{name} entry {i}"))
+            certs.append(load(entry.data, f"{name} entry {i}"))
         elif entry.type_guid == EFI_CERT_SHA256_GUID and len(entry.data) == 32:
             hashes.append(entry.data)
         else:

@@ -11,6 +11,7 @@ OS errors are not (the next scrape tries again).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -94,7 +95,18 @@ class FileCache:
         OSError from stat/fn propagates."""
         st = os.stat(path)
         ident = identity(st) + tuple(_identity_or_none(c) for c in companions)
-        key = (str(path), purpose)
+        return self._cached(str(path), purpose, ident, lambda: fn(path, st), persist)
+
+    def by_content(self, data: bytes, purpose: str, fn: Callable[[], T], persist: Persisted | None = None) -> T:
+        """fn() cached by the SHA-256 of ``data``, in memory and (with ``persist``) on disk:
+        for what has no file identity to go by (an efivarfs variable reports size 0 and the
+        mount's times), the bytes themselves are the identity.  Errors as in compute."""
+        digest = hashlib.sha256(data).hexdigest()
+        return self._cached(f"sha256:{digest}", purpose, (len(data), digest), fn, persist)
+
+    def _cached(self, key_path: str, purpose: str, ident: tuple, make: Callable[[], T],
+                persist: Persisted | None) -> T:
+        key = (key_path, purpose)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.ident == ident:
@@ -105,13 +117,13 @@ class FileCache:
                 return entry.value  # type: ignore[return-value]
             self.misses += 1
         if persist is not None and self.store is not None:
-            stored = self.store.get(str(path), purpose, ident, persist)
+            stored = self.store.get(key_path, purpose, ident, persist)
             if stored is not MISS:
                 with self._lock:
                     self._entries[key] = _Entry(ident, stored, None, self.generation)
                 return stored  # type: ignore[return-value]
         try:
-            value = fn(path, st)
+            value = make()
         except OSError:
             raise
         except Exception as exc:  # a parse error: remember it for this identity
@@ -121,7 +133,7 @@ class FileCache:
         with self._lock:
             self._entries[key] = _Entry(ident, value, None, self.generation)
         if persist is not None and self.store is not None:
-            self.store.put(str(path), purpose, ident, persist, value)
+            self.store.put(key_path, purpose, ident, persist, value)
         return value
 
     def parse(self, path: str | Path, parse: Callable[[bytes], T], *, purpose: str | None = None,

@@ -79,6 +79,12 @@ class Context:
             self.error(hostpath, exc)
             raise Unreadable(hostpath) from exc
 
+    def by_content(self, data: bytes, purpose: str, fn: Callable[[], T], persist: Persisted | None = None) -> T:
+        """fn() cached by the bytes it is derived from (also on disk with ``persist``): for
+        values out of files that have no identity, such as efivarfs variables.  Errors
+        propagate; the caller records them (it knows which file the bytes came from)."""
+        return self.cache.by_content(data, purpose, fn, persist)
+
     def cached(self, hostpath: str, purpose: str) -> bool:
         """Whether load/compute of ``hostpath`` for ``purpose`` would answer from memory now
         (one stat; False when that cannot be told): a collector's cue that parsing is ahead."""
