@@ -65,13 +65,15 @@ __all__ = [
     "sniff",
 ]
 
-CHUNK = 1 << 20
-"""Most decompressed bytes one ``Stream.read`` returns: a stream's memory high-water mark."""
+CHUNK = 1 << 18
+"""Most decompressed bytes one ``Stream.read`` returns: a stream's memory high-water mark.
+256 KiB lists an image as fast as 1 MiB did (zstd's 128 KiB blocks) and, with the zstd input
+reads below, keeps ~1.3 MiB less per decoder running (two run at once on a cold scrape)."""
 
 ERROR_CODES = frozenset({"too_large", "truncated", "corrupt", "unknown_format"})
 
 _IN_CHUNK = 1 << 18  # compressed bytes fed to zlib/lzma/bz2 per call
-_ZSTD_READ = 1 << 20  # compressed bytes zstd's reader asks for, and block headers peeked at once
+_ZSTD_READ = 1 << 18  # compressed bytes zstd's reader asks for, and block headers peeked at once
 _ZSTD_MAX_EMPTY_BLOCKS = 1024  # a 2 GiB run of zero bytes parses as 700 million of them (minutes of CPU)
 _ZSTD_MAX_WINDOW = 1 << 27  # zstd's own default limit (128 MiB); --long=27 images still decode
 _LZMA_MEMLIMIT = 1 << 28  # xz -9 needs 65 MiB; refuse dictionaries that would take more than this
