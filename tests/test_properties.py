@@ -15,6 +15,7 @@ import functools
 import io
 import os
 import random
+import re
 import string
 import struct
 import subprocess
@@ -308,6 +309,35 @@ def test_dpkg_status_mutated_and_random(data, stanzas):
             continue
         assert all(p.state in dpkg.STATES and p.want in dpkg.WANTS for p in parsed)
     dpkg.parse_arch_file(data.draw(st.binary(max_size=100)))
+
+
+def _status_as_text(data: bytes):
+    """parse_status as it was: the whole file decoded, split into stanzas, each by splitlines."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    try:
+        return dpkg._packages(enumerate(dpkg._fields(s) for s in re.split(r"\n[ \t]*\n", text)))
+    except dpkg.DpkgStatusError as exc:
+        return str(exc)
+
+
+@PROFILE
+@given(data=st.data(), stanzas=st.lists(status_stanza(), min_size=1, max_size=6))
+def test_dpkg_status_read_from_bytes_is_the_decoded_text_parsed(data, stanzas):
+    """parse_status works on the bytes, stanza by stanza: for any file (real-shaped, mutated,
+    with blank lines of spaces and tabs, CR, the other line breaks str.splitlines knows, invalid
+    UTF-8) it gives the packages or the error the decoded whole text gives."""
+    blob = "\n".join(s[3] for s in stanzas).encode()
+    inserts = [b"\n \t\n", b"\r", b"\r\n", b"\x0b", b"\x0c", b"\x1d", "\x85".encode(), "\u2029".encode(), b"\xff",
+               b"\nStatus: hold ok installed\n", b"#", "Package: \u00e9t\u00e9\n".encode()]
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(blob)))
+        blob = blob[:at] + data.draw(st.sampled_from(inserts)) + blob[at:]
+    for candidate in (blob, mutate(blob, data.draw)):
+        try:
+            got = dpkg.parse_status(candidate)
+        except dpkg.DpkgStatusError as exc:
+            got = str(exc)
+        assert got == _status_as_text(candidate), candidate
 
 
 # ------------------------------------------------------------------------------------------------

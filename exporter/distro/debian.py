@@ -8,6 +8,7 @@ from ..facts.packages import Package, PackageFacts, PackageProblem
 from ..formats.jsoncodec import Codec
 from ..formats.dpkg import audit, native_architecture, parse_arch_file, parse_status
 from ..host.context import Context, Unreadable
+from ..host.reader import read_bounded
 from .base import Distro
 
 STATUS_FILE = "/var/lib/dpkg/status"
@@ -41,9 +42,9 @@ class Debian(Distro):
         return facts if facts is not None else PackageFacts(None, (), ())
 
     def _derive(self, ctx: Context) -> PackageFacts:
-        # a parse error propagates to ctx.compute, which records it (and remembers it for this identity)
-        parsed = ctx.cache.parse(ctx.fs.local(STATUS_FILE), parse_status, limit=MAX_STATUS_BYTES,
-                                 purpose="dpkg-status")
+        # a parse error propagates to ctx.compute, which records it (and remembers it for this
+        # identity); the parsed packages are not kept: only the facts derived from them are
+        parsed = parse_status(read_bounded(ctx.fs.local(STATUS_FILE), MAX_STATUS_BYTES))
         try:
             info_names = ctx.cache.compute(ctx.fs.path(INFO_DIR), "listdir",
                                            lambda p, _st: frozenset(os.listdir(p)))
