@@ -80,3 +80,44 @@ def test_verdict_is_openssls(tmp_path, key_type, kind):
     assert sig is not None, kind
     ours = verify(sig, load_certificate(key.der)).ok
     assert ours == theirs == (kind == "untouched"), (kind, ours, theirs)
+
+
+def _self_signed(key) -> bytes:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test key")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    algo = None if type(key).__name__.startswith("Ed") else hashes.SHA256()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, algo))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("make, expect", [
+    ("rsa", "RSAPublicKey"), ("p256", "EllipticCurvePublicKey"), ("p384", "EllipticCurvePublicKey"),
+    ("k256", "elliptic curve secp256k1, which the kernel does not verify"),
+    ("ed25519", "ed25519 key, which the kernel does not verify"),
+])
+def test_the_signers_key_is_the_certificates_own(make, expect):
+    """The key is built from the certificate's numbers (not through cryptography's X.509 layer):
+    the same public key cryptography's own certificate parser gives, for the kinds the kernel
+    verifies module signatures with; a sentence for the ones it does not."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from exporter.formats.modsig import _public_key
+    key = {"rsa": lambda: rsa.generate_private_key(65537, 2048), "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+           "p384": lambda: ec.generate_private_key(ec.SECP384R1()), "k256": lambda: ec.generate_private_key(ec.SECP256K1()),
+           "ed25519": ed25519.Ed25519PrivateKey.generate}[make]()
+    der = _self_signed(key)
+    ours = _public_key(der)
+    if isinstance(ours, str):
+        assert expect in ours
+        return
+    assert isinstance(ours, {"RSAPublicKey": rsa.RSAPublicKey, "EllipticCurvePublicKey": ec.EllipticCurvePublicKey}[expect])
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert ours.public_bytes(*spki) == x509.load_der_x509_certificate(der).public_key().public_bytes(*spki)

@@ -98,7 +98,6 @@ def _message_digest(signed_attrs: bytes) -> bytes | None:
 def _verify_cached(signature: bytes, algo: str, hash_algo: str, digest: bytes, cert_der: bytes) -> SigCheck:
     """One public-key operation per (signature, digest, certificate): the module's digest is
     already cached by file identity, so an unchanged module costs a dictionary lookup."""
-    from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
@@ -110,7 +109,9 @@ def _verify_cached(signature: bytes, algo: str, hash_algo: str, digest: bytes, c
         return SigCheck(False, f"digest {hash_algo} is not one the exporter can verify")
     prehashed = utils.Prehashed(hash_cls())
     try:
-        key = x509.load_der_x509_certificate(cert_der).public_key()
+        key = _public_key(cert_der)
+        if isinstance(key, str):
+            return SigCheck(False, key)
         if isinstance(key, rsa.RSAPublicKey) and algo in _RSA_OIDS:
             key.verify(signature, digest, padding.PKCS1v15(), prehashed)
         elif isinstance(key, ec.EllipticCurvePublicKey) and algo in _ECDSA_OIDS:
@@ -121,6 +122,34 @@ def _verify_cached(signature: bytes, algo: str, hash_algo: str, digest: bytes, c
     except InvalidSignature:
         return SigCheck(False, "the signature does not verify with the signer's key: the module "
                                "changed after it was signed")
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
         return SigCheck(False, f"the signature or key is malformed: {exc}")
     return SigCheck(True)
+
+
+# the curves the kernel verifies ECDSA module signatures on (crypto/ecdsa.c: NIST P-192, P-256,
+# P-384; P-521 since 6.10), by asn1crypto's names
+_CURVES = {"secp192r1": "SECP192R1", "secp256r1": "SECP256R1", "secp384r1": "SECP384R1", "secp521r1": "SECP521R1"}
+
+
+def _public_key(cert_der: bytes):
+    """The certificate's public key as a cryptography key object, built from its numbers (RSA's
+    modulus and exponent, EC's curve and point), or a sentence saying why there is none.  Only
+    the key, as the kernel's x509_cert_parser takes it; not through cryptography's X.509 or
+    serialization layers, whose imports (ssh and with it bcrypt) cost ~2 MiB of every process
+    that checks a signature."""
+    from asn1crypto import x509 as asn1x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    spki = asn1x509.Certificate.load(cert_der)["tbs_certificate"]["subject_public_key_info"]
+    kind = spki.algorithm
+    if kind in ("rsa", "rsassa_pss"):
+        numbers = spki["public_key"].parsed
+        return rsa.RSAPublicNumbers(numbers["public_exponent"].native, numbers["modulus"].native).public_key()
+    if kind == "ec":
+        how, curve = spki.curve
+        name = _CURVES.get(curve) if how == "named" else None
+        if name is None:
+            return f"the signer's key is on the elliptic curve {curve}, which the kernel does not verify"
+        return ec.EllipticCurvePublicKey.from_encoded_point(getattr(ec, name)(), bytes(spki["public_key"]))
+    return f"the signer's key is a {kind} key, which the kernel does not verify module signatures with"
