@@ -18,6 +18,7 @@ import logging
 from importlib import resources
 import signal
 import socket
+import ssl
 import threading
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -31,7 +32,7 @@ from ..output.metrics import DkmsCollector, registry_for
 from ..output.report import render_report
 from ..scrape import Scraper
 from . import DEFAULT_LISTEN, DEFAULT_PORT  # noqa: F401 - defined there for the CLI
-from .exposition import metrics_response
+from .exposition import Kind, RenderTimeout, Response, SharedRenders, kind_of, render
 from .responses import StartResponse, plain, respond
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class App:
         self.scraper = scraper             # the landing page's report; None: links only
         self._admitted = threading.BoundedSemaphore(MAX_QUEUED_REQUESTS)
         self._render = threading.BoundedSemaphore(RENDER_SLOTS)
+        self._renders = SharedRenders()
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -85,12 +87,10 @@ class App:
         if not self._admitted.acquire(blocking=False):
             return plain(environ, start_response, "503 Service Unavailable", "too many concurrent scrapes\n")
         try:
-            if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
-                return plain(environ, start_response, "503 Service Unavailable", "scrape queue timed out\n")
-            try:
-                headers, body = metrics_response(self.registry, environ)
-            finally:
-                self._render.release()
+            kind = kind_of(environ)
+            headers, body = self._renders.get(kind, lambda: self._render_one(kind), REQUEST_TIMEOUT_SECONDS)
+        except RenderTimeout:
+            return plain(environ, start_response, "503 Service Unavailable", "scrape queue timed out\n")
         except Exception:  # noqa: BLE001
             log.exception("scrape failed")
             return plain(environ, start_response, "500 Internal Server Error", "scrape failed; see the exporter log\n")
@@ -98,6 +98,14 @@ class App:
             self._admitted.release()
         return respond(environ, start_response, "200 OK", headers, body)
 
+    def _render_one(self, kind: Kind) -> Response:
+        """One render, in one of RENDER_SLOTS (renders of different kinds still contend)."""
+        if not self._render.acquire(timeout=REQUEST_TIMEOUT_SECONDS):
+            raise RenderTimeout("no render slot")
+        try:
+            return render(self.registry, kind)
+        finally:
+            self._render.release()
 
     def _landing(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         """The host's report (one scrape, shared with /metrics' single flight), admitted like a
@@ -131,13 +139,49 @@ def _landing(telemetry_path: str) -> str:
             f"</body></html>\n")
 
 
+class _GatherWriter:
+    """The handler's wfile: what is written is kept (references, no copies) and leaves in one
+    sendmsg when flushed.  wsgiref writes the status line, Date, Server, the headers and the body
+    separately: on socketserver's unbuffered writer that was five small TCP sends a response,
+    each exposed to Nagle and delayed ACKs; a buffered writer (wbufsize) fixed that for bodies
+    up to its size, but each open connection then held a buffer of that size (64 KiB: 4 MiB of
+    the exporter's peak under 50 concurrent scrapers).  wsgiref flushes after the body, and
+    socketserver's finish() flushes whatever else was written (error pages)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._parts: list[memoryview] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self._parts.append(memoryview(data))
+        return len(data)
+
+    def flush(self) -> None:
+        parts, self._parts = self._parts, []
+        if parts and isinstance(self._sock, ssl.SSLSocket):   # no sendmsg there: one write, one record run
+            self._sock.sendall(b"".join(parts))
+            return
+        while parts:
+            sent = self._sock.sendmsg(parts)
+            while parts and sent >= len(parts[0]):
+                sent -= len(parts[0])
+                parts.pop(0)
+            if parts and sent:
+                parts[0] = parts[0][sent:]
+
+    def close(self) -> None:
+        self.closed = True
+        self._parts = []
+
+
 class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS
-    # wsgiref writes the status line, Date, Server, the headers and the body separately; on the
-    # unbuffered socket writer (socketserver's default) that is five small TCP sends a response,
-    # each one exposed to Nagle and delayed ACKs.  A buffered writer sends a response of up to
-    # this many bytes in one send (flushed when the response ends); larger bodies go in one more.
-    wbufsize = 64 * 1024
+
+    def setup(self) -> None:
+        super().setup()
+        self.wfile = _GatherWriter(self.connection)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("http request", extra={"client": self.address_string(), "request": format % args})
