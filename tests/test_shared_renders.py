@@ -90,3 +90,32 @@ def test_a_request_waits_no_longer_than_its_timeout():
     release.set()
     leader.join(30)
     assert len(shared) == 0
+
+
+class _TrickleSocket:
+    """sendmsg that takes at most 7 bytes a call, as a full socket buffer would."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+        self.calls = 0
+
+    def sendmsg(self, parts):
+        self.calls += 1
+        joined = b"".join(bytes(p) for p in parts)[:7]
+        self.got += joined
+        return len(joined)
+
+
+def test_a_response_is_gathered_and_sent_whole_even_in_pieces():
+    """server._GatherWriter keeps what wsgiref writes and sends it on flush, resuming a partial
+    sendmsg where it stopped: the bytes arrive complete and in order."""
+    from exporter.web.server import _GatherWriter
+    sock = _TrickleSocket()
+    w = _GatherWriter(sock)
+    pieces = [b"HTTP/1.0 200 OK\r\n", b"Date: x\r\n", b"", b"Content-Length: 26\r\n\r\n", b"abcdefghijklmnopqrstuvwxyz"]
+    assert [w.write(p) for p in pieces] == [len(p) for p in pieces]
+    assert sock.calls == 0                 # nothing leaves before the flush
+    w.flush()
+    assert bytes(sock.got) == b"".join(pieces) and sock.calls == -(-len(b"".join(pieces)) // 7)
+    w.flush()
+    assert sock.calls == -(-len(b"".join(pieces)) // 7)   # an empty flush sends nothing
