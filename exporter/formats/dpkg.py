@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .linebreaks import has_other_line_breaks
+
 # dpkg's status order (lib/dpkg/dpkg-db.h enum pkgstatus): audit_infofile/audit_arch only
 # look at packages at or above half-installed.
 STATES = ("not-installed", "config-files", "half-installed", "unpacked", "half-configured",
@@ -45,14 +47,13 @@ def parse_status(data: bytes) -> tuple[Package, ...]:
     at once held the file three times over (bytes, text, stanzas; a desktop's status file is
     3-4 MB).  A file with line breaks str.splitlines knows beyond CR and LF (VT, FF, FS-RS,
     NEL, LS, PS) takes the decoded path, whose lines those are."""
-    if _OTHER_LINE_BREAKS.search(data) is not None:
+    if has_other_line_breaks(data, cr=False):
         text = data.decode("utf-8", errors="surrogateescape")
         return _packages(enumerate(_fields(stanza) for stanza in re.split(r"\n[ \t]*\n", text)))
     return _packages(enumerate(_fields_of_bytes(stanza) for stanza in _stanzas(data)))
 
 
 _STANZA_BREAK = re.compile(rb"\n[ \t]*\n")
-_OTHER_LINE_BREAKS = re.compile(rb"[\x0b\x0c\x1c-\x1e]|\xc2\x85|\xe2\x80[\xa8\xa9]")
 _KEYS = {b"Package": "package", b"Status": "status", b"Version": "version", b"Architecture": "architecture",
          b"Multi-Arch": "multi-arch"}
 

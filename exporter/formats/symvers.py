@@ -7,12 +7,12 @@ The checks a loader makes against them are in exporter.verdict.loader.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 
 from .decompress import MAGIC_MAX, decompress, sniff
+from .linebreaks import has_other_line_breaks
 from .jsoncodec import Codec
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -133,14 +133,9 @@ def parse_symvers_file(data: bytes, max_bytes: int = MAX_BYTES,
     (DecompressError beyond, or if it is damaged)."""
     if sniff(data[:MAGIC_MAX]) in COMPRESSIONS:
         data = decompress(data, max_bytes)
-    if _OTHER_LINE_BREAKS.search(data) is not None:   # what str.splitlines also splits at: as before
+    if has_other_line_breaks(data, cr=True):   # what str.splitlines also splits at: as before
         return parse_module_symvers(data.decode("utf-8", "replace"), wanted)
     return _parse_lines(_lines_of(data), wanted)
-
-
-_OTHER_LINE_BREAKS = re.compile(rb"[\r\x0b\x0c\x1c-\x1e]|\xc2\x85|\xe2\x80[\xa8\xa9]")
-"""The line boundaries of str.splitlines besides LF, as UTF-8 bytes: a file with none of them
-splits at LF alone, so it can be read line by line and give the lines splitlines would."""
 
 
 def _lines_of(data: bytes) -> Iterable[str]:
