@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..facts.secureboot import SecureBootState, TrustFacts
-from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GUID, EfiVariable, KeyList, SignatureEntry,
+from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GUID, EfiVariable, KeyList,
                            key_list_from_entries, parse_efivar, parse_signature_lists, small_int)
 from ..formats.errors import TrustDataError
 from ..formats.sysfs import parse_boot_params_secure_boot, parse_lockdown, parse_sig_enforce

@@ -165,6 +165,8 @@ class _GatherWriter:
             return
         while parts:
             sent = self._sock.sendmsg(parts)
+            if not sent:
+                raise ConnectionError("the socket took none of the response")
             while parts and sent >= len(parts[0]):
                 sent -= len(parts[0])
                 parts.pop(0)
