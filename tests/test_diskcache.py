@@ -230,10 +230,10 @@ def test_a_scrape_imports_only_what_it_uses(tmp_path, host, warm, verifies, asn1
     host where Secure Boot makes it verify module signatures; asn1crypto (~9 MiB) only where a
     signature or certificate is parsed, so not in a run that finds every parse in its persistent
     cache (a timer's run on an unchanged host); never cryptography's X.509 layer; and on
-    Debian none of the other families' libraries (sqlite3 for rpmdb.sqlite, tomllib for dnf5, lz4
-    for legacy images).  Checked in a fresh interpreter: sys.modules after the run.  ssl and
-    http.server still come in with prometheus_client's own package import, which the exposition
-    needs."""
+    Debian none of the other families' backends, parsers and libraries (sqlite3 for rpmdb.sqlite,
+    tomllib for dnf5, lz4 for legacy images).  Checked in a fresh interpreter: sys.modules after
+    the run.  ssl and http.server still come in with prometheus_client's own package import,
+    which the exposition needs."""
     root = tmp_path / "h"
     host(root)
     cache = ["--cache.dir", str(cache_dir(tmp_path))] if warm else ["--no-cache.dir"]
@@ -253,7 +253,9 @@ def test_a_scrape_imports_only_what_it_uses(tmp_path, host, warm, verifies, asn1
     assert ("asn1crypto" in loaded) == asn1
     unwanted = {"yaml", "bcrypt", "exporter.web.server", "exporter.web.tls",
                 "exporter.web.basic_auth", "exporter.web.config_file", "ctypes.util",
-                "sqlite3", "tomllib", "lz4"}
+                "sqlite3", "tomllib", "lz4", "exporter.distro.rhel", "exporter.distro.suse",
+                "exporter.distro.arch", "exporter.formats.rpmdb", "exporter.formats.pacman",
+                "exporter.formats.zypplocks"}
     assert loaded & unwanted == set()
     assert not [m for m in loaded if m.split(".")[0] == "elftools"]
 

@@ -90,3 +90,23 @@ def test_every_package_has_a_docstring_saying_what_it_holds():
         if init.parent == EXPORTER:
             continue
         assert ast.get_docstring(ast.parse(init.read_text())), f"{init} says nothing about its layer"
+
+
+def test_every_family_backend_is_found_by_its_name():
+    """exporter/distro/__init__.py imports backends by name (BACKENDS): each entry must lead to
+    a Distro of that family, and every Distro module under exporter/distro/ must be listed."""
+    import importlib
+    import pkgutil
+
+    import exporter.distro as distro
+    from exporter.distro.base import Distro
+    for family in distro.BACKENDS:
+        backend = distro.for_family(family)
+        assert isinstance(backend, Distro) and backend.family == family
+    assert distro.for_family(None).family == distro.for_family("nonsense").family == "unknown"
+    listed = {module for module, _ in distro.BACKENDS.values()}
+    for info in pkgutil.iter_modules(distro.__path__):
+        module = importlib.import_module(f"exporter.distro.{info.name}")
+        backends = [v for v in vars(module).values()
+                    if isinstance(v, Distro) and type(v).__module__ == module.__name__ and v.family != "unknown"]
+        assert not backends or info.name in listed, info.name

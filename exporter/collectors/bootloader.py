@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..distro import detect
-from ..distro.arch import release_of_pkgbase
+from ..distro.pkgbase import release_of_pkgbase
 from ..facts.bootloader import BootFacts
 from ..facts.kernel import MODULES_ROOT
 from ..formats.bls import (SdBootEntry, blscfg_order, parse_bls_entry, parse_loader_conf, parse_sdboot_entry,

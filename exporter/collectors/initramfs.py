@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..distro.arch import read_pkgbase
+from ..distro.pkgbase import read_pkgbase
 from ..facts.initramfs import InitramfsFacts, KernelImage, Listing
 from ..facts.kernel import MODULES_ROOT, KernelFacts
 from ..formats.jsoncodec import Codec

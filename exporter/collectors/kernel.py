@@ -11,7 +11,7 @@ from ..formats import depmod
 from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_builtin, parse_modules_dep, parse_modules_dep_bin
 from ..formats.kconfig import parse_kernel_config
 from ..distro import detect
-from ..distro.arch import read_pkgbase
+from ..distro.pkgbase import read_pkgbase
 from ..host.context import Context, Unreadable
 from . import register
 

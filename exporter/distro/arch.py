@@ -17,6 +17,7 @@ from ..formats.pacman import (HoldRule, LocalPackage, PacmanConfError, parse_des
 from ..formats.versions import alpm_release_key
 from ..host.context import Context, Unreadable
 from .base import Distro
+from .pkgbase import MODULES_ROOT
 
 log = logging.getLogger("dkms_exporter")
 
@@ -196,12 +197,8 @@ def _with_holds(packages: list[LocalPackage], rules: tuple[HoldRule, ...]) -> tu
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels: pkgbase and the headers package
+# Kernels: the headers package (pkgbase: exporter/distro/pkgbase.py)
 
-# Arch names the boot files after the kernel's package, not its release: /boot/vmlinuz-linux and
-# /boot/initramfs-linux.img belong to the release whose /usr/lib/modules/K/pkgbase says "linux".
-_PKGBASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-MODULES_ROOT = "/lib/modules"
 # uname -r of Arch's kernels: 6.9.7-arch1-1 (linux), 6.6.36-1-lts (linux-lts), 6.9.7-zen1-1-zen
 _FLAVOUR = re.compile(r"^[0-9][^-]*-(?:[a-z]+[0-9]+-)?[0-9]+-(?P<flavour>[a-z][a-z0-9-]*)$")
 
@@ -211,23 +208,3 @@ def headers_package_name(kernel: str) -> str:
     release as Arch's kernel packages name it (linux, linux-lts, linux-zen, linux-hardened...)."""
     m = _FLAVOUR.match(kernel)
     return f"linux-{m['flavour']}-headers" if m else "linux-headers"
-
-
-def read_pkgbase(ctx: Context, kernel: str) -> str | None:
-    """The package name a kernel release was installed by (/lib/modules/K/pkgbase), or None."""
-    try:
-        raw = ctx.load(f"{MODULES_ROOT}/{kernel}/pkgbase", bytes, limit=4096, purpose="raw")
-    except Unreadable:
-        return None
-    text = (raw or b"").decode("ascii", "replace").strip()
-    return text if _PKGBASE.fullmatch(text) else None
-
-
-def release_of_pkgbase(ctx: Context, name: str) -> str | None:
-    """The one installed release whose pkgbase is ``name`` (None when none or several are)."""
-    try:
-        releases = ctx.listdir(MODULES_ROOT) or []
-    except Unreadable:
-        return None
-    found = [k for k in releases if read_pkgbase(ctx, k) == name]
-    return found[0] if len(found) == 1 else None
