@@ -18,7 +18,7 @@ module_status_built_extra):
 from __future__ import annotations
 
 import functools
-import hashlib
+import os
 import re
 
 from ..distro import detect
@@ -40,9 +40,9 @@ DEFAULT_TREE = "/var/lib/dkms"
 DEFAULT_INSTALL_TREE = "/lib/modules"
 
 # a module file's SHA-256 (built vs installed copy) as the persistent cache keeps it: a str
-DIGEST_CODEC = Codec("sha256")
+SAME_CODEC = Codec("same-bytes")
 DIGEST_LIMIT = 256 * 1024 * 1024   # a module file to compare; the module parser's bound too
-_DIGEST_CHUNK = 1 << 20
+_COMPARE_CHUNK = 1 << 20
 
 
 @register("dkms", DkmsFacts, readiness=True)
@@ -233,33 +233,48 @@ def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], 
             installed = _compressed_or_uncompressed(ctx, f"{install_tree}/{kernel}{loc}", name, suffix)
             if installed:
                 break
-        if installed is None or _digest(ctx, installed) != _digest(ctx, built):
+        if installed is None or _same_bytes(ctx, installed, built) is not True:
             return True
     return False
 
 
-def _digest(ctx: Context, hostpath: str) -> str | None:
-    """sha256 of a module file, streamed: a vendor module is tens of MiB (Debian's
-    nvidia-current.ko 62 MiB) and this compares two copies of it, built and installed."""
+def _same_bytes(ctx: Context, installed: str, built: str) -> bool | None:
+    """Whether the installed copy holds the built module's bytes, as dkms's ``diff -q`` asks;
+    None when either cannot be read (recorded).  Cached by both files' identities, in memory and
+    on disk: an unchanged pair costs two stat calls."""
     try:
-        return ctx.compute(hostpath, "sha256", _sha256_file, persist=DIGEST_CODEC)
+        return ctx.compute(installed, f"same-bytes-as:{ctx.same_file_key(built)}",
+                           lambda path, st: same_bytes(path, st, ctx.fs.local(built)),
+                           companions=(built,), persist=SAME_CODEC)
     except Unreadable:
         return None
 
 
-def _sha256_file(path, st) -> str:
-    """Hash in 1 MiB chunks; a file past DIGEST_LIMIT is refused unread (by its size) or, if it
-    grows while being read, as it is read (never hashed truncated)."""
-    if st.st_size > DIGEST_LIMIT:
-        raise FileTooLarge(f"{path}: {st.st_size} bytes, larger than {DIGEST_LIMIT}")
-    h, total = hashlib.sha256(), 0
-    with open_regular(path) as fh:
-        while chunk := fh.read(_DIGEST_CHUNK):
-            total += len(chunk)
+def same_bytes(path, st, other) -> bool:
+    """``cmp`` of two module files in 1 MiB chunks, stopping at the first difference: a vendor
+    module is tens of MiB (Debian's nvidia-current.ko 62 MiB), and hashing both copies was most
+    of a cold scrape's dkms collector there.  One file (a hard link) or different sizes answer
+    without a read; a file past DIGEST_LIMIT is refused unread (by its size) or, if it grows
+    while being read, as it is read."""
+    other_st = os.stat(other)
+    for p, size in ((path, st.st_size), (other, other_st.st_size)):
+        if size > DIGEST_LIMIT:
+            raise FileTooLarge(f"{p}: {size} bytes, larger than {DIGEST_LIMIT}")
+    if (st.st_dev, st.st_ino) == (other_st.st_dev, other_st.st_ino):
+        return True
+    if st.st_size != other_st.st_size:
+        return False
+    total, x, y = 0, bytearray(_COMPARE_CHUNK), bytearray(_COMPARE_CHUNK)   # read into, not allocated per chunk
+    with open_regular(path) as a, open_regular(other) as b:
+        while True:
+            n, m = a.readinto(x), b.readinto(y)
+            total += n
             if total > DIGEST_LIMIT:
                 raise FileTooLarge(f"{path}: larger than {DIGEST_LIMIT} bytes")
-            h.update(chunk)
-    return h.hexdigest()
+            if n != m or (x != y if n == len(x) else x[:n] != y[:n]):
+                return False
+            if not n:
+                return True
 
 
 def _failure(ctx: Context, vdir: str, builds: tuple[DkmsBuild, ...]) -> BuildFailure | None:
