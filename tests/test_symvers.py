@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 import modbuild as mb
 from exporter.collectors.module import read_module
 from exporter.formats.module import parse_module
-from exporter.formats.symvers import Export, SymversError, parse_module_symvers
+from exporter.formats.symvers import Export, SymversError, parse_module_symvers, parse_symvers_file
 from exporter.verdict.loader import check_versions, vermagic_matches
 
 VERMAGIC_56_FMT = "6.1.0-{abi}-amd64 SMP preempt mod_unload modversions "
@@ -75,6 +75,17 @@ def test_column_forms():
     assert ex["four_col"] == Export(0xDEADBEEF, "vmlinux", "EXPORT_SYMBOL", "")
     assert ex["ns_third"] == Export(1, "drivers/usb/storage/usb-storage", "EXPORT_SYMBOL_GPL", "USB_STORAGE")
     assert ex["five_col"].gpl_only and not ex["four_col"].gpl_only
+
+
+def test_a_line_ends_at_lf_only_as_modpost_reads_it():
+    """modpost's reader splits its dump at LF alone: a CR, form feed or Unicode line separator
+    is part of its column, on the decoded-text path and the file path alike."""
+    data = ("0x1\tcr_ns\tvmlinux\tEXPORT_SYMBOL\tNS\r\n"
+            "0x2\tform\x0cfeed\tvmlinux\tEXPORT_SYMBOL\t\n"
+            "0x3\tsep\u2028arated\tvmlinux\tEXPORT_SYMBOL_GPL\t\n")
+    for ex in (parse_module_symvers(data), parse_symvers_file(data.encode())):
+        assert sorted(ex) == ["cr_ns", "form\x0cfeed", "sep\u2028arated"] and ex.total == 3
+        assert ex["cr_ns"].namespace == "NS\r"
 
 
 @pytest.mark.parametrize(
