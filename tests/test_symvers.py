@@ -275,3 +275,23 @@ def test_weak_undefined_is_never_unknown(tmp_path, exports):
     )
     result = check_versions(read_module(path), exports)
     assert result.ok and result.unknown == () and not result.mismatches
+
+
+@pytest.mark.slow
+def test_a_weak_reference_the_kernel_finds_is_checked_like_a_strong_one(tmp_path, exports):
+    """The kernel's resolve_symbol checks what it finds, weak reference or not: a weak one to a
+    namespaced export without MODULE_IMPORT_NS fails the load.  A GPL-only export is invisible
+    to a proprietary module, and a weak reference may stay unresolved: no problem there."""
+    sym, ns = next((s, e.namespace) for s, e in sorted(exports.items()) if e.namespace)
+    gpl_sym = next(s for s, e in sorted(exports.items()) if e.gpl_only and not e.namespace)
+    versions = (("module_layout", exports["module_layout"].crc), ("_printk", exports["_printk"].crc))
+
+    def check(name: str, **spec):
+        return check_versions(read_module(mb.build_module(mb.ModSpec(versions=versions, **spec), tmp_path / name)),
+                              exports)
+
+    assert check("ns.ko", weak=(sym,)).missing_namespaces == ((sym, ns),)
+    assert check("ns-imported.ko", weak=(sym,), extra_modinfo=(("import_ns", ns),)).ok
+    proprietary = check("gpl.ko", weak=(gpl_sym,), license="Proprietary")
+    assert proprietary.ok and not proprietary.gpl_only
+    assert check("gpl-strong.ko", undefined=("_printk", gpl_sym), license="Proprietary").gpl_only == (gpl_sym,)

@@ -330,14 +330,9 @@ SYMVERS_PURPOSE = "symvers"
 def _load_slice(ctx: Context, path: str, users: list[ModuleFile]) -> ExportTable | None:
     """The slice of ``path`` for ``users``; the wanted set is only built when the file is parsed
     (a warm scrape finds the slice by the file's identity)."""
-    return ctx.load(path, lambda data: _parse_symvers(data, frozenset(s for m in users for s in _symbols_of(m))),
+    return ctx.load(path, lambda data: _parse_symvers(data, frozenset(s for m in users for s in m.checked_symbols)),
                     limit=symvers.MAX_BYTES,
                     purpose=SYMVERS_PURPOSE, persist=symvers.CODEC)
-
-
-def _symbols_of(m: ModuleFile) -> tuple[str, ...]:
-    """Every symbol name the loader checks of ``m`` against a kernel's exports."""
-    return (*m.undefined, *m.weak_undefined, *(sym for sym, _ in m.versions))
 
 
 def _covers(table: ExportTable, users: list[ModuleFile]) -> bool:
@@ -347,7 +342,7 @@ def _covers(table: ExportTable, users: list[ModuleFile]) -> bool:
     for m in users:
         hit = memo.get(("covers", id(m)))
         if hit is None or hit[0] is not m:
-            hit = memo[("covers", id(m))] = (m, table.covers(_symbols_of(m)))   # m kept: its id is not reused
+            hit = memo[("covers", id(m))] = (m, table.covers(m.checked_symbols))   # m kept: its id is not reused
         if not hit[1]:
             return False
     return True

@@ -156,6 +156,13 @@ class ModuleFile:
         """All values of a repeatable .modinfo key (alias, import_ns, firmware, ...)."""
         return tuple(v for k, v in self.modinfo if k == key)
 
+    @property
+    def checked_symbols(self) -> tuple[str, ...]:
+        """Every symbol name the loader looks up in a kernel's exports for this module: the
+        undefined ones, weak ones too (one that is found is checked like any other), and the
+        ``__versions`` entries (modpost's module_layout among them)."""
+        return (*self.undefined, *self.weak_undefined, *(sym for sym, _ in self.versions))
+
 
 # ---------------------------------------------------------------------------------------------
 # Reading and decompressing

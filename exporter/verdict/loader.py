@@ -89,7 +89,7 @@ def check_versions(module: ModuleFile, exports: Mapping[str, Export]) -> Version
     hit = memo.get(id(module))
     if hit is not None and hit[0] is module:
         return hit[1]
-    if not exports.covers((*module.undefined, *(sym for sym, _ in module.versions))):
+    if not exports.covers(module.checked_symbols):
         # a slice made for other modules (the collector keeps slices whole for its own): what it
         # lacks is not proof of "Unknown symbol"
         result = VersionCheck(undetermined=tuple(module.undefined),
@@ -114,13 +114,18 @@ def _check_versions(module: ModuleFile, exports: Mapping[str, Export], kernel_ha
     outside = [d for d in module.depends if d.replace("-", "_") not in known_modules]
     gpl_compatible = (module.license or "") in GPL_COMPATIBLE_LICENSES
     imported = set(module.modinfo_values("import_ns"))
+    # a weak reference the kernel resolves is checked as a strong one is (resolve_symbol:
+    # CRC, then namespace); one it cannot see (a GPL-only export to a proprietary module) just
+    # stays unresolved, which is allowed for a weak one
+    found_weak = [(sym, exports[sym]) for sym in module.weak_undefined
+                  if sym in exports and (gpl_compatible or not exports[sym].gpl_only)]
     return VersionCheck(
         mismatches=mismatches,
         unknown=() if outside else missing,
         undetermined=missing if outside else (),
         gpl_only=() if gpl_compatible else tuple(s for s, e in used if e.gpl_only),
         missing_namespaces=tuple(
-            (s, e.namespace) for s, e in used if e.namespace and e.namespace not in imported
+            (s, e.namespace) for s, e in (*used, *found_weak) if e.namespace and e.namespace not in imported
         ),
         no_versions=kernel_has_crcs and not module.has_versions,
     )
