@@ -73,6 +73,7 @@ _FIELD = re.compile(
     rb"([^\n\x1a]*(?:[\n\x1a](?=[ \t\r\f\v](?s:.))[^\n\x1a]*)*)"          # value, continuations too
     rb"[\n\x1a]")                                                          # the line end ending it
 _CONTINUATION = frozenset(b" \t\r\f\v")
+_STANZA_END = frozenset(b"\n\x1a")
 _GAP = re.compile(rb"[\n\x1a]*")
 _NAME = re.compile(rb"[^\s:\x1a]*")
 _SPACES = re.compile(rb"[ \t\r\f\v]*")
@@ -90,37 +91,41 @@ class _Stanza:
 def _stanzas(data: bytes) -> Iterator[_Stanza]:
     """dpkg's parse_stanza over the whole file.  Stanzas end at an empty line; a value ends at
     a line end not followed by a space; a byte dpkg reads last and finds at the end of the file
-    is dropped, as it drops it."""
+    is dropped, as it drops it.  One finditer walks the fields (it steps over the empty lines
+    between stanzas by itself); a field that does not start where the last one ended, or after
+    the empty lines that ended its stanza, is the error."""
     n = len(data)
     dos = b"\x1a" in data            # only then can a value start or end with ^Z
-    match = _FIELD.match
-    pos = line_no = counted = 0
-    while True:
-        pos = _GAP.match(data, pos).end()
-        if pos >= n - 1:
+    expected = _GAP.match(data).end()
+    if expected >= n - 1:
+        return
+    line_no = data.count(b"\n", 0, expected)
+    counted = expected
+    stanza = _Stanza(line_no + 1, [], {})
+    for m in _FIELD.finditer(data, expected):
+        start, stop = m.span()                 # stop - 1: the line end that ended the value
+        if start != expected or ((dos or stop == n) and not _value_starts(data, m.start(2))) or (
+                stop < n - 1 and data[stop] in _CONTINUATION):
+            break
+        name = m.group(1)
+        stanza.names.append(name)
+        key = _KEYS.get(name.lower())
+        if key is not None:
+            value = m.group(2)
+            if dos and data[stop - 1] == _DOS_EOF and stop < n:
+                value += b"\x1a"                  # dpkg keeps a ^Z that ends a value
+            stanza.values.setdefault(key, value.rstrip())
+        if stop < n - 1 and data[stop] not in _STANZA_END:
+            expected = stop                        # the next field
+            continue
+        yield stanza                               # an empty line, or the end of the file
+        expected = _GAP.match(data, stop + 1).end()
+        if expected >= n - 1:
             return
-        line_no += data.count(b"\n", counted, pos)   # counted as it goes: once per byte
-        counted = pos
+        line_no += data.count(b"\n", counted, expected)   # counted as it goes: once per byte
+        counted = expected
         stanza = _Stanza(line_no + 1, [], {})
-        while True:
-            m = match(data, pos)
-            end = m.end() - 1 if m else 0         # the line end that ended the value
-            if m is None or ((dos or end == n - 1) and not _value_starts(data, m.start(2))) or (
-                    end < n - 2 and data[end + 1] in _CONTINUATION):
-                raise DpkgStatusError(f"line {_line_of(data, pos)}: {_field_error(data, pos)}")
-            name = m.group(1)
-            stanza.names.append(name)
-            key = _KEYS.get(name.lower())
-            if key is not None:
-                value = m.group(2)
-                if dos and data[end] == _DOS_EOF and end < n - 1:
-                    value += b"\x1a"              # dpkg keeps a ^Z that ends a value
-                stanza.values.setdefault(key, value.rstrip())
-            if end >= n - 2 or data[end + 1] in (_NEWLINE, _DOS_EOF):
-                break                              # an empty line (or the end of the file)
-            pos = end + 1                          # the next field
-        yield stanza
-        pos = end + 2
+    raise DpkgStatusError(f"line {_line_of(data, expected)}: {_field_error(data, expected)}")
 
 
 def _value_starts(data: bytes, at: int) -> bool:
