@@ -131,3 +131,23 @@ def test_tree_changing_during_scrapes(host):
     finally:
         stop.set()
         t.join()
+
+
+def test_numbers_too_long_for_int_are_answers_not_crashes():
+    """Python refuses int() of a string of more than 4,300 digits (ValueError): an epoch or a
+    date that long in a version, a status file, a pacman desc or a dnf lock is refused or capped
+    where it is parsed, never an exception from deep inside a comparison."""
+    from exporter.formats import dnfconf, dpkg, pacman, versions
+    huge = "9" * 5000
+    assert versions.compare(f"{huge}:1.0", "1:1.0") > 0 and versions.compare(f"{huge}:1", f"{huge}:1") == 0
+    assert versions.compare("0001:1.0", "1:1.0") == 0
+    assert versions.compare("\u00b2:1.0", "1.0") != 0                    # a Unicode digit is no epoch
+    status = f"Package: a\nStatus: install ok installed\nVersion: {huge}:1\n".encode()
+    try:
+        dpkg.parse_status(status)
+        raise AssertionError("dpkg refuses an epoch above INT_MAX")
+    except dpkg.DpkgStatusError as exc:
+        assert "too big" in str(exc)
+    assert pacman._int(huge) is None and pacman._int("\u00b2") is None and pacman._int("1700000000") == 1700000000
+    nevra = dnfconf.parse_nevra(f"kernel-{huge}:5.14.0-1.el9.x86_64", "NEVRA")
+    assert nevra is not None and nevra.epoch == versions.EPOCH_CAP

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+from .versions import capped_epoch
+
 
 class DnfConfError(ValueError):
     """A file dnf itself would refuse (its words: "IniParser: Missing '='")."""
@@ -195,7 +197,7 @@ def parse_nevra(spec: str, form: str) -> Nevra | None:
     m = FORMS[form].match(spec)
     if m is None or not m.group(1):
         return None
-    epoch = int(m.group(3)) if m.group(3) else None
+    epoch = capped_epoch(m.group(3)) if m.group(3) else None
     return Nevra(form, m.group(1), epoch, m.group(4) or "", m.group(5) or "", m.group(6) or "")
 
 

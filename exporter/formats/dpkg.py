@@ -220,9 +220,9 @@ def _version_error(value: bytes) -> str | None:
             return "epoch in version is empty"
         if _EPOCH.match(token).end() != colon:
             return "epoch in version is not number"
-        if sign == b"-" and int(digits):
+        if sign == b"-" and digits.strip(b"0"):
             return "epoch in version is negative"
-        if int(digits) > 2**31 - 1:
+        if len(digits.lstrip(b"0")) > 10 or int(digits) > 2**31 - 1:   # no int() of a huge number
             return "epoch in version is too big"
         token = token[colon + 1:]
         if not token:

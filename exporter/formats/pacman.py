@@ -79,7 +79,9 @@ def parse_desc(data: bytes) -> LocalPackage:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    """A desc file's number; None for anything else, a 5,000-digit one included (int() refuses
+    it with ValueError, and no real date or reason is that long)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
 
 
 def parse_files(data: bytes) -> tuple[str, ...]:

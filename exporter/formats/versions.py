@@ -54,11 +54,22 @@ def _verrevcmp(a: str, b: str) -> int:
     return 0
 
 
+EPOCH_CAP = 10**18
+"""Where an epoch stops growing (dpkg's strtol clamps too).  Python refuses int() of a string of
+more than 4,300 digits: a hostile version string would raise ValueError instead of comparing."""
+
+
+def capped_epoch(digits: str) -> int:
+    """An epoch written as ASCII digits, as a number at most EPOCH_CAP."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 18 else EPOCH_CAP
+
+
 def _split(version: str) -> tuple[int, str, str]:
     epoch = 0
     head, sep, rest = version.partition(":")
-    if sep and head.isdigit():
-        epoch, version = int(head), rest
+    if sep and head.isascii() and head.isdigit():
+        epoch, version = capped_epoch(head), rest
     upstream, _, revision = version.rpartition("-")
     if not upstream:
         upstream, revision = revision, ""

@@ -233,7 +233,7 @@ class _Server6(_Server):
 def parse_listen(address: str) -> tuple[str, int]:
     """':10140', '127.0.0.1:10140', '[::1]:10140' -> (host, port)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5 or not 0 <= int(port) <= 65535:
         raise ValueError(f"--web.listen-address {address!r}: expected [host]:port")
     return host.strip("[]"), int(port)
 
