@@ -401,6 +401,7 @@ def _without_zero_epoch(version: str) -> str:
 @example(b"Package: a\nStatus: install ok installed\nVersion: 1\n#x\n")                          # no comments
 @example(b"Package: a\nStatus: install ok installed\nVersion: 1")                                 # no final newline
 @example(b"Package: a\nStatus: install ok installed\nVersion: 1\n\x1a")                          # MS-DOS's end
+@example(b"Package: a\nStatus: install ok triggers-pending\nVersion: 1\nTriggers-Pending: ldconfig LDCONFIG\n")
 def test_dpkg_status_is_read_as_dpkg_reads_it(blob):
     """parse_status refuses exactly the files Debian's dpkg refuses, and reads the installed
     packages it reads: held packages and ``dpkg --audit`` are only true if the database they

@@ -214,11 +214,12 @@ def _version_error(value: bytes) -> str | None:
     if string[len(token):].strip(b" \t"):
         return "version string has embedded spaces"
     if b":" in token:
-        sign, digits = _EPOCH.match(token).groups()
+        epoch = _EPOCH.match(token)
+        sign, digits = epoch.groups()
         colon = token.index(b":")
         if not digits:
             return "epoch in version is empty"
-        if _EPOCH.match(token).end() != colon:
+        if epoch.end() != colon:
             return "epoch in version is not number"
         if sign == b"-" and digits.strip(b"0"):
             return "epoch in version is negative"
@@ -280,8 +281,8 @@ def _verify(name: str, state: str, version: str, arch: str, multi_arch: str, kep
                               f"{'missing architecture' if not arch else 'architecture all'}")
     if kept.get("config-version") and state in ("installed", "not-installed", "triggers-pending"):
         raise DpkgStatusError(f"package {name}: 'Config-Version' field present with Status {state}")
-    awaited = _trigger_words(name, kept.get("triggers-awaited", b""), _awaited_error)
-    pending = _trigger_words(name, kept.get("triggers-pending", b""), _trigger_name_error)
+    awaited = _trigger_words(name, kept.get("triggers-awaited", b""), _awaited_error, same=bytes.lower)
+    pending = _trigger_words(name, kept.get("triggers-pending", b""), _trigger_name_error, same=bytes)
     rank = _STATE_RANK[state]
     if awaited and not _STATE_RANK["config-files"] < rank < _STATE_RANK["triggers-pending"]:
         raise DpkgStatusError(f"package {name}: has status {state} but triggers are awaited")
@@ -293,15 +294,17 @@ def _verify(name: str, state: str, version: str, arch: str, multi_arch: str, kep
         raise DpkgStatusError(f"package {name}: has status {state} but no triggers pending")
 
 
-def _trigger_words(package: str, value: bytes, error_of) -> bool:
+def _trigger_words(package: str, value: bytes, error_of, same) -> bool:
     """Whether a Triggers-Pending/-Awaited value names any trigger; dpkg refuses a bad or a
-    repeated word (f_trigpend, f_trigaw)."""
+    repeated word (f_trigpend, f_trigaw).  ``same`` is what makes two words one: a pending
+    trigger's name as written (trig_note_pend_core compares with strcmp), an awaited package's
+    name without case (dpkg lower-cases package names)."""
     words = value.split()
     for word in words:
         problem = error_of(word)
         if problem:
             raise DpkgStatusError(f"package {package}: bad trigger {_text(word)!r}: {problem}")
-    if len(set(w.lower() for w in words)) != len(words):
+    if len(set(map(same, words))) != len(words):
         raise DpkgStatusError(f"package {package}: a trigger named twice in {_text(value)!r}")
     return bool(words)
 
