@@ -447,3 +447,14 @@ def test_symvers_bomb_host_keeps_its_usual_peak_rss_and_says_the_file_is_unreada
     # neither a table nor a copy of the text.)
     decoder = {"gzip": 0, "xz": 8 * MiB}[fmt]
     assert bomb_rss < normal_rss + len(bomb) + SYMVERS_MAX + CHUNK + decoder
+
+
+def test_the_pieces_a_decoder_allocates_stay_below_the_mmap_threshold():
+    """Every piece a decoder reads or returns is allocated and freed again, thousands of times
+    a cold scrape.  At or above glibc's mmap threshold each one is mapped, faulted in and unmapped
+    (at 128 KiB that was half a cold scrape's system time); below it, the heap reuses them."""
+    from exporter import process
+
+    overhead = 4096   # a bytes object's header and malloc's own, with room to spare
+    for name in ("CHUNK", "_IN_CHUNK", "_ZSTD_READ"):
+        assert getattr(dc, name) + overhead < process.MMAP_THRESHOLD, name
