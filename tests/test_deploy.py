@@ -380,7 +380,7 @@ def test_containerfile_matches_the_cli():
     text = (K8S / "Containerfile").read_text()
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))
     cmd = json.loads(re.search(r"^CMD (.+)$", text, re.M).group(1))
-    assert entry == ["/opt/dkms-exporter/bin/dkms-exporter"]
+    assert entry == ["/usr/bin/dkms-exporter"]   # where the Debian package puts it
     assert build_parser().parse_args(cmd).rootfs == "/host"
     assert re.search(r"^EXPOSE (\d+)$", text, re.M).group(1) == str(DEFAULT_PORT)
     assert f"dkms-exporter:{__version__}" in text

@@ -6,6 +6,9 @@
 #                                                about 2 min; warm: a copy), mount DEST/proc, block
 #                                                services, seed the shared .deb cache, apt-get update
 #   tests/packages/debian_tree.sh release DEST   keep new .debs in the shared cache, unmount, delete DEST
+#   tests/packages/debian_tree.sh base           the cached base itself (built when cold), for
+#                                                tests/test_image.py's base image: BASE=DIR; never
+#                                                write to it
 #
 # It reuses the real-host builder's helpers (tests/realhost/build.sh: mirrors, sources, chroot
 # sessions) and its shared .deb cache, and takes that builder's lock while debootstrap writes
@@ -49,8 +52,8 @@ build_base() {
   date -u +%FT%TZ >"$dir/stamp"
 }
 
-prepare() {
-  local dest=$1 key dir
+ensure_base() {   # prints the cached base's directory, building it when cold
+  local key dir
   mkdir -p "$PKGROOT/bases" "$CACHE/realhost" "$DEBS"
   pick_mirrors
   key=$(base_key)
@@ -63,7 +66,13 @@ prepare() {
     for old in "$PKGROOT"/bases/*/; do
       [[ ${old%/} == "$dir" ]] || rm -rf --one-file-system "${old%/}"
     done
-  )
+  ) >&2
+  echo "$dir"
+}
+
+prepare() {
+  local dest=$1 dir
+  dir=$(ensure_base)
   [[ ! -e $dest ]] || fail "$dest exists"
   cp -a "$dir/tree" "$dest"
   enter "$dest"
@@ -83,5 +92,6 @@ release() {
 case ${1:-} in
   prepare) prepare "$2" ;;
   release) release "$2" ;;
-  *) echo "usage: $0 prepare|release DEST" >&2; exit 2 ;;
+  base) echo "BASE=$(ensure_base)/tree" ;;
+  *) echo "usage: $0 prepare|release DEST | base" >&2; exit 2 ;;
 esac
