@@ -128,6 +128,18 @@ def test_compressed_suffix_follows_modules_dep(tmp_path):
     assert lines == ["acpi-call/1.2.2: added"]
 
 
+def test_the_suffix_is_dkms_grep_of_modules_dep():
+    """set_module_suffix greps modules.dep for '\\.gz:', '\\.xz:', '\\.zst:' in turn and keeps the
+    last match; it reads no line structure, so a line depmod would never write changes nothing."""
+    from exporter.formats.depmod import modules_dep_suffix
+
+    assert modules_dep_suffix(b"kernel/a.ko.xz:\nkernel/b.ko.zst: kernel/a.ko.xz\n") == ".zst"
+    assert modules_dep_suffix(b"kernel/a.ko.gz:\nkernel/b.ko.xz:\n") == ".xz"
+    assert modules_dep_suffix(b"kernel/a.ko.zst\nno colon here\n") == ""
+    assert modules_dep_suffix(b"garbage\nkernel/a.ko.gz: x\n") == ".gz"
+    assert modules_dep_suffix(b"") == ""
+
+
 def test_names_with_spaces_where_dkms_itself_is_wrong(tmp_path):
     """dkms 3.0.10's _is_module_installed runs `readlink -f $k` unquoted, so a module whose name
     has a space never shows as installed. The link is there and the module is installed: we say

@@ -23,7 +23,7 @@ import re
 
 from ..distro import detect
 from ..facts.dkms import BROKEN_STATE_FROM, RELAXED_BUILT_FROM, BuildFailure, DkmsBuild, DkmsEntry, DkmsFacts, at_least
-from ..formats.depmod import CODEC as DEPMOD_CODEC, ModulesDep, parse_modules_dep
+from ..formats.depmod import modules_dep_suffix
 from ..formats.jsoncodec import Codec
 from ..formats.dkmsconf import MAX_CONF_BYTES, SOURCE_TREE, DkmsConfError, evaluate_conf, parse_dkms_conf
 from ..formats.makelog import MAX_LOG_BYTES, MakeLog, classify_make_log
@@ -41,6 +41,8 @@ DEFAULT_INSTALL_TREE = "/lib/modules"
 
 # a module file's SHA-256 (built vs installed copy) as the persistent cache keeps it: a str
 SAME_CODEC = Codec("same-bytes")
+# the compression suffix dkms reads from a kernel's modules.dep, as the persistent cache keeps it
+SUFFIX_CODEC = Codec("modules-dep-suffix")
 DIGEST_LIMIT = 256 * 1024 * 1024   # a module file to compare; the module parser's bound too
 _COMPARE_CHUNK = 1 << 20
 
@@ -203,12 +205,15 @@ def _compressed_or_uncompressed(ctx: Context, directory: str, name: str, suffix:
 
 
 def _module_suffix(ctx: Context, install_tree: str, kernel: str) -> str:
+    """dkms's set_module_suffix for ``kernel``: a byte search of its modules.dep, kept on its own
+    (a few bytes in the persistent cache), not the whole parsed table the module collector
+    keeps: reading that back only for this was most of a timer run's dkms collector."""
     try:
-        dep = ctx.load(f"{install_tree}/{kernel}/modules.dep", parse_modules_dep, purpose="modules.dep",
-                       persist=DEPMOD_CODEC)
+        suffix = ctx.load(f"{install_tree}/{kernel}/modules.dep", modules_dep_suffix,
+                          purpose="modules.dep-suffix", persist=SUFFIX_CODEC)
     except Unreadable:
         return ""
-    return dep.compressed_suffix if isinstance(dep, ModulesDep) else ""
+    return suffix if isinstance(suffix, str) else ""
 
 
 def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], kernel: str, arch: str,

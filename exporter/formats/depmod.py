@@ -49,7 +49,6 @@ def parse_modules_dep(data: bytes) -> ModulesDep:
     """modules.dep text: ``relpath: dep dep ...`` per line."""
     paths: dict[str, str] = {}
     deps: dict[str, tuple[str, ...]] = {}
-    suffix = ""
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
@@ -60,11 +59,17 @@ def parse_modules_dep(data: bytes) -> ModulesDep:
         paths.setdefault(sys.intern(modname_of_path(rel)), rel)
         if tail.strip():
             deps.setdefault(rel, _dep_list(tail))
-    text_suffixes = data  # dkms greps for '\.gz:' then '\.xz:' then '\.zst:'; the last found wins
+    return ModulesDep(paths, modules_dep_suffix(data), deps)
+
+
+def modules_dep_suffix(data: bytes) -> str:
+    """The compression suffix dkms's set_module_suffix picks from modules.dep text: it greps for
+    '\.gz:', then '\.xz:', then '\.zst:', and the last one found wins ("" when none is)."""
+    suffix = ""
     for candidate in (b".gz:", b".xz:", b".zst:"):
-        if candidate in text_suffixes:
+        if candidate in data:
             suffix = candidate[:-1].decode()
-    return ModulesDep(paths, suffix, deps)
+    return suffix
 
 
 def _dep_list(tail: bytes) -> tuple[str, ...]:
