@@ -33,6 +33,21 @@ def test_equal_copies_are_the_same_and_any_difference_is_found(tmp_path) -> None
         assert dkms.same_bytes(a, a.stat(), b) is False, at
 
 
+@pytest.mark.parametrize("size", [0, 1, 4096, dkms._COMPARE_CHUNK - 1, dkms._COMPARE_CHUNK,
+                                  dkms._COMPARE_CHUNK + 1])
+def test_buffers_sized_to_the_file_still_see_every_byte(tmp_path, size) -> None:
+    """The buffers are no bigger than the file (+1), so their size varies with it: empty and
+    small files, files just under, at and over a chunk, equal and differing in their last byte."""
+    data = os.urandom(size)
+    a, b = _pair(tmp_path, data)
+    assert dkms.same_bytes(a, a.stat(), b) is True
+    if size:
+        changed = bytearray(data)
+        changed[-1] ^= 1
+        b.write_bytes(bytes(changed))
+        assert dkms.same_bytes(a, a.stat(), b) is False
+
+
 def test_one_file_or_different_sizes_answer_without_a_read(tmp_path, monkeypatch) -> None:
     a, b = _pair(tmp_path, b"x" * 100, b"x" * 101)
     link = tmp_path / "hardlink.ko"

@@ -269,7 +269,12 @@ def same_bytes(path, st, other) -> bool:
         return True
     if st.st_size != other_st.st_size:
         return False
-    total, x, y = 0, bytearray(_COMPARE_CHUNK), bytearray(_COMPARE_CHUNK)   # read into, not allocated per chunk
+    # read into, not allocated per chunk; no bigger than the file (+1 to see its end in one read):
+    # most modules are far smaller than a chunk, and two zeroed 1 MiB buffers per pair were a
+    # third of a cold scrape's page faults on the benchmark host (below the mmap threshold,
+    # exporter.process, small buffers come from the heap and are reused)
+    size = min(_COMPARE_CHUNK, st.st_size + 1)
+    total, x, y = 0, bytearray(size), bytearray(size)
     with open_regular(path) as a, open_regular(other) as b:
         while True:
             n, m = a.readinto(x), b.readinto(y)
