@@ -18,8 +18,8 @@ MMAP_THRESHOLD = 512 * 1024
 """Above the pieces a decoder reads and returns (exporter.formats.decompress CHUNK and its input
 reads, 256 KiB), so those come from the heap and are reused.  At 128 KiB every piece was mapped,
 faulted in and unmapped again: ~2,300 mmap/munmap pairs a cold scrape on the benchmark host, half
-its system time (cold `metrics` 1.05 -> 0.83 s, peak RSS unchanged).  Module files and images are
-bigger and still go back to the kernel when freed."""
+its system time (cold `metrics` 1.05 -> 0.83 s, peak RSS unchanged).  Buffers of 512 KiB and more
+(large module files, whole decompressed modules) still go back to the kernel when freed."""
 _libc = None
 
 

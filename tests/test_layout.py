@@ -110,3 +110,14 @@ def test_every_family_backend_is_found_by_its_name():
         backends = [v for v in vars(module).values()
                     if isinstance(v, Distro) and type(v).__module__ == module.__name__ and v.family != "unknown"]
         assert not backends or info.name in listed, info.name
+
+
+def test_the_code_compiles_without_warnings():
+    """An invalid escape sequence in a string is a DeprecationWarning on 3.11 and a SyntaxWarning
+    from 3.12: printed on every import from source, and an error in some later Python."""
+    import warnings
+
+    for path in sorted(EXPORTER.rglob("*.py")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(path.read_text(), str(path), "exec")

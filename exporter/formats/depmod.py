@@ -64,7 +64,8 @@ def parse_modules_dep(data: bytes) -> ModulesDep:
 
 def modules_dep_suffix(data: bytes) -> str:
     """The compression suffix dkms's set_module_suffix picks from modules.dep text: it greps for
-    '\.gz:', then '\.xz:', then '\.zst:', and the last one found wins ("" when none is)."""
+    ".gz:", then ".xz:", then ".zst:" (the dots escaped), and the last one found wins ("" when
+    none is)."""
     suffix = ""
     for candidate in (b".gz:", b".xz:", b".zst:"):
         if candidate in data:
