@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from example_hosts import EXAMPLES
 from test_golden import GOLDEN, normalise
+from test_packages import DEBIAN_HOSTS, TREE_SCRIPT, ok, run
 from testkit import REPO, require_tool, slow_artifact
 
 from exporter import __version__
@@ -33,20 +34,9 @@ from exporter.web.server import DEFAULT_PORT
 pytestmark = pytest.mark.slow
 
 CONTAINERFILE = REPO / "deploy/kubernetes/Containerfile"
-TREE_SCRIPT = REPO / "tests/packages/debian_tree.sh"
 BASE_IMAGE = "localhost/dkms-exporter-test-base:bookworm"
 IMAGE = f"localhost/dkms-exporter:{__version__}"
-DEBIAN_HOSTS = ["reboot-trap", "healthy", "many-problems"]
 CODE = "/usr/share/prometheus-dkms-exporter/exporter"
-
-
-def run(*argv: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"{result.args} exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 @dataclass

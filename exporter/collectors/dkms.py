@@ -213,7 +213,7 @@ def _module_suffix(ctx: Context, install_tree: str, kernel: str) -> str:
                           purpose="modules.dep-suffix", persist=SUFFIX_CODEC)
     except Unreadable:
         return ""
-    return suffix if isinstance(suffix, str) else ""
+    return suffix or ""   # None: no modules.dep
 
 
 def _differs(ctx: Context, conf_text: str | None, files: list[tuple[str, str]], kernel: str, arch: str,
