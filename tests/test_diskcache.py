@@ -70,6 +70,36 @@ def test_values_round_trip_exactly():
     assert CODEC.decode(json.loads(json.dumps(CODEC.encode(value)))) == value
 
 
+@pytest.mark.parametrize("value, tag", [
+    ({"CONFIG_A": "y", "CONFIG_B": "\"q\"", "": ""}, "ds"),
+    ({}, "ds"),
+    ({"kernel/a.ko": ("kernel/b.ko", "kernel/c d.ko"), "x.ko": ()}, "dt"),
+    (frozenset({"ext4", "", "a b"}), "ss"),
+    ({"k": ("a", 1)}, "d"),              # a tuple that is not all strings: the general form
+    ({"k": "a", "j": ("b",)}, "d"),      # mixed values
+    (frozenset({"a", 1}), "s"),
+])
+def test_string_tables_take_their_compact_form_and_round_trip(value, tag):
+    """Tables of strings (kernel configs, modules.dep, modules.builtin) are written in a compact
+    form and read back as exactly the value, with its types (tuples, frozensets) restored."""
+    encoded = json.loads(json.dumps(CODEC.encode(value)))
+    assert next(iter(encoded)) == tag
+    back = CODEC.decode(encoded)
+    assert back == value and type(back) is type(value)
+    if isinstance(value, dict):
+        assert all(type(b) is type(v) for b, v in zip(back.values(), value.values()))
+
+
+@pytest.mark.parametrize("body", [
+    {"ds": {"a": 1}}, {"ds": {"a": None}}, {"ds": ["a"]},
+    {"dt": {"a": "b"}}, {"dt": {"a": ["b", 2]}}, {"dt": {"a": [["b"]]}}, {"dt": ["a"]},
+    {"ss": ["a", {"c": "os.system"}]}, {"ss": {"a": "b"}},
+])
+def test_a_compact_table_holding_anything_but_strings_is_refused(body):
+    with pytest.raises(ValueError):
+        CODEC.decode(body)
+
+
 def _stored(d: Path, value=("x", 1)) -> tuple[DiskCache, Path]:
     store = DiskCache(str(d))
     store.put("/boot/img", "p", IDENT, CODEC, value)
