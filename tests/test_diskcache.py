@@ -46,9 +46,13 @@ def test_a_second_process_reads_the_parses_back_instead_of_parsing(tmp_path):
     process) gets them all from disk with no parse, and the facts are equal."""
     root = tmp_path / "h"
     healthy(root)
+    for kdir in (root / "lib/modules").iterdir():
+        (kdir / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\nkernel/crypto/crc32c_generic.ko\n")
     d = cache_dir(tmp_path)
     first = scraper(root, DiskCache(str(d))).scrape()
     assert len(entries(d)) >= 5     # module files, export tables, modules.dep, images, dpkg facts
+    purposes = {json.loads(e.read_bytes().partition(b"\n")[0])["purpose"] for e in entries(d)}
+    assert {"modules.dep", "kconfig", "modules.builtin", "module", "symvers"} <= purposes, sorted(purposes)
     store = DiskCache(str(d))
     again = scraper(root, store).scrape()
     assert store.hits >= 5 and store.misses == 0 and store.stores == 0

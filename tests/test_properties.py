@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import random
 import string
@@ -583,7 +584,13 @@ def test_mutated_and_random_modules_dep(depmod_seeds, data):
             dep = depmod.parse_modules_dep(blob)
         except depmod.DepmodError:
             continue
-        assert dep.compressed_suffix in ("", ".gz", ".xz", ".zst") and len(dep.in_tree) <= len(dep.paths)
+        assert dep.compressed_suffix in ("", ".gz", ".xz", ".zst")
+        in_tree = sorted(rel for rel in dep.paths.values() if rel.startswith("kernel/"))
+        for count in (1, 5, len(in_tree) + 1):
+            assert dep.first_in_tree(count) == tuple(in_tree[:count])
+        back = depmod.CODEC.decode(json.loads(json.dumps(depmod.CODEC.encode(dep))))
+        assert (back.paths, back.deps, back.compressed_suffix) == (dep.paths, dep.deps, dep.compressed_suffix)
+        assert all(type(v) is tuple for v in back.deps.values())
 
 
 @PROFILE

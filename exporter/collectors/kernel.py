@@ -7,7 +7,7 @@ import os
 import re
 
 from ..facts.kernel import MODULES_ROOT, OUT_OF_TREE_DIRS, Kernel, KernelFacts
-from ..formats import depmod
+from ..formats import depmod, kconfig
 from ..formats.depmod import ModulesDep, modname_of_path, parse_modules_builtin, parse_modules_dep, parse_modules_dep_bin
 from ..formats.kconfig import parse_kernel_config
 from ..distro import detect
@@ -77,7 +77,7 @@ def _builtin(ctx: Context, base: str) -> frozenset[str] | None:
     """The modules built into K's image (modules.builtin): present without a file."""
     try:
         return ctx.load(f"{base}/modules.builtin", parse_modules_builtin, limit=4 * 1024 * 1024,
-                        purpose="modules.builtin")
+                        purpose="modules.builtin", persist=depmod.BUILTIN_CODEC)
     except Unreadable:
         return None
 
@@ -93,7 +93,7 @@ def _headers(ctx: Context, base: str) -> str | None:
 def _config(ctx: Context, release: str) -> dict[str, str]:
     try:
         return ctx.load(f"/boot/config-{release}", parse_kernel_config, limit=4 * 1024 * 1024,
-                        purpose="kconfig") or {}
+                        purpose="kconfig", persist=kconfig.CODEC) or {}
     except Unreadable:
         return {}
 

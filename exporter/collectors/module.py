@@ -290,7 +290,7 @@ def _reference(ctx: Context, k: Kernel) -> tuple[str | None, str, ModuleSignatur
     """The kernel's vermagic and build key, from one of its own (in-tree) modules."""
     if k.modules_dep is None:
         return None, "", None
-    for rel in k.modules_dep.in_tree[:MAX_REFERENCE_CANDIDATES]:
+    for rel in k.modules_dep.first_in_tree(MAX_REFERENCE_CANDIDATES):
         parsed = read_module_file(ctx, f"{MODULES_ROOT}/{k.release}/{rel}")
         if isinstance(parsed, ModuleFile) and parsed.vermagic:
             return parsed.vermagic, f"{MODULES_ROOT}/{k.release}/{rel}", parsed.signature

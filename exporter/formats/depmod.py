@@ -5,10 +5,10 @@ modname rule (kmod): basename up to the first '.', with '-' replaced by '_'.
 
 from __future__ import annotations
 
+import heapq
 import struct
 import sys
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from .jsoncodec import Codec
 
@@ -38,11 +38,15 @@ class ModulesDep:
     def __contains__(self, modname: str) -> bool:
         return modname in self.paths
 
-    @cached_property
-    def in_tree(self) -> tuple[str, ...]:
-        """Paths under kernel/, sorted; computed once per parse (a distro kernel lists ~4,000),
-        not on every scrape."""
-        return tuple(sorted(rel for rel in self.paths.values() if rel.startswith("kernel/")))
+    def first_in_tree(self, count: int) -> tuple[str, ...]:
+        """The ``count`` first paths under kernel/, in sorted order; computed once per parse and
+        count (a distro kernel lists ~4,000, and a timer run would sort them all for a few)."""
+        memo = self.__dict__.setdefault("_first_in_tree", {})
+        hit = memo.get(count)
+        if hit is None:
+            hit = memo[count] = tuple(heapq.nsmallest(count, (rel for rel in self.paths.values()
+                                                              if rel.startswith("kernel/"))))
+        return hit
 
 
 def parse_modules_dep(data: bytes) -> ModulesDep:
@@ -208,5 +212,7 @@ def module_needs(own_name: str, own_rel: str, depends: tuple[str, ...], undefine
     return tuple(seen.values())
 
 
-# modules.dep(.bin) indexes as the persistent cache keeps them (in_tree is derived again)
+# modules.dep(.bin) indexes and modules.builtin as the persistent cache keeps them (the
+# reference candidates are derived again)
 CODEC = Codec("modules.dep", (ModulesDep,))
+BUILTIN_CODEC = Codec("modules.builtin")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from .jsoncodec import Codec
+
 _LINE = re.compile(rb"^(?:(CONFIG_[A-Za-z0-9_]+)=(.*)|# (CONFIG_[A-Za-z0-9_]+) is not set)\s*$", re.M)
 
 
@@ -23,3 +25,8 @@ def parse_kernel_config(data: bytes) -> dict[str, str]:
             value = value[1:-1]
         config[m.group(1).decode()] = value
     return config
+
+
+# parsed configs as the persistent cache keeps them: ~10,000 lines a distribution kernel, and
+# ~7 ms each to parse again in every timer run
+CODEC = Codec("kconfig")
