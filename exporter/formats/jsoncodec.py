@@ -78,7 +78,7 @@ class Codec:
             return {"s": [self.encode(v) for v in value]}
         if isinstance(value, list):
             return [self.encode(v) for v in value]
-        if type(value) is dict and all(type(k) is str for k in value):
+        if type(value) is dict and all(isinstance(k, str) for k in value):
             if all(type(v) is str for v in value.values()):
                 return {"ds": value}
             if value and all(type(v) is tuple and all(type(x) is str for x in v) for v in value.values()):
