@@ -15,8 +15,8 @@ DKMS modules in mixed states (see MODULES), on Debian 12's layout (tests/hostbui
   (~125 MB of cpio, 1,200 entries; ``image="list"``: the small MODULES=list image, ``"none"``: no
   images), re-rooted at that kernel's /usr/lib/modules/K, plus the early-boot DKMS modules a
   hook adds, packed as mkinitramfs does (``find | sort | cpio -H newc``, ``zstd -9 -T0``);
-- each kernel's /boot/config and modules.builtin are the real Debian kernel's (~10,000 config
-  lines, every kernel a real host has), with the options the exporter reads set as the fixture
+- each kernel's /boot/config and modules.builtin are the real Debian kernel's (~10,600 config
+  lines, as a real host has them), with the options the exporter reads set as the fixture
   says, so that the verdicts are the fixture's;
 - /var/lib/dpkg/status holds this machine's real package stanzas plus the fixture's own.
 
@@ -26,6 +26,7 @@ Hosts are cached under ``$DKMS_EXPORTER_TEST_CACHE/bench/`` keyed by their shape
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -317,17 +318,27 @@ def _real_config(h: Host, k: str) -> None:
     earlier fixture had a 10-line config: it hid each real config's parse, and ~2.5 MiB of six
     kernels' options).  The options the exporter reads are left out of the real file and
     written as the fixture set them."""
+    real_lines, builtin = _real_kernel_files()
+    own = h.path(f"boot/config-{k}").read_text()
+    set_here = {line.split("=", 1)[0] for line in own.splitlines()}
+    kept = [line for name, line in real_lines if name not in set_here]
+    h.write(f"boot/config-{k}", "".join(kept) + own)
+    h.write(f"usr/lib/modules/{k}/modules.builtin", builtin)
+
+
+@functools.cache
+def _real_kernel_files() -> tuple[tuple[tuple[str | None, str], ...], bytes]:
+    """Once per build: the real config's lines without the options the exporter reads (each
+    with its option name, None for comments), and the real modules.builtin."""
     kernel = initramfs_build.debian_kernel()
     read = set(re.findall(r"CONFIG_[A-Z0-9_]+", "".join(p.read_text() for p in (REPO / "exporter").rglob("*.py"))))
-    own = h.path(f"boot/config-{k}").read_text()
-    read |= {line.split("=", 1)[0] for line in own.splitlines()}
-    real = (kernel.root / f"boot/config-{kernel.release}").read_text()
     option = re.compile(r"(?:# )?(CONFIG_[A-Za-z0-9_]+)")
-    kept = [line for line in real.splitlines(keepends=True)
-            if (m := option.match(line)) is None or m.group(1) not in read]
-    h.write(f"boot/config-{k}", "".join(kept) + own)
-    builtin = kernel.root / f"lib/modules/{kernel.release}/modules.builtin"
-    h.write(f"usr/lib/modules/{k}/modules.builtin", builtin.read_bytes())
+    lines = []
+    for line in (kernel.root / f"boot/config-{kernel.release}").read_text().splitlines(keepends=True):
+        m = option.match(line)
+        if m is None or m.group(1) not in read:
+            lines.append((m.group(1) if m else None, line))
+    return tuple(lines), (kernel.root / f"lib/modules/{kernel.release}/modules.builtin").read_bytes()
 
 
 def _big_symvers(h: Host, k: str, n: int) -> None:
