@@ -144,11 +144,24 @@ def install(root: Path, pkgs: list[Pkg], *, when: int = FIXED_TIME) -> None:
 
 
 def vercmp(pairs: list[tuple[str, str]]) -> list[int]:
-    """pacman's own vercmp on each pair (one process per pair, batched through one shell)."""
+    """pacman's own vercmp on each pair (one process per pair, batched through one shell).
+    The tool takes a first argument "-h" or "--help" for a request for its usage text, so such
+    a pair is asked the other way round and the answer negated (alpm_pkg_vercmp is
+    antisymmetric).  Two help words cannot be asked at all: the same one is 0 (alpm_pkg_vercmp's
+    first test is strcmp), "-h" against "--help" is refused."""
     tool = require_tool("vercmp")
-    script = "".join(f"{tool} {_sh(a)} {_sh(b)}\n" for a, b in pairs)
+    if any(a in _HELP and b in _HELP and a != b for a, b in pairs):
+        raise ValueError("vercmp cannot compare '-h' with '--help'")
+    asked = [(a, b) for a, b in pairs if not (a in _HELP and a == b)]
+    swapped = [a in _HELP for a, _ in asked]
+    script = "".join(f"{tool} {_sh(b)} {_sh(a)}\n" if s else f"{tool} {_sh(a)} {_sh(b)}\n"
+                     for (a, b), s in zip(asked, swapped))
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=600, check=True).stdout
-    return [int(x) for x in out.split()]
+    answers = iter([-int(x) if s else int(x) for x, s in zip(out.split(), swapped, strict=True)])
+    return [0 if a in _HELP and a == b else next(answers) for a, b in pairs]
+
+
+_HELP = ("-h", "--help")
 
 
 def _sh(text: str) -> str:

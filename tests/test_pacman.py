@@ -38,6 +38,7 @@ version = st.lists(_piece, min_size=1, max_size=7).map("".join)
 @given(st.lists(st.tuples(version, version), min_size=40, max_size=40))
 def test_vercmp_is_pacmans(pairs):
     pairs += [(a, a) for a, _ in pairs[:5]]
+    pairs = [(a, b) for a, b in pairs if {a, b} != {"-h", "--help"}]   # the tool cannot be asked that
     expected = vercmp(pairs)
     bad = [(a, b, alpm_vercmp(a, b), e) for (a, b), e in zip(pairs, expected) if alpm_vercmp(a, b) != e]
     assert not bad, bad[:5]
@@ -46,7 +47,8 @@ def test_vercmp_is_pacmans(pairs):
 # where pacman and rpm part ways (and the kernel releases Arch ships)
 FIXED = [("1.0a", "1.0"), ("1.0", "1..0"), ("1.0~rc1", "1.0"), ("1.0^git1", "1.0.1"), ("1.0", "1.0-2"),
          ("1:1.0-1", "2.0-1"), ("6.9.7.arch1-1", "6.10.arch1-1"), ("6.6.36-1", "6.6.36-2"), ("a", "1"),
-         ("1.0.", "1.0"), ("1_0", "1.0")]
+         ("1.0.", "1.0"), ("1_0", "1.0"),
+         ("-h", "0"), ("1", "-h"), ("-h", "-h")]   # "-h" first is the tool's usage request: asked the other way
 
 
 def test_vercmp_fixed_cases_and_where_rpm_differs():
