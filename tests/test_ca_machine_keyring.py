@@ -15,7 +15,7 @@ import pytest
 
 import modbuild as mb
 from exporter.formats.x509 import key_flags, load_certificate
-from exporter.verdict.trust import machine_admits
+from exporter.facts.secureboot import machine_admits
 from testkit import K2
 from test_keyrings import arch
 from test_module_truth import host_with

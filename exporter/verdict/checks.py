@@ -28,7 +28,7 @@ from ..facts.kernel import OUT_OF_TREE_DIRS, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
 from ..facts.packages import PackageFacts
-from ..facts.secureboot import TrustFacts
+from ..facts.secureboot import TrustFacts, module_trusted_certificates
 from ..formats.depmod import modname_of_path
 from ..formats.module import XZ_CHECK_NAMES, ModuleFile, ModuleFileError, ModuleSignature
 from ..formats.x509 import Certificate
@@ -36,7 +36,7 @@ from .fixes import Fixes
 from .loader import check_versions, vermagic_matches
 from .model import ModuleVerdict, Problem
 from ..formats.modsig import SigCheck, matches, policy_rejection, verify
-from .trust import enforced_for, module_trusted_certificates, revocation_certificates, signing_certificate
+from .trust import enforced_for, revocation_certificates, signing_certificate
 
 # the module-level reasons, in the order assess_module() reports them (docs/readiness.md); the
 # first three exclude each other: no build (failed or never tried) comes before "not installed"
@@ -242,8 +242,8 @@ def _signature_problems(k: str, name: str, ident: str, sig: ModuleSignature, ev:
     if revoked is not None:
         return [revoked]
     builtin = ev.modules.builtin_keys if ev.modules is not None else None
-    if builtin is None and ev.builtin is not None and sig.signer == ev.builtin.signer \
-            and sig.key_id == ev.builtin.key_id:
+    unreadable = builtin is None and ev.modules is not None and bool(ev.modules.builtin_keys_error)
+    if unreadable and ev.builtin is not None and sig.signer == ev.builtin.signer and sig.key_id == ev.builtin.key_id:
         return []  # K's own build key, but its image's certificates could not be read: by name only
     cert = signing_certificate(sig, (*(builtin or ()), *ev.trusted))
     if cert is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..facts.secureboot import TrustFacts
 from ..formats.modsig import matches
 from ..formats.module import ModuleSignature
-from ..formats.x509 import Certificate, key_flags
+from ..formats.x509 import Certificate
 
 _CMD_SIG_ENFORCE = re.compile(r"(?:^|\s)module\.sig_enforce(?:=(\S+))?(?:\s|$)")
 _CMD_LOCKDOWN = re.compile(r"(?:^|\s)lockdown=(integrity|confidentiality|none)(?:\s|$)")
@@ -100,46 +100,6 @@ def enforced_for(trust: TrustFacts, config: dict[str, str] | None, running: bool
     lock = _CMD_LOCKDOWN.search(trust.cmdline)
     # a fresh boot starts at lockdown=none unless the command line, the config or Secure Boot raise it
     return signature_enforced(config, sig_enforce, lock.group(1) if lock else "none", trust.secure_boot_effective)
-
-
-PLATFORM_FALLBACK_FAMILIES = frozenset({"debian", "rhel", "suse"})
-"""Distributions whose kernels carry "KEYS: Make use of platform keyring for module signature
-verify" (Fedora's patch, carried by Debian, RHEL and SUSE; rejected upstream): a module whose
-signer is in no trusted keyring is tried against .platform (UEFI db, and MOK when it is not in
-.machine).  Upstream and Arch kernels do not: db never signs modules there."""
-
-
-def module_trusted_certificates(trust: TrustFacts, config: Mapping[str, str] | None, family: str
-                                ) -> tuple[Certificate, ...]:
-    """The enrolled certificates (MokListRT, db) kernel K accepts module signatures from, besides
-    its built-in ones (docs/readiness.md, "Keyrings a kernel verifies modules with").
-
-    With the distribution fallback: all of them.  Without (upstream, Arch, unknown): MOK only
-    through the .machine keyring, which K has with CONFIG_INTEGRITY_MACHINE_KEYRING (linked to
-    .secondary_trusted_keys) and fills only when shim sets MokListTrustedRT; db never.  An
-    unknown config counts as no .machine keyring: the gate must not trust a key K may refuse."""
-    mok = trust.mok.certificates if trust.mok else ()
-    db = trust.db.certificates if trust.db else ()
-    if family in PLATFORM_FALLBACK_FAMILIES:
-        return tuple(mok) + tuple(db)
-    cfg = config or {}
-    machine = cfg.get("CONFIG_INTEGRITY_MACHINE_KEYRING") == "y" and cfg.get("CONFIG_SECONDARY_TRUSTED_KEYRING") == "y"
-    return tuple(c for c in mok if machine_admits(c, cfg)) if machine and trust.mok_trusted_rt else ()
-
-
-def machine_admits(cert: Certificate, config: Mapping[str, str]) -> bool:
-    """Whether K's .machine keyring takes this MOK certificate (6.4+): with
-    CONFIG_INTEGRITY_CA_MACHINE_KEYRING, security/integrity/digsig.c gives .machine the
-    restrict_link_by_ca() restriction (crypto/asymmetric_keys/restrict.c): basicConstraints CA
-    and keyUsage keyCertSign, and with CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX no
-    digitalSignature.  A refused certificate goes to .platform instead (machine_keyring.c
-    add_to_machine_keyring()), which upstream module verification does not consult."""
-    if config.get("CONFIG_INTEGRITY_CA_MACHINE_KEYRING") != "y":
-        return True
-    flags = key_flags(cert)
-    if not (flags.ca and flags.key_cert_sign):
-        return False
-    return not (config.get("CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX") == "y" and flags.digital_signature)
 
 
 def revocation_certificates(trust: TrustFacts, config: Mapping[str, str] | None
