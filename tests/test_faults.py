@@ -388,6 +388,36 @@ def test_depends_names_every_collector_whose_facts_another_reads():
     for c in ordered:
         source = Path(sys.modules[c.collect.__module__].__file__).read_text()
         used[c.name] = set(re.findall(r"""previous(?:\.get\(|\[)["'](\w+)["']""", source))
-    assert {n: deps for n, deps in used.items() if deps} == {c.name: set(c.after) for c in ordered if c.after}
+    declared = {c.name: set(c.after) | set(c.uses) for c in ordered if c.after or c.uses}
+    assert {n: deps for n, deps in used.items() if deps} == declared
     order = [c.name for c in ordered]
-    assert all(order.index(d) < order.index(c.name) for c in ordered for d in c.after)
+    assert all(order.index(d) < order.index(c.name) for c in ordered for d in c.after + c.uses)
+
+
+def test_a_stuck_collector_another_only_uses_does_not_hold_it_back(host, monkeypatch):
+    """module uses secureboot's facts to spare decompressing kernel images, but needs them for
+    no verdict: with secureboot stuck past the stall point, module runs without them (and reads
+    the images), where a stuck kernel collector would leave it unstarted."""
+    two_kernels(host)
+    release = threading.Event()
+    real = registry.by_name()["secureboot"]
+
+    def stuck(ctx):
+        release.wait(30)
+        return real.collect(ctx)
+
+    monkeypatch.setitem(registry.REGISTRY, "secureboot", dataclasses.replace(real, collect=stuck))
+    try:
+        s = Scraper(HostFS(host.root), Config(), timeout=2.0).scrape()
+        runs = s.facts.runs
+        assert "timed out" in runs["secureboot"].crashed
+        assert runs["module"].success and runs["module"].facts.kernels
+        assert s.readiness.verdict == "unknown"     # secureboot is readiness evidence
+    finally:
+        release.set()
+
+
+def test_a_disabled_collector_another_uses_leaves_it_running(host, capsys):
+    two_kernels(host)
+    m = metrics_of(host.root, capsys, "--no-collector.secureboot", "--no-collector.os")
+    assert success_of(m, "module") == 1

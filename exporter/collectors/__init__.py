@@ -1,10 +1,13 @@
 """The collectors: one file each, named like its ``--collector.NAME`` flag, registered from there.
 
 A collector is a function Context -> facts (a frozen dataclass from exporter.facts).  Its file
-registers it with ``@register(name, FactsType, after=..., readiness=...)``:
+registers it with ``@register(name, FactsType, after=..., uses=..., readiness=...)``:
 
 - ``after``: collectors whose facts it reads (``ctx.previous[name]``); it runs once they
   returned, and is not run when one of them gave no facts;
+- ``uses``: collectors whose facts it takes when there are some (to spare work, never to
+  decide alone): it runs after them when they are enabled, and without them when they
+  failed, are disabled or stalled;
 - ``readiness``: readiness is only as good as this collector's facts: when it fails or is
   disabled, verdicts are "unknown", never "ready".
 
@@ -33,20 +36,22 @@ class Collector:
     after: tuple[str, ...] = ()
     readiness: bool = False
     doc: str = ""
+    uses: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, Collector] = {}   # name -> collector, filled by the modules' @register
 _loaded = False
 
 
-def register(name: str, facts: type, *, after: tuple[str, ...] = (), readiness: bool = False
-             ) -> Callable[[F], F]:
+def register(name: str, facts: type, *, after: tuple[str, ...] = (), readiness: bool = False,
+             uses: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Register the decorated function as the collector ``name`` producing ``facts``."""
     def decorate(fn: F) -> F:
         if name in REGISTRY and REGISTRY[name].collect is not fn:
             raise ValueError(f"collector {name!r} registered twice")
         doc = (sys.modules[fn.__module__].__doc__ or "").strip()
-        REGISTRY[name] = Collector(name, fn, facts, tuple(after), readiness, doc.split("\n\n", 1)[0])
+        REGISTRY[name] = Collector(name, fn, facts, tuple(after), readiness, doc.split("\n\n", 1)[0],
+                                   tuple(uses))
         return fn
     return decorate
 
@@ -70,9 +75,9 @@ def _run_order(registry: dict[str, Collector]) -> list[Collector]:
     done: set[str] = set()
     pending = sorted(registry)
     while pending:
-        ready = [n for n in pending if all(d in done for d in registry[n].after)]
+        ready = [n for n in pending if all(d in done for d in registry[n].after + registry[n].uses)]
         if not ready:
-            missing = {n: [d for d in registry[n].after if d not in registry] for n in pending}
+            missing = {n: [d for d in registry[n].after + registry[n].uses if d not in registry] for n in pending}
             raise ValueError(f"collector dependencies cannot be met: {missing}")
         order.append(registry[ready[0]])
         done.add(ready[0])

@@ -13,7 +13,8 @@ collectors.initramfs LISTING_WORKERS and collectors.module PARSE_WORKERS.  A col
 ``stall`` seconds (default a tenth of the timeout) stops holding the others up: the next one
 starts beside it.  At the scrape's deadline (``--scrape.timeout``) any collector still
 running is reported as failed ("timed out") and the scrape is served without it; one that
-depends on it (its registration's ``after``) is reported as not started.
+depends on it (its registration's ``after``) is reported as not started; one that only
+``uses`` it runs without its facts.
 
 Python threads cannot be killed, so a late thread is left to finish on its own: whatever it
 parsed lands in the file cache (its next run is warm), its facts are dropped, and that
@@ -109,10 +110,12 @@ class _Lanes:
         threading.Thread(target=self._work, name="collectors", daemon=True).start()
 
     def _take(self) -> _Job | None:
-        """The first pending collector whose dependencies returned (caller holds ``cond``)."""
+        """The first pending collector whose dependencies returned (caller holds ``cond``).
+        One it only ``uses`` holds it back while not started; one that stalled does not."""
         for name in list(self.pending):
-            deps = self.registry[name].after
-            if any(d in self.pending or (d in self.jobs and not self.jobs[d].done) for d in deps):
+            deps, uses = self.registry[name].after, self.registry[name].uses
+            if any(d in self.pending or (d in self.jobs and not self.jobs[d].done) for d in deps) \
+                    or any(d in self.pending for d in uses):
                 continue
             self.pending.remove(name)
             missing = [d for d in deps if d not in self.jobs or self.jobs[d].run.facts is None]
@@ -127,8 +130,8 @@ class _Lanes:
                 log.warning("not started: its run from an earlier scrape is still going",
                             extra={"collector": name, "running_seconds": round(age)})
                 continue
-            previous = {d: self.jobs[d].run.facts for d in deps
-                        if d in self.jobs and self.jobs[d].run.facts is not None}
+            previous = {d: self.jobs[d].run.facts for d in deps + uses
+                        if d in self.jobs and self.jobs[d].done and self.jobs[d].run.facts is not None}
             job = self.jobs[name] = _Job(self.registry[name], Context(self.fs, self.cache, self.config, collector=name,
                                                        previous=previous))
             self.inflight.started(job)
