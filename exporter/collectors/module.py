@@ -14,6 +14,8 @@ import pathlib
 from ..facts.kernel import MODULES_ROOT, Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import KernelModuleFacts, ModuleFacts
+from ..facts.os import OsFacts
+from ..facts.secureboot import TrustFacts, module_trusted_certificates
 from ..formats import symvers
 from ..formats.depmod import Need, modname_of_path, module_needs
 from ..formats.module import DEFAULT_MAX, ModuleFile, ModuleFileError, ModuleSignature, parse_module_stream
@@ -44,7 +46,7 @@ whole vmlinuz (seconds, and liblzma's 32 MiB dictionary), once per kernel instal
 per process."""
 
 
-@register("module", ModuleFacts, after=("kernel", "loaded"), readiness=True)
+@register("module", ModuleFacts, after=("kernel", "loaded"), uses=("os", "secureboot"), readiness=True)
 def collect_modules(ctx: Context) -> ModuleFacts:
     kernels: KernelFacts | None = ctx.previous.get("kernel")
     if kernels is None:
@@ -128,8 +130,10 @@ def _kernel_modules(ctx: Context, k: Kernel, files: dict[str, ModuleFile | Modul
     keys, keys_error = None, ""
     checks: dict[tuple[str, str], SigCheck] = {}
     if any(isinstance(p, ModuleFile) and p.signature is not None for p in files.values()):
-        keys, keys_error = builtin_keys(ctx, k)
-        checks = signature_checks(ctx, base, files, (*(keys or ()), *signer_certificates(ctx)))
+        enrolled = enrolled_signers(ctx, k, files)
+        if enrolled is None:
+            keys, keys_error = builtin_keys(ctx, k)
+        checks = signature_checks(ctx, base, files, (*(keys or ()), *signer_certificates(ctx), *(enrolled or ())))
     return KernelModuleFacts(vermagic, vsource, exports, esource, signer, files, needs, present, keys, keys_error,
                              checks)
 
@@ -177,6 +181,31 @@ def _certificate_or_none(path, _st) -> Certificate | None:
         return load_certificate(read_bounded(path, MAX_CERT_BYTES), str(path))
     except (OSError, ValueError, TrustDataError):
         return None
+
+
+def enrolled_signers(ctx: Context, k: Kernel, files: dict[str, ModuleFile | ModuleFileError]
+                     ) -> tuple[Certificate, ...] | None:
+    """The enrolled certificates K verifies modules with (MokListRT, db: facts.secureboot), when
+    they name the signer of every signed file of K that the kernel would look a key up for; else
+    None, and K's built-in certificates must be read.
+
+    Then the verdict finds the same certificate with or without K's image: a signer is looked up
+    by issuer and serial (or SKID), and a built-in certificate with the same identifier as an
+    enrolled one would be a deliberate collision, where the kernel's pick between its keyrings is
+    not defined either.  That spares what a DKMS host under Secure Boot pays after each kernel
+    install: decompressing the whole vmlinuz (~0.7 s, and liblzma's 32 MiB dictionary for
+    Debian's).  Without the secureboot or os collector's facts, or with unreadable key lists,
+    the image is read as before."""
+    trust: TrustFacts | None = ctx.previous.get("secureboot")
+    found: OsFacts | None = ctx.previous.get("os")
+    if trust is None or not trust.keys_known or found is None:
+        return None
+    trusted = module_trusted_certificates(trust, k.config or None, found.family)
+    for parsed in files.values():
+        sig = parsed.signature if isinstance(parsed, ModuleFile) else None
+        if sig is not None and policy_rejection(sig) is None and not any(matches(sig, c) for c in trusted):
+            return None
+    return trusted
 
 
 def builtin_keys(ctx: Context, k: Kernel) -> tuple[tuple[Certificate, ...] | None, str]:

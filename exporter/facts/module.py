@@ -22,7 +22,9 @@ class KernelModuleFacts:
     files: dict[str, ModuleFile | ModuleFileError] = field(default_factory=dict)  # relpath -> parsed
     needs: dict[str, tuple[Need, ...]] = field(default_factory=dict)   # relpath of a parsed file -> what it needs
     present: dict[str, bool] = field(default_factory=dict)   # relpath in modules.dep -> the file exists (stat)
-    builtin_keys: tuple[Certificate, ...] | None = None  # certificates built into K's image; None: not read
+    # certificates built into K's image; None: not read (no signed file, or enrolled keys K
+    # verifies with name every signer: collectors.module.enrolled_signers), or unreadable (the error)
+    builtin_keys: tuple[Certificate, ...] | None = None
     builtin_keys_error: str = ""                         # why they could not be read, when they could not
     sigchecks: dict[tuple[str, str], SigCheck] = field(default_factory=dict)  # (relpath, cert sha256) -> verified
 

@@ -142,3 +142,30 @@ def test_module_signed_by_the_kernels_build_key(realhost: RealHost, tmp_path: Pa
     (m,) = [m for m in k["modules"] if m["module"] == "mc"]
     reasons = [p["reason"] for p in m["problems"]]
     assert reasons == (["signature_invalid"] if flip else []), m
+
+
+def test_an_enrolled_dkms_key_spares_decompressing_the_real_image(realhost: RealHost, tmp_path: Path,
+                                                                   monkeypatch, capsys) -> None:
+    """Secure Boot on, the real DKMS modules signed with DKMS's key, which MokListRT holds:
+    Debian's kernel verifies them with it (its .platform fallback), so no vmlinuz is
+    decompressed (on this tree that was 0.9 s and a 69 MiB peak instead of 0.3 s and 41 MiB),
+    and the answers are those of a run that read the image and found no signer there."""
+    import exporter.collectors.module as collector
+    from exporter.cli import main
+
+    root = copy_tree(realhost, "signed_sb_on", tmp_path / "tree")
+    reads: list[int] = []
+    real = collector.builtin_certificates
+    monkeypatch.setattr(collector, "builtin_certificates",
+                        lambda fh, size, extra=0: reads.append(size) or real(fh, size, extra))
+
+    def answer() -> dict:
+        assert main(["check", "--json", "--path.rootfs", str(root)]) in (0, 1)
+        return json.loads(capsys.readouterr().out)
+
+    spared = answer()
+    assert reads == []
+    reasons = {m["module"]: [p["reason"] for p in m["problems"]] for k in spared["kernels"] for m in k["modules"]}
+    assert reasons == {"v4l2loopback": [], "acpi_call": ["unsigned"]}, reasons   # the scenario's one unsigned
+    monkeypatch.setattr(collector, "enrolled_signers", lambda ctx, k, files: None)
+    assert answer() == spared and reads                # the image read, as before: the same answers
