@@ -421,3 +421,16 @@ def test_a_disabled_collector_another_uses_leaves_it_running(host, capsys):
     two_kernels(host)
     m = metrics_of(host.root, capsys, "--no-collector.secureboot", "--no-collector.os")
     assert success_of(m, "module") == 1
+
+
+def test_run_order_pulls_dependencies_in_just_before_and_refuses_cycles():
+    """By name, each collector's after/uses placed right before it (module right after os and
+    secureboot, packages after it); an unknown dependency or a cycle fails at start-up."""
+    names = [c.name for c in registry.collectors()]
+    assert names.index("module") == names.index("secureboot") + 1 < names.index("packages")
+    make = lambda name, after=(), uses=(): registry.Collector(name, lambda ctx: None, object, after, uses=uses)  # noqa: E731
+    order = registry._run_order({"a": make("a", uses=("c",)), "b": make("b"), "c": make("c", after=("d",)), "d": make("d")})
+    assert [c.name for c in order] == ["d", "c", "a", "b"]
+    for broken in ({"a": make("a", after=("b",)), "b": make("b", uses=("a",))}, {"a": make("a", after=("x",))}):
+        with pytest.raises(ValueError, match="cannot be met"):
+            registry._run_order(broken)
