@@ -18,6 +18,8 @@ DKMS modules in mixed states (see MODULES), on Debian 12's layout (tests/hostbui
 - each kernel's /boot/config and modules.builtin are the real Debian kernel's (~10,600 config
   lines, as a real host has them), with the options the exporter reads set as the fixture
   says, so that the verdicts are the fixture's;
+- each kernel's /boot/vmlinuz is the real Debian image (8 MB of xz, Debian's certificates built
+  in); Secure Boot is on and every signer is enrolled, so a run needs none of them;
 - /var/lib/dpkg/status holds this machine's real package stanzas plus the fixture's own.
 
 Hosts are cached under ``$DKMS_EXPORTER_TEST_CACHE/bench/`` keyed by their shape and the recipe
@@ -45,7 +47,7 @@ import initramfs_build  # noqa: E402
 import modbuild  # noqa: E402
 from hostbuilder import SYMBOLS, Host, kernel_crc, signing_key, vermagic  # noqa: E402
 
-RECIPE = "2"   # 2: the real kernel config and modules.builtin
+RECIPE = "3"   # 2: the real kernel config and modules.builtin; 3: the real vmlinuz
 COMPRESSIONS = ("none", "xz", "zstd")  # by kernel index: older kernels plain, newer compressed
 IN_TREE_FILLER = 4000
 
@@ -227,6 +229,8 @@ def _build(root: Path, shape: Shape, log) -> None:
         subprocess.run(["depmod", "-b", str(root), k], check=True, capture_output=True)
     for rel, data in late:
         h.write(rel, data)
+    for k in releases:
+        _real_image(h, k)
     if shape.image != "none":
         stage = _image_stage(shape.image, log)
         for i, k in enumerate(releases):
@@ -324,6 +328,15 @@ def _real_config(h: Host, k: str) -> None:
     kept = [line for name, line in real_lines if name not in set_here]
     h.write(f"boot/config-{k}", "".join(kept) + own)
     h.write(f"usr/lib/modules/{k}/modules.builtin", builtin)
+
+
+def _real_image(h: Host, k: str) -> None:
+    """The real Debian vmlinuz (8 MB, xz, Debian's certificates built in) as /boot/vmlinuz-K: a
+    run that decompressed kernel images for their certificates (~0.6 s and liblzma's 32 MiB
+    dictionary each) would show here.  Every signer on this host is enrolled, so none should.
+    A copy, not a link: the finished host's timestamps must not reach the shared kernel cache."""
+    kernel = initramfs_build.debian_kernel()
+    shutil.copyfile(kernel.root / f"boot/vmlinuz-{kernel.release}", h.path(f"boot/vmlinuz-{k}"))
 
 
 @functools.cache
