@@ -43,3 +43,32 @@ def test_upstream_kernel_with_machine_keyring_and_mok_trusted_accepts(host):
     host_with(host, sb=True)
     s = arch(host, machine_keyring=True, trusted_rt=True)
     assert reasons(s) == []
+
+
+def _damaged(data: bytes) -> bytes:
+    """One bit of the RSA signature value flipped (the PKCS#7 ends with it, before the 12-byte
+    module_signature struct and the magic)."""
+    out = bytearray(data)
+    out[-(len(b"~Module signature appended~\n") + 12 + 16)] ^= 0x01
+    return bytes(out)
+
+
+def test_kernel_build_key_with_an_unreadable_image_is_recognised_by_name(host):
+    """The DKMS module signed with K's own build key (the key of K's in-tree modules), which
+    is not enrolled; K's image is the fixture's stand-in, so its certificates cannot be read:
+    the signer is taken by name and serial, as before (no untrusted_key)."""
+    s = host_with(host, sb=True, key="kernel-build")
+    assert s.facts.runs["module"].facts.kernels[K2].builtin_keys_error
+    assert reasons(s) == []
+
+
+def test_an_enrolled_build_key_is_verified_not_taken_by_name(host):
+    """The same signer, now also enrolled: K's image is not read (the enrolled key names the
+    signer), so nothing may fall back to the by-name rule; a damaged signature is
+    signature_invalid, as the kernel would refuse it."""
+    from hostbuilder import module_elf
+    damaged = _damaged(module_elf("acpi_call", K2, key="kernel-build", version="1.2.2"))
+    s = host_with(host, sb=True, key="kernel-build", mok=("dkms-mok", "kernel-build"), content=damaged)
+    kmf = s.facts.runs["module"].facts.kernels[K2]
+    assert kmf.builtin_keys is None and kmf.builtin_keys_error == ""    # not read
+    assert reasons(s) == ["signature_invalid"]
