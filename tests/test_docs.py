@@ -133,6 +133,13 @@ def test_readiness_names_the_collectors_registered_with_readiness():
     assert listed == [c.name for c in collectors() if c.readiness], "list them in run order"
 
 
+def test_architecture_names_the_collectors_registered_with_readiness():
+    text = (DOCS / "architecture.md").read_text()
+    m = re.search(r"are, in run order: ((?:`[a-z_]+`[,\s]*)+)", text)
+    assert m, "docs/architecture.md no longer lists the collectors readiness depends on"
+    assert re.findall(r"`([a-z_]+)`", m.group(1)) == [c.name for c in collectors() if c.readiness]
+
+
 # --- code the docs name exists ---------------------------------------------------------------
 
 DOC_FILES = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
