@@ -130,7 +130,7 @@ def _blob() -> Path:
     out = cache_root() / "blob.bin"
     if out.exists():
         return out
-    kernel = initramfs_build.debian_kernel()
+    kernel = _debian_kernel()
     data = b""
     for path in sorted((kernel.modules_dir / "kernel" / "drivers" / "net").rglob("*.ko")):
         data += path.read_bytes()
@@ -330,12 +330,18 @@ def _real_config(h: Host, k: str) -> None:
     h.write(f"usr/lib/modules/{k}/modules.builtin", builtin)
 
 
+@functools.cache
+def _debian_kernel() -> initramfs_build.Kernel:
+    """The cached real Debian kernel, looked up once per build (each lookup scans the .deb cache)."""
+    return initramfs_build.debian_kernel()
+
+
 def _real_image(h: Host, k: str) -> None:
     """The real Debian vmlinuz (8 MB, xz, Debian's certificates built in) as /boot/vmlinuz-K: a
     run that decompressed kernel images for their certificates (~0.6 s and liblzma's 32 MiB
     dictionary each) would show here.  Every signer on this host is enrolled, so none should.
     A copy, not a link: the finished host's timestamps must not reach the shared kernel cache."""
-    kernel = initramfs_build.debian_kernel()
+    kernel = _debian_kernel()
     shutil.copyfile(kernel.root / f"boot/vmlinuz-{kernel.release}", h.path(f"boot/vmlinuz-{k}"))
 
 
@@ -343,7 +349,7 @@ def _real_image(h: Host, k: str) -> None:
 def _real_kernel_files() -> tuple[tuple[tuple[str | None, str], ...], bytes]:
     """Once per build: the real config's lines without the options the exporter reads (each
     with its option name, None for comments), and the real modules.builtin."""
-    kernel = initramfs_build.debian_kernel()
+    kernel = _debian_kernel()
     read = set(re.findall(r"CONFIG_[A-Z0-9_]+", "".join(p.read_text() for p in (REPO / "exporter").rglob("*.py"))))
     option = re.compile(r"(?:# )?(CONFIG_[A-Za-z0-9_]+)")
     lines = []
@@ -371,7 +377,7 @@ def _big_symvers(h: Host, k: str, n: int) -> None:
 
 def _real_module_paths() -> list[str]:
     """kernel/.../name (without .ko) of every module in the cached real Debian kernel."""
-    kernel = initramfs_build.debian_kernel()
+    kernel = _debian_kernel()
     dep = (kernel.modules_dir / "modules.dep").read_text()
     return sorted(line.split(":", 1)[0].split(".ko", 1)[0] for line in dep.splitlines() if line.strip())
 

@@ -6,6 +6,7 @@ collector (dkms_scrape_collector_errors), nothing crashes, and readiness is "unk
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -230,17 +231,26 @@ def test_a_collector_stuck_on_a_read_is_timed_out_left_alone_and_resumed(host, m
     assert third.facts.runs["dkms"].success and third.readiness.verdict == "ready"
 
 
-def test_a_stuck_kernel_collector_leaves_its_dependents_unstarted(host, monkeypatch):
-    two_kernels(host)
+@contextlib.contextmanager
+def stuck_collector(monkeypatch, name: str):
+    """The collector ``name`` blocked (up to 30 s) until the block ends, then run as usual."""
     release = threading.Event()
-    real = registry.by_name()["kernel"]
+    real = registry.by_name()[name]
 
     def stuck(ctx):
         release.wait(30)
         return real.collect(ctx)
 
-    monkeypatch.setitem(registry.REGISTRY, "kernel", dataclasses.replace(real, collect=stuck))
+    monkeypatch.setitem(registry.REGISTRY, name, dataclasses.replace(real, collect=stuck))
     try:
+        yield
+    finally:
+        release.set()
+
+
+def test_a_stuck_kernel_collector_leaves_its_dependents_unstarted(host, monkeypatch):
+    two_kernels(host)
+    with stuck_collector(monkeypatch, "kernel"):
         start = time.monotonic()
         s = Scraper(HostFS(host.root), Config(), timeout=1.0).scrape()
         assert time.monotonic() - start < 3
@@ -249,8 +259,6 @@ def test_a_stuck_kernel_collector_leaves_its_dependents_unstarted(host, monkeypa
         assert "waiting for kernel" in runs["module"].crashed and "waiting for kernel" in runs["initramfs"].crashed
         assert runs["dkms"].success and runs["packages"].success and runs["bootloader"].success
         assert s.readiness.verdict == "unknown"
-    finally:
-        release.set()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -399,22 +407,12 @@ def test_a_stuck_collector_another_only_uses_does_not_hold_it_back(host, monkeyp
     no verdict: with secureboot stuck past the stall point, module runs without them (and reads
     the images), where a stuck kernel collector would leave it unstarted."""
     two_kernels(host)
-    release = threading.Event()
-    real = registry.by_name()["secureboot"]
-
-    def stuck(ctx):
-        release.wait(30)
-        return real.collect(ctx)
-
-    monkeypatch.setitem(registry.REGISTRY, "secureboot", dataclasses.replace(real, collect=stuck))
-    try:
+    with stuck_collector(monkeypatch, "secureboot"):
         s = Scraper(HostFS(host.root), Config(), timeout=2.0).scrape()
         runs = s.facts.runs
         assert "timed out" in runs["secureboot"].crashed
         assert runs["module"].success and runs["module"].facts.kernels
         assert s.readiness.verdict == "unknown"     # secureboot is readiness evidence
-    finally:
-        release.set()
 
 
 def test_a_disabled_collector_another_uses_leaves_it_running(host, capsys):
