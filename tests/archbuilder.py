@@ -60,7 +60,7 @@ class ArchHost(Host):
                installed: bool = True, **_) -> "ArchHost":
         """The ``linux`` package's files for ``release`` (6.10.2-arch1-1 is linux 6.10.2.arch1-1);
         ``installed=False``: only what is left after pacman replaced it (the held headers' build/)."""
-        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_MODVERSIONS": "y",
+        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_CRYPTO": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_MODULE_SIG_FORCE": "n", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
         version, rel = _pkgver(release)
         if installed:

@@ -180,7 +180,7 @@ class Host:
         cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_ACPI": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_VIDEO_DEV": "m", "CONFIG_MODULE_SIG_HASH": "sha256", "CONFIG_MODULE_SIG_FORCE": "n",
                "CONFIG_SECURITY_LOCKDOWN_LSM": "y", "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT": "y",
-               "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
+               "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y", "CONFIG_CRYPTO": "y"}
         cfg.update(config or {})
         k = _Kernel(release, headers, image, modules_dep, cfg, in_tree if in_tree is not None else ["e1000e"])
         self.kernels[release] = k

@@ -90,7 +90,7 @@ class RhelHost(Host):
             KABI[release] = kabi
         else:
             KABI.pop(release, None)
-        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_ACPI": "y", "CONFIG_MODVERSIONS": "y",
+        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_CRYPTO": "y", "CONFIG_ACPI": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_MODULE_SIG_HASH": "sha256", "CONFIG_MODULE_SIG_FORCE": "n", "CONFIG_SECURITY_LOCKDOWN_LSM": "y",
                "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT": "y", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
         cfg.update(config or {})

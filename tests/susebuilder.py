@@ -75,7 +75,7 @@ class SuseHost(RhelHost):
             KABI[release] = kabi
         else:
             KABI.pop(release, None)
-        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_MODVERSIONS": "y",
+        cfg = {"CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_CRYPTO": "y", "CONFIG_MODVERSIONS": "y",
                "CONFIG_MODULE_SIG_FORCE": "n", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE": "y"}
         self.kernels[release] = _Kernel(release, False, True, True, cfg, in_tree if in_tree is not None else ["e1000e"])
         for name in self.kernels[release].in_tree:

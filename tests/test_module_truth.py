@@ -1,5 +1,6 @@
 """Module truth plugged into readiness: real ELF modules, real signatures, efivars fixtures."""
 
+import re
 import subprocess
 
 import pytest
@@ -8,7 +9,7 @@ import modbuild
 from testkit import K1, K2, cli, require_tool, scrape
 from exporter.facts.secureboot import TrustFacts
 from exporter.verdict.trust import enforced_for
-from hostbuilder import module_elf, signing_key, vermagic
+from hostbuilder import EFI_GLOBAL, module_elf, signing_key, vermagic
 
 
 def host_with(host, *, sb: bool | None, key="dkms-mok", mok=("dkms-mok",), content=None, built_against=None):
@@ -50,6 +51,39 @@ def test_non_efi_host_without_sig_force_is_fine(host):
     s = host_with(host, sb=None, key=None)
     assert s.facts.get(TrustFacts).secure_boot.supported is False
     assert reasons(s) == []
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda data: b"", "no CONFIG_MODULES line"),
+    (lambda data: bytes(range(256)) * 8, "no CONFIG_MODULES line"),
+    (lambda data: data[:-1], "the last line has no newline"),
+    (lambda data: data[: data.index(b"CONFIG_LOCK_DOWN")], "no CONFIG_MODULES line|no newline|no CONFIG_CRYPTO"),
+])
+def test_a_damaged_config_makes_an_unsigned_module_unknown_not_fine(host, damage, says):
+    """The sweep's finding: read as a smaller config, an empty, foreign or cut /boot/config-K
+    lost CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT, so a kernel that refuses the unsigned module
+    under Secure Boot passed for one that loads it ("ready")."""
+    s = host_with(host, sb=True, key=None)
+    assert reasons(s) == ["unsigned"]
+    config = host.path(f"boot/config-{K2}")
+    config.write_bytes(damage(config.read_bytes()))
+    s = scrape(host.root)
+    assert s.readiness.verdict == "unknown"
+    errors = [str(e) for e in s.facts.runs["kernel"].errors]
+    assert any(f"/boot/config-{K2}" in e for e in errors) and re.search(says, " ".join(errors)), errors
+
+
+@pytest.mark.parametrize("value, verdict", [
+    (b"\x9c", "not_ready"),      # any non-zero byte is Secure Boot on, for the kernel
+    (b"\x01\x00", "ready"),     # two bytes: the kernel cannot read it, and boots without lockdown
+    (b"", "ready"),              # no data: as good as no variable (an uncommitted or deleted one)
+])
+def test_the_secure_boot_variable_read_as_the_kernel_reads_it(host, value, verdict):
+    host_with(host, sb=True, key=None)
+    host.write(f"sys/firmware/efi/efivars/SecureBoot-{EFI_GLOBAL}", (b"\x06\x00\x00\x00" + value) if value else b"")
+    s = scrape(host.root)
+    assert s.readiness.verdict == verdict
+    assert reasons(s) == (["unsigned"] if verdict == "not_ready" else [])
 
 
 def test_foreign_key_is_untrusted(host):

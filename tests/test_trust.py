@@ -33,7 +33,7 @@ from exporter.formats.efi import (
     parse_signature_lists,
 )
 from exporter.formats.errors import TrustDataError
-from exporter.formats.kconfig import parse_kernel_config
+from exporter.formats.kconfig import KconfigError, parse_kernel_config
 from exporter.formats.x509 import load_certificate
 from exporter.verdict.trust import signature_enforced, signing_certificate
 
@@ -91,9 +91,14 @@ def keys(tmp_path_factory) -> dict[str, mb.SigningKey]:
         (b"\x00", b"\x00", False, False, "SecureBoot disabled"),
         (b"\x01", b"\x01", False, True, "Platform is in Setup Mode"),
         (b"\x00", b"\x01", False, True, "Platform is in Setup Mode"),
-        (b"\x01\x00", b"\x00\x00\x00\x00", True, False, "SecureBoot enabled"),  # sizes mokutil tolerates
-        (b"\x01\x00\x00", b"\x00", None, False, "cannot determine"),  # 3 bytes: mokutil gives up
-        (b"\x02", b"\x00", None, False, "cannot determine"),
+        # the kernel reads each into a u8 (efi_get_secureboot_mode): a SecureBoot of another size
+        # is "Could not determine", and it boots without Secure Boot lockdown
+        (b"\x01\x00", b"\x00", False, False, "2 bytes, not 1: the kernel cannot determine"),
+        (b"\x01\x00\x00\x00", b"\x00", False, False, "4 bytes"),
+        # a SetupMode it cannot read counts as 0; any non-zero SecureBoot byte is on
+        (b"\x01", b"\x01\x00\x00\x00", True, False, "SecureBoot enabled"),
+        (b"\x02", b"\x00", True, False, "SecureBoot enabled"),
+        (b"\xff", b"\x02", True, False, "SecureBoot enabled"),
     ],
 )
 def test_secure_boot_efivars(tmp_path, secure_boot, setup_mode, enabled, setup, detail):
@@ -103,7 +108,7 @@ def test_secure_boot_efivars(tmp_path, secure_boot, setup_mode, enabled, setup, 
     assert state.supported and state.enabled is enabled and state.setup_mode is setup
     assert detail in state.detail
     assert state.shim_validation_disabled is False
-    assert state.source == ("efivars" if enabled is not None else None)
+    assert state.source == "efivars"
 
 
 def test_secure_boot_variable_missing_means_disabled(tmp_path):
@@ -376,8 +381,13 @@ def test_sig_enforce(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def debian_config() -> dict[str, str]:
-    return parse_kernel_config(Path(mb.real_kernels()[0].config).read_bytes())
+def debian_config_bytes() -> bytes:
+    return Path(mb.real_kernels()[0].config).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def debian_config(debian_config_bytes) -> dict[str, str]:
+    return parse_kernel_config(debian_config_bytes)
 
 
 @pytest.mark.slow
@@ -389,9 +399,50 @@ def test_real_debian_config(debian_config):
     assert debian_config["CONFIG_MODULE_SIG_HASH"] == "sha256"  # quotes removed
 
 
+WHOLE = b"CONFIG_MODULES=y\nCONFIG_MODULE_SIG=y\nCONFIG_CRYPTO=y\n"
+
+
 def test_parse_kernel_config():
-    cfg = parse_kernel_config(b'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\n# comment\nCONFIG_D=0x10\n')
-    assert cfg == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": "x y", "CONFIG_D": "0x10"}
+    cfg = parse_kernel_config(b'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\n# comment\nCONFIG_D=0x10\n' + WHOLE)
+    assert cfg == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": "x y", "CONFIG_D": "0x10",
+                   "CONFIG_MODULES": "y", "CONFIG_MODULE_SIG": "y", "CONFIG_CRYPTO": "y"}
+    # no modules: nothing to sign, so no CONFIG_MODULE_SIG line is owed
+    assert parse_kernel_config(b"# CONFIG_MODULES is not set\nCONFIG_CRYPTO=y\n")["CONFIG_MODULES"] == "n"
+
+
+@pytest.mark.parametrize("data, says", [
+    (b"", "no CONFIG_MODULES line"),
+    (b"\x00" * 4096, "no CONFIG_MODULES line"),
+    (b"<html>not found</html>\n", "no CONFIG_MODULES line"),
+    (WHOLE[:-3], "no newline"),
+    (b"CONFIG_MODULES=y\nCONFIG_CRYPTO=y\n", "without a CONFIG_MODULE_SIG line"),
+    (b"CONFIG_MODULES=y\nCONFIG_MODULE_SIG=y\n", "no CONFIG_CRYPTO line"),
+])
+def test_a_config_kconfig_did_not_write_whole_is_an_error(data, says):
+    """Read as a smaller config, it would turn the options it lost off: lockdown, forced signatures."""
+    with pytest.raises(KconfigError, match=says):
+        parse_kernel_config(data)
+
+
+@pytest.mark.slow
+def test_every_cut_of_a_real_config_that_loses_a_deciding_option_is_an_error(debian_config_bytes, debian_config):
+    """Debian's real config cut at 400 places (every 97th byte offset and every 29th line end):
+    whenever the cut loses an option the signature verdict reads, the file is refused."""
+    deciding = ("CONFIG_MODULE_SIG", "CONFIG_MODULE_SIG_FORCE", "CONFIG_SECURITY_LOCKDOWN_LSM",
+                "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT", "CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE")
+    assert all(k in debian_config for k in deciding)
+    data = debian_config_bytes
+    ends = [i + 1 for i, b in enumerate(data) if b == 0x0A]
+    cuts = sorted(set(range(1, len(data), max(1, len(data) // 200))) | set(ends[::max(1, len(ends) // 200)]))
+    refused = 0
+    for cut in cuts:
+        try:
+            got = parse_kernel_config(data[:cut])
+        except KconfigError:
+            refused += 1
+            continue
+        assert all(got.get(k) == debian_config[k] for k in deciding), f"cut at {cut} read as whole"
+    assert refused > len(cuts) * 0.9, (refused, len(cuts))
 
 
 @pytest.mark.slow

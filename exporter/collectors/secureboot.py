@@ -14,7 +14,8 @@ from typing import Callable, TypeVar
 
 from ..facts.secureboot import SecureBootState, TrustFacts
 from ..formats.efi import (DB_GUID, EFI_GLOBAL_GUID, MAX_VAR_BYTES, SHIM_LOCK_GUID, EfiVariable, KeyList,
-                           key_list_from_entries, parse_efivar, parse_signature_lists, small_int)
+                           kernel_secure_boot_mode, key_list_from_entries, one_byte, parse_efivar,
+                           parse_signature_lists)
 from ..formats.errors import TrustDataError
 from ..formats.sysfs import parse_boot_params_secure_boot, parse_lockdown, parse_sig_enforce
 from ..formats.x509 import CODEC as X509_CODEC, Certificate, load_certificate
@@ -142,23 +143,16 @@ def secure_boot_state(sysfs: Path) -> SecureBootState:
                                detail="efivarfs is not mounted")
     sb_var = read_efivar(efivar_path(efivars, "SecureBoot", EFI_GLOBAL_GUID))
     setup_var = read_efivar(efivar_path(efivars, "SetupMode", EFI_GLOBAL_GUID))
-    secure_boot = 0 if sb_var is None else small_int(sb_var)
-    setup_mode = 0 if setup_var is None else small_int(setup_var)
     mok_sb = read_efivar(efivar_path(efivars, "MokSBStateRT", SHIM_LOCK_GUID))
-    if secure_boot == 1 and setup_mode == 0:
-        enabled, detail = True, "SecureBoot enabled"
-    elif secure_boot == 0 or setup_mode == 1:
-        enabled = False
-        detail = "Platform is in Setup Mode" if setup_mode == 1 else "SecureBoot disabled"
-    else:
-        enabled, detail = None, "cannot determine: SecureBoot/SetupMode have unexpected sizes or values"
+    enabled, detail = kernel_secure_boot_mode(sb_var, setup_var)
+    setup_mode = one_byte(setup_var)
     return SecureBootState(
         True,
         enabled,
-        setup_mode=None if setup_mode is None else setup_mode == 1,
+        setup_mode=setup_mode == 1,
         shim_validation_disabled=mok_sb is not None,
         kernel_view=kernel_view,
-        source="efivars" if enabled is not None else None,
+        source="efivars",
         detail=detail,
     )
 

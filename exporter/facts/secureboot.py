@@ -15,10 +15,11 @@ from ..formats.x509 import Certificate, key_flags
 class SecureBootState:
     """Secure Boot as the firmware variables and the kernel's boot-time view tell it.
 
-    ``enabled`` follows mokutil: on iff SecureBoot==1 and SetupMode==0, off iff SecureBoot==0 or
-    SetupMode==1 (a missing SecureBoot variable is off, a missing SetupMode counts as 0 as in
-    the kernel's efi_get_secureboot_mode()).  When efivars cannot tell, the kernel's own view
-    from boot_params is used (``source`` says which).  Non-EFI hosts: supported=False,
+    ``enabled`` is the kernel's reading of the variables (formats.efi.kernel_secure_boot_mode,
+    after efi_get_secureboot_mode()): on iff SecureBoot is one non-zero byte and SetupMode is
+    not the byte 1; a missing SecureBoot, or one the kernel cannot read, boots without Secure
+    Boot lockdown.  Without efivarfs, the kernel's own view from boot_params is used (``source``
+    says which).  Non-EFI hosts: supported=False,
     enabled=False.
     """
 

@@ -64,11 +64,30 @@ def efi_string(raw: bytes | None) -> str | None:
     return raw[4:].decode("utf-16-le", "replace").rstrip("\0") or None
 
 
-def small_int(var: EfiVariable | None) -> int | None:
-    """mokutil's reading of SecureBoot/SetupMode: a 1-, 2- or 4-byte little-endian value."""
-    if var is None or len(var.data) not in (1, 2, 4):
+def one_byte(var: EfiVariable | None) -> int | None:
+    """The value of a one-byte variable (SecureBoot, SetupMode), as the kernel reads it into a
+    u8: None when absent or of another size (GetVariable answers EFI_BUFFER_TOO_SMALL)."""
+    if var is None or len(var.data) != 1:
         return None
-    return int.from_bytes(var.data, "little")
+    return var.data[0]
+
+
+def kernel_secure_boot_mode(secure_boot: EfiVariable | None, setup_mode: EfiVariable | None) -> tuple[bool, str]:
+    """Secure Boot as the kernel's EFI stub decides it from the same variables (include/linux/efi.h,
+    efi_get_secureboot_mode): each is read into one byte, so a SecureBoot of any other size is an
+    error there ("Could not determine UEFI Secure Boot status"), and the kernel boots without
+    Secure Boot lockdown; a SetupMode it cannot read counts as 0; any non-zero SecureBoot is on."""
+    if secure_boot is None:
+        return False, "SecureBoot disabled (no SecureBoot variable)"
+    value = one_byte(secure_boot)
+    if value is None:
+        return False, (f"SecureBoot holds {len(secure_boot.data)} bytes, not 1: the kernel cannot determine "
+                       "Secure Boot and boots without its lockdown")
+    if one_byte(setup_mode) == 1:
+        return False, "Platform is in Setup Mode"
+    if value == 0:
+        return False, "SecureBoot disabled"
+    return True, "SecureBoot enabled"
 
 
 @dataclass(frozen=True)
