@@ -6,6 +6,8 @@ import random
 import threading
 import shutil
 
+import pytest
+
 from hostbuilder import Host
 from testkit import K1, K2, failed_collectors, metrics_of, run_as_nobody, samples, scrape, two_kernels
 
@@ -23,6 +25,35 @@ def test_unterminated_quote_in_dkms_conf(host, capsys):
     assert ({"collector": "dkms"}, 0.0) in m["dkms_scrape_collector_success"]
     assert "dkms_next_boot_ready" not in m
     assert m["dkms_next_boot_readiness_unknown"] == [({}, 1.0)]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("", "no PACKAGE_NAME or PACKAGE_VERSION directive"),
+    ("\x7fELF\x02\x01\x01" + "\x00" * 64, "no PACKAGE_NAME or PACKAGE_VERSION directive"),
+    ('PACKAGE_NAME="acpi-call"\nBUILT_MODULE_NAME[0]=acpi_call\n', "no PACKAGE_VERSION directive"),
+    ('PACKAGE_NAME="acpi-call"\nPACKAGE_VERSION="1.2.2"\nif [ -f x ]; then\n  BUILD_EXCLUSIVE_KERNEL=x\n',
+     "ends inside an if/case/function block"),
+])
+def test_a_dkms_conf_dkms_would_refuse_makes_readiness_unknown(host, text, says):
+    """dkms's read_conf: "Error! Bad conf file." for a conf without PACKAGE_NAME or
+    PACKAGE_VERSION (its own test suite's empty dkms.conf); cut short, bash stops sourcing it.
+    Read as a conf that builds nothing, either passed the host: the module was no longer needed."""
+    two_kernels(host)
+    host.write("usr/src/acpi-call-1.2.2/dkms.conf", text)
+    s = scrape(host.root)
+    assert s.readiness.verdict == "unknown"
+    [error] = s.facts.runs["dkms"].errors
+    assert error.path.endswith("/source/dkms.conf") and says in error.message, error
+
+
+@pytest.mark.parametrize("osrelease", ["", "\x9c\x1b\x1a\xfeZ", "6.1.0 amd64", "../../etc", "x" * 65])
+def test_an_osrelease_no_kernel_prints_is_an_error_not_a_running_kernel(host, osrelease):
+    two_kernels(host)
+    host.write("proc/sys/kernel/osrelease", osrelease.encode("latin-1") + b"\n")
+    s = scrape(host.root)
+    assert s.facts.get(KernelFacts).running is None and s.readiness.verdict == "unknown"
+    [error] = s.facts.runs["kernel"].errors
+    assert error.path.endswith("proc/sys/kernel/osrelease") and "not a kernel release" in error.message
 
 
 def test_dkms_conf_parser_rejects_unbalanced_quotes():

@@ -80,6 +80,31 @@ def test_no_bootloader_is_unknown_and_newest_assumed(host):
     assert any("unknown" in n for n in s.readiness.notes)
 
 
+@pytest.mark.parametrize("text", ["", "# overwritten\nset timeout=5\n", "\x00" * 512,
+                                  "set default=0\nif [ x ]; then\n  insmod part_gpt\nfi\n"])
+def test_a_grub_cfg_that_gives_grub_no_menu_entry_is_an_error(host, text):
+    """GRUB shows its menu only when it has entries (grub-core/normal/main.c); without one it
+    stops at its command line, and the reboot comes up in no kernel: never "the newest"."""
+    grub_host(host)
+    host.write("boot/grub/grub.cfg", text)
+    s = scrape(host.root)
+    assert s.facts.get(BootFacts).next_boot is None
+    assert s.readiness.verdict == "unknown"
+    assert [(e.path, e.message) for e in s.facts.runs["bootloader"].errors] == [
+        ("/boot/grub/grub.cfg", "no menu entry: GRUB would stop at its command line")]
+
+
+@pytest.mark.parametrize("line", ["configfile /boot/grub/real.cfg", "source ${prefix}/custom.cfg"])
+def test_a_grub_cfg_that_loads_another_is_not_judged_empty(host, line):
+    """A stub that hands over to another file (the EFI partition's grub.cfg on Debian and RHEL 9)
+    has no entries of its own; which kernel it boots is unknown, not an error."""
+    grub_host(host)
+    host.write("boot/grub/grub.cfg", f"search --no-floppy --fs-uuid --set=dev {ROOT_UUID}\n{line}\n")
+    s = scrape(host.root)
+    assert s.facts.get(BootFacts).next_boot is None and not s.facts.runs["bootloader"].errors
+    assert s.readiness.verdict == "ready"
+
+
 def test_grubenv_escapes_and_padding():
     env = parse_grubenv(b"# GRUB Environment Block\nsaved_entry=a\\\\b\nnext_entry=\n" + b"#" * 900)
     assert env == {"saved_entry": "a\\b", "next_entry": ""}

@@ -97,6 +97,25 @@ def test_damaged_image_is_unreadable_and_not_ready(host, damage):
     assert "offset" in detail or "not_a_file" in detail or "empty" in detail
 
 
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_a_running_image_that_cannot_be_listed_leaves_early_boot_unknown(host, damage):
+    """The sweep's finding: K2's image lacks zfake, which the host loads in early boot (K1's
+    image has it).  With K1's image cut short (a /boot that filled while it was rewritten),
+    nothing said zfake was early-boot any more, and K2 passed as ready."""
+    zfs_host(host, new_image_modules=())
+    assert ("zfake", "missing_from_initramfs") in problems(scrape(host.root))
+    image = host.path(f"boot/initrd.img-{K1}")
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
+    s = scrape(host.root)
+    k2 = s.readiness.kernel(K2)
+    assert k2.verdict == "unknown" and s.readiness.verdict == "unknown"
+    assert any("running kernel's initramfs" in why and "which modules early boot needs is unknown" in why
+               for why in k2.unknown_because), k2.unknown_because
+    # K1's own image is unreadable: a finding about K1, which a definite problem keeps not ready
+    assert s.readiness.kernel(K1).verdict == "not_ready"
+
+
 def test_unchanged_image_is_not_listed_again_and_a_new_one_is(host, monkeypatch):
     zfs_host(host)
     calls = []

@@ -62,11 +62,27 @@ def _choose(ctx: Context) -> BootFacts:
         env = _grubenv(ctx, cfg_path.rsplit("/", 1)[0] + "/grubenv")
         st = ctx.stat(cfg_path)
         if re.search(r"^\s*blscfg\b", text, re.M):
-            return _bls(ctx, env, st.st_mtime if st else None, _blscfg_variant(ctx))
-        return grub_next_boot(text, env, st.st_mtime if st else None, parsed)
+            facts = _bls(ctx, env, st.st_mtime if st else None, _blscfg_variant(ctx))
+        else:
+            facts = grub_next_boot(text, env, st.st_mtime if st else None, parsed)
+        if facts.next_boot is None and not parsed[0] and not _LOADS_MORE.search(text):
+            return _boots_nothing(ctx, cfg_path, facts)
+        return facts
     if ctx.listdir("/boot/loader/entries"):
         return _bls(ctx, {}, None, _blscfg_variant(ctx))
     return BootFacts("unknown", None, "", "no grub.cfg, BLS entries or systemd-boot loader.conf found")
+
+
+_LOADS_MORE = re.compile(r"^\s*(?:configfile|source|normal|legacy_configfile)\b", re.M)
+
+
+def _boots_nothing(ctx: Context, cfg_path: str, facts: BootFacts) -> BootFacts:
+    """grub.cfg gives GRUB an empty menu (no menuentry, no BLS entry, nothing it loads): GRUB
+    then stops at its command line (grub-core/normal/main.c runs the menu only when it has
+    entries), so the next boot comes up in no kernel.  An empty, cut or overwritten grub.cfg
+    looks like this; it is a read error (readiness unknown), never "assume the newest"."""
+    ctx.error(cfg_path, "no menu entry: GRUB would stop at its command line")
+    return replace(facts, next_boot=None, detail=f"{cfg_path} gives GRUB no menu entry: it would stop at its command line")
 
 
 def _decode(data: bytes) -> str:

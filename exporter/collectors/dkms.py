@@ -25,7 +25,8 @@ from ..distro import detect
 from ..facts.dkms import BROKEN_STATE_FROM, RELAXED_BUILT_FROM, BuildFailure, DkmsBuild, DkmsEntry, DkmsFacts, at_least
 from ..formats.depmod import modules_dep_suffix
 from ..formats.jsoncodec import Codec
-from ..formats.dkmsconf import MAX_CONF_BYTES, SOURCE_TREE, DkmsConfError, evaluate_conf, parse_dkms_conf
+from ..formats.dkmsconf import (MAX_CONF_BYTES, SOURCE_TREE, DkmsConfError, conf_refusal, evaluate_conf,
+                                parse_dkms_conf)
 from ..formats.makelog import MAX_LOG_BYTES, MakeLog, classify_make_log
 from ..formats.versions import compare
 from ..host.context import Context, Unreadable
@@ -100,6 +101,12 @@ def _package_of(text: str) -> tuple[str, str] | None:
     return conf.package_name, conf.package_version
 
 
+@functools.lru_cache(maxsize=2048)
+def _refusal(text: str) -> str | None:
+    """formats.dkmsconf.conf_refusal, cached by the text like _package_of."""
+    return conf_refusal(text)
+
+
 def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
            modern: bool, relaxed: bool, distro_dest: str | None) -> DkmsEntry | None:
     vdir = f"{tree}/{module}/{ver}"
@@ -125,6 +132,8 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
             conf_text = raw.decode("utf-8", "surrogateescape") if raw is not None else None
             if raw is None:
                 ctx.error(f"{source}/dkms.conf", "dkms.conf missing: dkms cannot evaluate this module")
+            elif (refusal := _refusal(conf_text)) is not None:
+                ctx.error(f"{source}/dkms.conf", f"not a usable dkms.conf: {refusal}")
         except Unreadable:
             conf_text = None
     builds = tuple(_builds(ctx, tree, install_tree, module, ver, conf_text, relaxed, distro_dest))

@@ -51,6 +51,11 @@ def _boot_images(ctx: Context) -> dict[str, str]:
     return images
 
 
+RELEASE = re.compile(r"[0-9][\x21-\x2e\x30-\x7e]{0,63}")
+"""A kernel release as uname -r prints it: KERNELRELEASE starts with VERSION, Kbuild refuses one
+over 64 characters (__NEW_UTS_LEN), and it names /lib/modules/K, so it has no space or '/'."""
+
+
 def _kernel(ctx: Context, release: str, image: str, has_modules_dir: bool) -> Kernel:
     base = f"{MODULES_ROOT}/{release}"
     return Kernel(release=release, image=image, has_modules_dir=has_modules_dir,
@@ -129,8 +134,17 @@ def _out_of_tree(ctx: Context, base: str) -> dict:
 
 
 def _running(ctx: Context) -> str | None:
+    """uname -r, from procfs; a value no kernel prints is a read error, not a kernel (the running
+    kernel decides which packaged modules are needed: a garbled one would drop them)."""
+    path = ctx.fs.proc("sys/kernel/osrelease")
     try:
-        raw = ctx.load_local(ctx.fs.proc("sys/kernel/osrelease"), bytes, limit=4096, purpose="raw")
+        raw = ctx.load_local(path, bytes, limit=4096, purpose="raw")
     except Unreadable:
         return None
-    return raw.decode("utf-8", "replace").strip() or None if raw is not None else None
+    if raw is None:
+        return None
+    release = raw.decode("ascii", "replace").strip()
+    if not RELEASE.fullmatch(release):
+        ctx.error(str(path), f"not a kernel release: {release[:64]!r}")
+        return None
+    return release

@@ -32,6 +32,7 @@ class DkmsConf:
     """The variables of one dkms.conf for one (kernel, arch) evaluation."""
     values: dict[str, dict[int, str]] = field(default_factory=dict)
     dynamic: set[str] = field(default_factory=set)
+    open_blocks: int = 0     # if/case/for/function blocks still open at the end of the file
 
     def get(self, name: str, index: int = 0, default: str = "") -> str:
         return self.values.get(name, {}).get(index, default)
@@ -103,7 +104,25 @@ def parse_dkms_conf(text: str, env: dict[str, str]) -> DkmsConf:
             name, index, value = m.group(1), m.group(2), m.group(3)
             dynamic = depth > 0 or "$(" in value or "`" in value
             _assign(conf, scope, name, index, value, dynamic)
+    conf.open_blocks = depth
     return conf
+
+
+def conf_refusal(text: str) -> str | None:
+    """Why dkms would not take this dkms.conf as one, or None.  dkms's read_conf refuses a
+    conf without PACKAGE_NAME or PACKAGE_VERSION ("Error! Bad conf file.": an empty or
+    overwritten file); one that ends inside an if/case/function block is cut short (bash stops
+    sourcing it at the syntax error, so dkms would see only what comes before)."""
+    try:
+        conf = parse_dkms_conf(text, {})
+    except DkmsConfError as exc:
+        return str(exc)
+    missing = [n for n in ("PACKAGE_NAME", "PACKAGE_VERSION") if n not in conf.values]
+    if missing:
+        return f"no {' or '.join(missing)} directive: dkms refuses it (\"Bad conf file\")"
+    if conf.open_blocks > 0:
+        return "it ends inside an if/case/function block: cut short, bash stops reading it there"
+    return None
 
 
 def _assign(conf: DkmsConf, scope: dict[str, str], name: str, index: str | None, raw: str,

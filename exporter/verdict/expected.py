@@ -34,6 +34,20 @@ def early_boot_modules(facts: HostFacts, config: Config) -> frozenset[str]:
     return frozenset(names)
 
 
+def early_boot_unknown(facts: HostFacts) -> str | None:
+    """Why early_boot_modules cannot be told, or None: the running kernel's initramfs is there
+    but cannot be listed (cut short by a full /boot while being rewritten, damaged, of a
+    compression the exporter cannot read), so which out-of-tree modules the host loads before
+    its root file system is unknown, and "the new initramfs has them all" cannot be judged."""
+    kernels, initramfs = facts.get(KernelFacts), facts.get(InitramfsFacts)
+    if not kernels or not kernels.running or not initramfs:
+        return None
+    image = initramfs.images.get(kernels.running)
+    if image is None or not image.present or image.error is None:
+        return None
+    return f"the running kernel's initramfs {image.path} cannot be listed ({image.error}): which modules early boot needs is unknown"
+
+
 Source = DkmsEntry | AkmodEntry | None
 # where the running kernel keeps modules no DKMS tree describes (RHEL: kmod packages, weak-modules)
 PACKAGED_DIRS = ("extra/", "weak-updates/")

@@ -17,7 +17,7 @@ from ..facts.kernel import Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import ModuleFacts
 from .checks import Evidence, assess_module
-from .expected import early_boot_modules, expected_modules
+from .expected import early_boot_modules, early_boot_unknown, expected_modules
 from .fixes import Fixes, fixes_for
 from .model import KernelVerdict, ModuleVerdict, Problem, Readiness
 
@@ -66,15 +66,17 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
                     for name, (source, why) in sorted(expected.items()))
     lost = _loaded_missing(kernel, facts, config, frozenset(expected), early)
     kernel_problems = _kernel_problems(kernel, kernels, facts.get(InitramfsFacts), fix, lost)
-    if failed:
-        verdict = "unknown"
-    elif any(not m.working for m in modules) or any(p.severity == "error" for p in kernel_problems):
-        verdict = "not_ready"
+    unknown = [f"collector {n} failed" for n in failed]
+    early_unknown = early_boot_unknown(facts)
+    if early_unknown is not None and kernel.release != kernels.running:
+        unknown.append(early_unknown)
+    if any(p.severity == "error" for p in kernel_problems) or any(not m.working for m in modules):
+        verdict = "unknown" if failed else "not_ready"
     else:
-        verdict = "ready"
+        verdict = "unknown" if unknown else "ready"
     return KernelVerdict(kernel.release, kernel.release == kernels.running, kernel.release == kernels.newest,
                          kernel.release == next_boot, kernel.release in targets, verdict, modules,
-                         tuple(kernel_problems), tuple(f"collector {n} failed" for n in failed),
+                         tuple(kernel_problems), tuple(unknown),
                          tuple((name, "error" if at_boot else "warning") for name, _, at_boot in lost))
 
 
