@@ -1,7 +1,8 @@
 """Every file a scrape reads on a real tree, damaged one at a time (tests/realhost and tests/rhelhost).
 
 Each file the exporter opened in a first scrape is emptied, cut in half, replaced by random bytes
-of its size and replaced by a directory; the host is scraped again by the same scraper (as a
+of its size and replaced by a directory, and each directory it listed is replaced by a file; the
+host is scraped again by the same scraper (as a
 running `serve` sees a file change) and rendered.  No damage may crash a collector or the
 exposition, and on a host that is not ready none may make it "ready": a damaged file is an
 error (unknown) or a finding (not ready), never a pass.  Some files are excepted, each with the
@@ -12,6 +13,7 @@ callers name them).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import sys
@@ -36,11 +38,11 @@ _recording: list[set[str]] = []
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _recording and event == "open" and isinstance(args[0], (str, bytes)):
+    if _recording and event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes)):
         _recording[-1].add(os.fsdecode(args[0]))
 
 
-sys.addaudithook(_audit)   # records only inside _opened(); audit hooks cannot be removed
+sys.addaudithook(_audit)   # records only inside sweep()'s first scrape; audit hooks cannot be removed
 
 
 @contextlib.contextmanager
@@ -66,6 +68,19 @@ def damaged(path: Path, damage: Callable[[bytes], bytes | None]) -> Iterator[Non
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+@contextlib.contextmanager
+def file_for_directory(path: Path) -> Iterator[None]:
+    """The directory ``path`` moved aside and a small file put in its place, then put back."""
+    aside = path.with_name(f"{path.name}.swept-aside")
+    path.rename(aside)
+    path.write_bytes(b"not a directory\n")
+    try:
+        yield
+    finally:
+        path.unlink()
+        aside.rename(path)
+
+
 def sweep(root: Path, excepted: tuple[str, ...] = ()) -> tuple[str, list[str], list[str]]:
     """(the undamaged verdict, the host paths opened, what went wrong) for the tree at ``root``;
     a damage of a host path starting with one of ``excepted`` may leave the host ready."""
@@ -78,25 +93,27 @@ def sweep(root: Path, excepted: tuple[str, ...] = ()) -> tuple[str, list[str], l
     finally:
         seen = _recording.pop()
     base = collector.last.readiness.verdict
-    files = sorted(Path(p) for p in seen
-                   if p.startswith(f"{root}/") and os.path.isfile(p) and not os.path.islink(p))
+    inside = [Path(p) for p in seen if p.startswith(f"{root}/") and not os.path.islink(p)]
+    files = sorted(p for p in inside if p.is_file())
+    dirs = sorted(p for p in inside if p.is_dir())
+    damages = [(p, kind, functools.partial(damaged, p, damage)) for p in files for kind, damage in DAMAGES.items()]
+    damages += [(p, "file for the directory", functools.partial(file_for_directory, p)) for p in dirs]
     failures: list[str] = []
-    for path in files:
+    for path, kind, damage_of in damages:
         host_path = f"/{path.relative_to(root)}"
-        for kind, damage in DAMAGES.items():
-            with damaged(path, damage):
-                try:
-                    body = generate_latest(registry)
-                except Exception as exc:  # noqa: BLE001 - the finding is the exception itself
-                    failures.append(f"{host_path} {kind}: the exposition raised {type(exc).__name__}: {exc}")
-                    continue
-            scrape = collector.last
-            crashed = {n: r.crashed for n, r in scrape.facts.runs.items()
-                       if r.crashed and not r.crashed.startswith("not run")}
-            if crashed:
-                failures.append(f"{host_path} {kind}: collectors crashed: {crashed}")
-            if base != "ready" and scrape.readiness.verdict == "ready" and not host_path.startswith(excepted):
-                failures.append(f"{host_path} {kind}: the host passed as ready")
-            if (b"\ndkms_next_boot_ready " in body) == (scrape.readiness.verdict == "unknown"):
-                failures.append(f"{host_path} {kind}: dkms_next_boot_ready disagrees with the verdict")
-    return base, [f"/{p.relative_to(root)}" for p in files], failures
+        with damage_of():
+            try:
+                body = generate_latest(registry)
+            except Exception as exc:  # noqa: BLE001 - the finding is the exception itself
+                failures.append(f"{host_path} {kind}: the exposition raised {type(exc).__name__}: {exc}")
+                continue
+        scrape = collector.last
+        crashed = {n: r.crashed for n, r in scrape.facts.runs.items()
+                   if r.crashed and not r.crashed.startswith("not run")}
+        if crashed:
+            failures.append(f"{host_path} {kind}: collectors crashed: {crashed}")
+        if base != "ready" and scrape.readiness.verdict == "ready" and not host_path.startswith(excepted):
+            failures.append(f"{host_path} {kind}: the host passed as ready")
+        if (b"\ndkms_next_boot_ready " in body) == (scrape.readiness.verdict == "unknown"):
+            failures.append(f"{host_path} {kind}: dkms_next_boot_ready disagrees with the verdict")
+    return base, [f"/{p.relative_to(root)}" for p in files + dirs], failures

@@ -56,6 +56,21 @@ def test_an_osrelease_no_kernel_prints_is_an_error_not_a_running_kernel(host, os
     assert error.path.endswith("proc/sys/kernel/osrelease") and "not a kernel release" in error.message
 
 
+@pytest.mark.parametrize("directory, collector", [
+    ("var/lib/dkms", "dkms"), ("usr/src", "dkms"), ("boot", "kernel"), ("usr/lib/modules", "kernel"),
+    (f"usr/lib/modules/{K1}/updates", "kernel"), ("sys/firmware/efi/efivars", "secureboot"),
+])
+def test_a_file_where_the_layout_has_a_directory_is_an_error_not_an_empty_one(host, directory, collector):
+    """Read as "nothing there", it hid the DKMS modules, the kernels or the running kernel's
+    out-of-tree modules behind it (the sweep replaced every directory a scrape lists by a file)."""
+    two_kernels(host)
+    shutil.rmtree(host.path(directory))
+    host.write(directory, "not a directory\n")
+    s = scrape(host.root)
+    assert s.readiness.verdict == "unknown"
+    assert any("not a directory" in e.message for e in s.facts.runs[collector].errors), s.facts.runs[collector]
+
+
 def test_dkms_conf_parser_rejects_unbalanced_quotes():
     try:
         parse_dkms_conf('A="x\n', {})

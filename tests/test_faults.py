@@ -61,8 +61,8 @@ def _after_listing(monkeypatch, where: str, name: str, action) -> list[str]:
     done: list[str] = []
     real = Context.listdir
 
-    def listdir(self, hostpath):
-        names = real(self, hostpath)
+    def listdir(self, hostpath, **kw):
+        names = real(self, hostpath, **kw)
         if hostpath.rstrip("/") == where and names and name in names and not done:
             done.append(f"{self.collector}:{hostpath}")
             action(Path(self.fs.local(hostpath)) / name)

@@ -68,7 +68,7 @@ def _choose(ctx: Context) -> BootFacts:
         if facts.next_boot is None and not parsed[0] and not _LOADS_MORE.search(text):
             return _boots_nothing(ctx, cfg_path, facts)
         return facts
-    if ctx.listdir("/boot/loader/entries"):
+    if ctx.listdir("/boot/loader/entries", must_be_dir=True):
         return _bls(ctx, {}, None, _blscfg_variant(ctx))
     return BootFacts("unknown", None, "", "no grub.cfg, BLS entries or systemd-boot loader.conf found")
 
@@ -135,7 +135,7 @@ def _bls_files(ctx: Context, directory: str) -> list[tuple[str, dict[str, str]]]
     """(id, fields) of every readable entry, in file-name order (GRUB reads the directory in the
     file system's order, which for these few files is not known from here)."""
     entries = []
-    for name in ctx.listdir(directory) or []:
+    for name in ctx.listdir(directory, must_be_dir=True) or []:
         if not name.endswith(".conf"):
             continue
         try:

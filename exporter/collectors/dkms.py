@@ -56,7 +56,7 @@ def collect_dkms(ctx: Context) -> DkmsFacts:
     facts_entries: list[DkmsEntry] = []
     modern = at_least(version, BROKEN_STATE_FROM)
     relaxed = at_least(version, RELAXED_BUILT_FROM)
-    for module in ctx.listdir(tree) or []:
+    for module in ctx.listdir(tree, must_be_dir=True) or []:
         mdir = f"{tree}/{module}"
         try:
             if not ctx.is_dir(mdir):
@@ -74,7 +74,7 @@ def collect_dkms(ctx: Context) -> DkmsFacts:
 
 def _unregistered(ctx: Context, registered: set[tuple[str, str]]):
     """Source trees with a dkms.conf that the DKMS tree does not know."""
-    for name in ctx.listdir(SOURCE_TREE) or []:
+    for name in ctx.listdir(SOURCE_TREE, must_be_dir=True) or []:
         conf_path = f"{SOURCE_TREE}/{name}/dkms.conf"
         try:
             raw = ctx.load(conf_path, bytes, limit=MAX_CONF_BYTES, purpose="raw")

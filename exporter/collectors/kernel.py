@@ -25,7 +25,7 @@ WEAK_MODULES = ("/usr/sbin/weak-modules", "/sbin/weak-modules", "/usr/lib/module
 @register("kernel", KernelFacts, readiness=True)
 def collect_kernels(ctx: Context) -> KernelFacts:
     images = _boot_images(ctx)
-    module_dirs = [d for d in (ctx.listdir(MODULES_ROOT) or []) if ctx.is_dir(f"{MODULES_ROOT}/{d}")]
+    module_dirs = [d for d in (ctx.listdir(MODULES_ROOT, must_be_dir=True) or []) if ctx.is_dir(f"{MODULES_ROOT}/{d}")]
     for release in module_dirs:
         if release not in images and ctx.exists(f"{MODULES_ROOT}/{release}/vmlinuz"):
             images[release] = f"{MODULES_ROOT}/{release}/vmlinuz"  # Fedora/Arch keep it here
@@ -41,7 +41,7 @@ def collect_kernels(ctx: Context) -> KernelFacts:
 
 def _boot_images(ctx: Context) -> dict[str, str]:
     images: dict[str, str] = {}
-    for name in ctx.listdir("/boot") or []:
+    for name in ctx.listdir("/boot", must_be_dir=True) or []:
         m = _IMAGE.match(name)
         if not m or _NOT_A_KERNEL.search(name) or not m.group(1)[:1].isdigit():
             continue
@@ -113,7 +113,7 @@ def _out_of_tree(ctx: Context, base: str) -> dict:
         while stack:
             rel = stack.pop()
             try:
-                names = ctx.listdir(f"{base}/{rel}")
+                names = ctx.listdir(f"{base}/{rel}", must_be_dir=rel in OUT_OF_TREE_DIRS)
             except Unreadable:
                 continue
             for name in names or []:

@@ -136,6 +136,8 @@ def secure_boot_state(sysfs: Path) -> SecureBootState:
         return SecureBootState(False, False, kernel_view=kernel_view, source="no_efi",
                                detail="not an EFI boot: Secure Boot is not supported")
     efivars = efi / "efivars"
+    if efivars.exists() and not efivars.is_dir():
+        raise TrustDataError("unreadable", f"{efivars}: not a directory (efivarfs mounts a directory there)")
     if not efivars.is_dir() or not any(efivars.iterdir()):
         enabled = {"enabled": True, "disabled": False}.get(kernel_view or "")
         return SecureBootState(True, enabled, kernel_view=kernel_view,

@@ -118,11 +118,18 @@ class Context:
             self.error(str(local), exc)
             raise Unreadable(str(local)) from exc
 
-    def listdir(self, hostpath: str) -> list[str] | None:
-        """Sorted entry names of a host directory; None when it does not exist."""
+    def listdir(self, hostpath: str, *, must_be_dir: bool = False) -> list[str] | None:
+        """Sorted entry names of a host directory; None when it does not exist.  With
+        ``must_be_dir`` (a directory of the layout: /boot, /lib/modules, the DKMS tree), a
+        file in its place is a read error, not an absent directory: read as "nothing there", it
+        passed a host whose DKMS modules or kernels were hidden behind it."""
         try:
             return sorted(os.listdir(self.fs.local(hostpath)))
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            if must_be_dir:
+                self.error(hostpath, "not a directory")
             return None
         except OSError as exc:
             self.error(hostpath, exc)

@@ -22,6 +22,7 @@ osrelease read as a running kernel.  Each passed its host as ready.
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,9 @@ EXCEPTED = ("/sys/firmware/efi/efivars/SecureBoot-", "/sys/firmware/efi/efivars/
 
 
 @pytest.mark.parametrize("scenario, must_read", [
-    ("signed_sb_on", ("/boot/config-{new}", "/usr/lib/modules/{new}/updates/dkms/acpi_call.ko",
+    ("signed_sb_on", ("/boot/config-{new}", "/usr/lib/modules/{new}/updates/dkms/acpi_call.ko*",
                       "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c")),
-    ("dkms_uninstalled", ("/usr/src/v4l2loopback-0.12.7/dkms.conf",)),
+    ("dkms_uninstalled", ("/usr/src/v4l2loopback-*/dkms.conf",)),
     ("early_boot_missing", ("/boot/initrd.img-{old}", "/boot/initrd.img-{new}")),
     ("initramfs_stale", ("/boot/initrd.img-{new}",)),
 ])
@@ -49,5 +50,7 @@ def test_no_damaged_file_crashes_a_collector_or_passes_the_host(realhost: RealHo
     base, files, failures = sweep(root, EXCEPTED)
     assert base == "not_ready"
     names = {"new": realhost.env["NEW_KERNEL"], "old": realhost.env["OLD_KERNEL"]}
-    assert {p.format(**names) for p in must_read} <= set(files), files
+    # each finding's files are among those damaged (globs: trixie compresses modules, has another v4l2loopback)
+    for pattern in must_read:
+        assert fnmatch.filter(files, pattern.format(**names)), (pattern, files)
     assert not failures, "\n".join(failures)
