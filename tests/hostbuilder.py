@@ -104,7 +104,7 @@ def _cpio(stage: Path) -> bytes:
 def _compress(data: bytes, fmt: str) -> bytes:
     import subprocess
     cmd = {"zstd": ["zstd", "-q", "-c", "-3"], "gzip": ["gzip", "-n", "-c"], "xz": ["xz", "--check=crc32", "-c"],
-           "none": ["cat"]}[fmt]
+           "lzop": ["lzop", "-c"], "none": ["cat"]}[fmt]
     return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout
 
 

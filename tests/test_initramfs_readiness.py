@@ -116,6 +116,28 @@ def test_a_running_image_that_cannot_be_listed_leaves_early_boot_unknown(host, d
     assert s.readiness.kernel(K1).verdict == "not_ready"
 
 
+@pytest.mark.parametrize("early_boot, verdict", [(True, "unknown"), (False, "ready")])
+def test_an_lzop_image_is_not_read_and_not_called_damaged(host, early_boot, verdict):
+    """initramfs-tools' COMPRESS=lzop: the kernel unpacks it (CONFIG_RD_LZO), the exporter has no
+    LZO decoder.  It used to be initramfs_unreadable ("the boot would fail"): a false "do not
+    reboot".  Now it is not judged: unknown when K needs early-boot modules from it, else ready."""
+    host.kernel(K1, running=True)
+    host.kernel(K2)
+    host.dkms("zfake", "2.1.11", dest=["zfake", "spl"])
+    for k in (K1, K2):
+        host.dkms_build("zfake", "2.1.11", k, dest=["zfake", "spl"])
+    host.initramfs(K1, ["e1000e", *(("zfake", "spl") if early_boot else ())])
+    host.initramfs(K2, ["e1000e", "zfake", "spl"], compression="lzop")
+    host.grub()
+    host.finish()
+    s = scrape(host.root)
+    k2 = s.readiness.kernel(K2)
+    assert "initramfs_unreadable" not in {p.reason for p in k2.kernel_problems}
+    assert (k2.verdict, s.readiness.verdict) == (verdict, verdict)
+    if early_boot:
+        assert any("is not read" in why and "lzo" in why for why in k2.unknown_because), k2.unknown_because
+
+
 def test_unchanged_image_is_not_listed_again_and_a_new_one_is(host, monkeypatch):
     zfs_host(host)
     calls = []

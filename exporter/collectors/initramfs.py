@@ -30,7 +30,8 @@ from .bootloader import SdBootMenu, systemd_boot_menu
 
 
 # an image's listing (or why it cannot be listed) as the persistent cache (--cache.dir) keeps it
-CODEC = Codec("initramfs", (Listing,), errors={InitramfsError: ("code", "offset", "detail", "stream_offset")})
+CODEC = Codec("initramfs", (Listing,), errors={InitramfsError: ("code", "offset", "detail", "stream_offset")},
+              revision=2)   # 2: lzop segments are "unsupported", no longer "unknown_format"
 
 
 @register("initramfs", InitramfsFacts, after=("kernel",), readiness=True)

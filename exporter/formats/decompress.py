@@ -25,8 +25,8 @@ decompressor; everything else is an uncompressed file to them (``LIBKMOD``).
 The lz4 *frame* format (magic 04 22 4d 18, what ``lz4`` writes without ``-l``) is read nowhere
 that matters: lib/decompress.c recognises only the legacy magic (02 21), libkmod no lz4 at all,
 and symvers files are gzip or xz.  Such an initramfs segment is ``unknown_format``,
-as the kernel would fail it.  lzop data is ``unknown_format`` too: no maintained LZO decoder is a
-dependency.
+as the kernel would fail it.  lzop data is ``unsupported``: the kernel unpacks it, but no
+maintained LZO decoder is a dependency, so what it holds is not known (not "damaged").
 
 Bounds besides ``limit``: zstd windows over 128 MiB (libzstd's default limit) and lzma/xz
 dictionaries needing more than 256 MiB are refused, so the C libraries' own buffers stay
@@ -70,7 +70,7 @@ CHUNK = 1 << 18
 256 KiB lists an image as fast as 1 MiB did (zstd's 128 KiB blocks) and, with the zstd input
 reads below, keeps ~1.3 MiB less per decoder running (two run at once on a cold scrape)."""
 
-ERROR_CODES = frozenset({"too_large", "truncated", "corrupt", "unknown_format"})
+ERROR_CODES = frozenset({"too_large", "truncated", "corrupt", "unknown_format", "unsupported"})
 
 _IN_CHUNK = 1 << 18  # compressed bytes fed to zlib/lzma/bz2 per call
 _ZSTD_READ = 1 << 18  # compressed bytes zstd's reader asks for, and block headers peeked at once
@@ -125,7 +125,8 @@ class DecompressError(ValueError):
     """Compressed data that cannot be decompressed within its bounds.
 
     ``code``: too_large (output over the bound), truncated (input ends inside a stream), corrupt
-    (the decoder rejects the data, or bytes follow it), unknown_format (no decoder for it).
+    (the decoder rejects the data, or bytes follow it), unknown_format (no known format: the
+    kernel fails it too), unsupported (a format the kernel reads and the exporter does not: lzo).
     ``offset`` is in the compressed input: for too_large where the run of streams starts, for
     truncated the input's end, otherwise near the fault; ``output_offset`` is how many bytes the
     run had decompressed to by then.
@@ -478,7 +479,8 @@ def open_stream(source: Source, fmt: str, *, limit: int) -> Stream:
     if fmt in ("xz", "lzma", "bzip2"):
         return _BufferingStream(source, limit, fmt)
     if fmt == "lzo":  # python-lzo would be a dependency for a format no distribution defaults to
-        raise DecompressError("unknown_format", source.pos, "lzo (lzop) data is not supported")
+        raise DecompressError("unsupported", source.pos, "lzo (lzop) data: the kernel unpacks it "
+                              "(CONFIG_RD_LZO), the exporter has no LZO decoder")
     raise DecompressError("unknown_format", source.pos, f"no decoder for {fmt!r}")
 
 

@@ -15,7 +15,8 @@ overlay appended after the main archive (mkinitramfs' ``catenate_cpiogz``) and t
 uncompressed archives written back to back without NUL padding.  Both are listed here.  Names are
 normalised the way that cpio prints them (leading ``/`` and ``../`` prefixes dropped).
 
-Not read: lzop segments (no maintained LZO decoder is a dependency; ``unknown_format``), and the
+Not read: lzop segments (no maintained LZO decoder is a dependency; ``unsupported``: the kernel
+reads them, so the image is not known to be damaged, only not listed), and the
 crc format's checksums (the kernel ignores them too).  The xz check type is not enforced either,
 although the kernel only accepts CRC32/none.
 
@@ -53,7 +54,7 @@ DEFAULT_MAX_UNCOMPRESSED = 2 * 1024**3
 DEFAULT_MAX_ENTRIES = 200_000
 
 ERROR_CODES = frozenset(
-    {"truncated", "corrupt", "too_large", "too_many_entries", "unknown_format", "empty", "not_a_file"}
+    {"truncated", "corrupt", "too_large", "too_many_entries", "unknown_format", "unsupported", "empty", "not_a_file"}
 )
 
 _PATH_MAX = 4096  # the kernel skips longer names; no real tool writes one

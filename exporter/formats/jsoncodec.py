@@ -15,7 +15,10 @@ config option names however the table was obtained (six kernel configs: 4.8 MiB 
 strings, 2.2 MiB interned).
 
 ``schema`` is a fingerprint of the allowlisted types' fields: when a dataclass gains, loses or
-retypes a field, files written before no longer match and are ignored (then rewritten).
+retypes a field, files written before no longer match and are ignored (then rewritten).  When a
+parser's answer for the same bytes changes (it refuses what it accepted, or names an error
+otherwise), its codec's ``revision`` is raised, for the same effect: a damaged file cached as
+parsed before the upgrade must not keep its old answer until it changes.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class Codec:
 
     def __init__(self, name: str, types: tuple[type, ...] = (),
                  errors: dict[type, tuple[str, ...]] | None = None,
-                 custom: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] | None = None) -> None:
+                 custom: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] | None = None,
+                 revision: int = 1) -> None:
         self.name = name
         self._types = {t.__qualname__: t for t in types}
         # each type's init fields, looked up once here, not per value (dataclasses.fields()
@@ -51,7 +55,7 @@ class Codec:
         for t in types:
             if not dataclasses.is_dataclass(t):
                 raise TypeError(f"{t.__qualname__} is not a dataclass")
-        shape = [VERSION, name]
+        shape = [VERSION, name] + ([revision] if revision != 1 else [])
         shape += [(q, [(f.name, str(f.type)) for f in dataclasses.fields(t)]) for q, t in sorted(self._types.items())]
         shape += [(q, list(args)) for q, (_, args) in sorted(self._errors.items())]
         shape += [(q, fns[0].__qualname__) for q, (_, fns) in sorted(self._custom.items())]

@@ -61,4 +61,4 @@ def _check_whole(data: bytes, config: dict[str, str]) -> None:
 
 # parsed configs as the persistent cache keeps them: ~10,000 lines a distribution kernel, each
 # parsed again in every timer run before (2-4 ms each, plus the kernel's other tables)
-CODEC = Codec("kconfig")
+CODEC = Codec("kconfig", revision=2)   # 2: a config not written whole is refused (KconfigError)

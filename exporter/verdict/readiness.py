@@ -70,6 +70,11 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
     early_unknown = early_boot_unknown(facts)
     if early_unknown is not None and kernel.release != kernels.running:
         unknown.append(early_unknown)
+    image = evidence.image
+    if image is not None and image.error is not None and image.error.code == "unsupported" and \
+            any(m.early_boot for m in modules):
+        unknown.append(f"{image.path} is not read ({image.error.detail}): whether it holds the early-boot "
+                       "modules is not checked")
     if any(p.severity == "error" for p in kernel_problems) or any(not m.working for m in modules):
         verdict = "unknown" if failed else "not_ready"
     else:
@@ -122,7 +127,7 @@ def _kernel_problems(kernel: Kernel, kernels: KernelFacts, initramfs: InitramfsF
     if image is not None and not image.present and running is not None and running.present:
         out.append(Problem("initramfs_missing", f"{k} has no initramfs image while the running kernel has one",
                            fix("initramfs_missing", k)))
-    if image is not None and image.error is not None:
+    if image is not None and image.error is not None and image.error.code != "unsupported":
         out.append(Problem("initramfs_unreadable", f"{image.path}: {image.error}", fix("initramfs_unreadable", k)))
     for name, rel, at_boot in lost:
         where = f"modules.dep lists {rel} but the file is gone" if rel else f"{k} has no {name}.ko"
