@@ -73,6 +73,18 @@ def test_a_damaged_config_makes_an_unsigned_module_unknown_not_fine(host, damage
     assert any(f"/boot/config-{K2}" in e for e in errors) and re.search(says, " ".join(errors)), errors
 
 
+def test_without_a_boot_config_the_headers_config_says_what_k_enforces(host):
+    """Arch ships no /boot/config-K (nor does Fedora always): the linux-headers' build/.config is
+    the config K was built with.  Without any config, enforcement is unknown and not checked."""
+    host_with(host, sb=True, key=None)
+    host.path(f"boot/config-{K2}").unlink()
+    s = scrape(host.root)
+    assert reasons(s) == ["unsigned"] and s.readiness.verdict == "not_ready"
+    assert s.facts.runs["kernel"].errors == []
+    host.path(f"usr/src/linux-headers-{K2}/.config").unlink()   # where build/ points, inside the root
+    assert reasons(scrape(host.root)) == []
+
+
 @pytest.mark.parametrize("value, verdict", [
     (b"\x9c", "not_ready"),      # any non-zero byte is Secure Boot on, for the kernel
     (b"\x01\x00", "ready"),     # two bytes: the kernel cannot read it, and boots without lockdown

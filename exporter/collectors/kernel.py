@@ -95,12 +95,23 @@ def _headers(ctx: Context, base: str) -> str | None:
     return None
 
 
+CONFIG_PLACES = ("/boot/config-{k}", MODULES_ROOT + "/{k}/config", MODULES_ROOT + "/{k}/build/.config")
+"""Where K's configuration is, first found first: Debian, Ubuntu, RHEL and SUSE copy it to /boot;
+Fedora's kernel-core ships /lib/modules/K/config (its /boot copy is kernel-install's); Arch
+ships none outside its linux-headers, whose build/.config is the config K was built with (and
+every DKMS host has its headers).  Without one, whether K enforces signatures is unknown."""
+
+
 def _config(ctx: Context, release: str) -> dict[str, str]:
-    try:
-        return ctx.load(f"/boot/config-{release}", parse_kernel_config, limit=4 * 1024 * 1024,
-                        purpose="kconfig", persist=kconfig.CODEC) or {}
-    except Unreadable:
-        return {}
+    for place in CONFIG_PLACES:
+        try:
+            config = ctx.load(place.format(k=release), parse_kernel_config, limit=4 * 1024 * 1024,
+                              purpose="kconfig", persist=kconfig.CODEC)
+        except Unreadable:
+            return {}   # recorded: a damaged config is an error, not a reason to look elsewhere
+        if config is not None:
+            return config
+    return {}
 
 
 def _out_of_tree(ctx: Context, base: str) -> dict:
