@@ -62,6 +62,26 @@ def test_a_second_process_reads_the_parses_back_instead_of_parsing(tmp_path):
     assert again.readiness == first.readiness
 
 
+def test_an_entry_cached_before_the_parser_changed_its_answer_is_not_served(tmp_path):
+    """A kconfig entry written by a cache of the previous revision (when an empty /boot/config-K
+    parsed as {}) is refused as another schema and the file parsed again: the damage shows at
+    once after an upgrade, not when the file next changes."""
+    from exporter.formats import kconfig
+    assert kconfig.CODEC.schema != Codec("kconfig").schema != Codec("kconfig", revision=3).schema
+    root = tmp_path / "h"
+    healthy(root)
+    config = next((root / "boot").glob("config-*"))
+    config.write_bytes(b"")
+    d = cache_dir(tmp_path)
+    old = DiskCache(str(d))
+    ident = (lambda st: (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))(config.stat())
+    old.put(str(config), "kconfig", ident, Codec("kconfig"), {})      # the old revision's answer
+    store = DiskCache(str(d))
+    s = scraper(root, store).scrape()
+    assert store.rejected["schema"] >= 1 and s.readiness.verdict == "unknown"
+    assert any("no CONFIG_MODULES line" in e.message for e in s.facts.runs["kernel"].errors)
+
+
 def test_values_round_trip_exactly():
     table = symvers.parse_module_symvers("0x12345678\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n"
                                          "0x00000000\tfoo\tdrivers/x/y\tEXPORT_SYMBOL_GPL\tNS\n")
