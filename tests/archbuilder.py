@@ -76,6 +76,8 @@ class ArchHost(Host):
             build = f"usr/lib/modules/{release}/build"
             self.write(f"{build}/Makefile", "# linux-headers Makefile\n")
             self.write(f"{build}/include/generated/autoconf.h", "#define CONFIG_MODULES 1\n")
+            # linux-headers' PKGBUILD installs .config into build/: Arch's only copy of the config
+            self.write(f"{build}/.config", "".join(f"{k}={v}\n" for k, v in sorted(cfg.items())))
             self.write(f"{build}/Module.symvers", "".join(
                 f"0x{kernel_crc(release, s):08x}\t{s}\tvmlinux\tEXPORT_SYMBOL\t\n" for s in SYMBOLS))
             self.pkg(f"{pkgbase}-headers", version, rel)

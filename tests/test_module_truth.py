@@ -85,6 +85,28 @@ def test_without_a_boot_config_the_headers_config_says_what_k_enforces(host):
     assert reasons(scrape(host.root)) == []
 
 
+@pytest.mark.parametrize("boot_params, verdict", [(None, "unknown"), (2, "ready"), (3, "not_ready")])
+def test_when_secure_boot_cannot_be_told_a_module_that_needs_it_off_is_unknown(host, boot_params, verdict):
+    """efivarfs empty (not mounted where the exporter looks): K locks down under Secure Boot
+    (CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT), so the unsigned module loads only if Secure Boot is
+    off.  Without the kernel's own view (boot_params.secure_boot at 0x1EC) that is not known:
+    unknown, not ready; with it, 2 (disabled) is ready and 3 (enabled) refuses the module."""
+    host_with(host, sb=True, key=None)
+    for var in host.path("sys/firmware/efi/efivars").iterdir():
+        var.unlink()
+    if boot_params is not None:
+        data = bytearray(4096)
+        data[0x1EC] = boot_params
+        host.write("sys/kernel/boot_params/data", bytes(data))
+    s = scrape(host.root)
+    assert s.readiness.verdict == verdict
+    assert reasons(s) == (["unsigned"] if verdict == "not_ready" else [])
+    if verdict == "unknown":
+        [why] = s.readiness.kernel(K2).unknown_because
+        assert "enforces module signatures is unknown" in why and "efivarfs is not mounted" in why
+        assert "acpi_call loads only if it does not" in why
+
+
 @pytest.mark.parametrize("value, verdict", [
     (b"\x9c", "not_ready"),      # any non-zero byte is Secure Boot on, for the kernel
     (b"\x01\x00", "ready"),     # two bytes: the kernel cannot read it, and boots without lockdown

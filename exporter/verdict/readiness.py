@@ -7,6 +7,8 @@ collector readiness depends on that failed makes the verdict "unknown", never "r
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..config import Config
 from ..facts import HostFacts
 from ..facts.akmods import AkmodsFacts
@@ -16,7 +18,9 @@ from ..facts.initramfs import InitramfsFacts
 from ..facts.kernel import Kernel, KernelFacts
 from ..facts.loaded import LoadedFacts
 from ..facts.module import ModuleFacts
+from ..facts.secureboot import TrustFacts
 from .checks import Evidence, assess_module
+from .trust import enforcement_unknown_because
 from .expected import early_boot_modules, early_boot_unknown, expected_modules
 from .fixes import Fixes, fixes_for
 from .model import KernelVerdict, ModuleVerdict, Problem, Readiness
@@ -70,6 +74,7 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
     early_unknown = early_boot_unknown(facts)
     if early_unknown is not None and kernel.release != kernels.running:
         unknown.append(early_unknown)
+    unknown += _enforcement_unknown(kernel, kernels, facts, evidence, expected, modules)
     image = evidence.image
     if image is not None and image.error is not None and image.error.code == "unsupported" and \
             any(m.early_boot for m in modules):
@@ -83,6 +88,24 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
                          kernel.release == next_boot, kernel.release in targets, verdict, modules,
                          tuple(kernel_problems), tuple(unknown),
                          tuple((name, "error" if at_boot else "warning") for name, _, at_boot in lost))
+
+
+def _enforcement_unknown(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, evidence: Evidence,
+                         expected: dict, modules: tuple[ModuleVerdict, ...]) -> list[str]:
+    """When whether K enforces signatures is unknown, the modules that work only if it does not
+    (unsigned, or signed by a key K would not trust) make K unknown, not ready: the same
+    modules judged with enforcement on are the ones that depend on the answer."""
+    trust = facts.get(TrustFacts)
+    if evidence.enforced is not None or trust is None:
+        return []
+    strict = replace(evidence, enforced=True)
+    depends = [m.module for m, (name, (source, why)) in zip(modules, sorted(expected.items()))
+               if m.working and not assess_module(kernel, name, source, why, strict).working]
+    if not depends:
+        return []
+    why = enforcement_unknown_because(trust, kernel.config or None, kernel.release == kernels.running)
+    return [f"whether {kernel.release} enforces module signatures is unknown ({why}), and "
+            f"{', '.join(depends)} loads only if it does not"]
 
 
 def _loaded_missing(kernel: Kernel, facts: HostFacts, config: Config, expected: frozenset[str],

@@ -91,6 +91,19 @@ def signature_enforced(
     return False
 
 
+def enforcement_unknown_because(trust: TrustFacts, config: Mapping[str, str] | None, running: bool) -> str:
+    """Why enforced_for() is None, in words (the inputs signature_enforced() could not do without)."""
+    cfg = module_sig_config(config) if config is not None else None
+    if cfg is None:
+        return "no config of the kernel was found (/boot/config-K, /lib/modules/K/config, build/.config)"
+    if running and trust.sig_enforce is None:
+        return "the running kernel's module.sig_enforce cannot be read"
+    if running and trust.lockdown is None and cfg.lockdown_lsm:
+        return "the running kernel's lockdown level cannot be read (securityfs)"
+    detail = trust.secure_boot.detail
+    return "whether Secure Boot is on cannot be told" + (f" ({detail})" if detail else "")
+
+
 def enforced_for(trust: TrustFacts, config: dict[str, str] | None, running: bool) -> bool | None:
     """Will this kernel refuse unsigned/untrusted modules after the next boot?"""
     if running:
