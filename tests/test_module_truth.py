@@ -85,6 +85,24 @@ def test_without_a_boot_config_the_headers_config_says_what_k_enforces(host):
     assert reasons(scrape(host.root)) == []
 
 
+@pytest.mark.parametrize("sb, verdict", [(False, "ready"), (True, "not_ready")])
+def test_a_running_kernel_whose_sysfs_is_not_there_is_judged_as_a_fresh_boot(host, sb, verdict):
+    """No /sys/module/module/parameters/sig_enforce nor lockdown (sysfs or securityfs not where
+    the exporter looks): the running kernel is judged from its config, command line and Secure
+    Boot as the next boot will be, not left unknown."""
+    host.kernel(K1)
+    host.kernel(K2, running=True)
+    host.dkms("acpi-call", "1.2.2", dest=["acpi_call"])
+    host.dkms_build("acpi-call", "1.2.2", K2, dest=["acpi_call"], key=None)
+    host.secure_boot(sb)
+    host.grub()
+    host.finish()
+    host.path("sys/module/module/parameters/sig_enforce").unlink()
+    host.path("sys/kernel/security/lockdown").unlink()
+    s = scrape(host.root)
+    assert s.readiness.verdict == verdict and reasons(s) == (["unsigned"] if sb else [])
+
+
 @pytest.mark.parametrize("boot_params, verdict", [(None, "unknown"), (2, "ready"), (3, "not_ready")])
 def test_when_secure_boot_cannot_be_told_a_module_that_needs_it_off_is_unknown(host, boot_params, verdict):
     """efivarfs empty (not mounted where the exporter looks): K locks down under Secure Boot

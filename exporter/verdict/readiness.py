@@ -103,7 +103,7 @@ def _enforcement_unknown(kernel: Kernel, kernels: KernelFacts, facts: HostFacts,
                if m.working and not assess_module(kernel, name, source, why, strict).working]
     if not depends:
         return []
-    why = enforcement_unknown_because(trust, kernel.config or None, kernel.release == kernels.running)
+    why = enforcement_unknown_because(trust, kernel.config or None)
     return [f"whether {kernel.release} enforces module signatures is unknown ({why}), and "
             f"{', '.join(depends)} loads only if it does not"]
 

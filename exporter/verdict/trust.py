@@ -91,23 +91,23 @@ def signature_enforced(
     return False
 
 
-def enforcement_unknown_because(trust: TrustFacts, config: Mapping[str, str] | None, running: bool) -> str:
-    """Why enforced_for() is None, in words (the inputs signature_enforced() could not do without)."""
-    cfg = module_sig_config(config) if config is not None else None
-    if cfg is None:
+def enforcement_unknown_because(trust: TrustFacts, config: Mapping[str, str] | None) -> str:
+    """Why enforced_for() is None, in words: judged as a fresh boot, only a missing config or an
+    unknown Secure Boot state leave it open."""
+    if config is None:
         return "no config of the kernel was found (/boot/config-K, /lib/modules/K/config, build/.config)"
-    if running and trust.sig_enforce is None:
-        return "the running kernel's module.sig_enforce cannot be read"
-    if running and trust.lockdown is None and cfg.lockdown_lsm:
-        return "the running kernel's lockdown level cannot be read (securityfs)"
     detail = trust.secure_boot.detail
     return "whether Secure Boot is on cannot be told" + (f" ({detail})" if detail else "")
 
 
 def enforced_for(trust: TrustFacts, config: dict[str, str] | None, running: bool) -> bool | None:
-    """Will this kernel refuse unsigned/untrusted modules after the next boot?"""
+    """Will this kernel refuse unsigned/untrusted modules after the next boot?  The running
+    kernel's own sig_enforce and lockdown answer for it when they can be read; otherwise (sysfs
+    or securityfs not where the exporter looks) it is judged as a fresh boot, as any other."""
     if running:
-        return signature_enforced(config, trust.sig_enforce, trust.lockdown, trust.secure_boot_effective)
+        seen = signature_enforced(config, trust.sig_enforce, trust.lockdown, trust.secure_boot_effective)
+        if seen is not None:
+            return seen
     m = _CMD_SIG_ENFORCE.search(trust.cmdline)
     sig_enforce = bool(m) and (m.group(1) or "1").lower() in ("1", "y", "yes", "on")
     lock = _CMD_LOCKDOWN.search(trust.cmdline)
