@@ -82,7 +82,8 @@ def _boots_nothing(ctx: Context, cfg_path: str, facts: BootFacts) -> BootFacts:
     entries), so the next boot comes up in no kernel.  An empty, cut or overwritten grub.cfg
     looks like this; it is a read error (readiness unknown), never "assume the newest"."""
     ctx.error(cfg_path, "no menu entry: GRUB would stop at its command line")
-    return replace(facts, next_boot=None, detail=f"{cfg_path} gives GRUB no menu entry: it would stop at its command line")
+    return replace(facts, next_boot=None,
+                   detail=f"{cfg_path} gives GRUB no menu entry: it would stop at its command line")
 
 
 def _decode(data: bytes) -> str:

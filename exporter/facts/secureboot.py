@@ -19,8 +19,7 @@ class SecureBootState:
     after efi_get_secureboot_mode()): on iff SecureBoot is one non-zero byte and SetupMode is
     not the byte 1; a missing SecureBoot, or one the kernel cannot read, boots without Secure
     Boot lockdown.  Without efivarfs, the kernel's own view from boot_params is used (``source``
-    says which).  Non-EFI hosts: supported=False,
-    enabled=False.
+    says which).  Non-EFI hosts: supported=False, enabled=False.
     """
 
     supported: bool

@@ -72,7 +72,8 @@ def one_byte(var: EfiVariable | None) -> int | None:
     return var.data[0]
 
 
-def kernel_secure_boot_mode(secure_boot: EfiVariable | None, setup_mode: EfiVariable | None) -> tuple[bool, str]:
+def kernel_secure_boot_mode(secure_boot: EfiVariable | None,
+                            setup_mode: EfiVariable | None) -> tuple[bool, str]:
     """Secure Boot as the kernel's EFI stub decides it from the same variables (include/linux/efi.h,
     efi_get_secureboot_mode): each is read into one byte, so a SecureBoot of any other size is an
     error there ("Could not determine UEFI Secure Boot status"), and the kernel boots without

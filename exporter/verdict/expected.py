@@ -45,7 +45,8 @@ def early_boot_unknown(facts: HostFacts) -> str | None:
     image = initramfs.images.get(kernels.running)
     if image is None or not image.present or image.error is None:
         return None
-    return f"the running kernel's initramfs {image.path} cannot be listed ({image.error}): which modules early boot needs is unknown"
+    return (f"the running kernel's initramfs {image.path} cannot be listed ({image.error}): "
+            "which modules early boot needs is unknown")
 
 
 Source = DkmsEntry | AkmodEntry | None

@@ -20,10 +20,10 @@ from ..facts.loaded import LoadedFacts
 from ..facts.module import ModuleFacts
 from ..facts.secureboot import TrustFacts
 from .checks import Evidence, assess_module
-from .trust import enforcement_unknown_because
 from .expected import early_boot_modules, early_boot_unknown, expected_modules
 from .fixes import Fixes, fixes_for
 from .model import KernelVerdict, ModuleVerdict, Problem, Readiness
+from .trust import enforcement_unknown_because
 
 __all__ = ["KernelVerdict", "ModuleVerdict", "Problem", "Readiness", "assess"]
 
@@ -70,16 +70,7 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
                     for name, (source, why) in sorted(expected.items()))
     lost = _loaded_missing(kernel, facts, config, frozenset(expected), early)
     kernel_problems = _kernel_problems(kernel, kernels, facts.get(InitramfsFacts), fix, lost)
-    unknown = [f"collector {n} failed" for n in failed]
-    early_unknown = early_boot_unknown(facts)
-    if early_unknown is not None and kernel.release != kernels.running:
-        unknown.append(early_unknown)
-    unknown += _enforcement_unknown(kernel, kernels, facts, evidence, expected, modules)
-    image = evidence.image
-    if image is not None and image.error is not None and image.error.code == "unsupported" and \
-            any(m.early_boot for m in modules):
-        unknown.append(f"{image.path} is not read ({image.error.detail}): whether it holds the early-boot "
-                       "modules is not checked")
+    unknown = _unknown_because(kernel, kernels, facts, evidence, expected, modules, failed)
     if any(p.severity == "error" for p in kernel_problems) or any(not m.working for m in modules):
         verdict = "unknown" if failed else "not_ready"
     else:
@@ -90,8 +81,26 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
                          tuple((name, "error" if at_boot else "warning") for name, _, at_boot in lost))
 
 
-def _enforcement_unknown(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, evidence: Evidence,
-                         expected: dict, modules: tuple[ModuleVerdict, ...]) -> list[str]:
+def _unknown_because(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, evidence: Evidence,
+                     expected: dict, modules: tuple[ModuleVerdict, ...], failed: list[str]) -> list[str]:
+    """Why K's verdict cannot be told (docs/readiness.md, "Verdicts"): a readiness collector
+    failed, the running kernel's image cannot be listed (early boot unknown), K's own image is
+    not read (lzop) while K needs early-boot modules, or enforcement is unknown and a module
+    depends on it."""
+    unknown = [f"collector {n} failed" for n in failed]
+    early_unknown = early_boot_unknown(facts)
+    if early_unknown is not None and kernel.release != kernels.running:
+        unknown.append(early_unknown)
+    image = evidence.image
+    if image is not None and image.error is not None and image.error.code == "unsupported" and \
+            any(m.early_boot for m in modules):
+        unknown.append(f"{image.path} is not read ({image.error.detail}): whether it holds the early-boot "
+                       "modules is not checked")
+    return unknown + _enforcement_unknown(kernel, facts, evidence, expected, modules)
+
+
+def _enforcement_unknown(kernel: Kernel, facts: HostFacts, evidence: Evidence, expected: dict,
+                         modules: tuple[ModuleVerdict, ...]) -> list[str]:
     """When whether K enforces signatures is unknown, the modules that work only if it does not
     (unsigned, or signed by a key K would not trust) make K unknown, not ready: the same
     modules judged with enforcement on are the ones that depend on the answer."""
@@ -105,7 +114,7 @@ def _enforcement_unknown(kernel: Kernel, kernels: KernelFacts, facts: HostFacts,
         return []
     why = enforcement_unknown_because(trust, kernel.config or None)
     return [f"whether {kernel.release} enforces module signatures is unknown ({why}), and "
-            f"{', '.join(depends)} loads only if it does not"]
+            f"{', '.join(depends)} {'loads' if len(depends) == 1 else 'load'} only if it does not"]
 
 
 def _loaded_missing(kernel: Kernel, facts: HostFacts, config: Config, expected: frozenset[str],
