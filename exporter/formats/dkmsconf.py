@@ -3,14 +3,17 @@
 dkms sources dkms.conf as bash with ``$kernelver``, ``$arch``, ``$kernel_source_dir`` set.
 Almost every real file is a list of plain assignments; some assign inside ``if`` blocks
 (v4l2loopback sets BUILD_EXCLUSIVE_KERNEL from the kernel config).  We evaluate plain
-assignments with variable expansion, and mark every variable assigned under a condition,
+assignments with variable expansion and integer arithmetic (``i=$((i+1))``, the counter
+lttng-modules indexes its 54 modules with), and mark every variable assigned under a condition,
 in a function, or from a command substitution as *dynamic*: its value here is a best guess
 and the readiness model must not build a verdict on it alone.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
+import operator
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ MAX_CONF_BYTES = 256 * 1024
 
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\]]*)\])?=(.*)$", re.S)
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:\[([0-9]+)\])?(?:(:?[-=+?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+_ARITH = re.compile(r"\$\(\(((?:[^()]|\([^()]*\))*)\)\)")   # $(( expr )), one level of inner parentheses
 _OPENERS = {"if", "case", "for", "while", "until", "select", "{"}
 _CLOSERS = {"fi", "esac", "done", "}"}
 
@@ -102,8 +106,11 @@ def parse_dkms_conf(text: str, env: dict[str, str]) -> DkmsConf:
             if not m:
                 break  # a command (., source, echo...): its side effects are unknown to us
             name, index, value = m.group(1), m.group(2), m.group(3)
-            dynamic = depth > 0 or "$(" in value or "`" in value
-            _assign(conf, scope, name, index, value, dynamic)
+            arithmetic = _ARITH.findall(value)
+            dynamic = depth > 0 or "$(" in _ARITH.sub("", value) or "`" in value or any(
+                _arith_value(_expand(e, scope, conf), scope) is None for e in arithmetic) or any(
+                (m.group(1) or m.group(5)) in conf.dynamic for m in _VAR.finditer(value))
+            _assign(conf, scope, name, index, _arithmetic(value, scope, conf) if arithmetic else value, dynamic)
     conf.open_blocks = depth
     return conf
 
@@ -150,8 +157,8 @@ def _assign(conf: DkmsConf, scope: dict[str, str], name: str, index: str | None,
             scope[name] = value
     if dynamic:
         conf.dynamic.add(name)
-    else:
-        conf.dynamic.discard(name)
+    elif index is None:
+        conf.dynamic.discard(name)   # the whole variable assigned again: settled (one element is not)
 
 
 # A dkms.conf is evaluated once per (kernel, arch) it was built for: a new process evaluates each
@@ -187,6 +194,46 @@ def _expand(value: str, scope: dict[str, str], conf: DkmsConf) -> str:
             return word or ""
         return current or ""
     return _VAR.sub(repl, value)
+
+
+_ARITH_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+              ast.Div: lambda a, b: int(a / b), ast.Mod: lambda a, b: a - b * int(a / b)}
+
+
+def _arith_value(expr: str, scope: dict[str, str]) -> int | None:
+    """bash's integer arithmetic on ``expr`` (+ - * / %, parentheses, integers, variables: unset
+    is 0, as in bash), None for anything else (a string, a call, division by zero, > 64 bits)."""
+    try:
+        tree = ast.parse(expr.strip() or "0", mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+
+    def value(node: ast.AST) -> int | None:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.Name):
+            text = scope.get(node.id, "0") or "0"
+            return int(text) if re.fullmatch(r"-?[0-9]{1,18}", text) else None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = value(node.operand)
+            return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH_OPS:
+            a, b = value(node.left), value(node.right)
+            if a is None or b is None or (b == 0 and isinstance(node.op, (ast.Div, ast.Mod))):
+                return None
+            result = _ARITH_OPS[type(node.op)](a, b)
+            return result if abs(result) < 2 ** 63 else None
+        return None
+
+    return value(tree.body)
+
+
+def _arithmetic(value: str, scope: dict[str, str], conf: DkmsConf) -> str:
+    """``value`` with each $(( expr )) it can evaluate replaced by the integer."""
+    def repl(m: re.Match[str]) -> str:
+        result = _arith_value(_expand(m.group(1), scope, conf), scope)
+        return m.group(0) if result is None else str(result)
+    return _ARITH.sub(repl, value)
 
 
 def _count_blocks(words: list[str]) -> int:
