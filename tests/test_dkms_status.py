@@ -84,9 +84,20 @@ def states(tmp_path):
         h.dkms_build("lk", "1.0", K1, installed=False)
         h.dkms_build("lk", "2.0", K1)
 
+    def conditional_module_not_built(h):   # lttng's idiom: i=$((i+1)), a module under a config test
+        from test_module_truth import LTTNG_LIKE
+        h.dkms("lt", "2.13.9", conf=LTTNG_LIKE)
+        h.dkms_build("lt", "2.13.9", K1, dest=["lt_core", "lt_tail"])
+
+    def unconditional_module_not_built(h):
+        from test_module_truth import LTTNG_LIKE
+        h.dkms("lt", "2.13.9", conf=LTTNG_LIKE)
+        h.dkms_build("lt", "2.13.9", K1, dest=["lt_core", "lt_kprobes"])
+
     return {f.__name__: f for f in (installed, built_only, added_only, dangling_source, failed_build,
                                     two_versions, missing_one_of_two_modules, installed_copy_differs,
-                                    installed_copy_missing, original_module, link_to_other_version)}
+                                    installed_copy_missing, original_module, link_to_other_version,
+                                    conditional_module_not_built, unconditional_module_not_built)}
 
 
 @pytest.mark.parametrize("case", sorted(states(None)))

@@ -85,6 +85,48 @@ def test_without_a_boot_config_the_headers_config_says_what_k_enforces(host):
     assert reasons(scrape(host.root)) == []
 
 
+LTTNG_LIKE = """PACKAGE_NAME="lt"
+PACKAGE_VERSION="2.13.9"
+AUTOINSTALL="yes"
+i=0
+if [ -f $kernel_source_dir/.config ]; then
+    . $kernel_source_dir/.config
+fi
+BUILT_MODULE_NAME[$i]="lt_core"
+DEST_MODULE_LOCATION[$i]="/extra"
+i=$((i+1))
+if [ "$CONFIG_KPROBES" = "y" ]; then
+    BUILT_MODULE_NAME[$i]="lt_kprobes"
+    DEST_MODULE_LOCATION[$i]="/extra"
+    i=$((i+1))
+fi
+BUILT_MODULE_NAME[$i]="lt_tail"
+DEST_MODULE_LOCATION[$i]="/extra"
+"""
+
+
+@pytest.mark.parametrize("built, verdict", [(("lt_core", "lt_tail"), "ready"),
+                                            (("lt_core", "lt_kprobes", "lt_tail"), "ready"),
+                                            (("lt_core", "lt_kprobes"), "not_ready")])   # lt_tail is not conditional
+def test_a_conditional_module_list_is_what_dkms_built(host, built, verdict):
+    """lttng-modules' dkms.conf indexes its modules with i=$((i+1)) and adds some only when the
+    kernel config has an option.  The exporter does not run those tests; what dkms built for K
+    is the list (before: the index was always 0, and only the last module was expected)."""
+    host.kernel(K1, running=True)
+    host.kernel(K2)
+    host.dkms("lt", "2.13.9", dest=list(built), conf=LTTNG_LIKE)
+    for k in (K1, K2):
+        host.dkms_build("lt", "2.13.9", k, dest=list(built))
+    host.grub()
+    host.finish()
+    s = scrape(host.root)
+    assert s.readiness.verdict == verdict, [(m.module, reasons(s)) for m in s.readiness.kernel(K2).modules]
+    if verdict == "ready":
+        assert sorted(m.module for m in s.readiness.kernel(K2).modules) == sorted(built)
+    else:   # dkms 3.0.10: a build without one of its unconditional modules is no build
+        assert set(reasons(s)) == {"not_built"}
+
+
 @pytest.mark.parametrize("sb, verdict", [(False, "ready"), (True, "not_ready")])
 def test_a_running_kernel_whose_sysfs_is_not_there_is_judged_as_a_fresh_boot(host, sb, verdict):
     """No /sys/module/module/parameters/sig_enforce nor lockdown (sysfs or securityfs not where

@@ -164,12 +164,14 @@ def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, ke
         return None
     suffix = _module_suffix(ctx, install_tree, kernel)
     names = _dest_names(ctx, conf_text, kernel, arch, tree, install_tree, module, ver, kdir)
+    conditional = _conditional_names(conf_text, kernel, arch, tree, install_tree, module, ver)
     files: list[tuple[str, str]] = []
     missing = False
     for name in names:
         found = _compressed_or_uncompressed(ctx, f"{kdir}/module", name, suffix)
         if found is None:
-            missing = True
+            # a module the conf adds under a condition (a kernel option) dkms may rightly not build
+            missing = missing or name not in conditional
         else:
             files.append((name, found))
     if missing and not relaxed:
@@ -204,6 +206,16 @@ def _dest_names(ctx: Context, conf_text: str | None, kernel: str, arch: str, tre
             ctx.error(f"{tree}/{module}/{ver}/source/dkms.conf", exc)
     # without a usable dkms.conf, the built files are the best account of the module's names
     return sorted({n.split(".ko", 1)[0] for n in (ctx.listdir(f"{kdir}/module") or []) if ".ko" in n})
+
+
+def _conditional_names(conf_text: str | None, kernel: str, arch: str, tree: str, install_tree: str,
+                       module: str, ver: str) -> set[str]:
+    if conf_text is None:
+        return set()
+    try:
+        return evaluate_conf(conf_text, kernel, arch, tree, install_tree, module, ver).conditional_module_names()
+    except DkmsConfError:
+        return set()
 
 
 def _compressed_or_uncompressed(ctx: Context, directory: str, name: str, suffix: str) -> str | None:

@@ -37,6 +37,7 @@ class DkmsConf:
     values: dict[str, dict[int, str]] = field(default_factory=dict)
     dynamic: set[str] = field(default_factory=set)
     open_blocks: int = 0     # if/case/for/function blocks still open at the end of the file
+    conditional: set[tuple[str, int]] = field(default_factory=set)   # elements last assigned dynamically
 
     def get(self, name: str, index: int = 0, default: str = "") -> str:
         return self.values.get(name, {}).get(index, default)
@@ -75,6 +76,15 @@ class DkmsConf:
             if dest:
                 names.append(dest)
         return names
+
+    def conditional_module_names(self) -> set[str]:
+        """The dest_module_names() whose BUILT_/DEST_MODULE_NAME element was assigned under a
+        condition (lttng's modules that need a kernel option): dkms may not have built them."""
+        out = set()
+        for i, built in self.values.get("BUILT_MODULE_NAME", {}).items():
+            if ("BUILT_MODULE_NAME", i) in self.conditional or ("DEST_MODULE_NAME", i) in self.conditional:
+                out.add(self.get("DEST_MODULE_NAME", i) or built)
+        return out
 
     def dest_module_location(self, index: int) -> str:
         return self.get("DEST_MODULE_LOCATION", index)
@@ -155,6 +165,7 @@ def _assign(conf: DkmsConf, scope: dict[str, str], name: str, index: str | None,
         conf.values.setdefault(name, {})[i] = value
         if index is None:
             scope[name] = value
+        (conf.conditional.add if dynamic else conf.conditional.discard)((name, i))
     if dynamic:
         conf.dynamic.add(name)
     elif index is None:

@@ -148,6 +148,13 @@ def _conf(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts):
 def dest_modnames(entry: DkmsEntry, kernel: str, arch: str, dkms: DkmsFacts) -> list[str]:
     conf = _conf(entry, kernel, arch, dkms)
     names = conf.dest_module_names() if conf else []
+    conditional = conf.conditional_module_names() if conf else set()
+    builds = [b for b in entry.builds if b.kernel == kernel and b.arch == arch]
+    if conditional and builds:
+        # modules the conf adds under a condition (lttng's, after sourcing the kernel config):
+        # dkms's build for K says which it built; without a build, every one is a best guess
+        built = {n for b in builds for n, _ in b.files}
+        names = [n for n in names if n not in conditional or n in built]
     if not names:  # no usable dkms.conf: what any build of it produced
         names = sorted({n for b in entry.builds for n, _ in b.files})
     if not names:
