@@ -116,13 +116,20 @@ def parse_dkms_conf(text: str, env: dict[str, str]) -> DkmsConf:
             if not m:
                 break  # a command (., source, echo...): its side effects are unknown to us
             name, index, value = m.group(1), m.group(2), m.group(3)
-            arithmetic = _ARITH.findall(value)
-            dynamic = depth > 0 or "$(" in _ARITH.sub("", value) or "`" in value or any(
-                _arith_value(_expand(e, scope, conf), scope) is None for e in arithmetic) or any(
-                (m.group(1) or m.group(5)) in conf.dynamic for m in _VAR.finditer(value))
-            _assign(conf, scope, name, index, _arithmetic(value, scope, conf) if arithmetic else value, dynamic)
+            dynamic = depth > 0 or _needs_a_shell(value, scope, conf)
+            _assign(conf, scope, name, index, _arithmetic(value, scope, conf), dynamic)
     conf.open_blocks = depth
     return conf
+
+
+def _needs_a_shell(value: str, scope: dict[str, str], conf: DkmsConf) -> bool:
+    """Only bash can tell this value: a command substitution, arithmetic beyond integers, or a
+    variable that is itself dynamic."""
+    if "`" in value or "$(" in _ARITH.sub("", value):
+        return True
+    if any(_arith_value(_expand(expr, scope, conf), scope) is None for expr in _ARITH.findall(value)):
+        return True
+    return any((v.group(1) or v.group(5)) in conf.dynamic for v in _VAR.finditer(value))
 
 
 def conf_refusal(text: str) -> str | None:
@@ -241,6 +248,9 @@ def _arith_value(expr: str, scope: dict[str, str]) -> int | None:
 
 def _arithmetic(value: str, scope: dict[str, str], conf: DkmsConf) -> str:
     """``value`` with each $(( expr )) it can evaluate replaced by the integer."""
+    if "$((" not in value:
+        return value
+
     def repl(m: re.Match[str]) -> str:
         result = _arith_value(_expand(m.group(1), scope, conf), scope)
         return m.group(0) if result is None else str(result)
