@@ -3,10 +3,12 @@
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import modbuild
 from testkit import require_tool
-from exporter.formats.dkmsconf import conf_refusal, parse_dkms_conf
+from exporter.formats.dkmsconf import _arith_value, conf_refusal, parse_dkms_conf
 
 VARS = ("PACKAGE_NAME", "PACKAGE_VERSION", "BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME",
         "DEST_MODULE_LOCATION", "AUTOINSTALL", "MAKE", "CLEAN", "BUILD_EXCLUSIVE_KERNEL", "BUILD_EXCLUSIVE_ARCH",
@@ -109,3 +111,29 @@ def test_real_debian_dkms_conf(package, tmp_path):
     # every module name bash sets is one we name (lttng's 54, indexed by i=$((i+1)))
     bash_names = set(theirs.get("BUILT_MODULE_NAME", {}).values()) | set(theirs.get("DEST_MODULE_NAME", {}).values())
     assert bash_names <= set(conf_obj.dest_module_names()) | set(conf_obj.array("BUILT_MODULE_NAME"))
+
+
+ARITH_SCOPE = {"i": "3", "n": "-7", "big": "4611686018427387904"}
+
+_arith_expr = st.recursive(
+    st.one_of(st.integers(-1000, 1000).map(lambda n: f"({n})" if n < 0 else str(n)),
+              st.sampled_from(["i", "n", "big", "unset"])),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%"]), inner).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+        inner.map(lambda e: f"({e})"), inner.map(lambda e: f"-{e}")),
+    max_leaves=6)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(_arith_expr, min_size=40, max_size=40))
+def test_integer_arithmetic_equals_bash(exprs):
+    """$(( expr )) as bash computes it, for what the evaluator claims to know (+ - * / %, unary
+    minus, parentheses, set and unset variables), 40 expressions to a bash run; division by zero,
+    64-bit overflow and ++/-- it leaves to bash (None), and those are not compared."""
+    known = [(e, v) for e in exprs if (v := _arith_value(e, ARITH_SCOPE)) is not None]
+    assert len(known) >= 10, exprs   # most are ones it claims to know
+    script = "".join(f"{k}={v}\n" for k, v in ARITH_SCOPE.items()) + "".join(f"echo $(( {e} ))\n" for e, _ in known)
+    out = subprocess.run([require_tool("bash"), "--norc", "-c", script], capture_output=True, text=True,
+                         timeout=10, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert [int(line) for line in out.stdout.split()] == [v for _, v in known], known

@@ -214,13 +214,22 @@ def _expand(value: str, scope: dict[str, str], conf: DkmsConf) -> str:
     return _VAR.sub(repl, value)
 
 
+def _quotient(a: int, b: int) -> int:
+    """bash's integer division: truncated toward zero (Python's // floors), exactly."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
 _ARITH_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-              ast.Div: lambda a, b: int(a / b), ast.Mod: lambda a, b: a - b * int(a / b)}
+              ast.Div: _quotient, ast.Mod: lambda a, b: a - b * _quotient(a, b)}
 
 
 def _arith_value(expr: str, scope: dict[str, str]) -> int | None:
     """bash's integer arithmetic on ``expr`` (+ - * / %, parentheses, integers, variables: unset
-    is 0, as in bash), None for anything else (a string, a call, division by zero, > 64 bits)."""
+    is 0, as in bash), None for anything else (a string, a call, division by zero, > 64 bits,
+    and ``++``/``--``, which bash reads as increments, not as two signs)."""
+    if "++" in expr or "--" in expr:
+        return None
     try:
         tree = ast.parse(expr.strip() or "0", mode="eval")
     except (SyntaxError, ValueError):
