@@ -101,12 +101,6 @@ def _package_of(text: str) -> tuple[str, str] | None:
     return conf.package_name, conf.package_version
 
 
-@functools.lru_cache(maxsize=2048)
-def _refusal(text: str) -> str | None:
-    """formats.dkmsconf.conf_refusal, cached by the text like _package_of."""
-    return conf_refusal(text)
-
-
 def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
            modern: bool, relaxed: bool, distro_dest: str | None) -> DkmsEntry | None:
     vdir = f"{tree}/{module}/{ver}"
@@ -132,7 +126,7 @@ def _entry(ctx: Context, tree: str, install_tree: str, module: str, ver: str,
             conf_text = raw.decode("utf-8", "surrogateescape") if raw is not None else None
             if raw is None:
                 ctx.error(f"{source}/dkms.conf", "dkms.conf missing: dkms cannot evaluate this module")
-            elif (refusal := _refusal(conf_text)) is not None:
+            elif (refusal := conf_refusal(conf_text)) is not None:
                 ctx.error(f"{source}/dkms.conf", f"not a usable dkms.conf: {refusal}")
         except Unreadable:
             conf_text = None
@@ -163,8 +157,7 @@ def _build(ctx: Context, tree: str, install_tree: str, module: str, ver: str, ke
     if not ctx.is_dir(f"{kdir}/module"):
         return None
     suffix = _module_suffix(ctx, install_tree, kernel)
-    names = _dest_names(ctx, conf_text, kernel, arch, tree, install_tree, module, ver, kdir)
-    conditional = _conditional_names(conf_text, kernel, arch, tree, install_tree, module, ver)
+    names, conditional = _dest_names(ctx, conf_text, kernel, arch, tree, install_tree, module, ver, kdir)
     files: list[tuple[str, str]] = []
     missing = False
     for name in names:
@@ -196,26 +189,19 @@ def _is_link(ctx: Context, hostpath: str) -> bool:
 
 
 def _dest_names(ctx: Context, conf_text: str | None, kernel: str, arch: str, tree: str,
-                install_tree: str, module: str, ver: str, kdir: str) -> list[str]:
+                install_tree: str, module: str, ver: str, kdir: str) -> tuple[list[str], set[str]]:
+    """The module names a build of ``kdir`` holds, and those of them the conf adds under a
+    condition (dkms may rightly not have built those)."""
     if conf_text is not None:
         try:
-            names = evaluate_conf(conf_text, kernel, arch, tree, install_tree, module, ver).dest_module_names()
+            conf = evaluate_conf(conf_text, kernel, arch, tree, install_tree, module, ver)
+            names = conf.dest_module_names()
             if names:
-                return names
+                return names, conf.conditional_module_names()
         except DkmsConfError as exc:
             ctx.error(f"{tree}/{module}/{ver}/source/dkms.conf", exc)
     # without a usable dkms.conf, the built files are the best account of the module's names
-    return sorted({n.split(".ko", 1)[0] for n in (ctx.listdir(f"{kdir}/module") or []) if ".ko" in n})
-
-
-def _conditional_names(conf_text: str | None, kernel: str, arch: str, tree: str, install_tree: str,
-                       module: str, ver: str) -> set[str]:
-    if conf_text is None:
-        return set()
-    try:
-        return evaluate_conf(conf_text, kernel, arch, tree, install_tree, module, ver).conditional_module_names()
-    except DkmsConfError:
-        return set()
+    return sorted({n.split(".ko", 1)[0] for n in (ctx.listdir(f"{kdir}/module") or []) if ".ko" in n}), set()
 
 
 def _compressed_or_uncompressed(ctx: Context, directory: str, name: str, suffix: str) -> str | None:

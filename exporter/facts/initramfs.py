@@ -27,6 +27,13 @@ class KernelImage:
     def present(self) -> bool:
         return self.path is not None
 
+    @property
+    def damaged(self) -> bool:
+        """It cannot be listed, and the kernel could not unpack it either (initramfs_unreadable).
+        An ``unsupported`` image (lzop) is not damaged: the kernel unpacks it; only its listing
+        is not known."""
+        return self.error is not None and self.error.code != "unsupported"
+
 
 @dataclass(frozen=True)
 class InitramfsFacts:

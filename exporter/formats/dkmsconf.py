@@ -132,11 +132,13 @@ def _needs_a_shell(value: str, scope: dict[str, str], conf: DkmsConf) -> bool:
     return any((v.group(1) or v.group(5)) in conf.dynamic for v in _VAR.finditer(value))
 
 
+@functools.lru_cache(maxsize=2048)
 def conf_refusal(text: str) -> str | None:
     """Why dkms would not take this dkms.conf as one, or None.  dkms's read_conf refuses a
     conf without PACKAGE_NAME or PACKAGE_VERSION ("Error! Bad conf file.": an empty or
     overwritten file); one that ends inside an if/case/function block is cut short (bash stops
-    sourcing it at the syntax error, so dkms would see only what comes before)."""
+    sourcing it at the syntax error, so dkms would see only what comes before).  Cached by the
+    text: a pure function of it, asked once per registered module a scrape."""
     try:
         conf = parse_dkms_conf(text, {})
     except DkmsConfError as exc:

@@ -66,11 +66,11 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
     expected = expected_modules(kernel, kernels, facts.get(DkmsFacts), config, facts.get(LoadedFacts), early,
                                 facts.get(AkmodsFacts))
     evidence = Evidence.of(kernel, facts, fix, early)
-    modules = tuple(assess_module(kernel, name, source, why, evidence)
-                    for name, (source, why) in sorted(expected.items()))
+    needed = sorted(expected.items())
+    modules = tuple(assess_module(kernel, name, source, why, evidence) for name, (source, why) in needed)
     lost = _loaded_missing(kernel, facts, config, frozenset(expected), early)
     kernel_problems = _kernel_problems(kernel, kernels, facts.get(InitramfsFacts), fix, lost)
-    unknown = _unknown_because(kernel, kernels, facts, evidence, expected, modules, failed)
+    unknown = _unknown_because(kernel, kernels, facts, evidence, needed, modules, failed)
     if any(p.severity == "error" for p in kernel_problems) or any(not m.working for m in modules):
         verdict = "unknown" if failed else "not_ready"
     else:
@@ -82,7 +82,7 @@ def _assess_kernel(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, confi
 
 
 def _unknown_because(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, evidence: Evidence,
-                     expected: dict, modules: tuple[ModuleVerdict, ...], failed: list[str]) -> list[str]:
+                     needed: list, modules: tuple[ModuleVerdict, ...], failed: list[str]) -> list[str]:
     """Why K's verdict cannot be told (docs/readiness.md, "Verdicts"): a readiness collector
     failed, the running kernel's image cannot be listed (early boot unknown), K's own image is
     not read (lzop) while K needs early-boot modules, or enforcement is unknown and a module
@@ -92,14 +92,13 @@ def _unknown_because(kernel: Kernel, kernels: KernelFacts, facts: HostFacts, evi
     if early_unknown is not None and kernel.release != kernels.running:
         unknown.append(early_unknown)
     image = evidence.image
-    if image is not None and image.error is not None and image.error.code == "unsupported" and \
-            any(m.early_boot for m in modules):
+    if image is not None and image.error is not None and not image.damaged and any(m.early_boot for m in modules):
         unknown.append(f"{image.path} is not read ({image.error.detail}): whether it holds the early-boot "
                        "modules is not checked")
-    return unknown + _enforcement_unknown(kernel, facts, evidence, expected, modules)
+    return unknown + _enforcement_unknown(kernel, facts, evidence, needed, modules)
 
 
-def _enforcement_unknown(kernel: Kernel, facts: HostFacts, evidence: Evidence, expected: dict,
+def _enforcement_unknown(kernel: Kernel, facts: HostFacts, evidence: Evidence, needed: list,
                          modules: tuple[ModuleVerdict, ...]) -> list[str]:
     """When whether K enforces signatures is unknown, the modules that work only if it does not
     (unsigned, or signed by a key K would not trust) make K unknown, not ready: the same
@@ -108,7 +107,7 @@ def _enforcement_unknown(kernel: Kernel, facts: HostFacts, evidence: Evidence, e
     if evidence.enforced is not None or trust is None:
         return []
     strict = replace(evidence, enforced=True)
-    depends = [m.module for m, (name, (source, why)) in zip(modules, sorted(expected.items()))
+    depends = [m.module for m, (name, (source, why)) in zip(modules, needed)
                if m.working and not assess_module(kernel, name, source, why, strict).working]
     if not depends:
         return []
@@ -159,7 +158,7 @@ def _kernel_problems(kernel: Kernel, kernels: KernelFacts, initramfs: InitramfsF
     if image is not None and not image.present and running is not None and running.present:
         out.append(Problem("initramfs_missing", f"{k} has no initramfs image while the running kernel has one",
                            fix("initramfs_missing", k)))
-    if image is not None and image.error is not None and image.error.code != "unsupported":
+    if image is not None and image.damaged:
         out.append(Problem("initramfs_unreadable", f"{image.path}: {image.error}", fix("initramfs_unreadable", k)))
     for name, rel, at_boot in lost:
         where = f"modules.dep lists {rel} but the file is gone" if rel else f"{k} has no {name}.ko"
